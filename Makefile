@@ -1,0 +1,33 @@
+# fraiseql-observers — see README.md.
+GO       ?= go
+BIN      := bin/fraiseql-observers
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PKGS     := ./...
+FUZZTIME ?= 20s
+
+.PHONY: build demo test bench fuzz lint clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fraiseql-observers
+
+demo: build
+	./scripts/demo.sh
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 45m $(PKGS)
+
+bench: build
+	./scripts/bench.sh
+
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
+
+clean:
+	rm -rf bin
