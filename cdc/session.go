@@ -1,0 +1,288 @@
+// Package cdc owns the logical replication session: preflight checks, slot and
+// publication management, START_REPLICATION, keepalives, standby status updates and
+// reconnects. One goroutine owns the replication connection; it decodes the stream,
+// hands events to a Consumer and confirms to PostgreSQL only what the Confirmer
+// reports as durably settled.
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+// Consumer receives decoded events. Push must never block; Full and Ready implement
+// backpressure: while Full reports true the session stops reading the stream (it keeps
+// sending status updates) until Ready fires.
+type Consumer interface {
+	Push(evs []*decoder.Event)
+	Full() bool
+	Ready() <-chan struct{}
+}
+
+// Confirmer reports the highest position that is durably settled; the session never
+// reports a flush position past it.
+type Confirmer interface {
+	Durable() lsn.LSN
+}
+
+// Options configures a Session. Zero values mean the documented defaults.
+type Options struct {
+	// ConnConfig is the (non-replication) connection configuration of the source
+	// database; the session derives its replication connection from it. Required.
+	ConnConfig        *pgx.ConnConfig
+	Slot              string // required
+	Publication       string // required
+	ManageSlot        bool
+	ManagePublication bool
+	PublicationTables []string
+	// StatusInterval is the period of standby status updates (default 10s).
+	StatusInterval time.Duration
+	// ReconnectInitial and ReconnectMax bound the backoff between reconnects (1s, 60s).
+	ReconnectInitial, ReconnectMax time.Duration
+	// BatchSize is how many events the session hands over at once at most (100).
+	BatchSize int
+	// MaxEventBytes bounds one decoded change (0 = unlimited).
+	MaxEventBytes int
+	// IgnoreTables are "schema.table" names whose changes are never handed on (our own
+	// state tables, when a FOR ALL TABLES publication includes them).
+	IgnoreTables []string
+	// Checkpoint is our durable position (0 when there is none) and SystemID the
+	// server's system identifier recorded with it ("" when none).
+	Checkpoint lsn.LSN
+	SystemID   string
+	// StartLSN is an operator-requested start position later than Checkpoint (0 = none).
+	StartLSN lsn.LSN
+	Logger   zerolog.Logger
+	Metrics  *metrics.Set
+}
+
+// Session streams one slot. Create it with New and run it with Run.
+type Session struct {
+	opts    Options
+	log     zerolog.Logger
+	wm      *lsn.Watermark[lsn.LSN]
+	out     Consumer
+	confirm Confirmer
+	ignore  map[string]bool
+	m       *sessionMetrics
+
+	stopReading atomic.Bool
+	stopCh      chan struct{}
+	stopOnce    sync.Once
+
+	systemID     atomic.Value // string
+	received     atomic.Uint64
+	confirmed    atomic.Uint64
+	serverWALEnd atomic.Uint64
+	connected    atomic.Bool
+	reconnects   atomic.Int64
+	lastErr      atomic.Value // string
+	lastCommit   atomic.Int64 // unix nanos of the last commit received
+}
+
+// New returns a Session; it starts no goroutine and opens no connection.
+func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirmer) (*Session, error) {
+	switch {
+	case opts.ConnConfig == nil:
+		return nil, errors.New("cdc: ConnConfig is required")
+	case opts.Slot == "" || opts.Publication == "":
+		return nil, errors.New("cdc: Slot and Publication are required")
+	case wm == nil || out == nil || confirm == nil:
+		return nil, errors.New("cdc: watermark, consumer and confirmer are required")
+	}
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = 10 * time.Second
+	}
+	if opts.ReconnectInitial <= 0 {
+		opts.ReconnectInitial = time.Second
+	}
+	if opts.ReconnectMax <= 0 {
+		opts.ReconnectMax = time.Minute
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	s := &Session{opts: opts, log: opts.Logger, wm: wm, out: out, confirm: confirm,
+		ignore: map[string]bool{}, stopCh: make(chan struct{})}
+	for _, t := range opts.IgnoreTables {
+		s.ignore[t] = true
+	}
+	s.systemID.Store(opts.SystemID)
+	s.lastErr.Store("")
+	s.m = newSessionMetrics(set, s)
+	return s, nil
+}
+
+// StopReading makes the session stop reading the stream while it keeps sending status
+// updates, the first step of a graceful shutdown. It is safe to call more than once.
+func (s *Session) StopReading() {
+	s.stopOnce.Do(func() {
+		s.stopReading.Store(true)
+		close(s.stopCh)
+	})
+}
+
+// SystemID returns the server's system identifier once the session has connected.
+func (s *Session) SystemID() string { return s.systemID.Load().(string) }
+
+// Status is a snapshot of the session for the status command and metrics.
+type Status struct {
+	Connected    bool
+	Slot         string
+	ReceivedLSN  lsn.LSN // end of the last transaction received
+	ConfirmedLSN lsn.LSN // last flush position reported to the server
+	ServerWALEnd lsn.LSN // server WAL end from the last keepalive or data message
+	Reconnects   int64
+	LastError    string
+	LastCommit   time.Time
+}
+
+// Status returns a snapshot of the session; safe for concurrent use.
+func (s *Session) Status() Status {
+	st := Status{
+		Connected:    s.connected.Load(),
+		Slot:         s.opts.Slot,
+		ReceivedLSN:  lsn.LSN(s.received.Load()),
+		ConfirmedLSN: lsn.LSN(s.confirmed.Load()),
+		ServerWALEnd: lsn.LSN(s.serverWALEnd.Load()),
+		Reconnects:   s.reconnects.Load(),
+		LastError:    s.lastErr.Load().(string),
+	}
+	if n := s.lastCommit.Load(); n != 0 {
+		st.LastCommit = time.Unix(0, n)
+	}
+	return st
+}
+
+// Run checks the server, then streams until ctx is cancelled, reconnecting with
+// capped exponential backoff and jitter after connection loss. On cancellation it sends
+// a last status update with the durable position and returns nil. It returns a
+// *PreflightError or *GapError when the operator must act, without retrying.
+func (s *Session) Run(ctx context.Context) error {
+	pre, err := s.Preflight(ctx, s.opts.Checkpoint)
+	if err != nil {
+		return err
+	}
+	// The slot is never ahead of our checkpoint here (Preflight reports that as a gap);
+	// the server honours a start position later than the slot's.
+	start := max(s.opts.Checkpoint, s.opts.StartLSN, pre.Slot.ConfirmedFlushLSN)
+	s.wm.Reset(start)
+	s.confirmed.Store(uint64(start))
+	s.received.Store(uint64(start))
+	s.log.Info().Str("slot", s.opts.Slot).Str("publication", s.opts.Publication).
+		Str("start_lsn", start.String()).Str("checkpoint", s.opts.Checkpoint.String()).
+		Str("slot_confirmed_flush_lsn", pre.Slot.ConfirmedFlushLSN.String()).Msg("starting replication")
+
+	attempt := 0
+	for {
+		streamed, err := s.stream(ctx, start)
+		s.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return err
+		}
+		s.lastErr.Store(err.Error())
+		if streamed {
+			attempt = 0
+		}
+		attempt++
+		s.reconnects.Add(1)
+		s.m.reconnects.Inc()
+		d := backoff(attempt, s.opts.ReconnectInitial, s.opts.ReconnectMax)
+		s.log.Warn().Err(err).Dur("retry_in", d).Int("attempt", attempt).Msg("replication connection lost; reconnecting")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		// Resume from what is durably confirmed: the server re-sends everything after
+		// it, and the pipeline drops what it already settled.
+		start = max(s.confirm.Durable(), start)
+		if err := s.recheck(ctx, start); err != nil {
+			if permanent(err) {
+				return err
+			}
+			s.log.Warn().Err(err).Msg("slot check before reconnect failed")
+		}
+	}
+}
+
+// recheck re-reads the slot before a reconnect: a slot that vanished or was
+// invalidated while we were away is a gap, not something to retry.
+func (s *Session) recheck(ctx context.Context, durable lsn.LSN) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, s.opts.ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	slot, err := ReadSlot(cctx, conn, s.opts.Slot)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !slot.Exists:
+		return &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the slot was dropped while the service was reconnecting (our position %s)", durable)}
+	case slot.WALStatus == "lost":
+		return &GapError{Slot: s.opts.Slot, Reason: "the slot was invalidated (wal_status = lost) while the service was reconnecting"}
+	case slot.ConfirmedFlushLSN > durable:
+		return &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the slot's confirmed_flush_lsn %s moved past our position %s while we were disconnected", slot.ConfirmedFlushLSN, durable)}
+	}
+	return nil
+}
+
+// backoff returns a capped exponential delay with ±25% jitter for attempt n ≥ 1.
+func backoff(n int, initial, maxDelay time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	return d + time.Duration(float64(d)*(rand.Float64()*0.5-0.25))
+}
+
+// replConfig derives the replication connection configuration.
+func (s *Session) replConfig() *pgconn.Config {
+	cfg := s.opts.ConnConfig.Config.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "fraiseql-observers"
+	}
+	return cfg
+}
+
+// pluginArgs returns the pgoutput options: protocol 1, our publication, messages on.
+func (s *Session) pluginArgs() []string {
+	return []string{
+		"proto_version '1'",
+		"publication_names '" + strings.ReplaceAll(pgx.Identifier{s.opts.Publication}.Sanitize(), "'", "''") + "'",
+		"messages 'true'",
+	}
+}

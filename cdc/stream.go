@@ -1,0 +1,258 @@
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+// stream runs one replication connection from start until ctx is cancelled or the
+// connection fails. streamed reports whether START_REPLICATION succeeded (so the
+// reconnect backoff can start over).
+func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	conn, err := pgconn.ConnectConfig(cctx, s.replConfig())
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("connect for replication: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		conn.Close(cctx)
+		cancel()
+	}()
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return false, fmt.Errorf("identify system: %w", err)
+	}
+	if known := s.SystemID(); known != "" && known != sys.SystemID {
+		return false, &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the server's system identifier is %s, but our checkpoint was taken on %s: "+
+			"this is a different cluster (restored or re-initialised); positions are not comparable", sys.SystemID, known)}
+	}
+	s.systemID.Store(sys.SystemID)
+	err = pglogrepl.StartReplication(ctx, conn, s.opts.Slot, pglogrepl.LSN(start),
+		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: s.pluginArgs()})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" { // object_in_use: slot held elsewhere
+			return false, fmt.Errorf("start replication: slot %q is in use by another process: %w", s.opts.Slot, err)
+		}
+		return false, fmt.Errorf("start replication: %w", err)
+	}
+	s.connected.Store(true)
+	s.log.Info().Str("slot", s.opts.Slot).Str("start_lsn", start.String()).Str("system_id", sys.SystemID).Msg("streaming")
+
+	st := &streamState{s: s, conn: conn, dec: decoder.New(decoder.Options{MaxEventBytes: s.opts.MaxEventBytes})}
+	return true, st.run(ctx)
+}
+
+// streamState is the state of one connection; only the session goroutine touches it.
+type streamState struct {
+	s          *Session
+	conn       *pgconn.PgConn
+	dec        *decoder.Decoder
+	batch      []*decoder.Event
+	nextStatus time.Time
+	lastSent   lsn.LSN
+}
+
+func (st *streamState) run(ctx context.Context) error {
+	s := st.s
+	st.nextStatus = time.Now()
+	for {
+		if ctx.Err() != nil {
+			return st.finish(ctx)
+		}
+		if !time.Now().Before(st.nextStatus) {
+			if err := st.sendStatus(ctx, false); err != nil {
+				return err
+			}
+		}
+		if s.stopReading.Load() || s.out.Full() {
+			st.flush()
+			if err := st.waitCapacity(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		rctx, cancel := context.WithDeadline(ctx, st.nextStatus)
+		msg, err := st.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return st.finish(ctx)
+			}
+			if pgconn.Timeout(err) {
+				st.flush()
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		if err := st.handle(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+// waitCapacity blocks while the consumer is full (or reading is stopped), waking up for
+// status updates, which keep the walsender from timing us out.
+func (st *streamState) waitCapacity(ctx context.Context) error {
+	t := time.NewTimer(time.Until(st.nextStatus))
+	defer t.Stop()
+	var ready <-chan struct{}
+	if !st.s.stopReading.Load() {
+		ready = st.s.out.Ready()
+	}
+	select {
+	case <-ctx.Done():
+	case <-ready:
+	case <-t.C:
+	}
+	return nil
+}
+
+func (st *streamState) handle(ctx context.Context, msg pgproto3.BackendMessage) error {
+	switch msg := msg.(type) {
+	case *pgproto3.CopyData:
+		if len(msg.Data) == 0 {
+			return errors.New("empty CopyData message from server")
+		}
+		switch msg.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			st.s.serverWALEnd.Store(uint64(ka.ServerWALEnd))
+			st.idleAdvance(lsn.LSN(ka.ServerWALEnd))
+			if ka.ReplyRequested {
+				return st.sendStatus(ctx, false)
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+			if err != nil {
+				return fmt.Errorf("parse XLogData: %w", err)
+			}
+			if uint64(xld.ServerWALEnd) > st.s.serverWALEnd.Load() {
+				st.s.serverWALEnd.Store(uint64(xld.ServerWALEnd))
+			}
+			return st.decode(lsn.LSN(xld.WALStart), xld.WALData)
+		default:
+			return fmt.Errorf("unexpected CopyData message type %q", msg.Data[0])
+		}
+	case *pgproto3.ErrorResponse:
+		return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+	case *pgproto3.CopyDone:
+		return errors.New("server ended the replication stream")
+	case *pgproto3.NoticeResponse:
+		st.s.log.Info().Str("severity", msg.Severity).Str("notice", msg.Message).Msg("server notice")
+	default:
+		return fmt.Errorf("unexpected message %T in replication stream", msg)
+	}
+	return nil
+}
+
+// decode turns one pgoutput message into events, tickets them in stream order and
+// batches them for the consumer. data aliases the connection's read buffer; the
+// decoder copies every byte it keeps.
+func (st *streamState) decode(walStart lsn.LSN, data []byte) error {
+	s := st.s
+	n := len(st.batch)
+	evs, kind, err := st.dec.Decode(walStart, data, st.batch)
+	if err != nil {
+		return fmt.Errorf("decode message at %s: %w", walStart, err)
+	}
+	// Drop changes of our own tables, then ticket the rest: each event's ticket carries
+	// its transaction's commit LSN (confirming it never skips that transaction).
+	kept := evs[:n]
+	for _, ev := range evs[n:] {
+		if ev.Schema != "" && s.ignore[ev.Schema+"."+ev.Table] {
+			continue
+		}
+		pos := ev.ID.Commit
+		if ev.Op == decoder.OpMessage && ev.Message != nil && !ev.Message.Transactional {
+			pos = ev.LSN + 1 // confirming past a non-transactional message skips it
+		}
+		ev.Seq = s.wm.Dispatch(pos)
+		kept = append(kept, ev)
+	}
+	st.batch = kept
+	switch kind {
+	case decoder.KindCommit:
+		c := st.dec.LastCommit()
+		st.flush()
+		// The commit marker: acknowledged at once, it lets the watermark reach the
+		// transaction's end only after every event before it is settled.
+		s.wm.Ack(s.wm.Dispatch(c.EndLSN))
+		s.received.Store(uint64(c.EndLSN))
+		s.lastCommit.Store(c.CommitTime.UnixNano())
+		s.m.transactions.Inc()
+	}
+	if len(st.batch) >= s.opts.BatchSize {
+		st.flush()
+	}
+	return nil
+}
+
+// flush hands the pending batch to the consumer.
+func (st *streamState) flush() {
+	if len(st.batch) == 0 {
+		return
+	}
+	st.s.m.events.Add(len(st.batch))
+	st.s.out.Push(st.batch)
+	st.batch = make([]*decoder.Event, 0, st.s.opts.BatchSize)
+}
+
+// idleAdvance confirms the keepalive's WAL end when nothing is in flight, so an idle
+// publication does not make the server retain WAL forever.
+func (st *streamState) idleAdvance(walEnd lsn.LSN) {
+	if st.dec.InTransaction() || len(st.batch) > 0 {
+		return
+	}
+	st.s.wm.Advance(walEnd)
+}
+
+// sendStatus reports the durable position as written, flushed and applied. The three
+// positions are set explicitly: never a received-but-unsettled position.
+func (st *streamState) sendStatus(ctx context.Context, reply bool) error {
+	pos := st.s.confirm.Durable()
+	if pos < st.lastSent {
+		pos = st.lastSent
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(pos),
+		WALFlushPosition: pglogrepl.LSN(pos),
+		WALApplyPosition: pglogrepl.LSN(pos),
+		ClientTime:       time.Now(),
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status update: %w", err)
+	}
+	st.lastSent = pos
+	st.s.confirmed.Store(uint64(pos))
+	st.nextStatus = time.Now().Add(st.s.opts.StatusInterval)
+	return nil
+}
+
+// finish sends the last status update of a graceful shutdown. Events not yet handed
+// over are dropped unacknowledged: the server sends them again after a restart.
+func (st *streamState) finish(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := st.sendStatus(ctx, false); err != nil {
+		st.s.log.Warn().Err(err).Msg("final status update failed")
+		return nil
+	}
+	st.s.log.Info().Str("confirmed_lsn", st.lastSent.String()).Msg("replication stopped")
+	return nil
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/cdc"
+	"github.com/fraiseql/fraiseql-observers/checkpoint"
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/dlq"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+type serviceOptions struct {
+	startLSN lsn.LSN
+}
+
+// service is the running system: session → pipeline → sinks, with checkpoints.
+type service struct {
+	cfg    *configs.Config
+	log    zerolog.Logger
+	set    *metrics.Set
+	pool   *pgxpool.Pool
+	wm     *lsn.Watermark[lsn.LSN]
+	pipe   *pipeline.Pipeline
+	sess   *cdc.Session
+	writer *checkpoint.Writer // nil when checkpoints are disabled
+	dedup  *pipeline.Dedup
+	dlq    *dlq.Store
+}
+
+// ackedConfirmer confirms the ack watermark directly (checkpoints disabled).
+type ackedConfirmer struct{ wm *lsn.Watermark[lsn.LSN] }
+
+func (c ackedConfirmer) Durable() lsn.LSN {
+	p, _ := c.wm.Acked()
+	return p
+}
+
+// connConfig parses the source DSN without ever echoing its password.
+func connConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
+	dsn, err := cfg.DSN()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, &codeError{code: exitConfig, err: fmt.Errorf("source DSN %s cannot be parsed: use a URL (postgres://user@host:5432/db?sslmode=verify-full) or key=value pairs",
+			configs.RedactDSN(dsn))}
+	}
+	if cc.RuntimeParams["application_name"] == "" {
+		cc.RuntimeParams["application_name"] = "fraiseql-observers"
+	}
+	if cfg.Source.ConnectTimeout > 0 {
+		cc.ConnectTimeout = cfg.Source.ConnectTimeout
+	}
+	return cc, nil
+}
+
+func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (s *service, err error) {
+	s = &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	cc, err := connConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("pool config: %w", err)
+	}
+	pcfg.ConnConfig = cc.Copy()
+	pcfg.MaxConns = int32(max(4, cfg.ConcurrentExecution.MaxConcurrency))
+	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, fmt.Errorf("state database pool: %w", err)
+	}
+	schema := cfg.State.Schema
+	slot := cfg.Source.Slot
+
+	var loaded checkpoint.State
+	var cps *checkpoint.Store
+	if cfg.Checkpoints.Enabled {
+		cps = checkpoint.NewStore(s.pool, schema, slot, cfg.ListenerID)
+		if err = cps.Migrate(ctx); err != nil {
+			return nil, preflightDB(err)
+		}
+		if _, err = cps.AcquireEpoch(ctx); err != nil {
+			return nil, err
+		}
+		if loaded, err = cps.Load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DLQ.Enabled {
+		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: schema, Slot: slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
+		if err = s.dlq.Migrate(ctx); err != nil {
+			return nil, preflightDB(err)
+		}
+	}
+	if cfg.Deduplication.Enabled {
+		if s.dedup, err = pipeline.NewDedup(int64(cfg.Deduplication.CacheEntries)); err != nil {
+			return nil, err
+		}
+	}
+	b := &builder{cfg: cfg, log: log, set: s.set, pool: s.pool}
+	observers, err := b.observers()
+	if err != nil {
+		return nil, err
+	}
+	start := map[string]lsn.Position{}
+	for id, pos := range loaded.Actions {
+		start[id] = pos
+	}
+	if opts.startLSN != 0 {
+		if loaded.Slot != 0 && opts.startLSN < loaded.Slot {
+			return nil, &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn %s is before the checkpoint %s; use `replay` to deliver past events again", opts.startLSN, loaded.Slot)}
+		}
+		for _, o := range observers {
+			for _, a := range o.Actions {
+				if p, ok := start[a.ID]; !ok || p.Commit < opts.startLSN {
+					start[a.ID] = lsn.Position{Commit: opts.startLSN}
+				}
+			}
+		}
+	}
+	popts := pipeline.Options{
+		Observers:        observers,
+		Acker:            s.wm,
+		Dedup:            s.dedup,
+		Start:            start,
+		ListenerID:       cfg.ListenerID,
+		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
+		Logger:           log,
+		Metrics:          s.set,
+	}
+	if s.dlq != nil {
+		popts.DLQ = s.dlq
+	}
+	if s.pipe, err = pipeline.New(popts); err != nil {
+		return nil, err
+	}
+	var confirm cdc.Confirmer = ackedConfirmer{s.wm}
+	if cps != nil {
+		s.writer = checkpoint.NewWriter(checkpoint.WriterOptions{
+			Store:    cps,
+			Slot:     s.wm.Acked,
+			Actions:  s.pipe.Progress,
+			SystemID: func() string { return s.sess.SystemID() },
+			Interval: cfg.Checkpoints.Interval,
+			Initial:  max(loaded.Slot, opts.startLSN),
+			Logger:   log,
+			Metrics:  s.set,
+		})
+		confirm = s.writer
+	}
+	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq"}
+	s.sess, err = cdc.New(cdc.Options{
+		ConnConfig:        cc,
+		Slot:              slot,
+		Publication:       cfg.Source.Publication,
+		ManageSlot:        cfg.Source.ManageSlot,
+		ManagePublication: cfg.Source.ManagePublication,
+		PublicationTables: tableNames(cfg.Source.PublicationTables),
+		StatusInterval:    cfg.Source.StatusInterval,
+		ReconnectInitial:  cfg.Source.Reconnect.InitialDelay,
+		ReconnectMax:      cfg.Source.Reconnect.MaxDelay,
+		BatchSize:         cfg.Pipeline.BatchSize,
+		MaxEventBytes:     int(cfg.Source.MaxEventBytes),
+		IgnoreTables:      ignore,
+		Checkpoint:        loaded.Slot,
+		SystemID:          loaded.SystemID,
+		StartLSN:          opts.startLSN,
+		Logger:            log,
+		Metrics:           s.set,
+	}, s.wm, s.pipe, confirm)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// preflightDB turns a failure to reach the state tables into a preflight error.
+func preflightDB(err error) error {
+	return &cdc.PreflightError{Check: "state", Msg: "cannot prepare the service's tables in the source database", Err: err,
+		Hint: "check source.dsn and that the role may create tables in state.schema"}
+}
+
+func tableNames(refs []configs.TableRef) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// run runs the service until ctx is cancelled or the session fails, then shuts down in
+// two tiers: stop reading and drain under pipeline.shutdown_timeout, then cancel; the
+// checkpoints are written and the last status update confirms only what settled.
+func (s *service) run(ctx context.Context) error {
+	defer s.close()
+	base := context.WithoutCancel(ctx)
+	pctx, pcancel := context.WithCancel(base)
+	sctx, scancel := context.WithCancel(base)
+	wctx, wcancel := context.WithCancel(base)
+	defer pcancel()
+	defer scancel()
+	defer wcancel()
+
+	var pwg sync.WaitGroup
+	pwg.Add(1)
+	var pipeErr error
+	go func() {
+		defer pwg.Done()
+		pipeErr = s.pipe.Run(pctx)
+	}()
+	writerDone := make(chan error, 1)
+	if s.writer != nil {
+		go func() { writerDone <- s.writer.Run(wctx) }()
+	}
+	sessDone := make(chan error, 1)
+	go func() { sessDone <- s.sess.Run(sctx) }()
+
+	var runErr error
+	sessExited := false
+	select {
+	case <-ctx.Done():
+		s.log.Info().Msg("shutting down: stop reading, drain in-flight events")
+	case runErr = <-sessDone:
+		sessExited = true
+	case runErr = <-writerDone:
+	}
+
+	s.sess.StopReading()
+	dctx, dcancel := context.WithTimeout(base, s.cfg.Pipeline.ShutdownTimeout)
+	if err := s.pipe.Drain(dctx); err != nil {
+		s.log.Warn().Int64("unsettled_bytes", s.pipe.InFlightBytes()).Dur("shutdown_timeout", s.cfg.Pipeline.ShutdownTimeout).
+			Msg("drain deadline passed; cancelling deliveries in progress (their events are delivered again after a restart)")
+	}
+	dcancel()
+	pcancel()
+	pwg.Wait()
+	if s.writer != nil {
+		wcancel()
+		fctx, fcancel := context.WithTimeout(base, 10*time.Second)
+		if err := s.writer.Flush(fctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Warn().Err(err).Msg("final checkpoint write failed")
+		}
+		fcancel()
+	}
+	scancel()
+	if !sessExited {
+		if err := <-sessDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return errors.Join(runErr, pipeErr)
+}
+
+func (s *service) close() {
+	if s.dedup != nil {
+		s.dedup.Close()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}

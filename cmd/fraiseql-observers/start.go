@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+type startFlags struct {
+	config    string
+	startLSN  string
+	logFormat string
+	logLevel  string
+}
+
+func newStartCmd() *cobra.Command {
+	var f startFlags
+	c := &cobra.Command{
+		Use:   "start --config FILE",
+		Short: "Stream changes from the slot and run the observers",
+		Long: `Start streaming from the configured slot and deliver every matching change to the
+observers' actions until SIGINT or SIGTERM. On a signal the service stops reading,
+drains what is in flight (pipeline.shutdown_timeout), writes its checkpoints and
+confirms to PostgreSQL only what was delivered.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runStart(cmd.Context(), f) },
+	}
+	c.Flags().StringVarP(&f.config, "config", "c", "", "configuration file (YAML)")
+	c.Flags().StringVar(&f.startLSN, "start-lsn", "", "start from this LSN (X/Y) when it is later than the checkpoint; earlier changes are skipped")
+	c.Flags().StringVar(&f.logFormat, "log-format", "", "log format: json (default) or console; overrides logging.format")
+	c.Flags().StringVar(&f.logLevel, "log-level", "", "log level: trace, debug, info, warn or error; overrides logging.level")
+	c.MarkFlagRequired("config")
+	return c
+}
+
+func runStart(ctx context.Context, f startFlags) error {
+	cfg, warnings, err := configs.Load(f.config)
+	if err != nil {
+		return err
+	}
+	if f.logFormat != "" {
+		if f.logFormat != "json" && f.logFormat != "console" {
+			return &codeError{code: exitConfig, err: fmt.Errorf("--log-format must be json or console, not %q", f.logFormat)}
+		}
+		cfg.Logging.Format = f.logFormat
+	}
+	if f.logLevel != "" {
+		cfg.Logging.Level = f.logLevel
+	}
+	log, err := newLogger(cfg.Logging)
+	if err != nil {
+		return &codeError{code: exitConfig, err: err}
+	}
+	for _, w := range warnings {
+		log.Warn().Str("where", w.Pos.String()).Msg(w.Msg)
+	}
+	var startLSN lsn.LSN
+	if f.startLSN != "" {
+		if startLSN, err = lsn.Parse(f.startLSN); err != nil {
+			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn: %w", err)}
+		}
+	}
+	log.Info().Str("version", buildVersion()).Str("config", f.config).Str("listener_id", cfg.ListenerID).Msg("starting")
+	svc, err := buildService(ctx, cfg, log, serviceOptions{startLSN: startLSN})
+	if err != nil {
+		return err
+	}
+	err = svc.run(ctx)
+	if err != nil {
+		log.Error().Err(err).Msg("stopped with an error")
+		return &silentError{err}
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// newLogger builds the root logger: JSON lines on stderr, or a human console format.
+func newLogger(c configs.Logging) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		if c.Level != "" {
+			return zerolog.Logger{}, fmt.Errorf("unknown log level %q", c.Level)
+		}
+		level = zerolog.InfoLevel
+	}
+	var log zerolog.Logger
+	switch c.Format {
+	case "console":
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	case "", "json":
+		log = zerolog.New(os.Stderr)
+	default:
+		return zerolog.Logger{}, errors.New("logging.format must be json or console")
+	}
+	return log.Level(level).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,144 @@
+// Package dlq is the durable dead-letter queue: events whose action failed for good,
+// stored in PostgreSQL (observer_dlq) with the observer, action, error, attempt count
+// and timestamps, so an operator can inspect, retry or remove them.
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+// ErrFull is returned by Put when the queue holds MaxSize items. The event is then not
+// settled: the action holds it (and the slot does not advance past it) until an operator
+// makes room, so a full DLQ never loses an event.
+var ErrFull = errors.New("dead-letter queue is full (dlq.max_dlq_size); retry or remove items to make room")
+
+// Options configures a Store.
+type Options struct {
+	Schema  string // default "public"
+	Slot    string // the slot the letters come from
+	MaxSize int64  // 0 = unbounded
+	Metrics *metrics.Set
+}
+
+// Store is the observer_dlq table. It is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	opts     Options
+	size     atomic.Int64 // cached pending count, refreshed by Put and Count
+	overflow *metrics.Counter
+}
+
+// NewStore returns a Store using pool.
+func NewStore(pool *pgxpool.Pool, opts Options) *Store {
+	if opts.Schema == "" {
+		opts.Schema = "public"
+	}
+	s := &Store{pool: pool, opts: opts}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	s.overflow = set.GetOrCreateCounter("observer_dlq_overflow_total")
+	return s
+}
+
+// Table returns the quoted, schema-qualified table name.
+func (s *Store) Table() string { return pgx.Identifier{s.opts.Schema, "observer_dlq"}.Sanitize() }
+
+// Migrate creates the table when it does not exist.
+func (s *Store) Migrate(ctx context.Context) error {
+	sql := fmt.Sprintf(`
+CREATE SCHEMA IF NOT EXISTS %[2]s;
+CREATE TABLE IF NOT EXISTS %[1]s (
+	id               bigserial   PRIMARY KEY,
+	slot_name        text        NOT NULL,
+	event_id         text        NOT NULL,
+	commit_lsn       pg_lsn      NOT NULL,
+	ordinal          bigint      NOT NULL,
+	schema_name      text        NOT NULL,
+	table_name       text        NOT NULL,
+	op               text        NOT NULL,
+	observer         text        NOT NULL,
+	action           text        NOT NULL,
+	action_type      text        NOT NULL,
+	error            text        NOT NULL,
+	error_class      text        NOT NULL,
+	attempts         integer     NOT NULL,
+	first_attempt_at timestamptz,
+	last_attempt_at  timestamptz,
+	event            json        NOT NULL,
+	status           text        NOT NULL DEFAULT 'pending',
+	retries          integer     NOT NULL DEFAULT 0,
+	last_retry_at    timestamptz,
+	last_retry_error text,
+	created_at       timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (slot_name, action, event_id)
+);
+CREATE INDEX IF NOT EXISTS observer_dlq_status_idx ON %[1]s (status, created_at);`, s.Table(), pgx.Identifier{s.opts.Schema}.Sanitize())
+	if _, err := s.pool.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("create dlq table: %w", err)
+	}
+	_, err := s.Count(ctx)
+	return err
+}
+
+// Count returns the number of pending items and refreshes the cached size.
+func (s *Store) Count(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE status = 'pending'`, s.Table())).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count dlq items: %w", err)
+	}
+	s.size.Store(n)
+	return n, nil
+}
+
+// Size returns the pending count as last seen (cheap; for metrics).
+func (s *Store) Size() int64 { return s.size.Load() }
+
+// Put stores a dead letter. Storing the same (action, event) again — a replay after a
+// crash — updates the existing row instead of adding one.
+func (s *Store) Put(ctx context.Context, dl pipeline.DeadLetter) error {
+	if s.opts.MaxSize > 0 && s.size.Load() >= s.opts.MaxSize {
+		if n, err := s.Count(ctx); err != nil || n >= s.opts.MaxSize {
+			s.overflow.Inc()
+			return ErrFull
+		}
+	}
+	ev := dl.Event
+	class := "transient"
+	if !pipeline.Retryable(dl.Err) {
+		class = "permanent"
+	}
+	msg := "unknown error"
+	if dl.Err != nil {
+		msg = dl.Err.Error()
+	}
+	var inserted bool
+	err := s.pool.QueryRow(ctx, fmt.Sprintf(`
+INSERT INTO %s (slot_name, event_id, commit_lsn, ordinal, schema_name, table_name, op, observer, action, action_type,
+                error, error_class, attempts, first_attempt_at, last_attempt_at, event)
+VALUES ($1, $2, $3::pg_lsn, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::json)
+ON CONFLICT (slot_name, action, event_id) DO UPDATE
+SET error = EXCLUDED.error, error_class = EXCLUDED.error_class, attempts = EXCLUDED.attempts,
+    last_attempt_at = EXCLUDED.last_attempt_at, status = 'pending'
+RETURNING (xmax = 0)`, s.Table()),
+		s.opts.Slot, ev.ID.String(), ev.ID.Commit.String(), int64(ev.ID.Ord), ev.Schema, ev.Table, ev.Op.String(),
+		dl.Observer, dl.Action, dl.ActionType, msg, class, dl.Attempts, nullTime(dl.FirstTry), nullTime(dl.LastTry),
+		string(ev.JSON())).Scan(&inserted)
+	if err != nil {
+		return fmt.Errorf("store dead letter: %w", err)
+	}
+	if inserted {
+		s.size.Add(1)
+	}
+	return nil
+}

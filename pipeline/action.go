@@ -1,0 +1,331 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+// entry is one event waiting in a key queue of an action.
+type entry struct {
+	it       *item
+	ticket   lsn.Ticket
+	attempts int
+	first    time.Time
+	lastErr  error
+	parking  bool // failed for good; the DLQ write is pending
+	dlqTries int
+}
+
+// keyQueue holds the events of one row (table + key) for one action, in commit order.
+// Only its head is ever being delivered, so a failing event holds back its own row only.
+type keyQueue struct {
+	key       string
+	entries   []*entry
+	scheduled bool // in the ready list, being delivered, or waiting for a retry
+}
+
+// runner delivers the events of one action with a pool of workers.
+type runner struct {
+	p     *Pipeline
+	a     *Action
+	batch BatchSink
+	wm    *lsn.Watermark[lsn.Position]
+	m     *actionMetrics
+
+	mu     sync.Mutex
+	keys   map[string]*keyQueue
+	ready  []*keyQueue
+	timers map[*keyQueue]*time.Timer
+	closed bool
+	wake   chan struct{}
+}
+
+func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
+	if a.Concurrency < 1 || a.Ordered {
+		a.Concurrency = 1
+	}
+	if a.BatchSize < 1 {
+		a.BatchSize = 1
+	}
+	r := &runner{
+		p:      p,
+		a:      a,
+		wm:     lsn.NewWatermark(lsn.ComparePositions),
+		keys:   map[string]*keyQueue{},
+		timers: map[*keyQueue]*time.Timer{},
+		wake:   make(chan struct{}, a.Concurrency),
+		m:      newActionMetrics(set, a),
+	}
+	if bs, ok := a.Sink.(BatchSink); ok && a.BatchSize > 1 {
+		r.batch = bs
+	} else {
+		a.BatchSize = 1
+	}
+	return r
+}
+
+// skip reports whether the action already settled this event: at or below its
+// checkpoint, or replayed after a reconnect (the LSN-ordering dedup layer).
+func (r *runner) skip(ev *decoder.Event) bool {
+	if pos, ok := r.wm.Acked(); ok && ev.ID.Compare(pos) <= 0 {
+		r.m.dedupCheckpoint.Inc()
+		return true
+	}
+	return false
+}
+
+// partitionKey returns the key whose events must be delivered in order: the table and
+// the row's replica identity key; events without a key are ordered per table (or per
+// message prefix).
+func (r *runner) partitionKey(ev *decoder.Event) string {
+	if r.a.Ordered {
+		return ""
+	}
+	switch {
+	case ev.Op == decoder.OpMessage && ev.Message != nil:
+		return "\x00msg\x00" + ev.Message.Prefix
+	case ev.Key != nil && ev.Key.Len() > 0:
+		b := make([]byte, 0, len(ev.Schema)+len(ev.Table)+32)
+		b = append(b, ev.Schema...)
+		b = append(b, '.')
+		b = append(b, ev.Table...)
+		b = append(b, 0)
+		for _, v := range ev.Key.Values {
+			b = append(b, v...)
+			b = append(b, 0)
+		}
+		return string(b)
+	}
+	return ev.Schema + "." + ev.Table
+}
+
+// enqueue appends the item to its key queue. Called by the router in stream order.
+func (r *runner) enqueue(it *item) {
+	key := r.partitionKey(it.ev)
+	r.mu.Lock()
+	kq := r.keys[key]
+	if kq == nil {
+		kq = &keyQueue{key: key}
+		r.keys[key] = kq
+	}
+	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID)})
+	if !kq.scheduled {
+		kq.scheduled = true
+		r.pushReadyLocked(kq)
+	}
+	r.mu.Unlock()
+}
+
+func (r *runner) pushReadyLocked(kq *keyQueue) {
+	r.ready = append(r.ready, kq)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// job is a ready key and its head entry, captured under the runner's lock.
+type job struct {
+	kq *keyQueue
+	e  *entry
+}
+
+// take waits for ready keys and removes up to n of them from the ready list.
+func (r *runner) take(ctx context.Context, dst []job, n int) []job {
+	for {
+		r.mu.Lock()
+		if len(r.ready) > 0 {
+			k := min(n, len(r.ready))
+			for _, kq := range r.ready[:k] {
+				dst = append(dst, job{kq: kq, e: kq.entries[0]})
+			}
+			r.ready = r.ready[:copy(r.ready, r.ready[k:])]
+			r.mu.Unlock()
+			return dst
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		}
+	}
+}
+
+func (r *runner) start(ctx context.Context, wg *sync.WaitGroup) {
+	for i := 0; i < r.a.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.work(ctx)
+		}()
+	}
+}
+
+// stop cancels pending retry timers; called after the workers exited.
+func (r *runner) stop() {
+	r.mu.Lock()
+	r.closed = true
+	for kq, t := range r.timers {
+		t.Stop()
+		delete(r.timers, kq)
+	}
+	r.mu.Unlock()
+}
+
+func (r *runner) work(ctx context.Context) {
+	evs := make([]*decoder.Event, 0, r.a.BatchSize)
+	errs := make([]error, 0, r.a.BatchSize)
+	var jobs, send []job
+	for {
+		jobs = r.take(ctx, jobs[:0], r.a.BatchSize)
+		if jobs == nil {
+			return
+		}
+		evs, send = evs[:0], send[:0]
+		for _, j := range jobs {
+			kq, e := j.kq, j.e
+			if e.parking {
+				r.park(ctx, kq, e)
+				continue
+			}
+			if r.p.opts.Dedup != nil && r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID) {
+				r.m.dedupCache.Inc()
+				r.settle(kq, e)
+				continue
+			}
+			if e.attempts == 0 {
+				e.first = time.Now()
+			}
+			evs = append(evs, e.it.ev)
+			send = append(send, j)
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		errs = errs[:len(evs)]
+		start := time.Now()
+		if len(evs) > 1 {
+			clear(errs)
+			r.batch.DeliverBatch(ctx, evs, errs)
+		} else {
+			errs[0] = r.a.Sink.Deliver(ctx, evs[0])
+		}
+		elapsed := time.Since(start).Seconds()
+		for i, j := range send {
+			r.m.duration.Update(elapsed)
+			r.outcome(ctx, j.kq, j.e, errs[i])
+		}
+	}
+}
+
+// outcome applies the result of one delivery attempt to the head entry of kq.
+func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error) {
+	e.attempts++
+	if err == nil {
+		r.m.executed.Inc()
+		if r.p.opts.Dedup != nil {
+			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
+		}
+		r.settle(kq, e)
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the event stays unsettled and is delivered after a restart.
+		return
+	}
+	r.m.failed.Inc()
+	e.lastErr = err
+	if Retryable(err) && e.attempts < r.a.Retry.Attempts() {
+		r.m.retries.Inc()
+		d := max(r.a.Retry.Delay(e.attempts), RetryAfter(err))
+		r.p.log.Debug().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).
+			Int("attempt", e.attempts).Dur("retry_in", d).Err(err).Msg("delivery failed, will retry")
+		r.retryLater(kq, d)
+		return
+	}
+	switch {
+	case r.a.OnFailure == FailureDLQ && r.p.opts.DLQ != nil:
+		e.parking = true
+		r.park(ctx, kq, e)
+	default:
+		ev := r.p.log.Error()
+		if r.a.OnFailure == FailureAlert {
+			ev = ev.Bool("alert", true)
+		}
+		ev.Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Str("table", e.it.ev.Schema+"."+e.it.ev.Table).
+			Int("attempts", e.attempts).Err(err).Msg("action failed for good; event dropped by on_failure policy")
+		if r.p.opts.Dedup != nil {
+			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
+		}
+		r.settle(kq, e)
+	}
+}
+
+// park writes the head entry to the DLQ; only a stored letter settles the event.
+// A failed write is retried with backoff and holds the key (and the watermark).
+func (r *runner) park(ctx context.Context, kq *keyQueue, e *entry) {
+	dl := DeadLetter{
+		Event: e.it.ev, Observer: r.a.observer.Name, Action: r.a.ID, ActionType: r.a.Type,
+		Err: e.lastErr, Attempts: e.attempts, FirstTry: e.first, LastTry: time.Now(),
+	}
+	if err := r.p.opts.DLQ.Put(ctx, dl); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		e.dlqTries++
+		r.m.dlqWriteErrors.Inc()
+		d := RetryPolicy{Strategy: BackoffExponential, Initial: 200 * time.Millisecond, Max: 30 * time.Second}.Delay(e.dlqTries)
+		r.p.log.Error().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Dur("retry_in", d).Err(err).
+			Msg("dead-letter write failed; holding the event")
+		r.retryLater(kq, d)
+		return
+	}
+	r.m.dlq.Inc()
+	if r.p.opts.Dedup != nil {
+		r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
+	}
+	r.settle(kq, e)
+}
+
+// retryLater makes kq ready again after d.
+func (r *runner) retryLater(kq *keyQueue, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.timers[kq] = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.timers, kq)
+		if !r.closed {
+			r.pushReadyLocked(kq)
+		}
+	})
+}
+
+// settle finishes the head entry of kq for this action and schedules the next one.
+func (r *runner) settle(kq *keyQueue, e *entry) {
+	if !r.wm.Ack(e.ticket) {
+		r.p.log.Error().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Msg("settled an event twice")
+	}
+	r.p.done(e.it)
+	r.mu.Lock()
+	kq.entries[0] = nil
+	kq.entries = kq.entries[1:]
+	if len(kq.entries) > 0 {
+		r.pushReadyLocked(kq)
+	} else {
+		kq.scheduled = false
+		kq.entries = nil
+		delete(r.keys, kq.key)
+	}
+	r.mu.Unlock()
+}

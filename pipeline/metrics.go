@@ -1,0 +1,59 @@
+package pipeline
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// pipelineMetrics are the stage-wide metrics. Names follow the seed deployment guide
+// (observer_*); labels never carry row values.
+type pipelineMetrics struct {
+	processed       *metrics.Counter
+	matched         *metrics.Counter
+	conditionErrors *metrics.Counter
+	processing      *metrics.PrometheusHistogram
+}
+
+func newPipelineMetrics(set *metrics.Set, p *Pipeline) *pipelineMetrics {
+	lid := label("listener_id", p.opts.ListenerID)
+	set.GetOrCreateGauge("observer_inflight_bytes", func() float64 { return float64(p.inflight.Load()) })
+	return &pipelineMetrics{
+		processed:       set.GetOrCreateCounter("observer_events_processed_total" + lid),
+		matched:         set.GetOrCreateCounter("observer_events_matched_total" + lid),
+		conditionErrors: set.GetOrCreateCounter("observer_condition_errors_total" + lid),
+		processing:      set.GetOrCreatePrometheusHistogram("observer_event_processing_duration_seconds"),
+	}
+}
+
+// actionMetrics are per action type, as in the seed, plus per-action detail.
+type actionMetrics struct {
+	executed        *metrics.Counter
+	failed          *metrics.Counter
+	retries         *metrics.Counter
+	dlq             *metrics.Counter
+	dlqWriteErrors  *metrics.Counter
+	dedupCheckpoint *metrics.Counter
+	dedupCache      *metrics.Counter
+	duration        *metrics.PrometheusHistogram
+}
+
+func newActionMetrics(set *metrics.Set, a *Action) *actionMetrics {
+	t := label("action_type", a.Type)
+	return &actionMetrics{
+		executed:        set.GetOrCreateCounter("observer_actions_executed_total" + t),
+		failed:          set.GetOrCreateCounter("observer_actions_failed_total" + t),
+		retries:         set.GetOrCreateCounter("observer_action_retries_total" + t),
+		dlq:             set.GetOrCreateCounter("observer_dlq_writes_total" + t),
+		dlqWriteErrors:  set.GetOrCreateCounter("observer_dlq_write_errors_total" + t),
+		dedupCheckpoint: set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`),
+		dedupCache:      set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="cache"}`),
+		duration:        set.GetOrCreatePrometheusHistogram("observer_action_duration_seconds" + t),
+	}
+}
+
+// label formats one Prometheus label selector.
+func label(name, value string) string {
+	return fmt.Sprintf("{%s=%s}", name, strconv.Quote(value))
+}

@@ -1,0 +1,299 @@
+// Package pipeline is the stage graph between the replication session and the sinks:
+// it matches events against observers, partitions them by row for each action,
+// delivers them with retries, parks failures in the dead-letter queue and acknowledges
+// each event once every matching action has settled it.
+//
+//	cdc ──Push──▶ inbox ──▶ router (match, conditions) ──▶ per-action key queues ──▶ workers ──▶ Sink
+//	                                                                                  │
+//	Acker ◀── ack (all actions settled) ◀──────────────────────────────────────────────┘
+//
+// Memory is bounded by the bytes of events in flight: Full reports when the budget is
+// used up, and the session stops reading until Ready fires.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+// Options configures a Pipeline. Zero values mean the documented defaults.
+type Options struct {
+	Observers []*Observer
+	// Acker receives each event's ticket once it is settled (required).
+	Acker Acker
+	// DLQ stores events whose actions failed for good; nil means no DLQ (an action
+	// with FailureDLQ then logs the failure instead — configuration prevents this).
+	DLQ DLQ
+	// Dedup remembers recently settled (action, event id) pairs; nil disables it.
+	Dedup *Dedup
+	// Start holds per-action checkpoints: events at or below them are skipped.
+	Start map[string]lsn.Position
+	// ListenerID labels the stage metrics (observer_events_processed_total{listener_id}).
+	ListenerID string
+	// MaxInFlightBytes bounds the memory of events between Push and settlement
+	// (default 64 MiB).
+	MaxInFlightBytes int64
+	Logger           zerolog.Logger
+	// Metrics receives the pipeline's metrics; nil uses a private set.
+	Metrics *metrics.Set
+}
+
+// Pipeline routes events to actions. Push, Full and Ready are safe for concurrent use
+// with Run.
+type Pipeline struct {
+	opts    Options
+	log     zerolog.Logger
+	ix      *index
+	runners []*runner
+	byID    map[string]*runner
+	m       *pipelineMetrics
+
+	inMu    sync.Mutex
+	inbox   [][]*decoder.Event
+	inReady chan struct{}
+
+	inflight atomic.Int64
+	ready    chan struct{}
+	settled  chan struct{} // signalled whenever in-flight bytes drop to zero
+	stopped  atomic.Bool
+
+	lastID lsn.Position // router only
+}
+
+// item is an event in flight with the number of actions that still have to settle it.
+type item struct {
+	ev      *decoder.Event
+	size    int64
+	start   time.Time
+	pending atomic.Int32
+}
+
+// New checks the observers and returns a Pipeline; it starts no goroutine.
+func New(opts Options) (*Pipeline, error) {
+	if opts.Acker == nil {
+		return nil, errors.New("pipeline: Acker is required")
+	}
+	if opts.MaxInFlightBytes <= 0 {
+		opts.MaxInFlightBytes = 64 << 20
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	p := &Pipeline{
+		opts:    opts,
+		log:     opts.Logger,
+		ix:      newIndex(opts.Observers),
+		byID:    map[string]*runner{},
+		inReady: make(chan struct{}, 1),
+		ready:   make(chan struct{}, 1),
+		settled: make(chan struct{}, 1),
+	}
+	p.m = newPipelineMetrics(set, p)
+	for _, o := range opts.Observers {
+		if len(o.Actions) == 0 {
+			return nil, fmt.Errorf("pipeline: observer %q has no actions", o.Name)
+		}
+		for _, a := range o.Actions {
+			if a.Sink == nil {
+				return nil, fmt.Errorf("pipeline: action %q has no sink", a.ID)
+			}
+			if _, dup := p.byID[a.ID]; dup {
+				return nil, fmt.Errorf("pipeline: duplicate action id %q", a.ID)
+			}
+			a.observer = o
+			r := newRunner(p, a, set)
+			if start, ok := opts.Start[a.ID]; ok {
+				r.wm.Reset(start)
+			}
+			p.runners = append(p.runners, r)
+			p.byID[a.ID] = r
+		}
+	}
+	return p, nil
+}
+
+// Push hands events over to the pipeline; it never blocks. The pipeline owns the
+// slice and the events from then on. Every event must carry its dispatch ticket in Seq.
+func (p *Pipeline) Push(evs []*decoder.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	var n int64
+	for _, ev := range evs {
+		n += int64(ev.Size())
+	}
+	p.inflight.Add(n)
+	p.inMu.Lock()
+	p.inbox = append(p.inbox, evs)
+	p.inMu.Unlock()
+	select {
+	case p.inReady <- struct{}{}:
+	default:
+	}
+}
+
+// Full reports whether the bytes in flight have reached the budget; the replication
+// session stops reading while it does.
+func (p *Pipeline) Full() bool { return p.inflight.Load() >= p.opts.MaxInFlightBytes }
+
+// Ready returns a channel that receives after in-flight bytes dropped below the budget.
+func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
+
+// InFlightBytes returns the bytes of events pushed and not yet settled.
+func (p *Pipeline) InFlightBytes() int64 { return p.inflight.Load() }
+
+// Progress returns, per action id, the position up to which every event the action
+// had to handle is settled: its checkpoint.
+func (p *Pipeline) Progress() map[string]lsn.Position {
+	out := make(map[string]lsn.Position, len(p.runners))
+	for _, r := range p.runners {
+		if pos, ok := r.wm.Acked(); ok {
+			out[r.a.ID] = pos
+		}
+	}
+	return out
+}
+
+// Run routes and delivers events until ctx is cancelled, then waits for every
+// goroutine it started. Deliveries in progress are cancelled with ctx; their events
+// stay unacknowledged. Use Drain first for a graceful stop.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, r := range p.runners {
+		r.start(ctx, &wg)
+	}
+	p.route(ctx)
+	wg.Wait()
+	for _, r := range p.runners {
+		r.stop()
+	}
+	var errs []error
+	for _, r := range p.runners {
+		if c, ok := r.a.Sink.(Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close sink of %s: %w", r.a.ID, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Drain waits until every pushed event is settled or ctx is done; it returns
+// ctx.Err() in the latter case. The caller stops pushing first.
+func (p *Pipeline) Drain(ctx context.Context) error {
+	for {
+		if p.inflight.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-p.settled:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// route is the router stage: it takes pushed batches in order, matches each event and
+// hands it to the queues of the matching actions.
+func (p *Pipeline) route(ctx context.Context) {
+	var matched []*Observer
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.inReady:
+		}
+		p.inMu.Lock()
+		batches := p.inbox
+		p.inbox = nil
+		p.inMu.Unlock()
+		for _, evs := range batches {
+			for _, ev := range evs {
+				matched = p.dispatch(ev, matched[:0])
+			}
+			for _, r := range p.runners {
+				r.wm.Advance(p.lastID) // actions with nothing in flight follow the stream
+			}
+		}
+	}
+}
+
+// dispatch matches one event and enqueues it for every matching action.
+func (p *Pipeline) dispatch(ev *decoder.Event, matched []*Observer) []*Observer {
+	it := &item{ev: ev, size: int64(ev.Size()), start: time.Now()}
+	p.m.processed.Inc()
+	if ev.ID.Compare(p.lastID) > 0 {
+		p.lastID = ev.ID
+	}
+	matched = p.ix.lookup(matched, ev)
+	var targets []*runner
+	for _, o := range matched {
+		if o.Condition != nil {
+			ok, err := o.Condition.Match(ev)
+			if err != nil {
+				p.m.conditionErrors.Inc()
+				p.log.Warn().Str("observer", o.Name).Str("event_id", ev.ID.String()).
+					Str("table", ev.Schema+"."+ev.Table).Err(err).Msg("condition could not be evaluated")
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
+		p.m.matched.Inc()
+		for _, a := range o.Actions {
+			r := p.byID[a.ID]
+			if r.skip(ev) {
+				continue
+			}
+			targets = append(targets, r)
+		}
+	}
+	if len(targets) == 0 {
+		p.finish(it)
+		return matched
+	}
+	it.pending.Store(int32(len(targets)))
+	for _, r := range targets {
+		r.enqueue(it)
+	}
+	return matched
+}
+
+// done records that one action settled the item.
+func (p *Pipeline) done(it *item) {
+	if it.pending.Add(-1) == 0 {
+		p.finish(it)
+	}
+}
+
+// finish acknowledges a settled event and releases its bytes.
+func (p *Pipeline) finish(it *item) {
+	p.opts.Acker.Ack(it.ev.Seq)
+	p.m.processing.UpdateDuration(it.start)
+	left := p.inflight.Add(-it.size)
+	if left < p.opts.MaxInFlightBytes && left+it.size >= p.opts.MaxInFlightBytes {
+		select {
+		case p.ready <- struct{}{}:
+		default:
+		}
+	}
+	if left == 0 {
+		select {
+		case p.settled <- struct{}{}:
+		default:
+		}
+	}
+}

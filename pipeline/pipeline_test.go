@@ -1,0 +1,362 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is an in-process sink: it records deliveries per key and can be scripted to
+// fail or to take time.
+type recorder struct {
+	mu        sync.Mutex
+	byKey     map[string][]lsn.Position
+	all       []lsn.Position
+	fail      func(ev *decoder.Event, attempt int) error
+	delay     func() time.Duration
+	attempts  map[lsn.Position]int
+	inFlight  atomic.Int32
+	maxFlight atomic.Int32
+}
+
+func newRecorder() *recorder {
+	return &recorder{byKey: map[string][]lsn.Position{}, attempts: map[lsn.Position]int{}}
+}
+
+func (r *recorder) Deliver(ctx context.Context, ev *decoder.Event) error {
+	n := r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	for {
+		m := r.maxFlight.Load()
+		if n <= m || r.maxFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if r.delay != nil {
+		select {
+		case <-time.After(r.delay()):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts[ev.ID]++
+	if r.fail != nil {
+		if err := r.fail(ev, r.attempts[ev.ID]); err != nil {
+			return err
+		}
+	}
+	k := string(ev.Key.Values[0])
+	r.byKey[k] = append(r.byKey[k], ev.ID)
+	r.all = append(r.all, ev.ID)
+	return nil
+}
+
+type memDLQ struct {
+	mu      sync.Mutex
+	letters []DeadLetter
+	fail    atomic.Int32 // number of Puts to fail first
+}
+
+func (d *memDLQ) Put(ctx context.Context, dl DeadLetter) error {
+	if d.fail.Add(-1) >= 0 {
+		return errors.New("dlq down")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.letters = append(d.letters, dl)
+	return nil
+}
+
+type permanentErr struct{ error }
+
+func (permanentErr) Retryable() bool { return false }
+
+type harness struct {
+	t    *testing.T
+	wm   *lsn.Watermark[lsn.LSN]
+	p    *Pipeline
+	stop func()
+}
+
+func start(t *testing.T, opts Options) *harness {
+	t.Helper()
+	wm := lsn.NewWatermark(lsn.CompareLSNs)
+	wm.Reset(0)
+	opts.Acker = wm
+	opts.Logger = zerolog.Nop()
+	p, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	h := &harness{t: t, wm: wm, p: p}
+	h.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+// push sends txs transactions of keys×perKey updates, ticketed like the session does.
+func (h *harness) push(txs, perTx, keys int) []*decoder.Event {
+	var all []*decoder.Event
+	n := 0
+	for tx := 1; tx <= txs; tx++ {
+		commit := lsn.LSN(tx * 1000)
+		var batch []*decoder.Event
+		for i := 1; i <= perTx; i++ {
+			k := n % keys
+			n++
+			ev := &decoder.Event{
+				ID: lsn.Position{Commit: commit, Ord: uint32(i)}, Schema: "public", Table: "t", Op: decoder.OpUpdate,
+				Key: &decoder.Row{Names: []string{"id"}, Values: []json.RawMessage{json.RawMessage(strconv.Itoa(k))}},
+			}
+			ev.Seq = h.wm.Dispatch(commit)
+			batch = append(batch, ev)
+		}
+		h.p.Push(batch)
+		h.wm.Ack(h.wm.Dispatch(commit + 100)) // commit marker at the end LSN
+		all = append(all, batch...)
+	}
+	return all
+}
+
+func (h *harness) waitAcked(want lsn.LSN) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, _ := h.wm.Acked(); got >= want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got, _ := h.wm.Acked()
+	h.t.Fatalf("watermark did not reach %v; got %v; in flight %d bytes", want, got, h.p.InFlightBytes())
+}
+
+func observer(sink Sink, conc int, retry RetryPolicy, onFailure FailurePolicy) *Observer {
+	return &Observer{Name: "o", Schema: "public", Table: "t", Ops: []decoder.Op{decoder.OpUpdate},
+		Actions: []*Action{{ID: "o.0", Type: "test", Sink: sink, Concurrency: conc, Retry: retry, OnFailure: onFailure}}}
+}
+
+func TestPerKeyOrderWithConcurrency(t *testing.T) {
+	rec := newRecorder()
+	rec.delay = func() time.Duration { return time.Duration(rand.IntN(300)) * time.Microsecond }
+	h := start(t, Options{Observers: []*Observer{observer(rec, 8, RetryPolicy{}, FailureLog)}})
+	evs := h.push(100, 100, 100)
+	h.waitAcked(100*1000 + 100)
+	if len(rec.all) != len(evs) {
+		t.Fatalf("unexpected delivery count; got %d; want %d", len(rec.all), len(evs))
+	}
+	for k, ids := range rec.byKey {
+		for i := 1; i < len(ids); i++ {
+			if ids[i].Compare(ids[i-1]) <= 0 {
+				t.Fatalf("key %s delivered out of commit order: %v after %v", k, ids[i], ids[i-1])
+			}
+		}
+	}
+	if rec.maxFlight.Load() < 2 {
+		t.Fatalf("deliveries never overlapped with 8 workers (max in flight %d)", rec.maxFlight.Load())
+	}
+}
+
+func TestRetryThenDeliver(t *testing.T) {
+	rec := newRecorder()
+	rec.fail = func(ev *decoder.Event, attempt int) error {
+		if attempt < 3 {
+			return errors.New("temporary")
+		}
+		return nil
+	}
+	h := start(t, Options{Observers: []*Observer{observer(rec, 2, RetryPolicy{MaxAttempts: 5, Strategy: BackoffFixed, Initial: time.Millisecond}, FailureDLQ)}})
+	h.push(3, 10, 5)
+	h.waitAcked(3*1000 + 100)
+	for id, n := range rec.attempts {
+		if n != 3 {
+			t.Fatalf("unexpected attempts for %v; got %d; want 3", id, n)
+		}
+	}
+}
+
+func TestFailureHoldsOnlyItsKeyAndGoesToDLQ(t *testing.T) {
+	rec := newRecorder()
+	release := make(chan struct{})
+	var released atomic.Bool
+	rec.fail = func(ev *decoder.Event, attempt int) error {
+		if string(ev.Key.Values[0]) == "0" {
+			if !released.Load() {
+				return errors.New("key 0 is down")
+			}
+			return permanentErr{errors.New("rejected")}
+		}
+		return nil
+	}
+	dlq := &memDLQ{}
+	dlq.fail.Store(3) // the first DLQ writes fail: the event must be held, not lost
+	h := start(t, Options{DLQ: dlq, Observers: []*Observer{observer(rec, 4,
+		RetryPolicy{MaxAttempts: 1000, Strategy: BackoffFixed, Initial: 2 * time.Millisecond}, FailureDLQ)}})
+	h.push(10, 10, 10)
+	// Every other key gets through while key 0 keeps failing.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.all)
+		rec.mu.Unlock()
+		if n == 90 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other keys were held back by the failing key: %d of 90 delivered", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got, _ := h.wm.Acked(); got >= 1000 {
+		t.Fatalf("watermark passed an unsettled event: %v", got)
+	}
+	released.Store(true)
+	close(release)
+	h.waitAcked(10*1000 + 100)
+	dlq.mu.Lock()
+	defer dlq.mu.Unlock()
+	if len(dlq.letters) != 10 {
+		t.Fatalf("unexpected DLQ size; got %d; want 10", len(dlq.letters))
+	}
+	for i := 1; i < len(dlq.letters); i++ {
+		if dlq.letters[i].Event.ID.Compare(dlq.letters[i-1].Event.ID) <= 0 {
+			t.Fatalf("dead letters of one key out of order")
+		}
+	}
+}
+
+func TestDedupDropsReplays(t *testing.T) {
+	rec := newRecorder()
+	d, err := NewDedup(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h := start(t, Options{Dedup: d, Observers: []*Observer{observer(rec, 4, RetryPolicy{}, FailureLog)}})
+	evs := h.push(5, 10, 10)
+	h.waitAcked(5*1000 + 100)
+	d.Wait()
+	// Replay: the same events again with new tickets, as after a reconnect.
+	var replay []*decoder.Event
+	for _, ev := range evs {
+		cp := &decoder.Event{ID: ev.ID, Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key}
+		cp.Seq = h.wm.Dispatch(ev.ID.Commit)
+		replay = append(replay, cp)
+	}
+	h.p.Push(replay)
+	h.wm.Ack(h.wm.Dispatch(6000))
+	h.waitAcked(6000)
+	if len(rec.all) != len(evs) {
+		t.Fatalf("replayed events were delivered again: %d deliveries for %d events", len(rec.all), len(evs))
+	}
+	if p := h.p.Progress()["o.0"]; p != (lsn.Position{Commit: 5000, Ord: 10}) {
+		t.Fatalf("unexpected progress %v", p)
+	}
+}
+
+func TestStartSkipsCheckpointed(t *testing.T) {
+	rec := newRecorder()
+	h := start(t, Options{Start: map[string]lsn.Position{"o.0": {Commit: 2000, Ord: 5}},
+		Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
+	h.push(3, 10, 10)
+	h.waitAcked(3*1000 + 100)
+	if len(rec.all) != 15 {
+		t.Fatalf("unexpected delivery count; got %d; want 15 (5 of tx 2 and 10 of tx 3)", len(rec.all))
+	}
+	if rec.all[0] != (lsn.Position{Commit: 2000, Ord: 6}) {
+		t.Fatalf("unexpected first delivery %v", rec.all[0])
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	rec := newRecorder()
+	block := make(chan struct{})
+	rec.delay = func() time.Duration { <-block; return 0 }
+	h := start(t, Options{MaxInFlightBytes: 4096, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
+	h.push(1, 50, 50)
+	if !h.p.Full() {
+		t.Fatalf("pipeline not full with %d bytes in flight", h.p.InFlightBytes())
+	}
+	close(block)
+	select {
+	case <-h.p.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Ready never fired")
+	}
+	h.waitAcked(1100)
+	if h.p.InFlightBytes() != 0 {
+		t.Fatalf("bytes still in flight after everything settled: %d", h.p.InFlightBytes())
+	}
+}
+
+func TestDrain(t *testing.T) {
+	rec := newRecorder()
+	rec.delay = func() time.Duration { return time.Millisecond }
+	h := start(t, Options{Observers: []*Observer{observer(rec, 2, RetryPolicy{}, FailureLog)}})
+	h.push(2, 20, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.p.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.all) != 40 {
+		t.Fatalf("drain returned before everything was delivered: %d", len(rec.all))
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	f := func(p RetryPolicy, attempt int, lo, hi time.Duration) {
+		t.Helper()
+		for i := 0; i < 50; i++ {
+			if d := p.Delay(attempt); d < lo || d > hi {
+				t.Fatalf("unexpected delay for attempt %d of %+v; got %v; want in [%v, %v]", attempt, p, d, lo, hi)
+			}
+		}
+	}
+	exp := RetryPolicy{Strategy: BackoffExponential, Initial: 100 * time.Millisecond, Max: time.Second}
+	f(exp, 1, 75*time.Millisecond, 125*time.Millisecond)
+	f(exp, 3, 300*time.Millisecond, 500*time.Millisecond)
+	f(exp, 30, 750*time.Millisecond, 1250*time.Millisecond)
+	lin := RetryPolicy{Strategy: BackoffLinear, Initial: 100 * time.Millisecond, Max: 250 * time.Millisecond}
+	f(lin, 2, 200*time.Millisecond, 200*time.Millisecond)
+	f(lin, 9, 250*time.Millisecond, 250*time.Millisecond)
+	fixed := RetryPolicy{Strategy: BackoffFixed, Initial: 50 * time.Millisecond}
+	f(fixed, 7, 50*time.Millisecond, 50*time.Millisecond)
+}
+
+func TestRetryable(t *testing.T) {
+	if !Retryable(errors.New("x")) {
+		t.Fatalf("plain errors must be retryable")
+	}
+	if Retryable(fmt.Errorf("wrapped: %w", permanentErr{errors.New("x")})) {
+		t.Fatalf("a permanent error in the chain must not be retryable")
+	}
+	if Retryable(context.Canceled) {
+		t.Fatalf("cancellation must not be retryable")
+	}
+}

@@ -1,0 +1,220 @@
+// Package file is the file and stdout action: every event as one line of JSON (the
+// event shape of docs/events.md), appended to a file. A delivery is acknowledged only
+// after its lines are written and, by default, fsynced.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+)
+
+// Fsync policies.
+const (
+	FsyncAlways   = "always"   // fsync before acknowledging (concurrent deliveries share one fsync)
+	FsyncInterval = "interval" // acknowledge after the write; fsync every FsyncInterval
+	FsyncNever    = "never"    // acknowledge after the write; the OS flushes when it likes
+)
+
+// Config is the action configuration (YAML keys of a `type: file` action).
+type Config struct {
+	// Path of the file; "-" writes to standard output (the stdout action).
+	Path string `yaml:"path"`
+	// Fsync is always (default), interval or never. With interval and never, events
+	// acknowledged shortly before a power loss can be missing from the file; a crash of
+	// the process alone loses nothing.
+	Fsync string `yaml:"fsync"`
+	// FsyncInterval is the period of fsync under the interval policy (default 1s).
+	FsyncInterval time.Duration `yaml:"fsync_interval"`
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.Path == "" {
+		return errors.New("path is required")
+	}
+	switch c.Fsync {
+	case "":
+		c.Fsync = FsyncAlways
+	case FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		return fmt.Errorf("fsync must be always, interval or never, not %q", c.Fsync)
+	}
+	if c.FsyncInterval < 0 {
+		return errors.New("fsync_interval must not be negative")
+	}
+	if c.FsyncInterval == 0 {
+		c.FsyncInterval = time.Second
+	}
+	return nil
+}
+
+// Sink appends events to a file. It is safe for concurrent use.
+type Sink struct {
+	cfg  Config
+	w    io.Writer
+	f    *os.File // nil for stdout
+	wmu  sync.Mutex
+	buf  []byte
+	seq  uint64 // writes done, guarded by wmu
+	smu  sync.Mutex
+	sync uint64 // writes covered by the last fsync, guarded by smu
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New opens (creating if needed) the file for appending. A last line left incomplete by
+// a crash is cut off: it was never acknowledged, so its event comes again.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sink{cfg: cfg}
+	if cfg.Path == "-" {
+		s.w = os.Stdout
+		return s, nil
+	}
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
+	}
+	if err := repairTail(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repair %s: %w", cfg.Path, err)
+	}
+	s.f, s.w = f, f
+	if cfg.Fsync == FsyncInterval {
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.syncLoop()
+	}
+	return s, nil
+}
+
+// repairTail truncates the file after its last newline.
+func repairTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	if size == 0 {
+		return nil
+	}
+	buf := make([]byte, 64<<10)
+	end := size
+	for end > 0 {
+		n := int64(len(buf))
+		if n > end {
+			n = end
+		}
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return err
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				cut := end - n + i + 1
+				if cut == size {
+					return nil
+				}
+				return f.Truncate(cut)
+			}
+		}
+		end -= n
+	}
+	return f.Truncate(0)
+}
+
+// Deliver appends one event.
+func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
+	errs := []error{nil}
+	s.DeliverBatch(ctx, []*decoder.Event{ev}, errs)
+	return errs[0]
+}
+
+// DeliverBatch appends the events with one write and, under the always policy, waits
+// for an fsync covering them.
+func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
+	err := s.write(evs)
+	if err == nil && s.f != nil && s.cfg.Fsync == FsyncAlways {
+		err = s.syncTo(s.lastSeq())
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+}
+
+func (s *Sink) write(evs []*decoder.Event) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.buf = s.buf[:0]
+	for _, ev := range evs {
+		s.buf = append(s.buf, ev.JSON()...)
+		s.buf = append(s.buf, '\n')
+	}
+	if _, err := s.w.Write(s.buf); err != nil {
+		return fmt.Errorf("write %s: %w", s.cfg.Path, err)
+	}
+	s.seq++
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil
+	}
+	return nil
+}
+
+func (s *Sink) lastSeq() uint64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.seq
+}
+
+// syncTo returns once an fsync covering write number seq has succeeded. Callers that
+// queue behind an fsync in progress usually find their write already covered.
+func (s *Sink) syncTo(seq uint64) error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.sync >= seq {
+		return nil
+	}
+	target := s.lastSeq()
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", s.cfg.Path, err)
+	}
+	s.sync = target
+	return nil
+}
+
+func (s *Sink) syncLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.FsyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.syncTo(s.lastSeq())
+		}
+	}
+}
+
+// Close fsyncs and closes the file.
+func (s *Sink) Close() error {
+	if s.f == nil {
+		return nil
+	}
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+	}
+	err := s.f.Sync()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
