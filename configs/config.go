@@ -142,7 +142,8 @@ type Observer struct {
 	Pos Pos
 	// Entity is the entity or table as written ("Order", "public.orders", "*");
 	// "" for an observer of CUSTOM messages only.
-	Entity    string
+	Entity string
+	// EntityPos is where entity (or table) is written; zero when absent.
 	EntityPos Pos
 	// Table is the resolved table; zero when Wildcard or Entity is "".
 	Table TableRef
@@ -155,7 +156,8 @@ type Observer struct {
 	MessagePrefix string
 	// Condition is the expression source; "" means always.
 	Condition string
-	// ConditionPos is where the condition's value is written, for compile errors.
+	// ConditionPos is where the condition's value is written, for compile
+	// errors; zero when absent.
 	ConditionPos Pos
 	Actions      []*Action
 	Retry        Retry

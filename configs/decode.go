@@ -24,7 +24,9 @@ type yamlDecoder struct {
 	prefix string
 	// reportDuplicates is off when the loader has already reported them.
 	reportDuplicates bool
-	visits, depth    int
+	// literal turns ${VAR} expansion off, for the names in *_env keys.
+	literal       bool
+	visits, depth int
 	// pos records where each decoded struct field was written, keyed by a
 	// pointer to the field.
 	pos map[any]fieldPos
@@ -104,7 +106,7 @@ func (d *yamlDecoder) decode(n ast.Node, rv reflect.Value, path string) (value, 
 	d.depth++
 	defer func() { d.depth-- }()
 	v, ok := d.value(n, path)
-	if !ok || !d.visit(v.pos, path) {
+	if !ok {
 		return value{}, false
 	}
 	if v.kind != kindNull {
@@ -247,7 +249,10 @@ func (d *yamlDecoder) decodeStruct(v value, rv reflect.Value, path string, custo
 		fv := rv.FieldByIndex(fields[i].index)
 		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value)}
 		before := len(d.errs.List)
-		if v, ok := d.decode(e.value, fv, join(path, e.key)); ok {
+		d.literal = fv.Type() == envRefType
+		v, ok := d.decode(e.value, fv, join(path, e.key))
+		d.literal = false
+		if ok {
 			fp.value, fp.raw, fp.expanded = v.pos, v.raw, v.expanded
 		}
 		fp.ok = len(d.errs.List) == before
@@ -451,12 +456,13 @@ func (d *yamlDecoder) decodeEnvRef(v value, rv reflect.Value, path string) {
 		rv.Set(reflect.ValueOf(EnvRef{}))
 		return
 	}
-	if strings.HasPrefix(name, "${") || strings.HasPrefix(name, "$") {
-		d.errorf(v.pos, path, "expected the name of an environment variable (like PGDSN), not a reference to one")
+	if strings.HasPrefix(name, "$") {
+		d.errorf(v.pos, path, "expected the name of an environment variable (like PGDSN), not a reference to one: write %s", strings.Trim(name, "${}"))
 		return
 	}
 	if !validEnvName(name) {
-		d.errorf(v.pos, path, "%s is not an environment variable name: use letters, digits and _, not starting with a digit", v.show())
+		// Not shown: a connection string or a token pasted here is a secret.
+		d.errorf(v.pos, path, "the value is not an environment variable name (letters, digits and _, not starting with a digit): this key names the variable that holds the secret")
 		return
 	}
 	val, ok := d.doc.lookup(name)

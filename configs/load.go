@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"unicode/utf8"
 
 	yaml "github.com/goccy/go-yaml"
@@ -73,8 +74,9 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	l.d = newYAMLDecoder(l.doc, l.errs)
 	l.cfg = Default()
 	l.cfg.File = name
-	l.decodeTop(root)
-	l.validate()
+	if l.decodeTop(root) {
+		l.validate()
+	}
 	sortByPos(l.warnings, func(w Warning) Pos { return w.Pos })
 	if err := l.errs.err(); err != nil {
 		return nil, l.warnings, err
@@ -95,6 +97,15 @@ type loader struct {
 }
 
 func (l *loader) errorf(pos Pos, format string, args ...any) { l.errs.add(pos, format, args...) }
+
+// quote quotes the string field ptr points to for a message; a value that
+// came from ${VAR} is shown as written, never expanded.
+func (l *loader) quote(ptr *string) string {
+	if fp, ok := l.d.pos[ptr]; ok && fp.expanded {
+		return value{kind: kindString, raw: fp.raw, expanded: true}.show()
+	}
+	return strconv.Quote(*ptr)
+}
 
 func (l *loader) warnf(pos Pos, format string, args ...any) {
 	l.warnings = append(l.warnings, Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)})
@@ -165,15 +176,16 @@ func invalidUTF8Pos(file string, data []byte) Pos {
 	return Pos{File: file, Line: line, Column: col}
 }
 
-// decodeTop decodes the top-level mapping into l.cfg.
-func (l *loader) decodeTop(root ast.Node) {
+// decodeTop decodes the top-level mapping into l.cfg. It reports false when
+// the document is not a mapping, so there is nothing to validate.
+func (l *loader) decodeTop(root ast.Node) bool {
 	v, ok := l.d.value(root, "")
 	if !ok {
-		return
+		return false
 	}
 	if v.kind != kindMapping {
 		l.errorf(v.pos, "the configuration must be a mapping of keys such as source: and observers:, not %s", v.kind)
-		return
+		return false
 	}
 	l.sections = make(map[string]Pos)
 	var entities, observers *entry
@@ -195,6 +207,7 @@ func (l *loader) decodeTop(root ast.Node) {
 		l.sections["observers"] = observers.keyPos
 		l.decodeObservers(*observers)
 	}
+	return true
 }
 
 // decodeEntities decodes the alias → table mapping.
@@ -218,7 +231,7 @@ func (l *loader) decodeEntities(e entry) {
 			continue
 		}
 		if tv.kind == kindNull {
-			l.errorf(tv.pos, "%s: expected a table name (\"schema.table\" or \"table\"), got nothing", path)
+			l.errorf(ent.keyPos, "%s: expected a table name (\"schema.table\" or \"table\"), got nothing", path)
 			continue
 		}
 		var t TableRef

@@ -1,7 +1,6 @@
 package configs
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 // file describe a huge tree ("billion laughs"); these bound the work.
 const (
 	maxDepth  = 64
-	maxVisits = 1_000_000
+	maxVisits = 250_000
 )
 
 // document is a parsed configuration shared by the loader and by every Action
@@ -202,6 +201,9 @@ func (d *yamlDecoder) value(n ast.Node, path string) (value, bool) {
 		return value{}, false
 	}
 	v := value{node: r, pos: d.doc.posOf(r)}
+	if !d.visit(v.pos, path) {
+		return value{}, false
+	}
 	if r == nil {
 		return v, true // an empty document or value: null
 	}
@@ -239,7 +241,7 @@ func (d *yamlDecoder) value(n ast.Node, path string) (value, bool) {
 		}
 		v.kind = kindString
 	}
-	if v.kind == kindString {
+	if v.kind == kindString && !d.literal {
 		v.raw = v.str
 		s, expanded, err := expandEnv(v.str, d.doc.lookup)
 		if err != nil {
@@ -304,7 +306,7 @@ func (d *yamlDecoder) mergeSources(n ast.Node, path string, depth int) []entry {
 	}
 	switch v.kind {
 	case kindMapping:
-		if depth > maxDepth || !d.visit(v.pos, path) {
+		if depth > maxDepth {
 			return nil
 		}
 		return d.entries(v.mapping(), path)
@@ -322,14 +324,17 @@ func (d *yamlDecoder) mergeSources(n ast.Node, path string, depth int) []entry {
 	return nil
 }
 
-// keyText returns a mapping key as a string. Keys are scalars.
+// keyText returns a mapping key as a string. Keys are scalars, taken literally.
 func (d *yamlDecoder) keyText(k ast.MapKeyNode, path string) (string, Pos, bool) {
 	var n ast.Node = k
 	if mk, ok := k.(*ast.MappingKeyNode); ok {
 		n = mk.Value
 	}
 	pos := d.doc.posOf(k)
+	literal := d.literal
+	d.literal = true // keys are never expanded
 	v, ok := d.value(n, path)
+	d.literal = literal
 	if !ok {
 		return "", pos, false
 	}
@@ -345,7 +350,7 @@ func (d *yamlDecoder) keyText(k ast.MapKeyNode, path string) (string, Pos, bool)
 func (d *yamlDecoder) visit(pos Pos, path string) bool {
 	d.visits++
 	if d.visits == maxVisits {
-		d.errorf(pos, path, "the document expands to too many values (aliases?)")
+		d.errorf(pos, path, "the document expands to too many values (more than %d; aliases?)", maxVisits)
 	}
 	return d.visits < maxVisits
 }
@@ -359,7 +364,7 @@ func join(path, key string) string {
 }
 
 // index appends a list index to a path.
-func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 // quoteList formats names as "a", "b" or "c".
 func quoteList(names []string) string {

@@ -99,9 +99,6 @@ func (l *loader) decodeObservers(e entry) {
 			l.cfg.Observers = append(l.cfg.Observers, o)
 		}
 	}
-	if len(l.cfg.Observers) == 0 && len(l.errs.List) == 0 {
-		l.warnf(e.keyPos, "no observers: changes will be read and acknowledged without running any action")
-	}
 }
 
 // looksLikeSetting reports whether an observer body is not an observer at all:
@@ -176,7 +173,7 @@ func (l *loader) decodeObserver(oe entry, body value, path string) *Observer {
 			o.OnFailure = FailureDLQ
 		}
 	case !slices.Contains(failurePolicies, y.OnFailure):
-		l.errorf(l.d.where(&y.OnFailure, o.Pos), "%s: unknown on_failure %q: expected %s%s", join(path, "on_failure"), y.OnFailure, quoteList(failurePolicies), DidYouMean(y.OnFailure, failurePolicies))
+		l.errorf(l.d.where(&y.OnFailure, o.Pos), "%s: unknown on_failure %s: expected %s%s", join(path, "on_failure"), l.quote(&y.OnFailure), quoteList(failurePolicies), DidYouMean(y.OnFailure, failurePolicies))
 	case y.OnFailure == string(FailureDLQ) && !l.cfg.DLQ.Enabled:
 		l.errorf(l.d.where(&y.OnFailure, o.Pos), "%s: on_failure dlq needs the DLQ, but dlq.enabled is false: enable it or use log or alert", join(path, "on_failure"))
 	default:
@@ -196,7 +193,7 @@ func (l *loader) resolveEntity(o *Observer, y *observerYAML, path string, tableO
 		key, name, ptr = "table", y.Table, &y.Table
 	}
 	pos := l.d.where(ptr, o.Pos)
-	o.Entity, o.EntityPos = name, pos
+	o.Entity, o.EntityPos = name, l.d.where(ptr, Pos{})
 	if name == "" {
 		if tableOps {
 			l.errorf(pos, "%s: entity is required: an alias from entities:, \"schema.table\", \"table\" or \"*\"", path)
@@ -221,11 +218,11 @@ func (l *loader) resolveEntity(o *Observer, y *observerYAML, path string, tableO
 			aliases = append(aliases, a)
 		}
 		slices.Sort(aliases)
-		l.errorf(pos, "%s: %s %q is neither an alias from entities: nor a table name: %v%s", path, key, name, err, DidYouMean(name, aliases))
+		l.errorf(pos, "%s: %s %s is neither an alias from entities: nor a table name: %v%s", path, key, l.quote(ptr), err, DidYouMean(name, aliases))
 		return
 	}
 	if !strings.Contains(name, ".") && strings.ToLower(name) != name {
-		l.warnf(pos, "%s: %s %q is not an alias under entities:, so it names the table public.%q (case-sensitive)", path, key, name, name)
+		l.warnf(pos, "%s: %s %s is not an alias under entities:, so it names the table public.%s (case-sensitive)", path, key, l.quote(ptr), l.quote(ptr))
 	}
 	o.Table = t
 }
@@ -325,15 +322,15 @@ func (l *loader) decodeActions(o *Observer, e entry, path string) {
 			case "type":
 				hasType = true
 				a.TypePos = l.doc.posOf(ae.value)
-				l.d.decode(ae.value, reflect.ValueOf(&a.Type).Elem(), join(apath, "type"))
+				tv, _ := l.d.decode(ae.value, reflect.ValueOf(&a.Type).Elem(), join(apath, "type"))
 				if a.Type != "" && !validActionType(a.Type) {
-					l.errorf(a.TypePos, "%s: invalid action type %q: expected a sink name such as webhook, slack, email or nats", join(apath, "type"), a.Type)
+					l.errorf(a.TypePos, "%s: invalid action type %s: expected a sink name such as webhook, slack, email or nats", join(apath, "type"), tv.show())
 				}
 			case "name":
 				namePos := l.doc.posOf(ae.value)
-				l.d.decode(ae.value, reflect.ValueOf(&a.Name).Elem(), join(apath, "name"))
+				nv, _ := l.d.decode(ae.value, reflect.ValueOf(&a.Name).Elem(), join(apath, "name"))
 				if err := checkName(a.Name, 63); err != nil {
-					l.errorf(namePos, "%s: invalid action name %q: %v", join(apath, "name"), a.Name, err)
+					l.errorf(namePos, "%s: invalid action name %s: %v", join(apath, "name"), nv.show(), err)
 					a.Name = ""
 					continue
 				}
@@ -381,7 +378,7 @@ func (l *loader) resolveRetry(o *Observer, r *retryYAML, path string) {
 		ok = false
 	}
 	if !slices.Contains(backoffs, r.BackoffStrategy) {
-		l.errorf(at(&r.BackoffStrategy), "%s.backoff_strategy: unknown strategy %q: expected %s%s", path, r.BackoffStrategy, quoteList(backoffs), DidYouMean(r.BackoffStrategy, backoffs))
+		l.errorf(at(&r.BackoffStrategy), "%s.backoff_strategy: unknown strategy %s: expected %s%s", path, l.quote(&r.BackoffStrategy), quoteList(backoffs), DidYouMean(r.BackoffStrategy, backoffs))
 		ok = false
 	}
 	initial, okInitial := l.millisOrDuration(path, "initial_delay", &r.InitialDelay, &r.InitialDelayMS, o.Pos)

@@ -98,8 +98,8 @@ func redactKeywordValue(s string, removed *[]string) (string, bool) {
 		for i < len(s) && isDSNSpace(s[i]) {
 			i++
 		}
-		if key == "" || i == len(s) || s[i] != '=' {
-			return "", false
+		if !validEnvName(key) || i == len(s) || s[i] != '=' {
+			return "", false // libpq keywords are identifiers
 		}
 		i++
 		for i < len(s) && isDSNSpace(s[i]) {

@@ -52,7 +52,7 @@ func parseSize(s string) (Size, error) {
 	}
 	mult, ok := sizeUnits[unit]
 	if !ok {
-		return 0, fmt.Errorf("unknown size unit %q: expected B, kB, MB, GB, TB, KiB, MiB, GiB or TiB", t[i:])
+		return 0, fmt.Errorf("unknown size unit: expected B, kB, MB, GB, TB, KiB, MiB, GiB or TiB")
 	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil {

@@ -54,10 +54,10 @@ func (l *loader) validateSource() {
 	}
 
 	if err := checkSlotName(s.Slot); err != nil {
-		l.errorf(at(&s.Slot), "source.slot: invalid slot name %q: %v", s.Slot, err)
+		l.errorf(at(&s.Slot), "source.slot: invalid slot name %s: %v", l.quote(&s.Slot), err)
 	}
 	if err := checkIdentifier(s.Publication); err != nil {
-		l.errorf(at(&s.Publication), "source.publication: invalid publication name %q: %v", s.Publication, err)
+		l.errorf(at(&s.Publication), "source.publication: invalid publication name %s: %v", l.quote(&s.Publication), err)
 	}
 	switch {
 	case s.ManagePublication && len(s.PublicationTables) == 0:

@@ -25,11 +25,14 @@ func (l *loader) validate() {
 	at := func(ptr any, section string) Pos { return l.d.where(ptr, sec(section)) }
 
 	if err := checkName(c.ListenerID, 63); err != nil {
-		l.errorf(at(&c.ListenerID, "listener_id"), "listener_id: invalid name %q: %v", c.ListenerID, err)
+		l.errorf(at(&c.ListenerID, "listener_id"), "listener_id: invalid name %s: %v", l.quote(&c.ListenerID), err)
 	}
 	l.validateSource()
+	if len(c.Observers) == 0 && len(l.errs.List) == 0 {
+		l.warnf(sec("observers"), "no observers: changes will be read and acknowledged without running any action")
+	}
 	if err := checkIdentifier(c.State.Schema); err != nil {
-		l.errorf(at(&c.State.Schema, "state"), "state.schema: invalid schema name %q: %v", c.State.Schema, err)
+		l.errorf(at(&c.State.Schema, "state"), "state.schema: invalid schema name %s: %v", l.quote(&c.State.Schema), err)
 	}
 	l.positive(&c.Checkpoints.Interval, "checkpoints.interval", sec("checkpoints"))
 	if n := c.ConcurrentExecution.MaxConcurrency; n < 1 || n > 1024 {
@@ -73,10 +76,10 @@ func (l *loader) validate() {
 	}
 
 	if !slices.Contains(logLevels, c.Logging.Level) {
-		l.errorf(at(&c.Logging.Level, "logging"), "logging.level: unknown level %q: expected %s%s", c.Logging.Level, quoteList(logLevels), DidYouMean(c.Logging.Level, logLevels))
+		l.errorf(at(&c.Logging.Level, "logging"), "logging.level: unknown level %s: expected %s%s", l.quote(&c.Logging.Level), quoteList(logLevels), DidYouMean(c.Logging.Level, logLevels))
 	}
 	if !slices.Contains(logFormats, c.Logging.Format) {
-		l.errorf(at(&c.Logging.Format, "logging"), "logging.format: unknown format %q: expected %s%s", c.Logging.Format, quoteList(logFormats), DidYouMean(c.Logging.Format, logFormats))
+		l.errorf(at(&c.Logging.Format, "logging"), "logging.format: unknown format %s: expected %s%s", l.quote(&c.Logging.Format), quoteList(logFormats), DidYouMean(c.Logging.Format, logFormats))
 	}
 }
 
@@ -92,15 +95,15 @@ func (l *loader) validateAdmin(section Pos) {
 	pos := l.d.where(&a.Listen, section)
 	host, port, err := net.SplitHostPort(a.Listen)
 	if err != nil {
-		l.errorf(pos, "admin.listen: invalid address %q: expected host:port such as \"127.0.0.1:9187\" (\"\" disables the endpoint)", a.Listen)
+		l.errorf(pos, "admin.listen: invalid address %s: expected host:port such as \"127.0.0.1:9187\" (\"\" disables the endpoint)", l.quote(&a.Listen))
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		l.errorf(pos, "admin.listen: invalid port %q: expected a number from 0 to 65535", port)
+		l.errorf(pos, "admin.listen: invalid port in %s: expected a number from 0 to 65535", l.quote(&a.Listen))
 		return
 	}
 	if !isLoopback(host) && !a.TokenEnv.IsSet() {
-		l.warnf(pos, "admin.listen: %q is reachable from other hosts and admin.token_env is not set: anyone who can connect can read metrics and retry or remove DLQ items", a.Listen)
+		l.warnf(pos, "admin.listen: %s is reachable from other hosts and admin.token_env is not set: anyone who can connect can read metrics and retry or remove DLQ items", l.quote(&a.Listen))
 	}
 }
 
