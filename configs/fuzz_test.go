@@ -95,3 +95,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRedactDSN checks that a password never survives RedactDSN, whatever
+// characters it holds, in the DSN shapes people write.
+func FuzzRedactDSN(f *testing.F) {
+	for _, c := range canaries {
+		f.Add(c)
+	}
+	f.Add("secret")
+	f.Fuzz(func(t *testing.T, pw string) {
+		kv := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw)
+		dsns := []string{
+			"postgres://app:" + pw + "@db/app",
+			"postgres://app:" + pw + "@db/app?sslmode=require",
+			"postgresql://app@db/app?password=" + pw,
+			"host=db password='" + kv + "' dbname=app",
+			"host=db password='" + kv,
+			"app:" + pw + "@db/app",
+		}
+		if !strings.ContainsAny(pw, " \t\n\r\f\v\\'") {
+			dsns = append(dsns, "host=db password="+pw+" dbname=app")
+		}
+		for _, dsn := range dsns {
+			template := strings.Replace(dsn, pw, "", 1)
+			if len(pw) < 4 || strings.Contains(template+redactedPassword, pw) || strings.Contains(template, kv) && kv != pw {
+				continue // the password is not distinguishable from the rest
+			}
+			if got := RedactDSN(dsn); strings.Contains(got, pw) {
+				t.Fatalf("RedactDSN(%q) = %q keeps the password", dsn, got)
+			}
+		}
+	})
+}

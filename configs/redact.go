@@ -6,11 +6,12 @@ import "strings"
 const redactedPassword = "xxxxx"
 
 // RedactDSN returns dsn without its password, for errors and logs. It handles
-// URL-form DSNs ("postgres://user:pw@host/db?password=pw") and keyword/value
-// DSNs ("host=h password='pw'"), and also malformed ones: nothing after a
-// userinfo's ":" up to its last "@", and nothing after "password=" in a DSN it
-// cannot parse, is ever returned. Keys ending in "password" (sslpassword) are
-// redacted too. RedactDSN is safe for concurrent use.
+// URL-form DSNs ("postgres://user:pw@host/db?password=pw", also postgresql://)
+// and keyword/value DSNs ("host=h password='pw'"), and also malformed ones:
+// nothing between a userinfo's first ":" and its last "@", and nothing after
+// "password=" in a DSN it cannot parse, is ever returned. It may hide more than
+// the password of a malformed DSN, never less. Keys ending in "password"
+// (sslpassword) are redacted too. RedactDSN is safe for concurrent use.
 func RedactDSN(dsn string) string {
 	out, _ := redactDSN(dsn)
 	return out
@@ -19,7 +20,7 @@ func RedactDSN(dsn string) string {
 // redactDSN is RedactDSN that also returns the text it removed.
 func redactDSN(dsn string) (string, []string) {
 	var removed []string
-	if i := strings.Index(dsn, "://"); i >= 0 {
+	if i := strings.Index(dsn, "://"); i > 0 && isPostgresScheme(dsn[:i]) {
 		out := redactUserinfo(dsn, i+3, &removed)
 		return redactAfterPasswordKey(out, &removed), removed
 	}
@@ -29,13 +30,21 @@ func redactDSN(dsn string) (string, []string) {
 	// Malformed: keep what is before the first "password=" and the userinfo user.
 	out := redactAfterPasswordKey(dsn, &removed)
 	if strings.Contains(out, "@") {
+		// Skip a mistyped scheme ("postgres//"), but only one before the
+		// first ":", which could otherwise be inside the password.
 		start := 0
-		if i := strings.Index(out, "//"); i >= 0 {
+		if i, c := strings.Index(out, "//"), strings.IndexByte(out, ':'); i >= 0 && (c < 0 || i < c) {
 			start = i + 2
 		}
 		out = redactUserinfo(out, start, &removed)
 	}
 	return out, removed
+}
+
+// isPostgresScheme reports whether s is a scheme libpq reads as a URL. Any
+// other "x://" is malformed, and "x:" could start a password.
+func isPostgresScheme(s string) bool {
+	return strings.EqualFold(s, "postgres") || strings.EqualFold(s, "postgresql")
 }
 
 // redactUserinfo replaces everything between the first ":" after start and the

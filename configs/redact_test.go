@@ -45,6 +45,10 @@ func TestRedactDSN(t *testing.T) {
 	f("app:secret@db/app", "app:xxxxx@db/app")
 	f("postgres//app:secret@db/app", "postgres//app:xxxxx@db/app")
 	f("postgres://db:5432/app", "postgres://db:5432/app") // no "@": a host:port, not a password
+	f("app:0//0@db/app", "app:xxxxx@db/app")
+	f("postgres:/app:0://x@db/app", "postgres:xxxxx@db/app")
+	f("app://00@db/app", "app:xxxxx@db/app")
+	f("ftp://app:secret@db/app", "ftp:xxxxx@db/app")
 }
 
 // canaries are passwords with every character that confuses DSN parsers.
