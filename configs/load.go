@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"unicode/utf8"
 
@@ -127,7 +128,8 @@ func (l *loader) parseYAML(data []byte) ast.Node {
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) {
-			l.errorf(l.doc.tokenPos(ye.GetToken()), "invalid YAML: %s", ye.GetMessage())
+			pos := l.doc.tokenPos(ye.GetToken())
+			l.errorf(pos, "invalid YAML: %s%s", ye.GetMessage(), yamlHint(data, pos.Line))
 		} else {
 			// Other errors may quote the source; say nothing that could be a secret.
 			l.errorf(l.start, "invalid YAML")
@@ -156,6 +158,21 @@ func (l *loader) parseYAML(data []byte) ast.Node {
 	l.doc.anchors = make(map[string][]*ast.AnchorNode)
 	l.doc.collectAnchors(bodies[0], 0)
 	return bodies[0]
+}
+
+// bareStar matches a value that is a lone "*", which YAML reads as an alias.
+var bareStar = regexp.MustCompile(`:\s+\*\s*(#.*)?$`)
+
+// yamlHint explains the common mistakes behind a syntax error on line.
+func yamlHint(data []byte, line int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	if bareStar.Match(lines[line-1]) {
+		return ` (a bare * starts a YAML alias: write "*" for every table)`
+	}
+	return ""
 }
 
 // invalidUTF8Pos returns the position of the first byte of data that is not UTF-8.

@@ -85,6 +85,7 @@ func TestMalformed(t *testing.T) {
 		{"unterminated quote", "source:\n  dsn: 'x\n", "c.yaml:2:8", "invalid YAML"},
 		{"undefined alias", src + "logging: *nope\n", "c.yaml:3:10", "alias *nope refers to no anchor"},
 		{"custom tag", src + "listener_id: !secret x\n", "c.yaml:3:14", "YAML tag !secret is not supported"},
+		{"bare star", src + "observers:\n  o:\n    entity: *\n    actions: [{type: log}]\n", "c.yaml:5:13", `invalid YAML: mapping value is not allowed in this context (a bare * starts a YAML alias: write "*" for every table)`},
 		{"non-scalar key", src + "? [a, b]\n: 1\n", "c.yaml:4:1", "invalid YAML: found an invalid key for this map"},
 
 		// Unknown and duplicate keys.
