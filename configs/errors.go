@@ -75,6 +75,8 @@ func (e *Errors) err() error {
 		return nil
 	}
 	sortByPos(e.List, func(err *Error) Pos { return err.Pos })
+	// A value reached through several aliases or merge keys is reported once.
+	e.List = slices.CompactFunc(e.List, func(a, b *Error) bool { return *a == *b })
 	return e
 }
 

@@ -121,7 +121,7 @@ func (doc *document) collectAnchors(n ast.Node, depth int) {
 	}
 	switch n := n.(type) {
 	case *ast.AnchorNode:
-		if n.Name != nil {
+		if n.Name != nil && n.Name.GetToken() != nil && n.GetToken() != nil && n.GetToken().Position != nil {
 			name := n.Name.GetToken().Value
 			doc.anchors[name] = append(doc.anchors[name], n)
 		}
@@ -147,7 +147,7 @@ func (doc *document) collectAnchors(n ast.Node, depth int) {
 // anchorFor returns the node an alias refers to: the value of the last anchor
 // of that name defined before the alias.
 func (doc *document) anchorFor(alias *ast.AliasNode) (ast.Node, string) {
-	if alias.Value == nil {
+	if alias.Value == nil || alias.Value.GetToken() == nil || alias.GetToken() == nil || alias.GetToken().Position == nil {
 		return nil, ""
 	}
 	name := alias.Value.GetToken().Value

@@ -134,7 +134,7 @@ func (l *loader) decodeObserver(oe entry, body value, path string) *Observer {
 		"actions":    func(e entry) { actions = &e },
 	})
 
-	o.Ops = defaultOps
+	o.Ops = slices.Clone(defaultOps)
 	var opsPos Pos
 	if eventType != nil {
 		opsPos = eventType.keyPos
