@@ -22,7 +22,9 @@ import (
 const MaxFileSize = 4 << 20
 
 // Load reads and parses the configuration file at path, resolving ${VAR}
-// references and *_env keys with os.LookupEnv. See Parse.
+// references and *_env keys with os.LookupEnv. See Parse. An error reading
+// the file is returned wrapped ("load config: open ...: no such file or
+// directory"); problems in its content are an *Errors.
 func Load(path string) (*Config, []Warning, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -54,8 +56,9 @@ func tooLarge(name string, size int64) error {
 // On success it returns the configuration with every default applied, and any
 // warnings. Otherwise the error is an *Errors holding every problem found, each
 // at its file:line:column; the warnings found so far are returned with it.
-// A UTF-8 byte order mark and CRLF line ends are accepted. Parse is safe for
-// concurrent use when lookupEnv is.
+// A UTF-8 byte order mark and CRLF line ends are accepted. Parse does not
+// keep data; the Config and warnings belong to the caller. It is safe for
+// concurrent use when lookupEnv is, and never connects to anything.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, []Warning, error) {
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
