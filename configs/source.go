@@ -1,0 +1,119 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DSN returns the connection string: source.dsn, or the value source.dsn_env
+// named when the configuration was loaded. Never log it; log RedactDSN(dsn).
+func (c *Config) DSN() (string, error) {
+	switch {
+	case c.Source.DSN != "":
+		return string(c.Source.DSN), nil
+	case c.Source.DSNEnv.IsSet():
+		if v := c.Source.DSNEnv.Value(); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("source.dsn_env: environment variable %s is empty", c.Source.DSNEnv.Name)
+	}
+	return "", errors.New("source: no dsn or dsn_env")
+}
+
+// validateSource checks the source section.
+func (l *loader) validateSource() {
+	s := &l.cfg.Source
+	sourcePos, present := l.sections["source"]
+	if !present {
+		l.errorf(l.start, "source is required: a mapping with dsn or dsn_env naming the database (see docs/configuration.md#source)")
+		return
+	}
+	at := func(ptr any) Pos { return l.d.where(ptr, sourcePos) }
+	hasDSN, hasEnv := s.DSN != "" || l.d.has(&s.DSN), s.DSNEnv.IsSet() || l.d.has(&s.DSNEnv)
+	switch {
+	case hasDSN && hasEnv:
+		l.errorf(l.d.keyWhere(&s.DSNEnv, sourcePos), "source: give either dsn or dsn_env, not both")
+	case !hasDSN && !hasEnv:
+		l.errorf(sourcePos, "source: dsn or dsn_env is required (dsn_env: PGDSN reads the connection string from that environment variable)")
+	case hasDSN:
+		fp := l.d.pos[&s.DSN]
+		if !fp.ok {
+			break
+		}
+		l.checkDSN("source.dsn", string(s.DSN), at(&s.DSN))
+		if literalPassword(fp.raw, fp.expanded, string(s.DSN)) {
+			l.warnf(at(&s.DSN), "source.dsn: the password is written in the file: prefer dsn_env, a ${VAR} reference, or a .pgpass file")
+		}
+	case s.DSNEnv.IsSet():
+		l.checkDSN("source.dsn_env ("+s.DSNEnv.Name+")", s.DSNEnv.Value(), at(&s.DSNEnv))
+	case l.d.pos[&s.DSNEnv].ok:
+		l.errorf(at(&s.DSNEnv), "source.dsn_env: empty: name the environment variable that holds the connection string")
+	}
+
+	if err := checkSlotName(s.Slot); err != nil {
+		l.errorf(at(&s.Slot), "source.slot: invalid slot name %s: %v", l.quote(&s.Slot), err)
+	}
+	if err := checkIdentifier(s.Publication); err != nil {
+		l.errorf(at(&s.Publication), "source.publication: invalid publication name %s: %v", l.quote(&s.Publication), err)
+	}
+	switch {
+	case s.ManagePublication && len(s.PublicationTables) == 0:
+		l.errorf(at(&s.ManagePublication), "source.publication_tables: required when manage_publication is true: the tables the publication is created for")
+	case !s.ManagePublication && len(s.PublicationTables) > 0:
+		l.warnf(at(&s.PublicationTables), "source.publication_tables: ignored because manage_publication is false")
+	}
+	l.positive(&s.StatusInterval, "source.status_interval", sourcePos)
+	if s.StatusInterval > time.Minute {
+		l.errorf(at(&s.StatusInterval), "source.status_interval: must be at most 60s (wal_sender_timeout is 60s by default), got %s", s.StatusInterval)
+	}
+	l.positive(&s.ConnectTimeout, "source.connect_timeout", sourcePos)
+	l.positive(&s.Reconnect.InitialDelay, "source.reconnect.initial_delay", sourcePos)
+	if l.positive(&s.Reconnect.MaxDelay, "source.reconnect.max_delay", sourcePos) && s.Reconnect.MaxDelay < s.Reconnect.InitialDelay {
+		l.errorf(at(&s.Reconnect.MaxDelay), "source.reconnect.max_delay: must be at least initial_delay (%s), got %s", s.Reconnect.InitialDelay, s.Reconnect.MaxDelay)
+	}
+	l.notNegative(&s.HeartbeatInterval, "source.heartbeat_interval", sourcePos)
+}
+
+// checkDSN checks the shape of a connection string without connecting. Its
+// errors show the DSN only redacted.
+func (l *loader) checkDSN(key, dsn string, pos Pos) {
+	if strings.TrimSpace(dsn) == "" {
+		l.errorf(pos, "%s: the connection string is empty", key)
+		return
+	}
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		scheme := strings.ToLower(dsn[:i])
+		if scheme != "postgres" && scheme != "postgresql" {
+			l.errorf(pos, "%s: a connection URL starts with postgres:// or postgresql://, got %q", key, RedactDSN(dsn))
+			return
+		}
+		// Do not show url.Parse's error: it quotes the URL, password included.
+		if _, err := url.Parse(dsn); err != nil {
+			l.errorf(pos, "%s: %q is not a valid connection URL: percent-encode special characters (@ : / %% ? #) in the user name and password", key, RedactDSN(dsn))
+		}
+		return
+	}
+	var removed []string
+	if _, ok := redactKeywordValue(dsn, &removed); !ok || !strings.Contains(dsn, "=") {
+		l.errorf(pos, "%s: %q is neither a postgres:// URL nor keyword=value pairs (host=... dbname=...): quote values with spaces in single quotes", key, RedactDSN(dsn))
+	}
+}
+
+// literalPassword reports whether a DSN written in the file (raw, before
+// ${VAR} expansion) holds a password that is not a ${VAR} reference.
+func literalPassword(raw string, expanded bool, dsn string) bool {
+	if !expanded {
+		raw = dsn
+	}
+	_, removed := redactDSN(raw)
+	for _, p := range removed {
+		p = strings.Trim(p, "'")
+		if p != "" && !strings.HasPrefix(p, "${") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,135 @@
+package configs
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"time"
+)
+
+var (
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats = []string{"json", "console"}
+)
+
+// validate checks the values decoded into l.cfg and how settings combine.
+// Observers were checked while decoding.
+func (l *loader) validate() {
+	c := l.cfg
+	sec := func(name string) Pos {
+		if p, ok := l.sections[name]; ok {
+			return p
+		}
+		return l.start
+	}
+	at := func(ptr any, section string) Pos { return l.d.where(ptr, sec(section)) }
+
+	if err := checkName(c.ListenerID, 63); err != nil {
+		l.errorf(at(&c.ListenerID, "listener_id"), "listener_id: invalid name %s: %v", l.quote(&c.ListenerID), err)
+	}
+	l.validateSource()
+	if len(c.Observers) == 0 && len(l.errs.List) == 0 {
+		l.warnf(sec("observers"), "no observers: changes will be read and acknowledged without running any action")
+	}
+	if err := checkIdentifier(c.State.Schema); err != nil {
+		l.errorf(at(&c.State.Schema, "state"), "state.schema: invalid schema name %s: %v", l.quote(&c.State.Schema), err)
+	}
+	l.positive(&c.Checkpoints.Interval, "checkpoints.interval", sec("checkpoints"))
+	if n := c.ConcurrentExecution.MaxConcurrency; n < 1 || n > 1024 {
+		l.errorf(at(&c.ConcurrentExecution.MaxConcurrency, "concurrent_execution"), "concurrent_execution.max_concurrency: must be between 1 and 1024, got %d", n)
+	}
+	if n := c.Deduplication.CacheEntries; n < 1 {
+		l.errorf(at(&c.Deduplication.CacheEntries, "deduplication"), "deduplication.cache_entries: must be at least 1, got %d", n)
+	}
+	if c.Caching.MaxBytes <= 0 {
+		l.errorf(at(&c.Caching.MaxBytes, "caching"), "caching.max_bytes: must be positive (disable caching with enabled: false), got %d", c.Caching.MaxBytes)
+	}
+	if c.DLQ.MaxDLQSize < 0 {
+		l.errorf(at(&c.DLQ.MaxDLQSize, "dlq"), "dlq.max_dlq_size: must not be negative (0 is unbounded), got %d", c.DLQ.MaxDLQSize)
+	}
+
+	p := &c.Pipeline
+	if p.MaxInFlightBytes <= 0 {
+		l.errorf(at(&p.MaxInFlightBytes, "pipeline"), "pipeline.max_in_flight_bytes: must be positive, got %d", p.MaxInFlightBytes)
+	} else if c.Source.MaxEventBytes > p.MaxInFlightBytes {
+		l.warnf(at(&p.MaxInFlightBytes, "pipeline"), "pipeline.max_in_flight_bytes (%s) is smaller than source.max_event_bytes (%s): an event that large runs alone", p.MaxInFlightBytes, c.Source.MaxEventBytes)
+	}
+	if p.BatchSize < 1 || p.BatchSize > 100_000 {
+		l.errorf(at(&p.BatchSize, "pipeline"), "pipeline.batch_size: must be between 1 and 100000, got %d", p.BatchSize)
+	}
+	l.positive(&p.ShutdownTimeout, "pipeline.shutdown_timeout", sec("pipeline"))
+
+	l.validateAdmin(sec("admin"))
+
+	f := &c.Failover
+	if l.positive(&f.LeaseDuration, "failover.lease_duration", sec("failover")) &&
+		l.positive(&f.RenewInterval, "failover.renew_interval", sec("failover")) &&
+		f.RenewInterval >= f.LeaseDuration {
+		l.errorf(at(&f.RenewInterval, "failover"), "failover.renew_interval: must be shorter than lease_duration (%s), got %s", f.LeaseDuration, f.RenewInterval)
+	}
+	if f.Enabled && !l.d.has(&c.ListenerID) {
+		l.warnf(sec("failover"), "failover is enabled but listener_id is not set: give every instance its own listener_id")
+	}
+
+	if !c.ReplayWindow.IsZero() && !c.Checkpoints.Enabled {
+		l.errorf(at(&c.ReplayWindow, "replay_window"), "replay_window: needs checkpoints.enabled: without checkpoints every restart would deliver the whole window again")
+	}
+
+	if !slices.Contains(logLevels, c.Logging.Level) {
+		l.errorf(at(&c.Logging.Level, "logging"), "logging.level: unknown level %s: expected %s%s", l.quote(&c.Logging.Level), quoteList(logLevels), DidYouMean(c.Logging.Level, logLevels))
+	}
+	if !slices.Contains(logFormats, c.Logging.Format) {
+		l.errorf(at(&c.Logging.Format, "logging"), "logging.format: unknown format %s: expected %s%s", l.quote(&c.Logging.Format), quoteList(logFormats), DidYouMean(c.Logging.Format, logFormats))
+	}
+}
+
+// validateAdmin checks the listen address and warns about an open endpoint.
+func (l *loader) validateAdmin(section Pos) {
+	a := &l.cfg.Admin
+	if a.Listen == "" {
+		if a.TokenEnv.IsSet() {
+			l.warnf(l.d.where(&a.TokenEnv, section), "admin.token_env: ignored because admin.listen is empty (the endpoint is off)")
+		}
+		return
+	}
+	pos := l.d.where(&a.Listen, section)
+	host, port, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		l.errorf(pos, "admin.listen: invalid address %s: expected host:port such as \"127.0.0.1:9187\" (\"\" disables the endpoint)", l.quote(&a.Listen))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		l.errorf(pos, "admin.listen: invalid port in %s: expected a number from 0 to 65535", l.quote(&a.Listen))
+		return
+	}
+	if !isLoopback(host) && !a.TokenEnv.IsSet() {
+		l.warnf(pos, "admin.listen: %s is reachable from other hosts and admin.token_env is not set: anyone who can connect can read metrics and retry or remove DLQ items", l.quote(&a.Listen))
+	}
+}
+
+// isLoopback reports whether host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// positive reports an error unless *d > 0.
+func (l *loader) positive(d *time.Duration, path string, section Pos) bool {
+	if *d > 0 {
+		return true
+	}
+	l.errorf(l.d.where(d, section), "%s: must be positive, got %s", path, *d)
+	return false
+}
+
+// notNegative reports an error if *d < 0.
+func (l *loader) notNegative(d *time.Duration, path string, section Pos) bool {
+	if *d >= 0 {
+		return true
+	}
+	l.errorf(l.d.where(d, section), "%s: must not be negative (0 is off), got %s", path, *d)
+	return false
+}
