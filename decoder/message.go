@@ -1,6 +1,8 @@
 package decoder
 
 import (
+	"io"
+
 	"fmt"
 	"unicode/utf8"
 
@@ -29,7 +31,7 @@ func parseMessage(r *reader) Message {
 	n := int32(r.uint32("content length"))
 	if r.err == nil && (n < 0 || int(n) > r.remaining()) {
 		r.off -= 4
-		r.fail("content length exceeds message length", nil)
+		r.fail("content length exceeds message length", io.ErrUnexpectedEOF)
 	}
 	m.Content = r.bytes(int(n), "content")
 	r.end()

@@ -1,6 +1,9 @@
 package decoder
 
-import "unicode/utf8"
+import (
+	"io"
+	"unicode/utf8"
+)
 
 // Column describes one column of a Relation message.
 type Column struct {
@@ -57,7 +60,7 @@ func parseRelation(r *reader) *Relation {
 		return nil
 	}
 	if n*minColumnBytes > r.remaining() {
-		r.fail("column count exceeds message length", nil)
+		r.fail("column count exceeds message length", io.ErrUnexpectedEOF)
 		return nil
 	}
 	m.Columns = make([]Column, n)

@@ -1,6 +1,8 @@
 package decoder
 
 import (
+	"io"
+
 	"fmt"
 	"unicode/utf8"
 
@@ -38,7 +40,7 @@ func parseTruncate(r *reader) Truncate {
 	}
 	if n < 0 || int(n) > r.remaining()/4 {
 		r.off -= 5
-		r.fail("relation count exceeds message length", nil)
+		r.fail("relation count exceeds message length", io.ErrUnexpectedEOF)
 		return m
 	}
 	m.RelationIDs = make([]uint32, n)

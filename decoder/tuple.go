@@ -1,6 +1,9 @@
 package decoder
 
-import "slices"
+import (
+	"io"
+	"slices"
+)
 
 // The kinds of a TupleColumn.
 const (
@@ -62,7 +65,7 @@ func readTuple(r *reader, cols []TupleColumn) []TupleColumn {
 		return cols[:0]
 	}
 	if n > r.remaining() { // every column takes at least its kind byte
-		r.fail("tuple column count exceeds message length", nil)
+		r.fail("tuple column count exceeds message length", io.ErrUnexpectedEOF)
 		return cols[:0]
 	}
 	cols = slices.Grow(cols[:0], n)
@@ -74,7 +77,7 @@ func readTuple(r *reader, cols []TupleColumn) []TupleColumn {
 		case TupleText, TupleBinary:
 			size := int32(r.uint32("tuple value length"))
 			if r.err == nil && (size < 0 || int(size) > r.remaining()) {
-				r.fail("tuple value length exceeds message length", nil)
+				r.fail("tuple value length exceeds message length", io.ErrUnexpectedEOF)
 			}
 			data = r.bytes(int(size), "tuple value")
 		default:
