@@ -8,7 +8,7 @@ import (
 
 // Builders of pgoutput messages for unit tests.
 
-func be16(b []byte, v int) []byte { return binary.BigEndian.AppendUint16(b, uint16(v)) }
+func be16(b []byte, v int) []byte    { return binary.BigEndian.AppendUint16(b, uint16(v)) }
 func be32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
 func be64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
 func cstr(b []byte, s string) []byte { return append(append(b, s...), 0) }
@@ -53,7 +53,7 @@ func mkRelation(id uint32, ns, name string, ident byte, cols ...col) []byte {
 }
 
 // Tuple column constructors.
-func txt(s string) TupleColumn { return TupleColumn{Kind: TupleText, Data: []byte(s)} }
+func txt(s string) TupleColumn  { return TupleColumn{Kind: TupleText, Data: []byte(s)} }
 func bin(b ...byte) TupleColumn { return TupleColumn{Kind: TupleBinary, Data: b} }
 
 var (
