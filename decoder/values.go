@@ -2,7 +2,6 @@ package decoder
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"unicode/utf8"
 )
 
@@ -49,8 +48,8 @@ func (v *valueDecoder) appendScalar(dst []byte, k valueKind, s []byte) ([]byte, 
 		if !utf8.Valid(s) {
 			return dst, ErrInvalidUTF8
 		}
-		if json.Valid(s) {
-			return appendCompactJSON(dst, s), nil
+		if out, ok := appendJSON(dst, s); ok {
+			return out, nil
 		}
 	case kindBytea:
 		if b, ok := v.decodeBytea(s); ok {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -173,4 +174,34 @@ func TestBinaryFloat(t *testing.T) {
 	f(float64(float32(1.1)), 32, "1.1")
 	f(float64(float32(123456)), 32, "123456")
 	f(float64(float32(1234567)), 32, "1.234567e+06")
+}
+
+// FuzzJSON checks the one-pass JSON validator and compactor against encoding/json.
+func FuzzJSON(f *testing.F) {
+	for _, s := range []string{`{"a": [1, 2.5e+3, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9"]}`, `  "s"  `, `[`, `{"a" 1}`,
+		`-0.0e-0`, `01`, `[1,]`, `{"a":1,}`, "\"\x01\"", `"\u12"`, `[[[[]]]]`, `{} {}`, `1 2`, `tru`, `nulls`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := appendJSON([]byte("x"), data)
+		if want := json.Valid(data); ok != want {
+			t.Fatalf("validity of %q; got %v; want %v", data, ok, want)
+		}
+		if ok {
+			if want := appendCompactJSON([]byte("x"), data); string(got) != string(want) {
+				t.Fatalf("compaction of %q; got %q; want %q", data, got, want)
+			}
+		}
+	})
+}
+
+func TestDeepJSON(t *testing.T) {
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	got, ok := appendJSON(nil, []byte(" "+deep))
+	if !ok || string(got) != deep {
+		t.Fatalf("unexpected result for a deeply nested document: %v", ok)
+	}
+	if _, ok := appendJSON(nil, []byte(deep+"]")); ok {
+		t.Fatalf("accepted an unbalanced document")
+	}
 }
