@@ -113,13 +113,6 @@ func (r *Row) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// Message is the content of a logical decoding message (pg_logical_emit_message).
-type Message struct {
-	Prefix        string
-	Content       []byte
-	Transactional bool
-}
-
 // Event is one committed change, in the shape every sink receives. It is built by the
 // Decoder and is read-only once handed on: many goroutines may read it at once.
 // Pass it by pointer; it must not be copied after first use.
@@ -131,11 +124,13 @@ type Event struct {
 	LSN lsn.LSN
 	// Xid is the transaction id (0 for a non-transactional message).
 	Xid uint32
-	// CommitTime is the commit timestamp of the transaction.
+	// CommitTime is the commit timestamp of the transaction (zero, and null in the JSON,
+	// for a non-transactional message).
 	CommitTime time.Time
 	// Origin is the replication origin of the transaction, when one was sent.
 	Origin string
 
+	// Schema and Table name the relation as sent by pgoutput (empty for OpMessage).
 	Schema string
 	Table  string
 	// RelationID is the table's OID; Relation is the descriptor the change was decoded
@@ -204,9 +199,14 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = e.ID.Commit.AppendText(b)
 	b = append(b, `","xid":`...)
 	b = strconv.AppendUint(b, uint64(e.Xid), 10)
-	b = append(b, `,"commit_time":"`...)
-	b = e.CommitTime.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
-	b = append(b, `","schema":`...)
+	if e.CommitTime.IsZero() {
+		b = append(b, `,"commit_time":null`...)
+	} else {
+		b = append(b, `,"commit_time":"`...)
+		b = e.CommitTime.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+		b = append(b, '"')
+	}
+	b = append(b, `,"schema":`...)
 	b = AppendJSONString(b, e.Schema)
 	b = append(b, `,"table":`...)
 	b = AppendJSONString(b, e.Table)

@@ -1,5 +1,10 @@
 package decoder
 
+import (
+	"io"
+	"unicode/utf8"
+)
+
 // Column describes one column of a Relation message.
 type Column struct {
 	Name    string
@@ -18,4 +23,94 @@ type Relation struct {
 	Columns         []Column
 	// Names holds the column names in order; rows decoded with this relation share it.
 	Names []string
+
+	// Filled by the Decoder when it caches the relation (zero after Parse).
+	types      []typeInfo // how to decode each column's values
+	identIdx   []int      // columns flagged as replica identity key (the 'K' tuple)
+	identNames []string
+	keyIdx     []int // columns of Event.Key: identIdx, or the KeyColumns hook under FULL
+	keyNames   []string
+	badName    string // a schema, table or column name that is not valid UTF-8
+	hasBadName bool
+}
+
+// The replica identity settings of a Relation (pg_class.relreplident).
+const (
+	IdentityDefault byte = 'd'
+	IdentityNothing byte = 'n'
+	IdentityFull    byte = 'f'
+	IdentityIndex   byte = 'i'
+)
+
+// Kind returns KindRelation.
+func (*Relation) Kind() Kind { return KindRelation }
+
+// minColumnBytes is the smallest encoding of one column in a Relation message: flags,
+// an empty name's NUL, type OID and type modifier.
+const minColumnBytes = 1 + 1 + 4 + 4
+
+func parseRelation(r *reader) *Relation {
+	m := &Relation{}
+	m.ID = r.uint32("relation OID")
+	m.Namespace = string(r.cstring("namespace"))
+	m.Name = string(r.cstring("relation name"))
+	m.ReplicaIdentity = r.uint8("replica identity")
+	n := int(r.uint16("column count"))
+	if r.err != nil {
+		return nil
+	}
+	if n*minColumnBytes > r.remaining() {
+		r.fail("column count exceeds message length", io.ErrUnexpectedEOF)
+		return nil
+	}
+	m.Columns = make([]Column, n)
+	m.Names = make([]string, n)
+	for i := range m.Columns {
+		c := &m.Columns[i]
+		c.Key = r.uint8("column flags")&1 != 0
+		c.Name = string(r.cstring("column name"))
+		c.TypeOID = r.uint32("column type OID")
+		c.TypeMod = int32(r.uint32("column type modifier"))
+		m.Names[i] = c.Name
+	}
+	r.end()
+	if r.err != nil {
+		return nil
+	}
+	return m
+}
+
+// prepare fills the derived fields of a relation the Decoder is about to cache.
+func (rel *Relation) prepare(keyColumns func(*Relation) []string) {
+	rel.types = make([]typeInfo, len(rel.Columns))
+	for i, c := range rel.Columns {
+		rel.types[i] = lookupType(c.TypeOID)
+		if c.Key {
+			rel.identIdx = append(rel.identIdx, i)
+			rel.identNames = append(rel.identNames, c.Name)
+		}
+	}
+	rel.keyIdx, rel.keyNames = rel.identIdx, rel.identNames
+	if keyColumns != nil && rel.ReplicaIdentity == IdentityFull {
+		var idx []int
+		var names []string
+		for _, name := range keyColumns(rel) {
+			for i, c := range rel.Columns {
+				if c.Name == name {
+					idx = append(idx, i)
+					names = append(names, c.Name)
+					break
+				}
+			}
+		}
+		if len(idx) > 0 {
+			rel.keyIdx, rel.keyNames = idx, names
+		}
+	}
+	for _, s := range append([]string{rel.Namespace, rel.Name}, rel.Names...) {
+		if !utf8.ValidString(s) {
+			rel.badName, rel.hasBadName = s, true
+			break
+		}
+	}
 }
