@@ -70,11 +70,11 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 	retry := pipeline.RetryPolicy{MaxAttempts: co.Retry.MaxAttempts, Strategy: backoff, Initial: co.Retry.InitialDelay, Max: co.Retry.MaxDelay}
 	var errs []error
 	if co.Condition != "" {
-		cond, err := compileCondition(co)
-		if err != nil {
+		if cond, err := compileCondition(co); err != nil {
 			errs = append(errs, err)
+		} else {
+			o.Condition = cond
 		}
-		o.Condition = cond
 	}
 	for _, ca := range co.Actions {
 		build, ok := actionBuilders[ca.Type]

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
+)
+
+// condition adapts a compiled eval.Condition to pipeline.Condition.
+type condition struct {
+	c    *eval.Condition
+	meta eval.Meta
+}
+
+func (c condition) Match(ev *decoder.Event) (bool, error) {
+	return c.c.Eval(eval.NewEnv(ev, c.meta))
+}
+
+// compileCondition compiles an observer's condition, reporting a compile error at
+// its file:line:column (the expression's own position added to the condition's).
+func compileCondition(co *configs.Observer) (condition, error) {
+	c, err := eval.CompileCondition(co.Condition, eval.Options{})
+	if err != nil {
+		return condition{}, &configs.Error{Pos: exprPos(co.ConditionPos, err), Msg: "observer " + co.Name + ": condition: " + exprMsg(err)}
+	}
+	return condition{c: c, meta: eval.Meta{Entity: co.Entity}}, nil
+}
+
+// exprPos moves pos to where an expression error points within the expression.
+// A single-line YAML scalar keeps its text on pos's line; quoting shifts it by one.
+func exprPos(pos configs.Pos, err error) configs.Pos {
+	var ee *eval.Error
+	if !errors.As(err, &ee) {
+		return pos
+	}
+	if ee.Line <= 1 {
+		pos.Column += ee.Column - 1
+	} else {
+		pos.Line += ee.Line - 1
+		pos.Column = ee.Column
+	}
+	return pos
+}
+
+func exprMsg(err error) string {
+	var ee *eval.Error
+	if errors.As(err, &ee) {
+		return ee.Msg
+	}
+	return err.Error()
+}
