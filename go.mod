@@ -3,6 +3,7 @@ module github.com/fraiseql/fraiseql-observers
 go 1.26
 
 require (
+	github.com/expr-lang/expr v1.17.8
 	github.com/jackc/pgio v1.0.0 // indirect
 	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect

@@ -1,0 +1,203 @@
+package eval
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// MaxExprLen is the longest accepted condition or placeholder expression, in bytes.
+const MaxExprLen = 4 << 10
+
+// Options configures compilation. The zero value means no extra functions.
+type Options struct {
+	// Functions are extra functions expressions may call by name. They receive values
+	// as the package documentation describes (string, bool, nil, int64, Numeric,
+	// []any, map[string]any, ...), must not modify them, and must be safe for
+	// concurrent use. A name may not be one of the helpers.
+	Functions map[string]func(args ...any) (any, error)
+}
+
+func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+// internalFunctions are registered with every program: the helpers and the
+// functions the rewrite calls.
+var internalFunctions = sync.OnceValue(func() []*builtin.Function {
+	cmp := typeOf[func(any, any) bool]()
+	fns := []*builtin.Function{
+		{Name: fnPath, Func: callPath, Types: []reflect.Type{typeOf[func(...any) any]()}},
+		{Name: fnGet, Func: callGet, Types: []reflect.Type{typeOf[func(...any) any]()}},
+		{Name: fnEq, Func: func(a ...any) (any, error) { return equal(a[0], a[1]), nil }, Types: []reflect.Type{cmp}},
+		{Name: fnNe, Func: func(a ...any) (any, error) { return !equal(a[0], a[1]), nil }, Types: []reflect.Type{cmp}},
+		{Name: fnLt, Func: callCompare("<"), Types: []reflect.Type{cmp}},
+		{Name: fnLe, Func: callCompare("<="), Types: []reflect.Type{cmp}},
+		{Name: fnGt, Func: callCompare(">"), Types: []reflect.Type{cmp}},
+		{Name: fnGe, Func: callCompare(">="), Types: []reflect.Type{cmp}},
+		{Name: fnIn, Func: func(a ...any) (any, error) { return in(a[0], a[1]) }, Types: []reflect.Type{cmp}},
+		{Name: fnNum, Func: func(a ...any) (any, error) { return toFloat(a[0]), nil }, Types: []reflect.Type{typeOf[func(any) any]()}},
+		{Name: "numeric", Func: callNumeric, Types: []reflect.Type{typeOf[func(string) Numeric]()}},
+	}
+	for name, arity := range helpers {
+		t := typeOf[func(any, string) bool]()
+		if arity == 2 {
+			t = typeOf[func(any, string, any) bool]()
+		}
+		fns = append(fns, &builtin.Function{
+			Name:  name,
+			Func:  func(a ...any) (any, error) { return callHelper(name, a) },
+			Types: []reflect.Type{t},
+		})
+	}
+	return fns
+})
+
+// program is a compiled expression.
+type program struct {
+	p *vm.Program
+	// ref is set when the expression is a plain column or row reference, which
+	// templates render from the row's JSON without running the program.
+	ref *colRef
+}
+
+// colRef is `name`, `data.name`, `new.name`, ... (col set) or `new`, `data`, ... alone.
+type colRef struct {
+	root       rootID
+	col        string
+	row        bool
+	line, col0 int // position of the reference in the expression, for errors
+}
+
+// compile parses, rewrites and compiles one expression. asBool makes a result
+// that is known at compile time not to be a bool an error.
+func compile(src string, opts Options, asBool bool) (*program, error) {
+	if len(src) > MaxExprLen {
+		return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("expression longer than %d bytes", MaxExprLen)}
+	}
+	if strings.TrimSpace(src) == "" {
+		return nil, &Error{Line: 1, Column: 1, Msg: "empty expression"}
+	}
+	config := conf.CreateNew()
+	for _, f := range internalFunctions() {
+		config.Functions[f.Name] = f
+	}
+	user := make(map[string]bool, len(opts.Functions))
+	for name, fn := range opts.Functions {
+		if _, ok := config.Functions[name]; ok || strings.HasPrefix(name, "$") {
+			return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("function %s is reserved", name)}
+		}
+		config.Functions[name] = &builtin.Function{Name: name, Func: fn}
+		user[name] = true
+	}
+	tree, err := parser.ParseWithConfig(src, config)
+	if err != nil {
+		return nil, toError(err)
+	}
+	ref := columnRef(tree.Node)
+	if ref != nil {
+		ref.line, ref.col0 = runePosition(src, tree.Node.Location().From)
+	}
+	w := rewriter{funcs: user}
+	w.walk(&tree.Node, 0, false)
+	if w.err != nil {
+		return nil, toError(w.err.Bind(tree.Source))
+	}
+	t, err := checker.Check(tree, config)
+	if err != nil {
+		return nil, toError(err)
+	}
+	if asBool && t.Kind() != reflect.Interface && t.Kind() != reflect.Bool {
+		return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("condition is %s, not bool", kindName(t))}
+	}
+	if err := optimizer.Optimize(&tree.Node, config); err != nil {
+		return nil, toError(err)
+	}
+	p, err := compiler.Compile(tree, config)
+	if err != nil {
+		return nil, toError(err)
+	}
+	return &program{p: p, ref: ref}, nil
+}
+
+// columnRef recognises the plain references templates render from raw JSON.
+func columnRef(n ast.Node) *colRef {
+	switch x := n.(type) {
+	case *ast.IdentifierNode:
+		r, ok := lookupRoot(x.Value)
+		switch {
+		case !ok:
+			return &colRef{root: rootData, col: x.Value}
+		case r.isRow():
+			return &colRef{root: r, row: true}
+		}
+	case *ast.MemberNode:
+		id, ok := x.Node.(*ast.IdentifierNode)
+		prop, ok2 := x.Property.(*ast.StringNode)
+		if !ok || !ok2 || x.Optional || x.Method {
+			return nil
+		}
+		if r, ok := lookupRoot(id.Value); ok && r.isRow() {
+			return &colRef{root: r, col: prop.Value}
+		}
+	}
+	return nil
+}
+
+var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
+
+// run runs p on env.
+func (p *program) run(env *Env) (any, error) {
+	if env == nil || env.ev == nil {
+		return nil, &Error{Line: 1, Column: 1, Msg: "no event environment"}
+	}
+	m := vmPool.Get().(*vm.VM)
+	out, err := m.Run(p.p, env)
+	// Drop references to the event's values before pooling the VM.
+	clear(m.Stack[:cap(m.Stack)])
+	clear(m.Variables)
+	vmPool.Put(m)
+	if err != nil {
+		return nil, toError(err)
+	}
+	return out, nil
+}
+
+// runePosition returns the 1-based line and column of the character at rune offset
+// off of s.
+func runePosition(s string, off int) (line, col int) {
+	line, col = 1, 1
+	for i, r := range []rune(s) {
+		if i == off {
+			break
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "list"
+	case reflect.Map:
+		return "object"
+	}
+	return t.String()
+}
