@@ -204,10 +204,15 @@ func (w *rewriter) call(n *ast.CallNode, depth int) {
 		return
 	}
 	name := id.Value
+	_, helper := helpers[name]
+	if w.isVar(name) || !helper && name != "numeric" && !w.funcs[name] {
+		w.fail(n.Callee, "unknown function %s", name)
+		return
+	}
 	for i := range n.Arguments {
 		w.walk(&n.Arguments[i], depth+1, false)
 	}
-	if arity, ok := helpers[name]; ok && !w.isVar(name) {
+	if arity, ok := helpers[name]; ok {
 		if len(n.Arguments) != arity {
 			w.fail(n, "%s takes %d argument(s), not %d", name, arity, len(n.Arguments))
 			return
@@ -215,13 +220,9 @@ func (w *rewriter) call(n *ast.CallNode, depth int) {
 		n.Arguments = append([]ast.Node{envNode()}, n.Arguments...)
 		return
 	}
-	if (name == "numeric" || w.funcs[name]) && !w.isVar(name) {
-		if name == "numeric" && len(n.Arguments) != 1 {
-			w.fail(n, "numeric takes 1 argument, not %d", len(n.Arguments))
-		}
-		return
+	if name == "numeric" && len(n.Arguments) != 1 {
+		w.fail(n, "numeric takes 1 argument, not %d", len(n.Arguments))
 	}
-	w.fail(n.Callee, "unknown function %s", name)
 }
 
 // chain rewrites a member access chain a.b?.c[d] (MemberNodes, possibly wrapped in
@@ -263,9 +264,10 @@ loop:
 		w.path(p, id, keys, opt, lenient)
 		return
 	}
+	at := n // errors point at the start of the path
 	w.walk(&n, depth+1, false)
-	args := append([]ast.Node{n, intNode(*p, int(opt)), boolNode(*p, lenient)}, keys...)
-	*p = call(*p, fnGet, args...)
+	args := append([]ast.Node{n, intNode(at, int(opt)), boolNode(at, lenient)}, keys...)
+	*p = call(at, fnGet, args...)
 }
 
 // path replaces *p by a $path call for name id followed by keys.
@@ -279,8 +281,8 @@ func (w *rewriter) path(p *ast.Node, id *ast.IdentifierNode, keys []ast.Node, op
 		keys = append([]ast.Node{name}, keys...)
 		opt <<= 1
 	}
-	args := append([]ast.Node{envNode(), intNode(*p, int(root)), intNode(*p, int(opt)), boolNode(*p, lenient)}, keys...)
-	*p = call(*p, fnPath, args...)
+	args := append([]ast.Node{envNode(), intNode(id, int(root)), intNode(id, int(opt)), boolNode(id, lenient)}, keys...)
+	*p = call(id, fnPath, args...) // errors point at the start of the path
 }
 
 func intNode(at ast.Node, v int) ast.Node {
