@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -69,12 +70,13 @@ type program struct {
 	ref *colRef
 }
 
-// colRef is `name`, `data.name`, `new.name`, ... (col set) or `new`, `data`, ... alone.
+// colRef is a plain reference: a column with constant keys (`name`, `new.total`,
+// `data.customer.email`, `items[0]`) or a whole row (`new`, `data`).
 type colRef struct {
-	root       rootID
-	col        string
-	row        bool
-	line, col0 int // position of the reference in the expression, for errors
+	root rootID
+	row  bool
+	col  string
+	keys []any // string or int >= 0
 }
 
 // compile parses, rewrites and compiles one expression. asBool makes a result
@@ -103,9 +105,6 @@ func compile(src string, opts Options, asBool bool) (*program, error) {
 		return nil, toError(err)
 	}
 	ref := columnRef(tree.Node)
-	if ref != nil {
-		ref.line, ref.col0 = runePosition(src, tree.Node.Location().From)
-	}
 	w := rewriter{funcs: user}
 	w.walk(&tree.Node, 0, false)
 	if w.err != nil {
@@ -130,26 +129,47 @@ func compile(src string, opts Options, asBool bool) (*program, error) {
 
 // columnRef recognises the plain references templates render from raw JSON.
 func columnRef(n ast.Node) *colRef {
-	switch x := n.(type) {
-	case *ast.IdentifierNode:
-		r, ok := lookupRoot(x.Value)
-		switch {
-		case !ok:
-			return &colRef{root: rootData, col: x.Value}
-		case r.isRow():
-			return &colRef{root: r, row: true}
+	var keys []any
+	for {
+		m, ok := n.(*ast.MemberNode)
+		if !ok {
+			break
 		}
-	case *ast.MemberNode:
-		id, ok := x.Node.(*ast.IdentifierNode)
-		prop, ok2 := x.Property.(*ast.StringNode)
-		if !ok || !ok2 || x.Optional || x.Method {
+		if m.Optional || m.Method {
 			return nil
 		}
-		if r, ok := lookupRoot(id.Value); ok && r.isRow() {
-			return &colRef{root: r, col: prop.Value}
+		switch p := m.Property.(type) {
+		case *ast.StringNode:
+			keys = append(keys, p.Value)
+		case *ast.IntegerNode:
+			if p.Value < 0 {
+				return nil
+			}
+			keys = append(keys, p.Value)
+		default:
+			return nil
 		}
+		n = m.Node
 	}
-	return nil
+	id, ok := n.(*ast.IdentifierNode)
+	if !ok {
+		return nil
+	}
+	slices.Reverse(keys)
+	r, isRoot := lookupRoot(id.Value)
+	switch {
+	case !isRoot:
+		return &colRef{root: rootData, col: id.Value, keys: keys}
+	case !r.isRow():
+		return nil
+	case len(keys) == 0:
+		return &colRef{root: r, row: true}
+	}
+	col, ok := keys[0].(string)
+	if !ok {
+		return nil
+	}
+	return &colRef{root: r, col: col, keys: keys[1:]}
 }
 
 var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
@@ -169,23 +189,6 @@ func (p *program) run(env *Env) (any, error) {
 		return nil, toError(err)
 	}
 	return out, nil
-}
-
-// runePosition returns the 1-based line and column of the character at rune offset
-// off of s.
-func runePosition(s string, off int) (line, col int) {
-	line, col = 1, 1
-	for i, r := range []rune(s) {
-		if i == off {
-			break
-		}
-		if r == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
-		}
-	}
-	return line, col
 }
 
 func kindName(t reflect.Type) string {

@@ -30,6 +30,9 @@ func (e *Env) path(r rootID, opt uint64, lenient bool, keys []any) (any, error) 
 		if !ok {
 			return nil, fmt.Errorf("cannot index %s with %s", r, typeName(keys[0]))
 		}
+		if v, ok := e.rawLeaf(r, name, keys[1:]); ok {
+			return v, nil
+		}
 		v, err := e.column(r, name, lenient || opt&1 != 0)
 		if err != nil {
 			return nil, err
@@ -53,6 +56,25 @@ func (e *Env) path(r rootID, opt uint64, lenient bool, keys []any) (any, error) 
 		return e.walk(r, v, opt, lenient, keys, 0)
 	}
 	return e.walk(r, cur, opt, lenient, keys, 1)
+}
+
+// rawLeaf resolves a path into a column that is not decoded yet on the column's
+// JSON, decoding only the value reached (see rawjson.go). It reports false when the
+// decoded walk must answer.
+func (e *Env) rawLeaf(r rootID, name string, keys []any) (any, bool) {
+	if len(keys) == 0 {
+		return nil, false
+	}
+	row, c, i := e.index(r, name)
+	if i < 0 || c.vals != nil && c.vals[i].done {
+		return nil, false
+	}
+	raw, ok := rawPath(row.Values[i], keys)
+	if !ok {
+		return nil, false
+	}
+	v, err := decodeJSON(raw)
+	return v, err == nil
 }
 
 // walk applies keys[from:] to cur, the value after keys[:from].

@@ -2,29 +2,41 @@ package eval
 
 import (
 	"bytes"
-	"encoding/json"
 	"slices"
 )
 
-// Plain references to a column (`{{ name }}`, `{{ new.total }}`) or a whole row
-// (`{{ data }}`) are rendered from the row's JSON, without running a program or
+// Plain references (`{{ name }}`, `{{ new.total }}`, `{{ data.customer.email }}`,
+// `{{ data }}`) are rendered from the row's JSON, without running a program or
 // decoding the value: numbers keep their exact text, objects their key order, and
-// the common case allocates nothing. Errors are those of the expression path.
+// the common case allocates nothing. When the reference does not resolve plainly
+// (a missing field, an unavailable value, ...) the program runs instead and gives
+// the error, so both ways behave alike.
 
-func (t *Template) appendRef(b []byte, r *colRef, env *Env) ([]byte, error) {
+// appendRef appends reference r, or reports false to have the program run.
+func (t *Template) appendRef(b []byte, r *colRef, env *Env) ([]byte, bool, error) {
 	if r.row {
 		row, _ := env.row(r.root)
 		if row == nil {
-			return t.appendValue(b, nil)
+			b, err := t.appendValue(b, nil)
+			return b, true, err
 		}
-		return t.appendRaw(b, row.AppendJSON(nil))
+		start := len(b)
+		b = compact(row.AppendJSON(b), start)
+		if t.esc == EscapeGlob {
+			b = globEscape(b, start)
+		}
+		return b, true, nil
 	}
 	row, _, i := env.index(r.root, r.col)
 	if i < 0 {
-		err := env.missing(r.root, r.col)
-		return b, &Error{Line: r.line, Column: r.col0, Msg: err.Error(), Err: err}
+		return b, false, nil
 	}
-	return t.appendRaw(b, row.Values[i])
+	raw, ok := rawPath(row.Values[i], r.keys)
+	if !ok {
+		return b, false, nil
+	}
+	b, err := t.appendRaw(b, raw)
+	return b, true, err
 }
 
 // appendRaw appends the JSON value raw as t's escape mode writes it.
@@ -49,12 +61,11 @@ func (t *Template) appendRaw(b []byte, raw []byte) ([]byte, error) {
 			return b, nil
 		}
 	case c == '{' || c == '[':
-		start := len(b)
-		buf := bytes.NewBuffer(b)
-		if err := json.Compact(buf, raw); err != nil {
-			return t.decodeAppend(b[:start], raw)
+		if end, ok := skipValue(raw, 0); !ok || end != len(raw) {
+			break // malformed: decoding reports it
 		}
-		b = buf.Bytes()
+		start := len(b)
+		b = compact(append(b, raw...), start)
 		if t.esc == EscapeGlob {
 			b = globEscape(b, start)
 		}
@@ -123,4 +134,28 @@ func globEscape(b []byte, start int) []byte {
 		}
 	}
 	return b
+}
+
+// compact removes the whitespace between the tokens of the JSON text b[start:], in
+// place.
+func compact(b []byte, start int) []byte {
+	w := start
+	in := false
+	for r := start; r < len(b); r++ {
+		c := b[r]
+		switch {
+		case in && c == '\\' && r+1 < len(b):
+			b[w], b[w+1] = c, b[r+1]
+			w += 2
+			r++
+			continue
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			continue
+		}
+		b[w] = c
+		w++
+	}
+	return b[:w]
 }

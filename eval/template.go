@@ -85,7 +85,7 @@ func CompileTemplate(src string, esc Escape, opts Options) (*Template, error) {
 		open := i + j
 		lit(src[i:open])
 		if esc == EscapeGlob && trailingBackslash(src[i:open]) {
-			line, col := position(src, open)
+			line, col := position(src, open-1)
 			return nil, &Error{Line: line, Column: col, Msg: "a backslash before {{ would escape the value's first character; write \\\\ for a literal backslash"}
 		}
 		start := open + 2
@@ -247,7 +247,10 @@ func (t *Template) placeholder(b []byte, p part, env *Env) ([]byte, error) {
 		return b, &Error{Line: 1, Column: 1, Msg: "no event environment"}
 	}
 	if r := p.prog.ref; r != nil {
-		return t.appendRef(b, r, env)
+		b, done, err := t.appendRef(b, r, env)
+		if done || err != nil {
+			return b, err
+		}
 	}
 	v, err := p.prog.run(env)
 	if err != nil {
