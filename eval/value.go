@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 )
@@ -145,7 +146,7 @@ func (r *jsonReader) str() (string, error) {
 		switch c := r.b[r.i]; {
 		case c == '"':
 			r.i++
-			if plain {
+			if plain && utf8.Valid(r.b[start+1:r.i-1]) {
 				return string(r.b[start+1 : r.i-1]), nil
 			}
 			var s string
