@@ -15,6 +15,7 @@ import (
 //	x.y ?? 'none'                → $path($env, data, 0, true, "x", "y") ?? 'none'
 //	(new ?? old).total           → $get(new ?? old, 0, false, "total")
 //	a == b, a < b, a in b        → $eq(a, b), $lt(a, b), $in(a, b)
+//	a == 'x', a != nil           unchanged (expr's equality is ours there)
 //	a * b, abs(a)                → $num(a) * $num(b), abs($num(a))
 //	has_field('f')               → has_field($env, 'f')
 //
@@ -178,6 +179,8 @@ func (w *rewriter) binary(p *ast.Node, n *ast.BinaryNode, depth int) {
 	w.walk(&n.Left, left, false)
 	w.walk(&n.Right, depth+1, false)
 	switch {
+	case (n.Operator == "==" || n.Operator == "!=") && (plainLiteral(n.Left) || plainLiteral(n.Right)):
+		// expr's own equality with a string, bool or nil literal is already ours.
 	case compareFns[n.Operator] != "":
 		*p = call(n, compareFns[n.Operator], n.Left, n.Right)
 	case n.Operator == "in":
@@ -186,6 +189,15 @@ func (w *rewriter) binary(p *ast.Node, n *ast.BinaryNode, depth int) {
 		toFloatArg(&n.Left)
 		toFloatArg(&n.Right)
 	}
+}
+
+// plainLiteral reports whether n is a string, bool or nil literal.
+func plainLiteral(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.StringNode, *ast.BoolNode, *ast.NilNode:
+		return true
+	}
+	return false
 }
 
 // isPath reports whether n is a name or member access, which ?? makes lenient.
