@@ -179,6 +179,9 @@ func (e *Env) unavailable(r rootID, name string) bool {
 
 // isKey reports whether name is a replica identity key column of the event's table.
 func (e *Env) isKey(name string) bool {
+	if e.ev.Key != nil && slices.Contains(e.ev.Key.Names, name) {
+		return true
+	}
 	if rel := e.ev.Relation; rel != nil {
 		for _, c := range rel.Columns {
 			if c.Name == name {
@@ -186,7 +189,7 @@ func (e *Env) isKey(name string) bool {
 			}
 		}
 	}
-	return e.ev.Key != nil && slices.Contains(e.ev.Key.Names, name)
+	return false
 }
 
 func (e *Env) table() string {

@@ -19,8 +19,8 @@ type Escape uint8
 // Escape modes.
 const (
 	// EscapeNone writes plain text: strings as they are, numbers as their exact text,
-	// true/false, null as nothing, lists and objects as compact JSON. For Slack, email,
-	// log lines, subjects and URLs built by the sink.
+	// true/false, null as nothing, lists and objects as compact JSON, times as in the
+	// event JSON (UTC, RFC 3339). For Slack, email, log lines and subjects.
 	EscapeNone Escape = iota
 	// EscapeJSON is for JSON bodies. A string is JSON-escaped without quotes, so
 	// `"{{ name }}"` written inside quotes stays one string whatever name holds; any
