@@ -102,7 +102,11 @@ func compile(src string, opts Options, asBool bool) (*program, error) {
 	}
 	tree, err := parser.ParseWithConfig(src, config)
 	if err != nil {
-		return nil, toError(err)
+		e := toError(err)
+		if strings.HasPrefix(e.Msg, "invalid integer literal") {
+			e.Msg += " (write numeric('…') for an exact number beyond int64)"
+		}
+		return nil, e
 	}
 	ref := columnRef(tree.Node)
 	w := rewriter{funcs: user}

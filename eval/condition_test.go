@@ -81,6 +81,8 @@ func TestNumbers(t *testing.T) {
 		{ev: insertEvent, src: `big > 1e29 && big < 1e30`, want: true},
 		{ev: insertEvent, src: `big > 9223372036854775807`, want: true},
 		{ev: insertEvent, src: `bigfrac == numeric('12345678901234567890.1230')`, want: true},
+		{ev: insertEvent, src: `bigfrac == numeric(string(bigfrac))`, want: true},
+		{ev: insertEvent, src: `numeric(status) == 1`, err: `numeric: argument is not a JSON number`},
 		{ev: insertEvent, src: `bigfrac == numeric('12345678901234567890.124')`, want: false},
 		{ev: insertEvent, src: `bigfrac > numeric('12345678901234567890.1229999999')`, want: true},
 		// floats as written
@@ -277,6 +279,9 @@ func TestConditionCompileErrors(t *testing.T) {
 	f(`$path($env, 0, 0, false, 'x') == 1`, Options{}, 1, 1, "unknown function $path")
 	f(`status ==`, Options{}, 1, 9, "unexpected token EOF")
 	f(`status == 'x`, Options{}, 1, 13, "literal not terminated")
+	f(`big > 123456789012345678901234567890`, Options{}, 1, 36, "write numeric('…')")
+	f(`big > numeric('12a')`, Options{}, 1, 15, `parse numeric "12a": not a JSON number`)
+	f(`numeric('1', '2') == 1`, Options{}, 1, 1, "numeric takes 1 argument, not 2")
 	f(`1 + 2`, Options{}, 1, 1, "condition is number, not bool")
 	f(`'x'`, Options{}, 1, 1, "condition is string, not bool")
 	f(``, Options{}, 1, 1, "empty expression")

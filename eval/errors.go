@@ -24,7 +24,8 @@ var (
 // Error is a compile or evaluation error of a condition or template. Line and Column
 // (1-based, counted in characters) locate it within the source given to
 // CompileCondition or CompileTemplate; a caller adds the position of that source in
-// its own file. Errors carry field names, never row values.
+// its own file. Messages name fields instead of quoting row values (an expr
+// built-in's own error, such as int('x'), may still quote its argument).
 type Error struct {
 	Line, Column int
 	Msg          string

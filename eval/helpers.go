@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -161,5 +162,9 @@ func callNumeric(args ...any) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("numeric: argument must be a string, not %s", typeName(args[0]))
 	}
-	return ParseNumeric(s)
+	n, err := ParseNumeric(s)
+	if err != nil {
+		return nil, errors.New("numeric: argument is not a JSON number") // the value stays out of errors
+	}
+	return n, nil
 }

@@ -111,7 +111,7 @@ func (w *rewriter) walk(p *ast.Node, depth int, lenient bool) {
 			toFloatArg(&n.Node)
 		}
 	case *ast.CallNode:
-		w.call(n, depth)
+		w.call(p, n, depth)
 	case *ast.BuiltinNode:
 		for i := range n.Arguments {
 			w.walk(&n.Arguments[i], depth+1, false)
@@ -209,7 +209,7 @@ func isPath(n ast.Node) bool {
 	return false
 }
 
-func (w *rewriter) call(n *ast.CallNode, depth int) {
+func (w *rewriter) call(p *ast.Node, n *ast.CallNode, depth int) {
 	id, ok := n.Callee.(*ast.IdentifierNode)
 	if !ok {
 		w.fail(n.Callee, "method calls are not supported")
@@ -232,8 +232,23 @@ func (w *rewriter) call(n *ast.CallNode, depth int) {
 		n.Arguments = append([]ast.Node{envNode()}, n.Arguments...)
 		return
 	}
-	if name == "numeric" && len(n.Arguments) != 1 {
+	if name != "numeric" {
+		return
+	}
+	if len(n.Arguments) != 1 {
 		w.fail(n, "numeric takes 1 argument, not %d", len(n.Arguments))
+		return
+	}
+	if lit, ok := n.Arguments[0].(*ast.StringNode); ok {
+		// A constant: check it now and compute it once.
+		v, err := ParseNumeric(lit.Value)
+		if err != nil {
+			w.fail(lit, "%v", err)
+			return
+		}
+		c := &ast.ConstantNode{Value: v}
+		c.SetLocation(n.Location())
+		*p = c
 	}
 }
 
