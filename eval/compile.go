@@ -29,15 +29,13 @@ type Options struct {
 	Functions map[string]func(args ...any) (any, error)
 }
 
-func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
-
 // internalFunctions are registered with every program: the helpers and the
 // functions the rewrite calls.
 var internalFunctions = sync.OnceValue(func() []*builtin.Function {
-	cmp := typeOf[func(any, any) bool]()
+	cmp := reflect.TypeFor[func(any, any) bool]()
 	fns := []*builtin.Function{
-		{Name: fnPath, Func: callPath, Types: []reflect.Type{typeOf[func(...any) any]()}},
-		{Name: fnGet, Func: callGet, Types: []reflect.Type{typeOf[func(...any) any]()}},
+		{Name: fnPath, Func: callPath, Types: []reflect.Type{reflect.TypeFor[func(...any) any]()}},
+		{Name: fnGet, Func: callGet, Types: []reflect.Type{reflect.TypeFor[func(...any) any]()}},
 		{Name: fnEq, Func: func(a ...any) (any, error) { return equal(a[0], a[1]), nil }, Types: []reflect.Type{cmp}},
 		{Name: fnNe, Func: func(a ...any) (any, error) { return !equal(a[0], a[1]), nil }, Types: []reflect.Type{cmp}},
 		{Name: fnLt, Func: callCompare("<"), Types: []reflect.Type{cmp}},
@@ -45,13 +43,13 @@ var internalFunctions = sync.OnceValue(func() []*builtin.Function {
 		{Name: fnGt, Func: callCompare(">"), Types: []reflect.Type{cmp}},
 		{Name: fnGe, Func: callCompare(">="), Types: []reflect.Type{cmp}},
 		{Name: fnIn, Func: func(a ...any) (any, error) { return in(a[0], a[1]) }, Types: []reflect.Type{cmp}},
-		{Name: fnNum, Func: func(a ...any) (any, error) { return toFloat(a[0]), nil }, Types: []reflect.Type{typeOf[func(any) any]()}},
-		{Name: "numeric", Func: callNumeric, Types: []reflect.Type{typeOf[func(string) Numeric]()}},
+		{Name: fnNum, Func: func(a ...any) (any, error) { return toFloat(a[0]), nil }, Types: []reflect.Type{reflect.TypeFor[func(any) any]()}},
+		{Name: "numeric", Func: callNumeric, Types: []reflect.Type{reflect.TypeFor[func(string) Numeric]()}},
 	}
 	for name, arity := range helpers {
-		t := typeOf[func(any, string) bool]()
+		t := reflect.TypeFor[func(any, string) bool]()
 		if arity == 2 {
-			t = typeOf[func(any, string, any) bool]()
+			t = reflect.TypeFor[func(any, string, any) bool]()
 		}
 		fns = append(fns, &builtin.Function{
 			Name:  name,

@@ -3,6 +3,7 @@ package eval
 import (
 	"bytes"
 	"slices"
+	"unicode/utf8"
 )
 
 // Plain references (`{{ name }}`, `{{ new.total }}`, `{{ data.customer.email }}`,
@@ -49,7 +50,7 @@ func (t *Template) appendRaw(b []byte, raw []byte) ([]byte, error) {
 	case c == '"':
 		body, ok := stringBody(raw)
 		switch {
-		case !ok:
+		case !ok || !utf8.Valid(body):
 		case t.esc == EscapeJSON:
 			return append(b, body...), nil // already JSON-escaped
 		case bytes.IndexByte(body, '\\') < 0:

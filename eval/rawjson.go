@@ -3,6 +3,7 @@ package eval
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // A path with constant keys into a jsonb column (`customer.address.city`) is
@@ -100,7 +101,7 @@ func rawIndex(raw []byte, n int) ([]byte, bool) {
 // keyEquals reports whether the JSON string tok spells key.
 func keyEquals(tok []byte, key string) bool {
 	body := tok[1 : len(tok)-1]
-	if bytes.IndexByte(body, '\\') < 0 {
+	if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
 		return string(body) == key
 	}
 	var s string
