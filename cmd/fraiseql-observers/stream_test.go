@@ -59,21 +59,21 @@ func TestFileExactlyOnceInCommitOrder(t *testing.T) {
 			switch old, exists := rows[id]; {
 			case !exists:
 				v := r.IntN(1000)
-				exec(t, batch, fmt.Sprintf("INSERT INTO %s (id, v) VALUES ($1, $2)", table), id, v)
+				execTx(t, batch, fmt.Sprintf("INSERT INTO %s (id, v) VALUES ($1, $2)", table), id, v)
 				rows[id] = v
 				pending = append(pending, change{table: table, op: "INSERT", id: id, v: v})
 			case r.IntN(3) == 0:
-				exec(t, batch, fmt.Sprintf("DELETE FROM %s WHERE id = $1", table), id)
+				execTx(t, batch, fmt.Sprintf("DELETE FROM %s WHERE id = $1", table), id)
 				delete(rows, id)
 				pending = append(pending, change{table: table, op: "DELETE", id: id, v: old})
 			default:
-				exec(t, batch, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = $1", table), id)
+				execTx(t, batch, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = $1", table), id)
 				rows[id] = old + 1
 				pending = append(pending, change{table: table, op: "UPDATE", id: id, v: old + 1, oldV: old})
 			}
 		}
 		if tx%50 == 49 {
-			exec(t, batch, "TRUNCATE t_a, t_b")
+			execTx(t, batch, "TRUNCATE t_a, t_b")
 			live = map[string]map[int]int{"t_a": {}, "t_b": {}}
 			pending = append(pending, change{table: "t_a", op: "TRUNCATE"}, change{table: "t_b", op: "TRUNCATE"})
 		}
@@ -128,7 +128,7 @@ func TestFileExactlyOnceInCommitOrder(t *testing.T) {
 	checkIDsAgainstOracle(t, db, got)
 }
 
-func exec(t *testing.T, tx pgx.Tx, sql string, args ...any) {
+func execTx(t *testing.T, tx pgx.Tx, sql string, args ...any) {
 	t.Helper()
 	if _, err := tx.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("exec %q: %v", sql, err)
