@@ -2,7 +2,6 @@ package sinktest
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -115,7 +114,7 @@ func (p *Process) Kill() {
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		panic(fmt.Sprintf("%s did not exit after SIGKILL", p.name))
+		p.t.Errorf("%s did not exit within 30s after SIGKILL", p.name)
 	}
 }
 
