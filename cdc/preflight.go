@@ -73,22 +73,8 @@ func (s *Session) Preflight(ctx context.Context, checkpoint lsn.LSN) (*Preflight
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	var walLevel string
-	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return nil, fmt.Errorf("preflight: read wal_level: %w", err)
-	}
-	if walLevel != "logical" {
-		return nil, &PreflightError{Check: "wal_level", Msg: fmt.Sprintf("wal_level is %q, logical replication needs \"logical\"", walLevel),
-			Hint: "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"}
-	}
-	var canReplicate bool
-	var role string
-	if err := conn.QueryRow(ctx, "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &canReplicate); err != nil {
-		return nil, fmt.Errorf("preflight: read role attributes: %w", err)
-	}
-	if !canReplicate {
-		return nil, &PreflightError{Check: "role", Msg: fmt.Sprintf("role %q lacks the REPLICATION attribute", role),
-			Hint: fmt.Sprintf("ALTER ROLE %s WITH REPLICATION", pgx.Identifier{role}.Sanitize())}
+	if err := checkServer(ctx, conn); err != nil {
+		return nil, err
 	}
 	res := &PreflightResult{}
 	if err := s.checkPublication(ctx, conn, res); err != nil {
@@ -264,4 +250,38 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// CheckServer runs the checks that need neither the slot nor our checkpoint —
+// wal_level and the role's REPLICATION attribute — so that a server that cannot
+// stream is reported before the service touches its own tables.
+func CheckServer(ctx context.Context, cc *pgx.ConnConfig) error {
+	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
+	if err != nil {
+		return &PreflightError{Check: "connect", Msg: "cannot connect to the source database", Err: err,
+			Hint: "check source.dsn (host, port, user, database) and pg_hba.conf"}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return checkServer(ctx, conn)
+}
+
+func checkServer(ctx context.Context, conn *pgx.Conn) error {
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("preflight: read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return &PreflightError{Check: "wal_level", Msg: fmt.Sprintf("wal_level is %q, logical replication needs \"logical\"", walLevel),
+			Hint: "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"}
+	}
+	var canReplicate bool
+	var role string
+	if err := conn.QueryRow(ctx, "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &canReplicate); err != nil {
+		return fmt.Errorf("preflight: read role attributes: %w", err)
+	}
+	if !canReplicate {
+		return &PreflightError{Check: "role", Msg: fmt.Sprintf("role %q lacks the REPLICATION attribute", role),
+			Hint: fmt.Sprintf("ALTER ROLE %s WITH REPLICATION", pgx.Identifier{role}.Sanitize())}
+	}
+	return nil
 }

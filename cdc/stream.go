@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -50,8 +51,59 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 	s.connected.Store(true)
 	s.log.Info().Str("slot", s.opts.Slot).Str("start_lsn", start.String()).Str("system_id", sys.SystemID).Msg("streaming")
 
-	st := &streamState{s: s, conn: conn, dec: decoder.New(decoder.Options{MaxEventBytes: s.opts.MaxEventBytes})}
+	keys := &keyLookup{s: s}
+	defer keys.close(ctx)
+	st := &streamState{s: s, conn: conn, dec: decoder.New(decoder.Options{
+		MaxEventBytes: s.opts.MaxEventBytes,
+		KeyColumns:    func(rel *decoder.Relation) []string { return keys.primaryKey(ctx, rel) },
+	})}
 	return true, st.run(ctx)
+}
+
+// keyLookup finds the primary key of tables with REPLICA IDENTITY FULL, where pgoutput
+// flags every column as key: events are partitioned by the real key, so one row's
+// events stay in order when other columns change. It uses its own catalog connection,
+// opened on first use, on the session goroutine.
+type keyLookup struct {
+	s    *Session
+	conn *pgx.Conn
+}
+
+func (k *keyLookup) primaryKey(ctx context.Context, rel *decoder.Relation) []string {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if k.conn == nil {
+		conn, err := pgx.ConnectConfig(qctx, k.s.opts.ConnConfig.Copy())
+		if err != nil {
+			k.s.log.Warn().Err(err).Str("table", rel.Namespace+"."+rel.Name).Msg("cannot look up the primary key; using every column as the key")
+			return nil
+		}
+		k.conn = conn
+	}
+	rows, err := k.conn.Query(qctx, `
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = $1 AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)`, rel.ID)
+	var names []string
+	if err == nil {
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		k.s.log.Warn().Err(err).Str("table", rel.Namespace+"."+rel.Name).Msg("cannot look up the primary key; using every column as the key")
+		k.conn.Close(ctx)
+		k.conn = nil
+		return nil
+	}
+	return names
+}
+
+func (k *keyLookup) close(ctx context.Context) {
+	if k.conn != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		k.conn.Close(cctx)
+		cancel()
+	}
 }
 
 // streamState is the state of one connection; only the session goroutine touches it.

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observers/internal/pgschema"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -57,7 +58,6 @@ func (s *Store) table(name string) string { return pgx.Identifier{s.schema, name
 // Migrate creates the tables when they do not exist.
 func (s *Store) Migrate(ctx context.Context) error {
 	sql := fmt.Sprintf(`
-CREATE SCHEMA IF NOT EXISTS %[3]s;
 CREATE TABLE IF NOT EXISTS %[1]s (
 	slot_name   text        NOT NULL,
 	action      text        NOT NULL,
@@ -75,8 +75,8 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	epoch       bigint      NOT NULL,
 	listener_id text        NOT NULL,
 	acquired_at timestamptz NOT NULL DEFAULT now()
-);`, s.table("observer_checkpoints"), s.table("observer_epochs"), pgx.Identifier{s.schema}.Sanitize())
-	if _, err := s.pool.Exec(ctx, sql); err != nil {
+);`, s.table("observer_checkpoints"), s.table("observer_epochs"))
+	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{"observer_checkpoints", "observer_epochs"}, sql); err != nil {
 		return fmt.Errorf("create checkpoint tables: %w", err)
 	}
 	return nil

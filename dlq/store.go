@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observers/internal/pgschema"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -57,7 +59,6 @@ func (s *Store) Table() string { return pgx.Identifier{s.opts.Schema, "observer_
 // Migrate creates the table when it does not exist.
 func (s *Store) Migrate(ctx context.Context) error {
 	sql := fmt.Sprintf(`
-CREATE SCHEMA IF NOT EXISTS %[2]s;
 CREATE TABLE IF NOT EXISTS %[1]s (
 	id               bigserial   PRIMARY KEY,
 	slot_name        text        NOT NULL,
@@ -83,8 +84,8 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	created_at       timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (slot_name, action, event_id)
 );
-CREATE INDEX IF NOT EXISTS observer_dlq_status_idx ON %[1]s (status, created_at);`, s.Table(), pgx.Identifier{s.opts.Schema}.Sanitize())
-	if _, err := s.pool.Exec(ctx, sql); err != nil {
+CREATE INDEX IF NOT EXISTS observer_dlq_status_idx ON %[1]s (status, created_at);`, s.Table())
+	if err := pgschema.Ensure(ctx, s.pool, s.opts.Schema, []string{"observer_dlq"}, sql); err != nil {
 		return fmt.Errorf("create dlq table: %w", err)
 	}
 	_, err := s.Count(ctx)
@@ -141,4 +142,11 @@ RETURNING (xmax = 0)`, s.Table()),
 		s.size.Add(1)
 	}
 	return nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

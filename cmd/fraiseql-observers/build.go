@@ -88,6 +88,9 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if b.validateOnly {
+			continue
+		}
 		conc := b.cfg.ConcurrentExecution.MaxConcurrency
 		o.Actions = append(o.Actions, &pipeline.Action{
 			ID:          ca.ID,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"os"
@@ -179,10 +180,17 @@ func TestCrashSafetyUnderKill(t *testing.T) {
 		}
 	}()
 
+	// Kill at growing fractions of the backlog, measured by the file's size (a line
+	// is about the size of the first one), so every kill lands mid-stream.
 	r := rand.New(rand.NewPCG(3, 4))
-	for kill := 0; kill < 4; kill++ {
+	for kill, frac := range []float64{0.1, 0.3, 0.55, 0.8} {
 		p := startService(t, nil, "start", "--config", cfg)
-		time.Sleep(time.Duration(700+r.IntN(1500)) * time.Millisecond)
+		target := int64(frac*rows) * lineSize(t, p, out)
+		target += int64(r.IntN(1000)) * 100
+		waitFor(t, 2*time.Minute, "the file to grow", func() bool {
+			st, err := os.Stat(out)
+			return p.exited() || (err == nil && st.Size() >= target)
+		})
 		if p.exited() {
 			t.Fatalf("service exited early:\n%s", p.output())
 		}
@@ -190,6 +198,9 @@ func TestCrashSafetyUnderKill(t *testing.T) {
 		seen := idsInFile(t, out, -1)
 		checkConfirmedCovered(t, txs, confirmedFlush(t, db, "obs_slot"), seen, "after SIGKILL "+strconv.Itoa(kill+1))
 		t.Logf("kill %d: %d of %d rows delivered", kill+1, len(seen), rows)
+		if len(seen) == rows {
+			t.Fatalf("kill %d came after the whole backlog was delivered: the test did not kill mid-stream", kill+1)
+		}
 	}
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 3*time.Minute, "every row in the file", func() bool { return len(idsInFile(t, out, -1)) == rows })
@@ -269,4 +280,22 @@ func TestPostgresCrashAndRestart(t *testing.T) {
 		t.Fatalf("service exited instead of reconnecting")
 	}
 	p.stop()
+}
+
+// lineSize waits for the first line of the file and returns its length.
+func lineSize(t *testing.T, p *proc, path string) int64 {
+	t.Helper()
+	var n int64
+	waitFor(t, time.Minute, "the first event in the file", func() bool {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return p.exited()
+		}
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			n = int64(i + 1)
+			return true
+		}
+		return p.exited()
+	})
+	return n
 }

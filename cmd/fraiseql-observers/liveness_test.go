@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -28,7 +29,7 @@ func TestBlockedSinkOutlivesWalSenderTimeout(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dsn := db.DSN() + "&options=" + url.QueryEscape("-c wal_sender_timeout=3s")
+	dsn := db.DSN() + "&options=" + "-c%20wal_sender_timeout%3D3s"
 	cfg := writeConfig(t, fmt.Sprintf(`
 source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s}
 pipeline: {max_in_flight_bytes: 64KiB}
@@ -38,6 +39,10 @@ observers:
     entity: t
     actions: [{type: file, path: %q, fsync: never}]
 `, dsn, fifo))
+	// The option reaches the server (the replication connection sends the same startup options).
+	if got := queryDSN[string](t, dsn, "SHOW wal_sender_timeout"); got != "3s" {
+		t.Fatalf("unexpected wal_sender_timeout through the DSN; got %q; want 3s", got)
+	}
 	logStart := len(db.Server.Log())
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
@@ -107,4 +112,21 @@ func TestIdleTableConfirmsWhileOtherDatabaseWrites(t *testing.T) {
 		t.Fatalf("unexpected events from an idle table: %d", n)
 	}
 	p.stop()
+}
+
+// queryDSN runs a one-value query on a fresh connection to dsn.
+func queryDSN[T any](t *testing.T, dsn, sql string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v T
+	if err := conn.QueryRow(ctx, sql).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -66,25 +66,37 @@ func connConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
 	return cc, nil
 }
 
-func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (s *service, err error) {
-	s = &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs)}
-	defer func() {
-		if err != nil {
-			s.close()
-		}
-	}()
+func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (*service, error) {
+	s := &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs)}
+	if err := s.build(ctx, opts); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
+	cfg, log := s.cfg, s.log
+	// Every configuration mistake (actions, templates, conditions) is reported before
+	// anything connects.
+	if _, err = (&builder{cfg: cfg, log: log, set: metrics.NewSet(), validateOnly: true}).observers(); err != nil {
+		return err
+	}
 	cc, err := connConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pcfg, err := pgxpool.ParseConfig("")
 	if err != nil {
-		return nil, fmt.Errorf("pool config: %w", err)
+		return fmt.Errorf("pool config: %w", err)
 	}
 	pcfg.ConnConfig = cc.Copy()
 	pcfg.MaxConns = int32(max(4, cfg.ConcurrentExecution.MaxConcurrency))
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
-		return nil, fmt.Errorf("state database pool: %w", err)
+		return fmt.Errorf("state database pool: %w", err)
+	}
+	if err = cdc.CheckServer(ctx, cc); err != nil {
+		return err
 	}
 	schema := cfg.State.Schema
 	slot := cfg.Source.Slot
@@ -94,30 +106,30 @@ func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, 
 	if cfg.Checkpoints.Enabled {
 		cps = checkpoint.NewStore(s.pool, schema, slot, cfg.ListenerID)
 		if err = cps.Migrate(ctx); err != nil {
-			return nil, preflightDB(err)
+			return preflightDB(err)
 		}
 		if _, err = cps.AcquireEpoch(ctx); err != nil {
-			return nil, err
+			return err
 		}
 		if loaded, err = cps.Load(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.DLQ.Enabled {
 		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: schema, Slot: slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
 		if err = s.dlq.Migrate(ctx); err != nil {
-			return nil, preflightDB(err)
+			return preflightDB(err)
 		}
 	}
 	if cfg.Deduplication.Enabled {
 		if s.dedup, err = pipeline.NewDedup(int64(cfg.Deduplication.CacheEntries)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	b := &builder{cfg: cfg, log: log, set: s.set, pool: s.pool}
 	observers, err := b.observers()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	start := map[string]lsn.Position{}
 	for id, pos := range loaded.Actions {
@@ -125,7 +137,7 @@ func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, 
 	}
 	if opts.startLSN != 0 {
 		if loaded.Slot != 0 && opts.startLSN < loaded.Slot {
-			return nil, &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn %s is before the checkpoint %s; use `replay` to deliver past events again", opts.startLSN, loaded.Slot)}
+			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn %s is before the checkpoint %s; use `replay` to deliver past events again", opts.startLSN, loaded.Slot)}
 		}
 		for _, o := range observers {
 			for _, a := range o.Actions {
@@ -149,7 +161,7 @@ func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, 
 		popts.DLQ = s.dlq
 	}
 	if s.pipe, err = pipeline.New(popts); err != nil {
-		return nil, err
+		return err
 	}
 	var confirm cdc.Confirmer = ackedConfirmer{s.wm}
 	if cps != nil {
@@ -186,9 +198,9 @@ func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, 
 		Metrics:           s.set,
 	}, s.wm, s.pipe, confirm)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 // preflightDB turns a failure to reach the state tables into a preflight error.

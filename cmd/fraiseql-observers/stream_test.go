@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"strconv"
@@ -52,6 +53,10 @@ func TestFileExactlyOnceInCommitOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pending []change
+		saved := map[string]map[int]int{}
+		for table, rows := range live {
+			saved[table] = maps.Clone(rows)
+		}
 		for i := 0; i < 1+r.IntN(8); i++ {
 			table := []string{"t_a", "t_b"}[r.IntN(2)]
 			rows := live[table]
@@ -79,6 +84,7 @@ func TestFileExactlyOnceInCommitOrder(t *testing.T) {
 		}
 		if r.IntN(10) == 0 { // a rolled-back transaction must leave no trace
 			batch.Rollback(ctx)
+			live = saved
 			continue
 		}
 		if err := batch.Commit(ctx); err != nil {

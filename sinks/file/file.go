@@ -67,6 +67,9 @@ type Sink struct {
 	sync uint64 // writes covered by the last fsync, guarded by smu
 	stop chan struct{}
 	done chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New opens (creating if needed) the file for appending. A last line left incomplete by
@@ -203,18 +206,20 @@ func (s *Sink) syncLoop() {
 	}
 }
 
-// Close fsyncs and closes the file.
+// Close fsyncs and closes the file. Calls after the first return its result.
 func (s *Sink) Close() error {
-	if s.f == nil {
-		return nil
-	}
-	if s.stop != nil {
-		close(s.stop)
-		<-s.done
-	}
-	err := s.f.Sync()
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.f == nil {
+			return
+		}
+		if s.stop != nil {
+			close(s.stop)
+			<-s.done
+		}
+		s.closeErr = s.f.Sync()
+		if err := s.f.Close(); s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
 }
