@@ -36,6 +36,9 @@ type Options struct {
 	DLQ DLQ
 	// Dedup remembers recently settled (action, event id) pairs; nil disables it.
 	Dedup *Dedup
+	// RowCache supplies old images and unchanged TOAST values from rows seen
+	// before; nil disables it.
+	RowCache *RowCache
 	// Start holds per-action checkpoints: events at or below them are skipped.
 	Start map[string]lsn.Position
 	// ListenerID labels the stage metrics (observer_events_processed_total{listener_id}).
@@ -67,7 +70,8 @@ type Pipeline struct {
 	settled  chan struct{} // signalled whenever in-flight bytes drop to zero
 	stopped  atomic.Bool
 
-	lastID lsn.Position // router only
+	lastID   lsn.Position // router only: highest event id routed
+	cachePos lsn.Position // router only: id of the last event the row cache saw
 }
 
 // item is an event in flight with the number of actions that still have to settle it.
@@ -221,7 +225,18 @@ func (p *Pipeline) route(ctx context.Context) {
 		p.inMu.Unlock()
 		for _, evs := range batches {
 			for _, ev := range evs {
-				matched = p.dispatch(ev, matched[:0])
+				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
+				if rc := p.opts.RowCache; rc != nil {
+					if p.cachePos != (lsn.Position{}) && ev.ID.Compare(p.cachePos) <= 0 {
+						rc.reset() // a replay: the cache holds images from later in the stream
+					}
+					p.cachePos = ev.ID
+					rc.apply(ev)
+				}
+				matched = p.dispatch(ev, size, matched[:0])
+			}
+			if p.opts.RowCache != nil {
+				p.opts.RowCache.endBatch()
 			}
 			for _, r := range p.runners {
 				r.wm.Advance(p.lastID) // actions with nothing in flight follow the stream
@@ -231,8 +246,8 @@ func (p *Pipeline) route(ctx context.Context) {
 }
 
 // dispatch matches one event and enqueues it for every matching action.
-func (p *Pipeline) dispatch(ev *decoder.Event, matched []*Observer) []*Observer {
-	it := &item{ev: ev, size: int64(ev.Size()), start: time.Now()}
+func (p *Pipeline) dispatch(ev *decoder.Event, size int64, matched []*Observer) []*Observer {
+	it := &item{ev: ev, size: size, start: time.Now()}
 	p.m.processed.Inc()
 	if ev.ID.Compare(p.lastID) > 0 {
 		p.lastID = ev.ID

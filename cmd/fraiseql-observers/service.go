@@ -35,6 +35,7 @@ type service struct {
 	sess   *cdc.Session
 	writer *checkpoint.Writer // nil when checkpoints are disabled
 	dedup  *pipeline.Dedup
+	rows   *pipeline.RowCache // nil when caching is disabled
 	dlq    *dlq.Store
 }
 
@@ -126,6 +127,11 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 			return err
 		}
 	}
+	if cfg.Caching.Enabled {
+		if s.rows, err = pipeline.NewRowCache(int64(cfg.Caching.MaxBytes), s.set); err != nil {
+			return err
+		}
+	}
 	b := &builder{cfg: cfg, log: log, set: s.set, pool: s.pool}
 	observers, err := b.observers()
 	if err != nil {
@@ -151,6 +157,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		Observers:        observers,
 		Acker:            s.wm,
 		Dedup:            s.dedup,
+		RowCache:         s.rows,
 		Start:            start,
 		ListenerID:       cfg.ListenerID,
 		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
@@ -283,6 +290,9 @@ func (s *service) run(ctx context.Context) error {
 func (s *service) close() {
 	if s.dedup != nil {
 		s.dedup.Close()
+	}
+	if s.rows != nil {
+		s.rows.Close()
 	}
 	if s.pool != nil {
 		s.pool.Close()

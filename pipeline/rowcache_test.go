@@ -1,0 +1,133 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+func raw(s string) json.RawMessage { return json.RawMessage(s) }
+
+var relOrders = &decoder.Relation{ID: 42, Namespace: "public", Name: "orders", ReplicaIdentity: 'd',
+	Names: []string{"id", "status", "doc"}}
+
+func rowEvent(op decoder.Op, ord uint32, id, status, doc string) *decoder.Event {
+	ev := &decoder.Event{ID: lsn.Position{Commit: 100, Ord: ord}, Op: op, Schema: "public", Table: "orders",
+		RelationID: 42, Relation: relOrders,
+		Key: &decoder.Row{Names: []string{"id"}, Values: []json.RawMessage{raw(id)}}}
+	switch op {
+	case decoder.OpInsert, decoder.OpUpdate:
+		ev.New = &decoder.Row{Names: relOrders.Names, Values: []json.RawMessage{raw(id), raw(status), raw(doc)}}
+		if doc == "" { // unchanged TOAST: not sent
+			ev.New = &decoder.Row{Names: []string{"id", "status"}, Values: []json.RawMessage{raw(id), raw(status)}}
+			ev.Unavailable = []string{"doc"}
+		}
+	case decoder.OpDelete:
+		ev.Old = ev.Key
+		ev.OldKind = decoder.OldKey
+	}
+	return ev
+}
+
+func TestRowCacheSuppliesOldImageAndToast(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	step := func(ev *decoder.Event) *decoder.Event {
+		rc.apply(ev)
+		rc.endBatch()
+		return ev
+	}
+	// A row never seen: an update gets no old image.
+	ev := step(rowEvent(decoder.OpUpdate, 1, "7", `"new"`, `{"a":1}`))
+	if ev.OldKind != decoder.OldNone || ev.Old != nil {
+		t.Fatalf("old image invented for a row never seen: %v", ev.OldKind)
+	}
+	// Insert, then an update whose TOAST column is unchanged.
+	step(rowEvent(decoder.OpInsert, 2, "1", `"pending"`, `{"big":true}`))
+	ev = step(rowEvent(decoder.OpUpdate, 3, "1", `"shipped"`, ""))
+	if ev.OldKind != decoder.OldCached {
+		t.Fatalf("unexpected old_kind %v; want cached", ev.OldKind)
+	}
+	if v, _ := ev.Old.Get("status"); string(v) != `"pending"` {
+		t.Fatalf("unexpected old status %s", v)
+	}
+	if v, ok := ev.New.Get("doc"); !ok || string(v) != `{"big":true}` || ev.Unavailable != nil {
+		t.Fatalf("unchanged TOAST column not filled: %s %v %v", v, ok, ev.Unavailable)
+	}
+	if !slices.Equal(ev.Changed, []string{"status"}) {
+		t.Fatalf("unexpected changed columns %v", ev.Changed)
+	}
+	// The filled image is the new latest: a second update sees "shipped" as old.
+	ev = step(rowEvent(decoder.OpUpdate, 4, "1", `"delivered"`, ""))
+	if v, _ := ev.Old.Get("status"); string(v) != `"shipped"` {
+		t.Fatalf("unexpected old status on the second update %s", v)
+	}
+	// Delete gets the full old image, then the row is forgotten.
+	ev = step(rowEvent(decoder.OpDelete, 5, "1", "", ""))
+	if ev.OldKind != decoder.OldCached || ev.Old.Len() != 3 {
+		t.Fatalf("delete did not get the cached old image: %v", ev.OldKind)
+	}
+	ev = step(rowEvent(decoder.OpUpdate, 6, "1", `"x"`, `{}`))
+	if ev.OldKind != decoder.OldNone {
+		t.Fatalf("a deleted row was served from the cache")
+	}
+}
+
+func TestRowCacheTruncateAndRelationChange(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	step := func(ev *decoder.Event) *decoder.Event { rc.apply(ev); rc.endBatch(); return ev }
+	step(rowEvent(decoder.OpInsert, 1, "1", `"a"`, `{}`))
+	step(&decoder.Event{ID: lsn.Position{Commit: 100, Ord: 2}, Op: decoder.OpTruncate, RelationID: 42, Relation: relOrders})
+	if ev := step(rowEvent(decoder.OpUpdate, 3, "1", `"b"`, `{}`)); ev.OldKind != decoder.OldNone {
+		t.Fatalf("served an image from before a TRUNCATE")
+	}
+	step(rowEvent(decoder.OpInsert, 4, "2", `"a"`, `{}`))
+	ev := rowEvent(decoder.OpUpdate, 5, "2", `"b"`, `{}`)
+	ev.Relation = &decoder.Relation{ID: 42, Namespace: "public", Name: "orders", Names: relOrders.Names} // ALTER TABLE happened
+	if step(ev).OldKind != decoder.OldNone {
+		t.Fatalf("served an image decoded with another relation")
+	}
+	if s := rc.Stats(); s.Hits != 0 || s.Misses != 2 {
+		t.Fatalf("unexpected stats %+v", s)
+	}
+}
+
+func TestRowCacheResetOnReplay(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rec := newRecorder()
+	h := start(t, Options{RowCache: rc, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
+	push := func(evs ...*decoder.Event) {
+		for _, ev := range evs {
+			ev.Seq = h.wm.Dispatch(ev.ID.Commit)
+		}
+		h.p.Push(evs)
+	}
+	a := rowEvent(decoder.OpInsert, 1, "1", `"a"`, `{}`)
+	b := rowEvent(decoder.OpUpdate, 2, "1", `"b"`, `{}`)
+	push(a, b)
+	h.waitAcked(100)
+	if b.OldKind != decoder.OldCached {
+		t.Fatalf("expected a cached old image")
+	}
+	// The stream replays b: the cache (holding b's image) must not serve it as b's old image.
+	b2 := rowEvent(decoder.OpUpdate, 2, "1", `"b"`, `{}`)
+	push(b2)
+	h.waitAcked(100)
+	if b2.OldKind != decoder.OldNone {
+		t.Fatalf("replayed event got an old image from later in the stream: %v", b2.Old)
+	}
+}
