@@ -22,6 +22,7 @@ func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
 		}
 		return 0
 	})
+	set.GetOrCreateGauge("observer_replay_window_held_bytes", func() float64 { return float64(s.window.held.Load()) })
 	return &sessionMetrics{
 		reconnects:   set.GetOrCreateCounter("observer_replication_reconnects_total"),
 		events:       set.GetOrCreateCounter("observer_replication_events_received_total"),

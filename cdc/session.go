@@ -64,8 +64,15 @@ type Options struct {
 	// server's system identifier recorded with it ("" when none).
 	Checkpoint lsn.LSN
 	SystemID   string
-	// StartLSN is an operator-requested start position later than Checkpoint (0 = none).
+	// StartLSN is an operator-requested start position (0 = none): later than
+	// Checkpoint to skip ahead, or earlier (but not before the slot's confirmed
+	// position) to deliver again.
 	StartLSN lsn.LSN
+	// ReplayWindowBytes and ReplayWindowDuration keep the confirmed position that far
+	// behind the durable one, so recent history stays replayable from the slot (at the
+	// cost of WAL kept on the server). Zero means no window.
+	ReplayWindowBytes    uint64
+	ReplayWindowDuration time.Duration
 	Logger   zerolog.Logger
 	Metrics  *metrics.Set
 }
@@ -82,6 +89,7 @@ type Session struct {
 
 	stopReading atomic.Bool
 	stopCh      chan struct{}
+	rewind      chan rewindRequest
 	stopOnce    sync.Once
 
 	systemID     atomic.Value // string
@@ -92,6 +100,7 @@ type Session struct {
 	reconnects   atomic.Int64
 	lastErr      atomic.Value // string
 	lastCommit   atomic.Int64 // unix nanos of the last commit received
+	window       replayWindow // session goroutine only
 }
 
 // New returns a Session; it starts no goroutine and opens no connection.
@@ -121,7 +130,7 @@ func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirm
 		set = metrics.NewSet()
 	}
 	s := &Session{opts: opts, log: opts.Logger, wm: wm, out: out, confirm: confirm,
-		ignore: map[string]bool{}, stopCh: make(chan struct{})}
+		ignore: map[string]bool{}, stopCh: make(chan struct{}), rewind: make(chan rewindRequest)}
 	for _, t := range opts.IgnoreTables {
 		s.ignore[t] = true
 	}
@@ -181,9 +190,16 @@ func (s *Session) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The slot is never ahead of our checkpoint here (Preflight reports that as a gap);
-	// the server honours a start position later than the slot's.
-	start := max(s.opts.Checkpoint, s.opts.StartLSN, pre.Slot.ConfirmedFlushLSN)
+	// The slot is never ahead of our checkpoint here (Preflight reports that as a gap).
+	// The server honours a start position later than the slot's, and silently moves an
+	// earlier one forward: refuse that instead of skipping changes.
+	start := max(s.opts.Checkpoint, pre.Slot.ConfirmedFlushLSN)
+	if s.opts.StartLSN != 0 {
+		if s.opts.StartLSN < pre.Slot.ConfirmedFlushLSN {
+			return &ReplayTooOldError{Requested: s.opts.StartLSN, Oldest: pre.Slot.ConfirmedFlushLSN, Slot: s.opts.Slot}
+		}
+		start = s.opts.StartLSN
+	}
 	s.wm.Reset(start)
 	s.confirmed.Store(uint64(start))
 	s.received.Store(uint64(start))
@@ -192,14 +208,26 @@ func (s *Session) Run(ctx context.Context) error {
 		Str("slot_confirmed_flush_lsn", pre.Slot.ConfirmedFlushLSN.String()).Msg("starting replication")
 
 	attempt := 0
+	var pendingRewind lsn.LSN
 	for {
 		streamed, err := s.stream(ctx, start)
+		if streamed {
+			pendingRewind = 0
+		}
 		s.connected.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err == nil {
 			return nil
+		}
+		var rw *rewindError
+		if errors.As(err, &rw) {
+			s.log.Info().Str("from_lsn", rw.req.to.String()).Msg("rewinding the stream for a replay")
+			start, pendingRewind = rw.req.to, rw.req.to
+			rw.req.done <- nil
+			attempt = 0
+			continue
 		}
 		if permanent(err) {
 			return err
@@ -221,6 +249,9 @@ func (s *Session) Run(ctx context.Context) error {
 		// Resume from what is durably confirmed: the server re-sends everything after
 		// it, and the pipeline drops what it already settled.
 		start = max(s.confirm.Durable(), start)
+		if pendingRewind != 0 {
+			start = pendingRewind
+		}
 		if err := s.recheck(ctx, start); err != nil {
 			if permanent(err) {
 				return err

@@ -128,6 +128,12 @@ func (st *streamState) run(ctx context.Context) error {
 				return err
 			}
 		}
+		select {
+		case req := <-s.rewind:
+			st.flush()
+			return &rewindError{req: req}
+		default:
+		}
 		if s.stopReading.Load() || s.out.Full() {
 			st.flush()
 			if err := st.waitCapacity(ctx); err != nil {
@@ -135,7 +141,8 @@ func (st *streamState) run(ctx context.Context) error {
 			}
 			continue
 		}
-		rctx, cancel := context.WithDeadline(ctx, st.nextStatus)
+		// Wake up at least every 250ms to notice rewind requests.
+		rctx, cancel := context.WithDeadline(ctx, minTime(st.nextStatus, time.Now().Add(250*time.Millisecond)))
 		msg, err := st.conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
@@ -157,7 +164,7 @@ func (st *streamState) run(ctx context.Context) error {
 // waitCapacity blocks while the consumer is full (or reading is stopped), waking up for
 // status updates, which keep the walsender from timing us out.
 func (st *streamState) waitCapacity(ctx context.Context) error {
-	t := time.NewTimer(time.Until(st.nextStatus))
+	t := time.NewTimer(min(time.Until(st.nextStatus), 250*time.Millisecond))
 	defer t.Stop()
 	var ready <-chan struct{}
 	if !st.s.stopReading.Load() {
@@ -276,7 +283,7 @@ func (st *streamState) idleAdvance(walEnd lsn.LSN) {
 // sendStatus reports the durable position as written, flushed and applied. The three
 // positions are set explicitly: never a received-but-unsettled position.
 func (st *streamState) sendStatus(ctx context.Context, reply bool) error {
-	pos := st.s.confirm.Durable()
+	pos := st.s.window.hold(st.s.confirm.Durable(), st.s.opts, time.Now())
 	if pos < st.lastSent {
 		pos = st.lastSent
 	}
@@ -307,4 +314,11 @@ func (st *streamState) finish(ctx context.Context) error {
 	}
 	st.s.log.Info().Str("confirmed_lsn", st.lastSent.String()).Msg("replication stopped")
 	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -20,6 +20,7 @@ type entry struct {
 	lastErr  error
 	parking  bool // failed for good; the DLQ write is pending
 	dlqTries int
+	dbg      *DebugAction // the event's record in the debug ring
 }
 
 // keyQueue holds the events of one row (table + key) for one action, in commit order.
@@ -44,6 +45,7 @@ type runner struct {
 	timers map[*keyQueue]*time.Timer
 	closed bool
 	wake   chan struct{}
+	replay replayRangeOf // events to deliver again (nil: none)
 }
 
 func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
@@ -73,6 +75,9 @@ func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
 // skip reports whether the action already settled this event: at or below its
 // checkpoint, or replayed after a reconnect (the LSN-ordering dedup layer).
 func (r *runner) skip(ev *decoder.Event) bool {
+	if r.replaying(ev) {
+		return false
+	}
 	if pos, ok := r.wm.Acked(); ok && ev.ID.Compare(pos) <= 0 {
 		r.m.dedupCheckpoint.Inc()
 		return true
@@ -106,7 +111,7 @@ func (r *runner) partitionKey(ev *decoder.Event) string {
 }
 
 // enqueue appends the item to its key queue. Called by the router in stream order.
-func (r *runner) enqueue(it *item) {
+func (r *runner) enqueue(it *item, dbg *DebugAction) {
 	key := r.partitionKey(it.ev)
 	r.mu.Lock()
 	kq := r.keys[key]
@@ -114,7 +119,7 @@ func (r *runner) enqueue(it *item) {
 		kq = &keyQueue{key: key}
 		r.keys[key] = kq
 	}
-	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID)})
+	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg})
 	if !kq.scheduled {
 		kq.scheduled = true
 		r.pushReadyLocked(kq)
@@ -195,8 +200,9 @@ func (r *runner) work(ctx context.Context) {
 				r.park(ctx, kq, e)
 				continue
 			}
-			if r.p.opts.Dedup != nil && r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID) {
+			if r.p.opts.Dedup != nil && !r.replaying(e.it.ev) && r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID) {
 				r.m.dedupCache.Inc()
+				r.p.debug.setAction(e.dbg, statusDuplicate, e.attempts, nil, 0)
 				r.settle(kq, e)
 				continue
 			}
@@ -233,6 +239,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		if r.p.opts.Dedup != nil {
 			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
 		}
+		r.p.debug.setAction(e.dbg, statusDelivered, e.attempts, nil, time.Since(e.first))
 		r.settle(kq, e)
 		return
 	}
@@ -247,6 +254,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		d := max(r.a.Retry.Delay(e.attempts), RetryAfter(err))
 		r.p.log.Debug().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).
 			Int("attempt", e.attempts).Dur("retry_in", d).Err(err).Msg("delivery failed, will retry")
+		r.p.debug.setAction(e.dbg, statusRetrying, e.attempts, err, 0)
 		r.retryLater(kq, d)
 		return
 	}
@@ -264,6 +272,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		if r.p.opts.Dedup != nil {
 			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
 		}
+		r.p.debug.setAction(e.dbg, statusDropped, e.attempts, err, time.Since(e.first))
 		r.settle(kq, e)
 	}
 }
@@ -291,6 +300,7 @@ func (r *runner) park(ctx context.Context, kq *keyQueue, e *entry) {
 	if r.p.opts.Dedup != nil {
 		r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
 	}
+	r.p.debug.setAction(e.dbg, statusDLQ, e.attempts, e.lastErr, time.Since(e.first))
 	r.settle(kq, e)
 }
 

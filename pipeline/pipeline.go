@@ -41,6 +41,8 @@ type Options struct {
 	RowCache *RowCache
 	// Start holds per-action checkpoints: events at or below them are skipped.
 	Start map[string]lsn.Position
+	// DebugHistory is how many recent events RecentEvents remembers (default 256).
+	DebugHistory int
 	// ListenerID labels the stage metrics (observer_events_processed_total{listener_id}).
 	ListenerID string
 	// MaxInFlightBytes bounds the memory of events between Push and settlement
@@ -60,9 +62,11 @@ type Pipeline struct {
 	runners []*runner
 	byID    map[string]*runner
 	m       *pipelineMetrics
+	debug   *debugRing
 
-	inMu    sync.Mutex
-	inbox   [][]*decoder.Event
+	inMu      sync.Mutex
+	inbox     [][]*decoder.Event
+	routedMax lsn.Position // highest event id pushed (guarded by inMu)
 	inReady chan struct{}
 
 	inflight atomic.Int64
@@ -102,6 +106,7 @@ func New(opts Options) (*Pipeline, error) {
 		inReady: make(chan struct{}, 1),
 		ready:   make(chan struct{}, 1),
 		settled: make(chan struct{}, 1),
+		debug:   newDebugRing(opts.DebugHistory),
 	}
 	p.m = newPipelineMetrics(set, p)
 	for _, o := range opts.Observers {
@@ -139,6 +144,11 @@ func (p *Pipeline) Push(evs []*decoder.Event) {
 	}
 	p.inflight.Add(n)
 	p.inMu.Lock()
+	for _, ev := range evs {
+		if ev.ID.Compare(p.routedMax) > 0 {
+			p.routedMax = ev.ID
+		}
+	}
 	p.inbox = append(p.inbox, evs)
 	p.inMu.Unlock()
 	select {
@@ -245,44 +255,65 @@ func (p *Pipeline) route(ctx context.Context) {
 	}
 }
 
-// dispatch matches one event and enqueues it for every matching action.
+// dispatch matches one event and enqueues it for every matching action, recording the
+// verdicts for /debug/events.
 func (p *Pipeline) dispatch(ev *decoder.Event, size int64, matched []*Observer) []*Observer {
-	it := &item{ev: ev, size: size, start: time.Now()}
+	now := time.Now()
+	it := &item{ev: ev, size: size, start: now}
 	p.m.processed.Inc()
 	if ev.ID.Compare(p.lastID) > 0 {
 		p.lastID = ev.ID
 	}
+	dbg := newDebugEvent(ev, now)
 	matched = p.ix.lookup(matched, ev)
-	var targets []*runner
+	type target struct {
+		r   *runner
+		dbg *DebugAction
+	}
+	var targets []target
 	for _, o := range matched {
+		d := DebugObserver{Name: o.Name}
 		if o.Condition != nil {
+			if s, ok := o.Condition.(interface{ String() string }); ok {
+				d.Condition = s.String()
+			}
 			ok, err := o.Condition.Match(ev)
 			if err != nil {
 				p.m.conditionErrors.Inc()
-				p.log.Warn().Str("observer", o.Name).Str("event_id", ev.ID.String()).
+				d.ConditionError = err.Error()
+				dbg.Observers = append(dbg.Observers, d)
+				p.log.Warn().Str("observer", o.Name).Str("event_id", dbg.ID).
 					Str("table", ev.Schema+"."+ev.Table).Err(err).Msg("condition could not be evaluated")
 				continue
 			}
+			d.ConditionValue = &ok
 			if !ok {
+				dbg.Observers = append(dbg.Observers, d)
 				continue
 			}
 		}
+		d.Matched = true
 		p.m.matched.Inc()
-		for _, a := range o.Actions {
+		d.Actions = make([]DebugAction, len(o.Actions))
+		for i, a := range o.Actions {
+			d.Actions[i] = DebugAction{ID: a.ID, Type: a.Type, Status: statusPending}
 			r := p.byID[a.ID]
 			if r.skip(ev) {
+				d.Actions[i].Status = statusSkipped
 				continue
 			}
-			targets = append(targets, r)
+			targets = append(targets, target{r, &d.Actions[i]})
 		}
+		dbg.Observers = append(dbg.Observers, d)
 	}
+	p.debug.add(dbg)
 	if len(targets) == 0 {
 		p.finish(it)
 		return matched
 	}
 	it.pending.Store(int32(len(targets)))
-	for _, r := range targets {
-		r.enqueue(it)
+	for _, t := range targets {
+		t.r.enqueue(it, t.dbg)
 	}
 	return matched
 }

@@ -360,3 +360,58 @@ func TestRetryable(t *testing.T) {
 		t.Fatalf("cancellation must not be retryable")
 	}
 }
+
+type condFunc func(ev *decoder.Event) (bool, error)
+
+func (f condFunc) Match(ev *decoder.Event) (bool, error) { return f(ev) }
+func (f condFunc) String() string                        { return "test condition" }
+
+func TestRecentEventsRecordVerdicts(t *testing.T) {
+	rec := newRecorder()
+	rec.fail = func(ev *decoder.Event, attempt int) error {
+		if string(ev.Key.Values[0]) == "1" {
+			return permanentErr{errors.New("rejected by the target")}
+		}
+		return nil
+	}
+	o := observer(rec, 2, RetryPolicy{MaxAttempts: 3}, FailureDLQ)
+	o.Condition = condFunc(func(ev *decoder.Event) (bool, error) {
+		switch string(ev.Key.Values[0]) {
+		case "2":
+			return false, nil
+		case "3":
+			return false, errors.New(`field "status" not in data`)
+		}
+		return true, nil
+	})
+	h := start(t, Options{DLQ: &memDLQ{}, Observers: []*Observer{o}})
+	h.push(1, 4, 4) // keys 0..3
+	h.waitAcked(1100)
+	got := map[string]DebugObserver{}
+	for _, d := range h.p.RecentEvents(10) {
+		if len(d.Observers) != 1 {
+			t.Fatalf("unexpected observers for %s: %+v", d.ID, d.Observers)
+		}
+		got[d.ID] = d.Observers[0]
+	}
+	if len(got) != 4 {
+		t.Fatalf("unexpected number of recorded events %d", len(got))
+	}
+	check := func(id string, matched bool, status, condErr string) {
+		t.Helper()
+		o := got[id]
+		if o.Matched != matched || o.ConditionError != condErr {
+			t.Fatalf("%s: unexpected verdict %+v", id, o)
+		}
+		if status != "" && (len(o.Actions) != 1 || o.Actions[0].Status != status) {
+			t.Fatalf("%s: unexpected action state %+v", id, o.Actions)
+		}
+	}
+	check("0/3E8:1", true, statusDelivered, "")
+	check("0/3E8:2", true, statusDLQ, "")
+	check("0/3E8:3", false, "", "")
+	check("0/3E8:4", false, "", `field "status" not in data`)
+	if d, ok := h.p.FindEvent("0/3E8:2"); !ok || d.Observers[0].Actions[0].Attempts != 1 || d.Observers[0].Actions[0].LastError != "rejected by the target" {
+		t.Fatalf("unexpected FindEvent result %+v %v", d, ok)
+	}
+}

@@ -51,3 +51,6 @@ func exprMsg(err error) string {
 	}
 	return err.Error()
 }
+
+// String returns the condition's source, for /debug/events.
+func (c condition) String() string { return c.c.String() }

@@ -60,7 +60,10 @@ func exitCode(err error) int {
 	var cfgErr *configs.Error
 	var pre *cdc.PreflightError
 	var gap *cdc.GapError
+	var tooOld *cdc.ReplayTooOldError
 	switch {
+	case errors.As(err, &tooOld):
+		return exitConfig
 	case errors.As(err, &ce):
 		return ce.code
 	case errors.As(err, &gap):

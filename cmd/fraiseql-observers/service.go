@@ -142,14 +142,11 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		start[id] = pos
 	}
 	if opts.startLSN != 0 {
-		if loaded.Slot != 0 && opts.startLSN < loaded.Slot {
-			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn %s is before the checkpoint %s; use `replay` to deliver past events again", opts.startLSN, loaded.Slot)}
-		}
+		// Later than the checkpoint: skip ahead. Earlier: deliver again from there (the
+		// session refuses a position the slot no longer has).
 		for _, o := range observers {
 			for _, a := range o.Actions {
-				if p, ok := start[a.ID]; !ok || p.Commit < opts.startLSN {
-					start[a.ID] = lsn.Position{Commit: opts.startLSN}
-				}
+				start[a.ID] = lsn.Position{Commit: opts.startLSN}
 			}
 		}
 	}
@@ -178,7 +175,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 			Actions:  s.pipe.Progress,
 			SystemID: func() string { return s.sess.SystemID() },
 			Interval: cfg.Checkpoints.Interval,
-			Initial:  max(loaded.Slot, opts.startLSN),
+			Initial:  loaded.Slot,
 			Logger:   log,
 			Metrics:  s.set,
 		})
@@ -186,23 +183,25 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	}
 	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq"}
 	s.sess, err = cdc.New(cdc.Options{
-		ConnConfig:        cc,
-		Slot:              slot,
-		Publication:       cfg.Source.Publication,
-		ManageSlot:        cfg.Source.ManageSlot,
-		ManagePublication: cfg.Source.ManagePublication,
-		PublicationTables: tableNames(cfg.Source.PublicationTables),
-		StatusInterval:    cfg.Source.StatusInterval,
-		ReconnectInitial:  cfg.Source.Reconnect.InitialDelay,
-		ReconnectMax:      cfg.Source.Reconnect.MaxDelay,
-		BatchSize:         cfg.Pipeline.BatchSize,
-		MaxEventBytes:     int(cfg.Source.MaxEventBytes),
-		IgnoreTables:      ignore,
-		Checkpoint:        loaded.Slot,
-		SystemID:          loaded.SystemID,
-		StartLSN:          opts.startLSN,
-		Logger:            log,
-		Metrics:           s.set,
+		ConnConfig:           cc,
+		Slot:                 slot,
+		Publication:          cfg.Source.Publication,
+		ManageSlot:           cfg.Source.ManageSlot,
+		ManagePublication:    cfg.Source.ManagePublication,
+		PublicationTables:    tableNames(cfg.Source.PublicationTables),
+		StatusInterval:       cfg.Source.StatusInterval,
+		ReconnectInitial:     cfg.Source.Reconnect.InitialDelay,
+		ReconnectMax:         cfg.Source.Reconnect.MaxDelay,
+		BatchSize:            cfg.Pipeline.BatchSize,
+		MaxEventBytes:        int(cfg.Source.MaxEventBytes),
+		IgnoreTables:         ignore,
+		Checkpoint:           loaded.Slot,
+		SystemID:             loaded.SystemID,
+		StartLSN:             opts.startLSN,
+		ReplayWindowBytes:    uint64(cfg.ReplayWindow.Bytes),
+		ReplayWindowDuration: cfg.ReplayWindow.Duration,
+		Logger:               log,
+		Metrics:              s.set,
 	}, s.wm, s.pipe, confirm)
 	if err != nil {
 		return err
@@ -297,4 +296,26 @@ func (s *service) close() {
 	if s.pool != nil {
 		s.pool.Close()
 	}
+}
+
+// replay delivers again, for the named observer's actions (all when ""), the events
+// of transactions committed from from (to to, when not 0), by rewinding the running
+// stream. It returns the ids of the actions concerned.
+func (s *service) replay(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
+	oldest, err := s.sess.OldestReplayable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if from < oldest {
+		return nil, &cdc.ReplayTooOldError{Requested: from, Oldest: oldest, Slot: s.cfg.Source.Slot}
+	}
+	ids, err := s.pipe.Replay(observer, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sess.Rewind(ctx, from); err != nil {
+		return nil, err
+	}
+	s.log.Info().Str("observer", observer).Str("from_lsn", from.String()).Str("to_lsn", to.String()).Strs("actions", ids).Msg("replay started")
+	return ids, nil
 }
