@@ -107,7 +107,7 @@ func TestRowCacheResetOnReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	t.Cleanup(rc.Close) // after the pipeline stops (cleanups run last-in first-out)
 	rec := newRecorder()
 	h := start(t, Options{RowCache: rc, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
 	push := func(evs ...*decoder.Event) {
