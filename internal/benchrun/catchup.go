@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+// backlog creates a database with the benchmark table, a publication and the given
+// slots (before any data, so they all see the backlog), then commits rows rows in
+// transactions of perTx rows: a bigint key, ~100 bytes of text, an int, a timestamptz
+// and ~200 bytes of jsonb.
+func backlog(ctx context.Context, srv *pgtest.Server, name string, rows, perTx int, slots ...string) (string, error) {
+	db, err := srv.CreateDatabase(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := srv.Connect(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `
+CREATE TABLE events (id bigint PRIMARY KEY, body text NOT NULL, n int NOT NULL, at timestamptz NOT NULL, payload jsonb NOT NULL);
+CREATE PUBLICATION pub FOR TABLE events;
+CREATE PROCEDURE fill(total int, per int) LANGUAGE plpgsql AS $$
+DECLARE i int := 0;
+BEGIN
+  WHILE i < total LOOP
+    INSERT INTO events
+    SELECT g, repeat(md5(g::text), 3), g % 1000, now(),
+           jsonb_build_object('ref', md5(g::text), 'seq', g, 'note', repeat('x', 100), 'tags', jsonb_build_array('a', 'b', 'c'))
+    FROM generate_series(i + 1, least(i + per, total)) g;
+    COMMIT;
+    i := i + per;
+  END LOOP;
+END $$;`)
+	if err != nil {
+		return "", fmt.Errorf("schema: %w", err)
+	}
+	for _, s := range slots {
+		if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s); err != nil {
+			return "", fmt.Errorf("slot %s: %w", s, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `CALL fill($1, $2)`, rows, perTx); err != nil {
+		return "", fmt.Errorf("fill: %w", err)
+	}
+	return db, nil
+}
+
+func currentWAL(ctx context.Context, srv *pgtest.Server, db string) (string, error) {
+	conn, err := srv.Connect(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var l string
+	err = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&l)
+	return l, err
+}
+
+// result is one measured run.
+type result struct {
+	dur    time.Duration
+	maxRSS int64 // KiB
+}
+
+// recvlogical consumes the slot with pg_recvlogical up to endpos, discarding the output.
+func recvlogical(ctx context.Context, srv *pgtest.Server, db, slot, endpos string) (result, error) {
+	bin, err := exec.LookPath("pg_recvlogical")
+	if err != nil {
+		bin = filepath.Join(srv.BinDir, "pg_recvlogical")
+	}
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s", srv.Port, db)
+	cmd := exec.CommandContext(ctx, bin, "-d", conninfo, "--slot", slot, "--start", "--no-loop",
+		"-o", "proto_version=1", "-o", "publication_names=pub", "-E", endpos, "-f", "/dev/null")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("pg_recvlogical: %w\n%s", err, out.String())
+	}
+	return result{dur: time.Since(start), maxRSS: maxRSS(cmd)}, nil
+}
+
+func maxRSS(cmd *exec.Cmd) int64 {
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss
+	}
+	return 0
+}
+
+// service runs the binary on the slot with a file action and returns when the file
+// holds want lines.
+func service(ctx context.Context, srv *pgtest.Server, bin, db, slot, extra string, want int) (result, error) {
+	dir, err := os.MkdirTemp("", "benchrun")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "events.jsonl")
+	cfg := fmt.Sprintf(`
+source: {dsn: %q, slot: %s, publication: pub, status_interval: 1s}
+checkpoints: {interval: 1s}
+admin: {listen: ""}
+logging: {level: warn}
+%s
+observers:
+  all:
+    entity: events
+    event_type: INSERT
+    actions: [{type: file, path: %q}]
+`, srv.DSN(db), slot, extra, out)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command(bin, "start", "--config", path)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	lines, err := waitLines(ctx, out, want, done)
+	dur := time.Since(start)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-done
+	}
+	if err != nil {
+		return result{}, fmt.Errorf("%w (%d of %d lines)\n%s", err, lines, want, log.String())
+	}
+	return result{dur: dur, maxRSS: maxRSS(cmd)}, nil
+}
+
+// waitLines reads the file as it grows, counting lines, until want are there.
+func waitLines(ctx context.Context, path string, want int, exited <-chan error) (int, error) {
+	var f *os.File
+	lines := 0
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(30 * time.Minute)
+	for time.Now().Before(deadline) {
+		if f == nil {
+			f, _ = os.Open(path)
+		}
+		if f != nil {
+			for {
+				n, err := f.Read(buf)
+				lines += bytes.Count(buf[:n], []byte{'\n'})
+				if err == io.EOF || n == 0 {
+					break
+				}
+				if err != nil {
+					return lines, err
+				}
+			}
+			if lines >= want {
+				f.Close()
+				return lines, nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return lines, fmt.Errorf("service exited: %v", err)
+		case <-ctx.Done():
+			return lines, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return lines, fmt.Errorf("timed out")
+}
+
+// catchUp measures one backlog consumed by pg_recvlogical and by the service.
+func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx int) error {
+	name := fmt.Sprintf("bench_tx%d", perTx)
+	db, err := backlog(ctx, srv, name, rows, perTx, "obs_slot", "recv_slot")
+	if err != nil {
+		return err
+	}
+	defer srv.DropDatabase(ctx, db)
+	endpos, err := currentWAL(ctx, srv, db)
+	if err != nil {
+		return err
+	}
+	base, err := recvlogical(ctx, srv, db, "recv_slot", endpos)
+	if err != nil {
+		return err
+	}
+	ours, err := service(ctx, srv, bin, db, "obs_slot", "", rows)
+	if err != nil {
+		return err
+	}
+	title := fmt.Sprintf("Catch-up: %d rows in transactions of %d", rows, perTx)
+	if perTx >= rows {
+		title = fmt.Sprintf("One transaction of %d rows", rows)
+	}
+	fmt.Printf("## %s\n\n", title)
+	fmt.Println("| consumer | time | events/s | peak RSS |")
+	fmt.Println("|---|---|---|---|")
+	row := func(who string, r result) {
+		fmt.Printf("| %s | %.1f s | %.0f | %d MiB |\n", who, r.dur.Seconds(), float64(rows)/r.dur.Seconds(), r.maxRSS/1024)
+	}
+	row("pg_recvlogical (decode only, output discarded)", base)
+	row("fraiseql-observers → file sink (fsync per batch)", ours)
+	fmt.Printf("\nRatio (fraiseql-observers events/s ÷ pg_recvlogical events/s): **%.2f**\n\n", base.dur.Seconds()/ours.dur.Seconds())
+	return nil
+}

@@ -1,0 +1,72 @@
+// Command benchrun measures the service end to end against a throwaway PostgreSQL and
+// reports every figure as a ratio to a baseline measured in the same run:
+//
+//   - catch-up: a backlog of N rows (transactions of 100 rows) consumed into the file
+//     sink, next to pg_recvlogical consuming the same backlog from its own slot;
+//   - one transaction of N rows, the same way (peak memory must not grow with it).
+//
+// It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
+// Usage: go run ./internal/benchrun -bin bin/fraiseql-observers [-rows 1000000]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
+	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
+	only := flag.String("only", "", "run one scenario: catchup or bigtx")
+	flag.Parse()
+	if err := run(*bin, *rows, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, rows int, only string) error {
+	srv, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
+		"max_wal_size":                        "4GB",
+		"checkpoint_timeout":                  "30min",
+		"logical_decoding_work_mem":           "64MB",
+		"wal_sender_timeout":                  "120s",
+		"log_replication_commands":            "off",
+		"shared_buffers":                      "256MB",
+		"max_slot_wal_keep_size":              "-1",
+		"autovacuum":                          "off",
+		"synchronous_commit":                  "off",
+		"wal_writer_flush_after":              "1MB",
+		"full_page_writes":                    "off",
+		"max_replication_slots":               "10",
+		"max_wal_senders":                     "10",
+		"wal_compression":                     "off",
+		"log_min_messages":                    "warning",
+		"log_checkpoints":                     "off",
+		"track_commit_timestamp":              "off",
+		"listen_addresses":                    "'127.0.0.1'",
+		"idle_in_transaction_session_timeout": "0",
+	}})
+	if err != nil {
+		return err
+	}
+	defer srv.Remove()
+	ctx := context.Background()
+	fmt.Printf("# End-to-end benchmarks (%s, %d rows per backlog)\n\n", time.Now().UTC().Format("2006-01-02"), rows)
+	if only == "" || only == "catchup" {
+		if err := catchUp(ctx, srv, bin, rows, 100); err != nil {
+			return fmt.Errorf("catch-up: %w", err)
+		}
+	}
+	if only == "" || only == "bigtx" {
+		if err := catchUp(ctx, srv, bin, rows, rows); err != nil {
+			return fmt.Errorf("one big transaction: %w", err)
+		}
+	}
+	return nil
+}

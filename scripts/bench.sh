@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make bench: every benchmark of the project, written to bench-results/<date>.md and
+# stdout. Figures are for docs/performance.md; nothing here asserts a time.
+#   BENCH_ROWS        rows per end-to-end backlog (default 1000000)
+#   SINK_BENCH_EVENTS events per sink benchmark (default 200000)
+#   BENCHTIME         go test -benchtime for micro-benchmarks (default 1s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench-results
+out="bench-results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
+rows=${BENCH_ROWS:-1000000}
+export SINK_BENCH_EVENTS=${SINK_BENCH_EVENTS:-200000}
+benchtime=${BENCHTIME:-1s}
+{
+  echo "# make bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(go version | awk '{print $3}')"
+  echo
+  echo "## Micro-benchmarks (go test -bench)"
+  echo
+  echo '```'
+  go test -run '^$' -bench . -benchmem -benchtime "$benchtime" ./lsn ./decoder ./eval ./pipeline 2>&1 | grep -E '^(Benchmark|ok|PASS|FAIL|goos|cpu)' || true
+  echo '```'
+  echo
+  sink_pkgs=$(go list ./sinks/... | while read -r p; do
+    d=$(go list -f '{{.Dir}}' "$p"); grep -lq '^func Benchmark' "$d"/*_test.go 2>/dev/null && echo "$p"; done || true)
+  if [ -n "$sink_pkgs" ]; then
+    echo "## Sinks ($SINK_BENCH_EVENTS events each, against local servers)"
+    echo
+    echo '```'
+    # shellcheck disable=SC2086
+    go test -run '^$' -bench . -benchtime 1x -timeout 60m $sink_pkgs 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true
+    echo '```'
+    echo
+  fi
+  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows"
+} | tee "$out"
+echo "written to $out"
