@@ -164,17 +164,21 @@ type Event struct {
 }
 
 // Size returns an estimate of the memory the event holds, for byte-bounded queues.
+//
+// It counts what the event holds while in flight: the event and its rows, the value
+// bytes, and the JSON encoding sinks produce from it (about as large again as the
+// values and column names), so a byte budget built on it tracks real memory.
 func (e *Event) Size() int {
-	n := 256 + len(e.Schema) + len(e.Table)
-	for _, r := range [...]*Row{e.New, e.Old} {
+	n := 512 + 2*(len(e.Schema)+len(e.Table))
+	for _, r := range [...]*Row{e.New, e.Old, e.Key} {
 		if r != nil {
-			for _, v := range r.Values {
-				n += len(v) + 24
+			for i, v := range r.Values {
+				n += 2*len(v) + len(r.Names[i]) + 40
 			}
 		}
 	}
 	if e.Message != nil {
-		n += len(e.Message.Prefix) + len(e.Message.Content)
+		n += 2 * (len(e.Message.Prefix) + len(e.Message.Content))
 	}
 	return n
 }

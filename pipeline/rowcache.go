@@ -185,6 +185,23 @@ func (rc *RowCache) put(k string, rel *decoder.Relation, row *decoder.Row) {
 	rc.batch[k] = &cachedRow{rel: rel, row: row}
 }
 
+// compact copies a row into one allocation of its own, so that caching it does not
+// keep the whole event (its other rows and its JSON) alive; cost is its real size.
+func compact(row *decoder.Row) (*decoder.Row, int64) {
+	n := 0
+	for _, v := range row.Values {
+		n += len(v)
+	}
+	buf := make([]byte, 0, n)
+	vals := make([]json.RawMessage, len(row.Values))
+	for i, v := range row.Values {
+		start := len(buf)
+		buf = append(buf, v...)
+		vals[i] = buf[start:len(buf):len(buf)]
+	}
+	return &decoder.Row{Names: row.Names, Values: vals}, int64(n + 24*len(vals) + 96)
+}
+
 // endBatch publishes the batch's images to the shared cache and waits until they are
 // applied, so the next batch never reads an older image of a row.
 func (rc *RowCache) endBatch() {
@@ -196,10 +213,9 @@ func (rc *RowCache) endBatch() {
 			rc.c.Del(k)
 			continue
 		}
-		cost := int64(64)
-		for _, v := range e.row.Values {
-			cost += int64(len(v)) + 16
-		}
+		var cost int64
+		e.row, cost = compact(e.row)
+		cost += int64(len(k)) + 48
 		// A Set of a key already present is applied at once; a new key may be dropped or
 		// rejected by the admission policy, which only means a later miss.
 		rc.c.Set(k, e, cost)

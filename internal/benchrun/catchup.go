@@ -201,7 +201,7 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx in
 	if err != nil {
 		return err
 	}
-	ours, err := service(ctx, srv, bin, db, "obs_slot", "", rows)
+	ours, err := service(ctx, srv, bin, db, "obs_slot", os.Getenv("BENCH_EXTRA"), rows)
 	if err != nil {
 		return err
 	}
