@@ -73,8 +73,8 @@ type Options struct {
 	// cost of WAL kept on the server). Zero means no window.
 	ReplayWindowBytes    uint64
 	ReplayWindowDuration time.Duration
-	Logger   zerolog.Logger
-	Metrics  *metrics.Set
+	Logger               zerolog.Logger
+	Metrics              *metrics.Set
 }
 
 // Session streams one slot. Create it with New and run it with Run.

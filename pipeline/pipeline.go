@@ -67,7 +67,7 @@ type Pipeline struct {
 	inMu      sync.Mutex
 	inbox     [][]*decoder.Event
 	routedMax lsn.Position // highest event id pushed (guarded by inMu)
-	inReady chan struct{}
+	inReady   chan struct{}
 
 	inflight atomic.Int64
 	ready    chan struct{}
