@@ -214,9 +214,9 @@ func TestCacheServerRestart(t *testing.T) {
 	}
 	setKeys(t, rc, keys...)
 	rc.Close()
-	sink := newKillAfter(newCache(t, srv.url(), "order:{{ new.id }}"), n/4, srv)
+	sink := sinktest.KillAfter(newCache(t, srv.url(), "order:{{ new.id }}"), n/4, srv.Process)
 	d := sinktest.Run(t, sink, sinktest.Events(n, n), sinktest.RunOptions{Retry: patient})
-	sink.wait(t)
+	sink.Wait(t)
 	noDLQ(t, d)
 	rc = srv.client(t)
 	left, err := rc.DBSize(ctxT(t)).Result()

@@ -3,8 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
@@ -61,90 +58,3 @@ func ctxT(t *testing.T) context.Context {
 
 // patient retries for a minute at most: enough to ride out a server restart.
 var patient = pipeline.RetryPolicy{MaxAttempts: 600, Strategy: pipeline.BackoffFixed, Initial: 100 * time.Millisecond}
-
-// killAfter wraps a sink and, once n deliveries have succeeded, kills the server and
-// starts it again from a goroutine, so the restart happens mid-run whatever the speed
-// of the machine. Deliveries after the n-th wait until the server is dead, so some of
-// them fail for sure. wait blocks until the restart is over.
-type killAfter struct {
-	pipeline.Sink
-	n       int64
-	done    atomic.Int64
-	failed  atomic.Int64
-	tripped atomic.Bool
-	once    sync.Once
-	srv     interface {
-		Kill()
-		Start()
-	}
-	killed chan struct{}
-	ended  chan struct{}
-}
-
-func newKillAfter(s pipeline.Sink, n int64, srv interface {
-	Kill()
-	Start()
-}) *killAfter {
-	return &killAfter{Sink: s, n: n, srv: srv, killed: make(chan struct{}), ended: make(chan struct{})}
-}
-
-func (k *killAfter) trip(delivered, failed int) {
-	k.failed.Add(int64(failed))
-	if k.done.Add(int64(delivered)) < k.n {
-		return
-	}
-	k.tripped.Store(true)
-	k.once.Do(func() {
-		go func() {
-			defer close(k.ended)
-			k.srv.Kill()
-			close(k.killed)
-			time.Sleep(300 * time.Millisecond) // down for a while: deliveries fail meanwhile
-			k.srv.Start()
-		}()
-	})
-}
-
-func (k *killAfter) gate() {
-	if k.tripped.Load() {
-		<-k.killed
-	}
-}
-
-func (k *killAfter) Deliver(ctx context.Context, ev *decoder.Event) error {
-	k.gate()
-	err := k.Sink.Deliver(ctx, ev)
-	if err == nil {
-		k.trip(1, 0)
-	} else {
-		k.trip(0, 1)
-	}
-	return err
-}
-
-func (k *killAfter) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	k.gate()
-	k.Sink.(pipeline.BatchSink).DeliverBatch(ctx, evs, errs)
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-		}
-	}
-	k.trip(ok, len(errs)-ok)
-}
-
-// wait waits for the restart and checks that deliveries failed while the server was
-// down.
-func (k *killAfter) wait(t *testing.T) {
-	t.Helper()
-	select {
-	case <-k.ended:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the server was not restarted")
-	}
-	if k.failed.Load() == 0 {
-		t.Fatal("no delivery failed: the server was not killed mid-run")
-	}
-	t.Logf("%d failed attempts while the server was down", k.failed.Load())
-}

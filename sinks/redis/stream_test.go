@@ -114,9 +114,9 @@ func TestStreamServerRestart(t *testing.T) {
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	evs := sinktest.Events(3000, 300)
 	cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc"}
-	sink := newKillAfter(newStream(t, cfg), 800, srv)
+	sink := sinktest.KillAfter(newStream(t, cfg), 800, srv.Process)
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 25, Retry: patient})
-	sink.wait(t)
+	sink.Wait(t)
 	noDLQ(t, d)
 	dups := checkEntries(t, readStream(t, srv.client(t), "cdc"), evs, nil)
 	t.Logf("%d duplicate entries (replies lost to the kill)", dups)
