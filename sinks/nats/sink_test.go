@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	natsio "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
@@ -145,6 +146,22 @@ func TestNoStream(t *testing.T) {
 	s := openSink(t, Config{URL: srv.url, Subject: "cdc.orders", Stream: "CDC"}, nil)
 	if err := s.Deliver(ctxT(t), sinktest.Events(1, 1)[0]); err != nil {
 		t.Fatal(err)
+	}
+
+	// A rendered subject that another stream captures is refused (expected stream
+	// mismatch), not stored there.
+	js := jsClient(t, srv.url)
+	other, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openSink(t, Config{URL: srv.url, Subject: "other.{{ event.table }}", Stream: "CDC"}, nil)
+	for _, batch := range []int{1, 4} {
+		d := sinktest.Run(t, noClose{s}, sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: batch})
+		letters(t, d, 4, "js_10060", 1)
+	}
+	if info, err := other.Info(ctxT(t)); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("unexpected messages in the other stream; got %d, %v", info.State.Msgs, err)
 	}
 }
 
