@@ -257,6 +257,9 @@ func TestCacheConfig(t *testing.T) {
 	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://:s3cret@h:1\x7f"}, KeyPattern: "k"}, "url", "not a valid URL")
 	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://h", Timeout: -1}, KeyPattern: "k"}, "timeout", "negative")
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k", ScanTimeout: -1}, "scan_timeout", "negative")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://h", CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "needs a rediss")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: "rediss://h", CAFile: "/nonexistent.pem"}, KeyPattern: "k"}, "ca_file", "no such file")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: "rediss://h", CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "no PEM certificate")
 
 	c := CacheConfig{ConnConfig: conn, KeyPattern: "k"}
 	if err := c.Validate(); err != nil || c.DialTimeout != DefaultDialTimeout || c.Timeout != DefaultTimeout ||

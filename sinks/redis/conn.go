@@ -6,9 +6,11 @@
 package redis
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -37,6 +39,11 @@ type ConnConfig struct {
 	// PoolSize is the most connections kept open (go-redis's default, 10 per CPU,
 	// when 0).
 	PoolSize int `yaml:"pool_size"`
+	// CAFile is a PEM file of CA certificates to verify a rediss:// server with,
+	// instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+
+	roots *x509.CertPool
 }
 
 // Validate checks the connection settings and fills defaults.
@@ -44,8 +51,22 @@ func (c *ConnConfig) Validate() error {
 	if c.URL == "" {
 		return keyErr("url", errors.New("is required"))
 	}
-	if _, err := c.options(); err != nil {
+	o, err := c.options()
+	if err != nil {
 		return keyErr("url", err)
+	}
+	if c.CAFile != "" {
+		if o.TLSConfig == nil {
+			return keyErr("ca_file", errors.New("needs a rediss:// url"))
+		}
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return keyErr("ca_file", err)
+		}
+		c.roots = x509.NewCertPool()
+		if !c.roots.AppendCertsFromPEM(pem) {
+			return keyErr("ca_file", errors.New("no PEM certificate in the file"))
+		}
 	}
 	switch {
 	case c.DialTimeout < 0:
@@ -105,6 +126,9 @@ func (c *ConnConfig) newClient() (*goredis.Client, error) {
 	o.DialerRetries = 1
 	o.ClientName = "fraiseql-observers"
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if c.roots != nil {
+		o.TLSConfig.RootCAs = c.roots
+	}
 	return goredis.NewClient(o), nil
 }
 
