@@ -1,0 +1,21 @@
+package nats
+
+import (
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+)
+
+// BenchmarkDeliver publishes SINK_BENCH_EVENTS events (20000 by default) to a file
+// stream (2-minute duplicate window) on a local nats-server, asynchronously in batches
+// of 100 from 4 workers, each batch waiting for all its PubAcks.
+func BenchmarkDeliver(b *testing.B) {
+	srv := startNATS(b, "")
+	createStream(b, jsClient(b, srv.url))
+	s, err := Open(ctxT(b), Config{URL: srv.url, Subject: subject, Stream: "CDC"}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sinktest.Bench(b, s, sinktest.BenchOptions{})
+}

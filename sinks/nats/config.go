@@ -1,0 +1,198 @@
+// Package nats is the NATS JetStream action: each event is published as its JSON to a
+// subject rendered from a template, with the header Nats-Msg-Id set to the event id,
+// and counts as delivered once JetStream has acknowledged it (PubAck). JetStream drops
+// a message whose id it has seen within the stream's duplicate window and acknowledges
+// it with duplicate=true, which counts as delivered too: redeliveries after a crash or
+// a lost PubAck are not stored twice.
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/eval"
+)
+
+// Defaults.
+const (
+	DefaultTimeout     = 5 * time.Second
+	DefaultDialTimeout = 5 * time.Second
+	// MaxPending bounds the asynchronous publishes waiting for their PubAck, over all
+	// concurrent batches of the sink; a batch that would pass it waits up to
+	// StallWait for room, then its remaining events fail as transient (backpressure).
+	MaxPending = 4000
+)
+
+// Config is the configuration of a `type: nats` action. The secret fields (Password,
+// Token, NKeySeed) come from environment variables named in the configuration file
+// (password_env, ...); the wiring code fills them.
+type Config struct {
+	// URL is nats://host:port or tls://host:port (TLS, the server certificate verified
+	// against the system roots or CAFile), or several separated by commas. Required.
+	URL string `yaml:"url"`
+	// CAFile is a PEM file of CA certificates to verify the server with, instead of the
+	// system roots. It turns TLS on.
+	CAFile string `yaml:"ca_file"`
+	// CredsFile is a NATS credentials file (user JWT and nkey seed).
+	CredsFile string `yaml:"creds_file"`
+	// Subject is a template rendering the subject, e.g. "cdc.{{ event.table }}.{{
+	// event.op }}". Values are written as they are; a rendered subject with a space, a
+	// control character, an empty token or a wildcard (* or >) is a permanent failure
+	// of that event. Required.
+	Subject string `yaml:"subject"`
+	// Stream, when set, is the JetStream stream that must store the events: the sink
+	// checks at start that it exists (and, for a subject without placeholders, that its
+	// subjects cover it), and every publish carries Nats-Expected-Stream so a message
+	// captured by another stream is refused rather than stored elsewhere.
+	Stream string `yaml:"stream"`
+	// Timeout bounds the wait for each PubAck (5s).
+	Timeout time.Duration `yaml:"timeout"`
+	// DialTimeout bounds connecting to a server (5s).
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+
+	// User and Password authenticate with a user name and password.
+	User     string `yaml:"-"`
+	Password string `yaml:"-"`
+	// Token authenticates with a token.
+	Token string `yaml:"-"`
+	// NKeySeed authenticates with an nkey: the user seed ("SU...").
+	NKeySeed string `yaml:"-"`
+
+	tmpl *eval.Template
+}
+
+// Validate checks the configuration, compiles the subject template and fills
+// defaults. Its errors never quote a secret or the URL.
+func (c *Config) Validate() error {
+	if c.URL == "" {
+		return keyErr("url", errors.New("is required"))
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		if err := checkURL(strings.TrimSpace(u)); err != nil {
+			return keyErr("url", err)
+		}
+	}
+	methods := 0
+	for _, set := range []bool{c.CredsFile != "", c.NKeySeed != "", c.User != "" || c.Password != "", c.Token != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return keyErr("creds_file", errors.New("use one way to authenticate: creds_file, nkey_seed_env, user_env with password_env, or token_env"))
+	}
+	if (c.User == "") != (c.Password == "") {
+		return keyErr("user_env", errors.New("user_env and password_env go together"))
+	}
+	if c.Subject == "" {
+		return keyErr("subject", errors.New("is required"))
+	}
+	t, err := eval.CompileTemplate(c.Subject, eval.EscapeNone, eval.Options{})
+	if err != nil {
+		return keyErr("subject", err)
+	}
+	if t.Static() {
+		if err := CheckSubject(c.Subject); err != nil {
+			return keyErr("subject", err)
+		}
+	}
+	c.tmpl = t
+	if c.Stream != "" && !validStreamName(c.Stream) {
+		return keyErr("stream", errors.New("a stream name has no spaces, '.', '*', '>', '/' or '\\'"))
+	}
+	switch {
+	case c.Timeout < 0:
+		return keyErr("timeout", errors.New("must not be negative"))
+	case c.DialTimeout < 0:
+		return keyErr("dial_timeout", errors.New("must not be negative"))
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	return nil
+}
+
+// checkURL checks one server URL without quoting it (it may hold a password).
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	switch u.Scheme {
+	case "nats", "tls":
+	default:
+		return fmt.Errorf("scheme must be nats or tls, not %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("has no host")
+	}
+	if u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
+		return errors.New("has a path or query; a server URL is scheme://[user:password@]host:port")
+	}
+	return nil
+}
+
+func validStreamName(s string) bool {
+	return !strings.ContainsAny(s, " \t\r\n.*>/\\") && s != ""
+}
+
+// CheckSubject reports why s cannot be a subject to publish to: empty, an empty token
+// (a leading, trailing or doubled '.'), whitespace or a control character, or a
+// wildcard character.
+func CheckSubject(s string) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	prev := byte('.')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= ' ' || c == 0x7f:
+			return errors.New("subject has whitespace or a control character")
+		case c == '*' || c == '>':
+			return errors.New("subject has a wildcard (* or >)")
+		case c == '.' && prev == '.':
+			return errors.New("subject has an empty token")
+		}
+		prev = c
+	}
+	if prev == '.' {
+		return errors.New("subject has an empty token")
+	}
+	return nil
+}
+
+// subjectMatches reports whether subject is matched by a stream's subject filter,
+// with NATS wildcards: * is one token, > one or more trailing tokens.
+func subjectMatches(filter, subject string) bool {
+	ft := strings.Split(filter, ".")
+	st := strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// keyError is a configuration error of one key; the wiring code reports it at the
+// key's position.
+type keyError struct {
+	key string
+	err error
+}
+
+func keyErr(key string, err error) error { return &keyError{key: key, err: err} }
+
+func (e *keyError) Error() string     { return e.key + ": " + e.err.Error() }
+func (e *keyError) Unwrap() error     { return e.err }
+func (e *keyError) ConfigKey() string { return e.key }

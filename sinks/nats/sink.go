@@ -1,0 +1,245 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	natsio "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
+	"github.com/fraiseql/fraiseql-observers/sinks"
+)
+
+// StallWait is how long an asynchronous publish waits for room when MaxPending
+// publishes already wait for their PubAck.
+const StallWait = 200 * time.Millisecond
+
+// Options are what the sink gets from the wiring besides its configuration.
+type Options struct {
+	// Logger receives connection events (disconnected, reconnected, asynchronous
+	// errors) and debug lines; never row values or secrets. The zero Logger discards.
+	Logger zerolog.Logger
+	// ActionID names the action in log lines and metric labels.
+	ActionID string
+	// Metrics receives observer_nats_duplicates_total{action="..."}; nil means a
+	// private set.
+	Metrics *metrics.Set
+}
+
+// Sink publishes events to JetStream. It is safe for concurrent use.
+type Sink struct {
+	cfg        Config
+	nc         *natsio.Conn
+	js         jetstream.JetStream
+	log        zerolog.Logger
+	duplicates *metrics.Counter
+}
+
+// Open validates cfg, connects (bounded by the dial timeout) and, when cfg.Stream is
+// set, checks the stream (bounded by ctx). Unlike a New, it does I/O and the NATS
+// client starts its reader, flusher and callback goroutines, which reconnect on their
+// own (forever) when the connection drops; Close stops them. A server that cannot be
+// reached, refused credentials or a missing stream are errors.
+func Open(ctx context.Context, cfg Config, o Options) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger.With().Str("action", o.ActionID).Logger()
+	opts, err := connectOptions(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := natsio.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+		jetstream.WithPublishAsyncMaxPending(MaxPending), jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	set := o.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	s := &Sink{cfg: cfg, nc: nc, js: js, log: log,
+		duplicates: set.GetOrCreateCounter(`observer_nats_duplicates_total{action=` + strconv.Quote(o.ActionID) + `}`)}
+	if cfg.Stream != "" {
+		if err := s.checkStream(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func connectOptions(cfg Config, log zerolog.Logger) ([]natsio.Option, error) {
+	opts := []natsio.Option{
+		natsio.Name("fraiseql-observers"),
+		natsio.Timeout(cfg.DialTimeout),
+		natsio.MaxReconnects(-1),
+		natsio.ReconnectWait(500 * time.Millisecond),
+		natsio.DisconnectErrHandler(func(_ *natsio.Conn, err error) {
+			log.Warn().Err(err).Msg("nats disconnected")
+		}),
+		natsio.ReconnectHandler(func(*natsio.Conn) { log.Info().Msg("nats reconnected") }),
+		natsio.ErrorHandler(func(_ *natsio.Conn, _ *natsio.Subscription, err error) {
+			log.Warn().Err(err).Msg("nats asynchronous error")
+		}),
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, natsio.RootCAs(cfg.CAFile))
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, natsio.UserCredentials(cfg.CredsFile))
+	case cfg.NKeySeed != "":
+		kp, err := nkeys.FromSeed([]byte(cfg.NKeySeed))
+		if err != nil {
+			return nil, keyErr("nkey_seed_env", errors.New("not a valid nkey seed"))
+		}
+		pub, err := kp.PublicKey()
+		if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+			return nil, keyErr("nkey_seed_env", errors.New("not a user nkey seed (SU...)"))
+		}
+		opts = append(opts, natsio.Nkey(pub, kp.Sign))
+	case cfg.User != "":
+		opts = append(opts, natsio.UserInfo(cfg.User, cfg.Password))
+	case cfg.Token != "":
+		opts = append(opts, natsio.Token(cfg.Token))
+	}
+	return opts, nil
+}
+
+// checkStream checks that the configured stream exists and, for a subject without
+// placeholders, that one of its subjects covers it.
+func (s *Sink) checkStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return keyErr("stream", fmt.Errorf("stream %q does not exist; create it (subjects covering %q) or remove the key", s.cfg.Stream, s.cfg.Subject))
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %q: %w", s.cfg.Stream, err)
+	}
+	if !s.cfg.tmpl.Static() {
+		return nil
+	}
+	subjects := st.CachedInfo().Config.Subjects
+	for _, f := range subjects {
+		if subjectMatches(f, s.cfg.Subject) {
+			return nil
+		}
+	}
+	return keyErr("subject", fmt.Errorf("stream %q does not capture subject %q (its subjects: %v)", s.cfg.Stream, s.cfg.Subject, subjects))
+}
+
+// msg builds the message of ev: its JSON, with Nats-Msg-Id (and Nats-Expected-Stream
+// when a stream is configured).
+func (s *Sink) msg(ev *decoder.Event) (*natsio.Msg, error) {
+	subject := s.cfg.Subject
+	if !s.cfg.tmpl.Static() {
+		var err error
+		if subject, err = s.cfg.tmpl.Render(eval.NewEnv(ev, eval.Meta{})); err != nil {
+			return nil, sinks.Permanent("template", fmt.Errorf("render subject: %w", err))
+		}
+		if err := CheckSubject(subject); err != nil {
+			return nil, sinks.Permanent("bad_subject", err)
+		}
+	}
+	m := &natsio.Msg{Subject: subject, Data: ev.JSON(), Header: natsio.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, ev.ID.String())
+	if s.cfg.Stream != "" {
+		m.Header.Set(jetstream.ExpectedStreamHeader, s.cfg.Stream)
+	}
+	return m, nil
+}
+
+// Deliver publishes the event and waits, at most the configured timeout, for its
+// PubAck. A PubAck with duplicate=true (the stream already holds this event id)
+// counts as delivered.
+func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
+	m, err := s.msg(ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ack, err := s.js.PublishMsg(ctx, m)
+	if err != nil {
+		return Classify(fmt.Errorf("publish: %w", err))
+	}
+	s.acked(ack)
+	return nil
+}
+
+func (s *Sink) acked(ack *jetstream.PubAck) {
+	if ack.Duplicate {
+		s.duplicates.Inc()
+	}
+}
+
+// DeliverBatch publishes the events asynchronously, then waits for every PubAck and
+// sets errs[i] from the outcome of evs[i]. Each PubAck is awaited at most the
+// configured timeout after its publish (a few times that if the stream has no
+// responder and the client retries).
+func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
+	futs := make([]jetstream.PubAckFuture, len(evs))
+	for i, ev := range evs {
+		m, err := s.msg(ev)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithStallWait(StallWait))
+		if err != nil {
+			errs[i] = Classify(fmt.Errorf("publish: %w", err))
+			continue
+		}
+		futs[i] = f
+	}
+	// The library times each PubAck out by itself; this bound only guards against a
+	// future that never resolves.
+	bound := time.NewTimer(4*s.cfg.Timeout + time.Second)
+	defer bound.Stop()
+	dups := 0
+	for i, f := range futs {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			errs[i] = nil
+			if ack.Duplicate {
+				dups++
+			}
+			s.acked(ack)
+		case err := <-f.Err():
+			errs[i] = Classify(fmt.Errorf("publish: %w", err))
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		case <-bound.C:
+			errs[i] = sinks.Transient("timeout", errors.New("no PubAck and no error from the client"), 0)
+			bound.Reset(0)
+		}
+	}
+	s.log.Debug().Int("events", len(evs)).Int("duplicates", dups).Msg("nats batch published")
+}
+
+// Close closes the connection, which stops the client's goroutines. The pipeline
+// calls it after the last delivery has returned, so nothing is left to flush.
+func (s *Sink) Close() error {
+	s.js.CleanupPublisher()
+	s.nc.Close()
+	return nil
+}

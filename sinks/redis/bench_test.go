@@ -1,0 +1,24 @@
+package redis
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+)
+
+// BenchmarkDeliver appends SINK_BENCH_EVENTS events (20000 by default) to a stream on
+// a local redis-server (no persistence), in pipelined batches of 100 from 4 workers.
+func BenchmarkDeliver(b *testing.B) {
+	port := sinktest.FreePort(b)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	sinktest.StartProcess(b, addr, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", b.TempDir())
+	s, err := NewStream(StreamConfig{ConnConfig: ConnConfig{URL: "redis://" + addr}, Stream: "cdc:{{ event.table }}",
+		MaxLen: 100000}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sinktest.Bench(b, s, sinktest.BenchOptions{})
+}
