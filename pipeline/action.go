@@ -236,6 +236,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 	e.attempts++
 	if err == nil {
 		r.m.executed.Inc()
+		r.m.latency.UpdateDuration(e.it.start) // match to delivery, retries included
 		if r.p.opts.Dedup != nil {
 			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
 		}

@@ -37,6 +37,7 @@ type actionMetrics struct {
 	dedupCheckpoint *metrics.Counter
 	dedupCache      *metrics.Counter
 	duration        *metrics.PrometheusHistogram
+	latency         *metrics.PrometheusHistogram
 }
 
 func newActionMetrics(set *metrics.Set, a *Action) *actionMetrics {
@@ -50,6 +51,7 @@ func newActionMetrics(set *metrics.Set, a *Action) *actionMetrics {
 		dedupCheckpoint: set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`),
 		dedupCache:      set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="cache"}`),
 		duration:        set.GetOrCreatePrometheusHistogram("observer_action_duration_seconds" + t),
+		latency:         set.GetOrCreatePrometheusHistogram("observer_delivery_latency_seconds" + t),
 	}
 }
 
