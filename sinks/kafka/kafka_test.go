@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,4 +439,107 @@ func TestConfigValidate(t *testing.T) {
 		cfg.Compression != "none" || cfg.MaxMessageBytes != DefaultMaxMessageBytes {
 		t.Fatalf("unexpected defaults: %+v (%v)", cfg, err)
 	}
+}
+
+func TestSASL(t *testing.T) {
+	c := newCluster(t, kfake.EnableSASL(),
+		kfake.Superuser(SASLPlain, "plain-user", "plain-pass"),
+		kfake.Superuser(SASLScramSHA256, "scram256-user", "scram256-pass"),
+		kfake.Superuser(SASLScramSHA512, "scram512-user", "scram512-pass"))
+	ev := sinktest.Events(1, 1)[0]
+	f := func(mech, user, pass string, wantClass string) {
+		t.Run(mech+"/"+user+"/"+pass, func(t *testing.T) {
+			s := newSink(t, Config{Brokers: c.ListenAddrs(), Topic: topic, Timeout: time.Second,
+				SASLMechanism: mech, Username: user, Password: pass})
+			err := s.Deliver(context.Background(), ev)
+			if wantClass == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if got := sinks.Class(err); got != wantClass {
+				t.Fatalf("unexpected class; got %s (%v); want %s", got, err, wantClass)
+			}
+			if strings.Contains(err.Error(), pass) {
+				t.Fatalf("error shows the password: %v", err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+	f(SASLPlain, "plain-user", "plain-pass", "")
+	f(SASLScramSHA256, "scram256-user", "scram256-pass", "")
+	f(SASLScramSHA512, "scram512-user", "scram512-pass", "")
+	// kfake closes the connection on a failed authentication (a real broker answers
+	// SASL_AUTHENTICATION_FAILED first, classified auth: see TestClassify), so here
+	// the record times out: not delivered, retried later.
+	f(SASLScramSHA256, "scram256-user", "wrong-pass", classTimeout)
+	f(SASLPlain, "nobody", "wrong-pass", classTimeout)
+}
+
+func TestClassify(t *testing.T) {
+	s := newSink(t, Config{Brokers: []string{"127.0.0.1:1"}, Topic: topic})
+	small := &kgo.Record{Topic: topic, Value: []byte("{}")}
+	huge := &kgo.Record{Topic: topic, Value: make([]byte, DefaultMaxMessageBytes)}
+	f := func(r *kgo.Record, err error, wantClass string, wantRetry bool) {
+		t.Helper()
+		got := s.classify(context.Background(), nil, r, err)
+		var se *sinks.Error
+		if !errors.As(got, &se) || se.Class != wantClass || se.Retry != wantRetry {
+			t.Fatalf("unexpected classification of %v; got %v (%T %+v); want %s retry=%v", err, got, got, se, wantClass, wantRetry)
+		}
+		if !errors.Is(got, err) {
+			t.Fatalf("classification of %v does not wrap it: %v", err, got)
+		}
+	}
+	f(small, kerr.NotLeaderForPartition, "kafka_not_leader_for_partition", true)
+	f(small, kerr.RequestTimedOut, "kafka_request_timed_out", true)
+	f(small, kerr.NotEnoughReplicas, "kafka_not_enough_replicas", true)
+	f(small, fmt.Errorf("wrapped: %w", kerr.LeaderNotAvailable), "kafka_leader_not_available", true)
+	f(small, kerr.UnknownTopicOrPartition, classUnknownTopic, true)
+	f(small, kerr.InvalidTopicException, "invalid_topic", false)
+	f(small, kerr.TopicAuthorizationFailed, classAuth, false)
+	f(small, kerr.ClusterAuthorizationFailed, classAuth, false)
+	f(small, kerr.SaslAuthenticationFailed, classAuth, false)
+	f(small, kerr.InvalidRecord, classInvalidRecord, false)
+	f(huge, fmt.Errorf("%w (uncompressed_bytes=1000100)", kerr.MessageTooLarge), classTooLarge, false)
+	f(small, kgo.ErrRecordTimeout, classTimeout, true)
+	f(small, kgo.ErrRecordRetries, classTimeout, true)
+	f(small, context.DeadlineExceeded, classTimeout, true)
+	f(small, context.Canceled, classTimeout, true) // another delivery's context failed the batch
+	f(small, kgo.ErrClientClosed, classClosed, true)
+	f(small, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, classNetwork, true)
+	f(small, errors.New("something else"), "kafka", true)
+
+	// The delivery's own context is done: the pipeline is stopping.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := s.classify(ctx, nil, small, context.Canceled); !errors.Is(got, context.Canceled) || sinks.Class(got) != "error" {
+		t.Fatalf("unexpected error on shutdown; got %v (class %s)", got, sinks.Class(got))
+	}
+}
+
+func TestTLS(t *testing.T) {
+	certs := sinktest.NewCerts(t)
+	c := newCluster(t, kfake.TLS(certs.Server))
+	ev := sinktest.Events(1, 1)[0]
+	f := func(name string, tf *sinks.TLSFiles, ok bool) {
+		t.Run(name, func(t *testing.T) {
+			s := newSink(t, Config{Brokers: c.ListenAddrs(), Topic: topic, Timeout: time.Second, TLS: tf})
+			err := s.Deliver(context.Background(), ev)
+			if ok != (err == nil) {
+				t.Fatalf("unexpected result; got %v; want success=%v", err, ok)
+			}
+			if err != nil {
+				if !pipeline.Retryable(err) {
+					t.Fatalf("unexpected permanent error: %v", err)
+				}
+				t.Logf("%s: %v", sinks.Class(err), err)
+			}
+		})
+	}
+	f("verified with ca_file", &sinks.TLSFiles{CAFile: certs.CAFile}, true)
+	f("unknown authority", &sinks.TLSFiles{}, false)
+	f("wrong server name", &sinks.TLSFiles{CAFile: certs.CAFile, ServerName: "other.example"}, false)
+	f("plaintext to a TLS listener", nil, false)
 }
