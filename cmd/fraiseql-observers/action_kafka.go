@@ -106,4 +106,3 @@ func keyError(a *configs.Action, err error, alias map[string]string) error {
 	}
 	return a.ErrorfAt(key, "%s", rest)
 }
-
