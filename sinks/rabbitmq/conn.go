@@ -129,7 +129,7 @@ func (s *Sink) connectLocked(ctx context.Context) error {
 		s.nextDial = time.Now().Add(d)
 		s.lastErr = err
 		s.log.Warn().Err(err).Int("failures", s.failures).Dur("retry_in", d).Msg("rabbitmq connect failed")
-		return classifyConnErr("connect", err)
+		return classifyConnErr("rabbitmq dial", err)
 	}
 	if s.failures > 0 {
 		s.log.Info().Int("failures", s.failures).Msg("rabbitmq reconnected")

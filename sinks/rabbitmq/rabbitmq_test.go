@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,6 +247,58 @@ func TestExchangeNotFoundIsTransient(t *testing.T) {
 	if err := s.Deliver(context.Background(), ev); err != nil {
 		t.Fatalf("unexpected error after the exchange was created: %v", err)
 	}
+}
+
+// TestNackAndTLS shares one node: a queue that rejects publishes when full makes the
+// broker nack (transient), and an amqps:// listener checks TLS with verification.
+func TestNackAndTLS(t *testing.T) {
+	certs := sinktest.NewCerts(t)
+	tlsPort := sinktest.FreePort(t)
+	n := startNode(t, nodeOptions{Extra: fmt.Sprintf(`listeners.ssl.default = 127.0.0.1:%d
+ssl_options.cacertfile = %s
+ssl_options.certfile = %s
+ssl_options.keyfile = %s
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+`, tlsPort, certs.CAFile, certs.CertFile, certs.KeyFile)})
+	ev := sinktest.Events(2, 2)
+
+	t.Run("nack", func(t *testing.T) {
+		ch := admin(t, n)
+		args := amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}
+		if _, err := ch.QueueDeclare("full", true, false, false, false, args); err != nil {
+			t.Fatal(err)
+		}
+		s := newSink(t, Config{URL: n.URL, RoutingKey: "full"})
+		if err := s.Deliver(context.Background(), ev[0]); err != nil {
+			t.Fatalf("unexpected error for the first message: %v", err)
+		}
+		err := s.Deliver(context.Background(), ev[1])
+		if sinks.Class(err) != "nack" || !pipeline.Retryable(err) {
+			t.Fatalf("unexpected error; got %v (class %s); want a transient nack", err, sinks.Class(err))
+		}
+		t.Logf("%v", err)
+	})
+
+	tlsURL := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", tlsPort)
+	f := func(name string, tf *sinks.TLSFiles, ok bool) {
+		t.Run("tls/"+name, func(t *testing.T) {
+			s := newSink(t, Config{URL: tlsURL, RoutingKey: "tls-q", AllowUnroutable: true, Timeout: 5 * time.Second, TLS: tf})
+			err := s.Deliver(context.Background(), ev[0])
+			if ok != (err == nil) {
+				t.Fatalf("unexpected result; got %v; want success=%v", err, ok)
+			}
+			if err != nil {
+				if !pipeline.Retryable(err) {
+					t.Fatalf("unexpected permanent error: %v", err)
+				}
+				t.Logf("%s: %v", sinks.Class(err), err)
+			}
+		})
+	}
+	f("verified with ca_file", &sinks.TLSFiles{CAFile: certs.CAFile}, true)
+	f("unknown authority", nil, false)
+	f("wrong server name", &sinks.TLSFiles{CAFile: certs.CAFile, ServerName: "other.example"}, false)
 }
 
 func TestConnectErrors(t *testing.T) {
