@@ -47,22 +47,14 @@ func (pc *pubChannel) closeErr() (*amqp.Error, bool) {
 // connection. While a reconnection is backing off it fails at once with a transient
 // error instead of waiting.
 func (s *Sink) channel(ctx context.Context) (*pubChannel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, sinks.Transient("closed", errors.New("rabbitmq sink closed"), 0)
+	conn, pc, err := s.idleChannel(ctx)
+	if pc != nil || err != nil {
+		return pc, err
 	}
-	if err := s.connectLocked(ctx); err != nil {
-		return nil, err
-	}
-	for len(s.idle) > 0 {
-		pc := s.idle[len(s.idle)-1]
-		s.idle = s.idle[:len(s.idle)-1]
-		if _, closed := pc.closeErr(); !closed {
-			return pc, nil
-		}
-	}
-	ch, err := s.conn.Channel()
+	// Opening a channel is a round trip, so it is done without the lock. amqp091
+	// cannot cancel it; a broker that stops answering is noticed by the heartbeat,
+	// which fails it.
+	ch, err := conn.Channel()
 	if err != nil {
 		return nil, classifyConnErr("open channel", err)
 	}
@@ -75,6 +67,26 @@ func (s *Sink) channel(ctx context.Context) (*pubChannel, error) {
 		closes:  ch.NotifyClose(make(chan *amqp.Error, 1)),
 		returns: ch.NotifyReturn(make(chan amqp.Return, 64)),
 	}, nil
+}
+
+// idleChannel returns an open idle channel, or the connection to open one on.
+func (s *Sink) idleChannel(ctx context.Context) (*amqp.Connection, *pubChannel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, sinks.Transient("closed", errors.New("rabbitmq sink closed"), 0)
+	}
+	if err := s.connectLocked(ctx); err != nil {
+		return nil, nil, err
+	}
+	for len(s.idle) > 0 {
+		pc := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		if _, closed := pc.closeErr(); !closed {
+			return nil, pc, nil
+		}
+	}
+	return s.conn, nil, nil
 }
 
 // release gives the channel back for reuse, or closes it when it is no longer
@@ -94,8 +106,23 @@ func (s *Sink) release(pc *pubChannel, clean bool) {
 }
 
 // connectLocked makes sure s.conn is open, dialing when it is not and no backoff
-// is pending. It is called with s.mu held.
+// is pending. It is called with s.mu held, which it releases while dialing; other
+// deliveries wait for that dial within their own deadline.
 func (s *Sink) connectLocked(ctx context.Context) error {
+	for s.dialing != nil {
+		done := s.dialing
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return sinks.Transient("timeout", fmt.Errorf("wait for the rabbitmq connection: %w", ctx.Err()), 0)
+		}
+		s.mu.Lock()
+	}
+	if s.closed {
+		return sinks.Transient("closed", errors.New("rabbitmq sink closed"), 0)
+	}
 	if s.conn != nil {
 		select {
 		case e := <-s.connCloses:
@@ -115,9 +142,19 @@ func (s *Sink) connectLocked(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	done := make(chan struct{})
+	s.dialing = done
+	s.mu.Unlock()
 	conn, err := s.dial(timeout)
 	if err == nil && s.cfg.Declare != nil {
 		err = s.declare(conn)
+	}
+	s.mu.Lock()
+	s.dialing = nil
+	close(done)
+	if err == nil && s.closed {
+		conn.Close()
+		return sinks.Transient("closed", errors.New("rabbitmq sink closed"), 0)
 	}
 	if err != nil {
 		if conn != nil {

@@ -52,8 +52,9 @@ type Sink struct {
 	conn       *amqp.Connection
 	connCloses chan *amqp.Error
 	idle       []*pubChannel
-	failures   int       // failed connection attempts in a row
-	nextDial   time.Time // no new attempt before this
+	dialing    chan struct{} // closed when the dial in progress ends; nil when none
+	failures   int           // failed connection attempts in a row
+	nextDial   time.Time     // no new attempt before this
 	lastErr    error
 	closed     bool
 }
