@@ -21,15 +21,12 @@ func buildAction(t *testing.T, body string, env map[string]string, validateOnly 
 		return nil, err
 	}
 	b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet(), validateOnly: validateOnly}
-	obs, err := b.observers()
-	if err != nil {
-		return nil, err
-	}
-	sink := obs[0].Actions[0].Sink
-	if c, ok := sink.(pipeline.Closer); ok {
+	a := cfg.Observers[0].Actions[0]
+	sink, err := actionBuilders[a.Type](b, a)
+	if c, ok := sink.(pipeline.Closer); ok && err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
-	return sink, nil
+	return sink, err
 }
 
 // checkBuild builds body in both modes and checks the error: none when want is

@@ -2,6 +2,7 @@ package nats
 
 import (
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 )
@@ -17,5 +18,5 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	sinktest.Bench(b, s, sinktest.BenchOptions{})
+	sinktest.BenchDeliver(b, s, sinktest.BenchEvents(b, 20000), 1000, sinktest.RunOptions{Concurrency: 4, BatchSize: 100, Timeout: 10 * time.Minute})
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 )
@@ -20,5 +21,5 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	sinktest.Bench(b, s, sinktest.BenchOptions{})
+	sinktest.BenchDeliver(b, s, sinktest.BenchEvents(b, 20000), 1000, sinktest.RunOptions{Concurrency: 4, BatchSize: 100, Timeout: 10 * time.Minute})
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"strings"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/sinks"
+	"github.com/fraiseql/fraiseql-observers/sinks/kafka"
+)
+
+func init() { actionBuilders["kafka"] = buildKafka }
+
+// kafkaAction is the YAML shape of a `type: kafka` action (docs/actions/kafka.md).
+type kafkaAction struct {
+	Brokers         []string        `yaml:"brokers"`
+	BrokersEnv      configs.EnvRef  `yaml:"brokers_env"`
+	Topic           string          `yaml:"topic"`
+	Timeout         time.Duration   `yaml:"timeout"`
+	Acks            string          `yaml:"acks"`
+	Compression     string          `yaml:"compression"`
+	MaxMessageBytes configs.Size    `yaml:"max_message_bytes"`
+	TLS             *sinks.TLSFiles `yaml:"tls"`
+	SASLMechanism   string          `yaml:"sasl_mechanism"`
+	Username        string          `yaml:"username"`
+	UsernameEnv     configs.EnvRef  `yaml:"username_env"`
+	PasswordEnv     configs.EnvRef  `yaml:"password_env"`
+}
+
+func buildKafka(b *builder, a *configs.Action) (pipeline.Sink, error) {
+	var ya kafkaAction
+	if err := a.Decode(&ya); err != nil {
+		return nil, err
+	}
+	cfg := kafka.Config{
+		Brokers:         ya.Brokers,
+		Topic:           ya.Topic,
+		Timeout:         ya.Timeout,
+		Acks:            ya.Acks,
+		Compression:     ya.Compression,
+		MaxMessageBytes: int(ya.MaxMessageBytes),
+		TLS:             ya.TLS,
+		SASLMechanism:   strings.ToUpper(ya.SASLMechanism),
+		Username:        ya.Username,
+		Password:        ya.PasswordEnv.Value(),
+	}
+	switch {
+	case ya.BrokersEnv.IsSet() && len(ya.Brokers) > 0:
+		return nil, a.ErrorfAt("brokers_env", "brokers and brokers_env are mutually exclusive")
+	case ya.BrokersEnv.IsSet():
+		cfg.Brokers = nil
+		for _, s := range strings.Split(ya.BrokersEnv.Value(), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.Brokers = append(cfg.Brokers, s)
+			}
+		}
+	}
+	if ya.UsernameEnv.IsSet() {
+		if ya.Username != "" {
+			return nil, a.ErrorfAt("username_env", "username and username_env are mutually exclusive")
+		}
+		cfg.Username = ya.UsernameEnv.Value()
+	}
+	if int64(ya.MaxMessageBytes) > 1<<30 {
+		return nil, a.ErrorfAt("max_message_bytes", "must be at most 1GiB")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, keyError(a, err, map[string]string{"brokers": "brokers_env", "username": "username_env", "password": "password_env"})
+	}
+	if ya.TLS != nil {
+		if _, err := ya.TLS.Config(); err != nil {
+			return nil, a.ErrorfAt("tls", "%v", err)
+		}
+	}
+	if b.validateOnly {
+		return nil, nil
+	}
+	if cfg.Acks == kafka.AcksLeader {
+		b.log.Warn().Str("action", a.ID).
+			Msg("kafka acks: leader; an acknowledged event is lost if the partition leader fails before followers copy it")
+	}
+	s, err := kafka.New(cfg, kafka.Options{Logger: b.log.With().Str("action", a.ID).Logger()})
+	if err != nil {
+		return nil, a.Errorf("%v", err)
+	}
+	return s, nil
+}
+
+// keyError positions a validation error of the form "key: message" at that key of
+// the action, or at its alternative `*_env` key (alias) when only that one is
+// written; other errors go at the action.
+func keyError(a *configs.Action, err error, alias map[string]string) error {
+	msg := err.Error()
+	key, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(key, " \"") {
+		return a.Errorf("%s", msg)
+	}
+	if !a.Has(key) {
+		if alt, ok := alias[key]; ok && a.Has(alt) {
+			key = alt
+		}
+	}
+	if !a.Has(key) {
+		return a.Errorf("%s", msg)
+	}
+	return a.ErrorfAt(key, "%s", rest)
+}
