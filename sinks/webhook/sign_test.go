@@ -104,7 +104,10 @@ func TestStandardWebhooks(t *testing.T) {
 		return b
 	})
 	tamper("id", func(h http.Header, b []byte) []byte { h.Set("webhook-id", "0/1:999"); return b })
-	tamper("signature", func(h http.Header, b []byte) []byte { h.Set("webhook-signature", "v1,"+strings.Repeat("A", 44)); return b })
+	tamper("signature", func(h http.Header, b []byte) []byte {
+		h.Set("webhook-signature", "v1,"+strings.Repeat("A", 44))
+		return b
+	})
 	if err := verifyStandard(secretB, q.header, q.body, time.Now(), 5*time.Minute); err == nil {
 		t.Fatal("unexpected verification success with another secret")
 	}
