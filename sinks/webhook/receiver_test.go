@@ -43,6 +43,7 @@ type request struct {
 	header http.Header
 	body   []byte
 	at     time.Time
+	status int // what the script answered (0 for stalls and broken connections)
 }
 
 // receiver is a real HTTP server on loopback answering each request by a script
@@ -59,11 +60,17 @@ type receiver struct {
 
 func newReceiver(t *testing.T, script func(key string, attempt int) step) *receiver {
 	t.Helper()
+	return newReceiverAt(t, "127.0.0.1:0", script)
+}
+
+// newReceiverAt is newReceiver listening on addr.
+func newReceiverAt(t *testing.T, addr string, script func(key string, attempt int) step) *receiver {
+	t.Helper()
 	r := &receiver{script: script, tries: map[string]int{}}
 	if r.script == nil {
 		r.script = func(string, int) step { return step{} }
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +88,14 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	attempt := r.tries[key]
 	r.tries[key]++
-	r.reqs = append(r.reqs, request{method: req.Method, path: req.URL.Path, header: req.Header.Clone(), body: body, at: time.Now()})
 	r.mu.Unlock()
 	st := r.script(key, attempt)
+	if st.status == 0 && !st.stall && st.raw == "" && !st.reset && !st.hangup {
+		st.status = http.StatusOK
+	}
+	r.mu.Lock()
+	r.reqs = append(r.reqs, request{method: req.Method, path: req.URL.Path, header: req.Header.Clone(), body: body, at: time.Now(), status: st.status})
+	r.mu.Unlock()
 	switch {
 	case st.stall:
 		<-req.Context().Done()
@@ -103,9 +115,6 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	for k, v := range st.header {
 		w.Header().Set(k, v)
-	}
-	if st.status == 0 {
-		st.status = http.StatusOK
 	}
 	w.WriteHeader(st.status)
 	chunk := bytes.Repeat([]byte("garbage!"), 4096)
