@@ -101,6 +101,17 @@ func (e *BlockedError) Error() string {
 	return fmt.Sprintf("egress blocked: %s: %s", e.Host, e.Reason)
 }
 
+// WithHint adds to a *BlockedError for an internal address how to allow it, for
+// configuration errors; other errors are returned as they are.
+func WithHint(err error) error {
+	var be *BlockedError
+	if errors.As(err, &be) && !strings.HasPrefix(be.Reason, "legacy") &&
+		(be.Addr.IsValid() || strings.HasPrefix(be.Reason, ClassLoopback)) {
+		return fmt.Errorf("%w (list it in allowed_hosts, or set allow_private_networks: true)", err)
+	}
+	return err
+}
+
 // Resolver looks up the addresses of a host name; *net.Resolver implements it.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)

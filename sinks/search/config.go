@@ -60,7 +60,7 @@ func (c *Config) Validate() error {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
 	if err := egress.CheckURL(c.URL, c.Policy); err != nil {
-		return sinks.KeyErrorf("url", hint(err))
+		return sinks.KeyErrorf("url", egress.WithHint(err))
 	}
 	u, _ := url.Parse(c.URL)
 	switch {
@@ -108,14 +108,6 @@ func (c *Config) Validate() error {
 		c.BatchSize = DefaultBatchSize
 	}
 	return nil
-}
-
-func hint(err error) error {
-	var be *egress.BlockedError
-	if errors.As(err, &be) && be.Addr.IsValid() && !strings.HasPrefix(be.Reason, "legacy") {
-		return fmt.Errorf("%w (search clusters usually are: list it in allowed_hosts, or set allow_private_networks: true)", err)
-	}
-	return err
 }
 
 // checkIndex applies Elasticsearch's index name rules: lower case, not "." or "..",

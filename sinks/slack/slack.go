@@ -61,7 +61,7 @@ func (c *Config) Validate() error {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
 	if err := egress.CheckURL(string(c.WebhookURL), c.Policy); err != nil {
-		return sinks.KeyErrorf("webhook_url", err)
+		return sinks.KeyErrorf("webhook_url", egress.WithHint(err))
 	}
 	if len(c.Channel) > MaxChannelLen || !utf8.ValidString(c.Channel) {
 		return sinks.KeyErrorf("channel", fmt.Errorf("must be valid UTF-8 of at most %d bytes", MaxChannelLen))

@@ -74,7 +74,8 @@ var reservedHeaders = map[string]bool{
 
 var methods = map[string]bool{http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true}
 
-// Validate checks the configuration and fills defaults. Its errors are
+// Validate checks the configuration and fills defaults; it may be called again on
+// its result. Its errors are
 // *sinks.KeyError naming the key at fault; they never hold a secret or a header
 // value.
 func (c *Config) Validate() error {
@@ -85,7 +86,7 @@ func (c *Config) Validate() error {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
 	if err := egress.CheckURL(c.URL, c.Policy); err != nil {
-		return sinks.KeyErrorf("url", hint(err))
+		return sinks.KeyErrorf("url", egress.WithHint(err))
 	}
 	m := strings.ToUpper(c.Method)
 	switch {
@@ -115,7 +116,9 @@ func (c *Config) Validate() error {
 	secrets := c.secrets()
 	switch c.SignatureFormat {
 	case "":
-		c.SignatureFormat = FormatFraiseQL
+		if len(secrets) > 0 {
+			c.SignatureFormat = FormatFraiseQL
+		}
 	case FormatFraiseQL, FormatStandard:
 		if len(secrets) == 0 {
 			return sinks.KeyErrorf("signature_format", errors.New("is set but no signing secret is configured"))
@@ -133,16 +136,6 @@ func (c *Config) Validate() error {
 		c.BatchSize = 1
 	}
 	return nil
-}
-
-// hint adds how to allow a blocked private target.
-func hint(err error) error {
-	var be *egress.BlockedError
-	if errors.As(err, &be) && !strings.HasPrefix(be.Reason, "legacy") &&
-		(be.Addr.IsValid() || strings.HasPrefix(be.Reason, egress.ClassLoopback)) {
-		return fmt.Errorf("%w (list it in allowed_hosts, or set allow_private_networks: true)", err)
-	}
-	return err
 }
 
 func (c *Config) secrets() []sinks.Secret {

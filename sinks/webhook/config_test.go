@@ -130,6 +130,15 @@ func TestValidateDefaults(t *testing.T) {
 	if c.Method != "POST" || c.Timeout != 30*time.Second || c.SignatureFormat != FormatFraiseQL || c.BatchSize != 1 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	// Validate accepts its own result (New validates again).
+	for _, c := range []Config{{URL: "https://h.example/"}, {URL: "https://h.example/", SigningSecret: secretA, SignatureFormat: FormatStandard}} {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("unexpected error validating a validated config: %v", err)
+		}
+	}
 }
 
 func TestRedactedHeaders(t *testing.T) {
