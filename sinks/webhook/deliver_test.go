@@ -102,6 +102,25 @@ func TestBodyTemplateInjection(t *testing.T) {
 	}
 }
 
+// TestDataBody: body_template '{{ data }}' sends the row alone, the original
+// system's default body.
+func TestDataBody(t *testing.T) {
+	r := newReceiver(t, nil)
+	cfg := loopback(r.URL)
+	cfg.BodyTemplate = "{{ data }}"
+	s, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Deliver(t.Context(), sinktest.Events(1, 1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(r.requests()[0].body); got != `{"id":0,"status":"pending","total":0.50}` {
+		t.Fatalf("unexpected body; got %s", got)
+	}
+}
+
 func mustJSON(t *testing.T, v any) json.RawMessage {
 	t.Helper()
 	b, err := json.Marshal(v)
