@@ -18,8 +18,6 @@ type ClientOptions struct {
 	FollowRedirects bool
 	// TLSConfig, if set, is used for https targets (for example to trust a private CA).
 	TLSConfig *tls.Config
-	// MaxConnsPerHost caps connections to one host; 0 means no cap.
-	MaxConnsPerHost int
 }
 
 // RedirectError says why a redirect was not followed. It is permanent: the same
@@ -42,7 +40,6 @@ func (g *Guard) Client(o ClientOptions) *http.Client {
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           256,
 		MaxIdleConnsPerHost:    64,
-		MaxConnsPerHost:        o.MaxConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,

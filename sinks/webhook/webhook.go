@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -72,7 +73,7 @@ func New(cfg Config, opts Options) (*Sink, error) {
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, sinks.KeyErrorf("url", fmt.Errorf("invalid URL"))
+		return nil, sinks.KeyErrorf("url", errors.New("invalid URL"))
 	}
 	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "webhook", Metrics: opts.Metrics, Resolver: opts.Resolver})
 	if err != nil {
