@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+// actionConfig is c.yaml with one observer whose only action is the mapping given
+// (one key per line, unindented).
+func actionConfig(action string) string {
+	var b strings.Builder
+	b.WriteString("source:\n  dsn: postgres://app@db/app\nentities:\n  Order: public.orders\nobservers:\n  orders:\n    entity: Order\n    actions:\n")
+	for i, line := range strings.Split(strings.TrimRight(action, "\n"), "\n") {
+		if i == 0 {
+			b.WriteString("      - " + line + "\n")
+		} else {
+			b.WriteString("        " + line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// buildAction parses the configuration and runs the action's builder; validateOnly
+// as validate-config does.
+func buildAction(t *testing.T, action string, env map[string]string, validateOnly bool) (pipeline.Sink, error) {
+	t.Helper()
+	src := actionConfig(action)
+	cfg, _, err := configs.Parse("c.yaml", []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		return nil, err
+	}
+	a := cfg.Observers[0].Actions[0]
+	b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet(), validateOnly: validateOnly}
+	build, ok := actionBuilders[a.Type]
+	if !ok {
+		t.Fatalf("unexpected: no builder registered for %q", a.Type)
+	}
+	return build(b, a)
+}
+
+// posOf returns "c.yaml:line:column" of the first occurrence of marker in the
+// configuration built from action.
+func posOf(t *testing.T, action, marker string) string {
+	t.Helper()
+	src := actionConfig(action)
+	i := strings.Index(src, marker)
+	if i < 0 {
+		t.Fatalf("marker %q not in the configuration", marker)
+	}
+	line := 1 + strings.Count(src[:i], "\n")
+	col := 1 + utf8.RuneCountInString(src[strings.LastIndexByte(src[:i], '\n')+1:i])
+	return fmt.Sprintf("c.yaml:%d:%d", line, col)
+}
+
+// wantBuilt checks that action builds, for validate-config and for real, and closes
+// the sink.
+func wantBuilt(t *testing.T, action string, env map[string]string) pipeline.Sink {
+	t.Helper()
+	if s, err := buildAction(t, action, env, true); err != nil || s != nil {
+		t.Fatalf("unexpected validate-only result; got %v, %v", s, err)
+	}
+	s, err := buildAction(t, action, env, false)
+	if err != nil || s == nil {
+		t.Fatalf("unexpected build result; got %v, %v", s, err)
+	}
+	t.Cleanup(func() {
+		if c, ok := s.(pipeline.Closer); ok {
+			c.Close()
+		}
+	})
+	return s
+}
+
+// wantError checks that action fails to load with an error at the position of marker
+// holding msg.
+func wantError(t *testing.T, action string, env map[string]string, marker, msg string) {
+	t.Helper()
+	_, err := buildAction(t, action, env, true)
+	if err == nil {
+		t.Fatalf("unexpected success for:\n%s", action)
+	}
+	want := posOf(t, action, marker) + ": "
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("unexpected error for:\n%s\ngot:  %v\nwant: %s... %s", action, err, want, msg)
+	}
+}

@@ -1,0 +1,17 @@
+package sinks
+
+// KeyError is a configuration error about one key of an action ("url", "headers"),
+// so the loader can point at the key's position in the file. Validate methods of
+// sink configurations return it wrapped or bare; find it with errors.As.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+// KeyErrorf is a shorthand for &KeyError{Key: key, Err: err}.
+func KeyErrorf(key string, err error) error { return &KeyError{Key: key, Err: err} }
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *KeyError) Unwrap() error { return e.Err }

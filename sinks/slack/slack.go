@@ -1,0 +1,204 @@
+// Package slack is the slack action: each event posts one message, {"text": ...,
+// "channel": ...}, to a Slack incoming webhook. The message is rendered from a
+// plain-text template; the payload is encoded with encoding/json. Connections go
+// through the egress guard; outcomes are classified as for webhooks. See
+// docs/actions/slack.md.
+package slack
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
+	"github.com/fraiseql/fraiseql-observers/sinks"
+	"github.com/fraiseql/fraiseql-observers/sinks/egress"
+)
+
+// DefaultTimeout bounds each attempt unless timeout is set.
+const DefaultTimeout = 10 * time.Second
+
+// MaxChannelLen is the longest accepted channel name.
+const MaxChannelLen = 256
+
+// Config is the action configuration (YAML keys of a `type: slack` action).
+// webhook_url_env is resolved by the configuration loader into WebhookURL.
+type Config struct {
+	// WebhookURL is the incoming-webhook URL. It is a credential: it is never
+	// logged or put in an error beyond its scheme and host.
+	WebhookURL sinks.Secret `yaml:"webhook_url"`
+	// Channel overrides the webhook's channel when set ("#ops").
+	Channel string `yaml:"channel"`
+	// MessageTemplate renders the text (plain substitution); empty means
+	// "<OP> on <schema>.<table> (event <id>)".
+	MessageTemplate string `yaml:"message_template"`
+	// Timeout bounds each attempt (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// Policy is allow_private_networks and allowed_hosts.
+	egress.Policy `yaml:",inline"`
+}
+
+// Validate checks the configuration and fills defaults. Its errors are
+// *sinks.KeyError and never hold the URL.
+func (c *Config) Validate() error {
+	if c.WebhookURL == "" {
+		return sinks.KeyErrorf("webhook_url", errors.New("a webhook URL is required (webhook_url or webhook_url_env)"))
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return sinks.KeyErrorf("allowed_hosts", err)
+	}
+	if err := egress.CheckURL(string(c.WebhookURL), c.Policy); err != nil {
+		return sinks.KeyErrorf("webhook_url", egress.WithHint(err))
+	}
+	if len(c.Channel) > MaxChannelLen || !utf8.ValidString(c.Channel) {
+		return sinks.KeyErrorf("channel", fmt.Errorf("must be valid UTF-8 of at most %d bytes", MaxChannelLen))
+	}
+	if c.MessageTemplate != "" {
+		if _, err := eval.CompileTemplate(c.MessageTemplate, eval.EscapeNone, eval.Options{}); err != nil {
+			return sinks.KeyErrorf("message_template", err)
+		}
+	}
+	switch {
+	case c.Timeout < 0:
+		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
+	case c.Timeout == 0:
+		c.Timeout = DefaultTimeout
+	}
+	return nil
+}
+
+// Options are the sink's dependencies. The zero value is usable.
+type Options struct {
+	// Logger receives one debug line when the sink is built (host only).
+	Logger zerolog.Logger
+	// Metrics receives observer_egress_blocked_total{action_type="slack"}.
+	Metrics *metrics.Set
+	// Entity is the observer's entity name, seen by message_template as `entity`.
+	Entity string
+	// Resolver resolves host names (nil: the system resolver).
+	Resolver egress.Resolver
+	// TLSConfig, if set, is used for https targets.
+	TLSConfig *tls.Config
+}
+
+// Sink posts events to Slack. It is safe for concurrent use; Deliver blocks until
+// Slack answered, the timeout passed or ctx is done.
+type Sink struct {
+	cfg    Config
+	url    *url.URL
+	text   *eval.Template
+	client *http.Client
+	meta   eval.Meta
+}
+
+// New validates cfg and returns a sink. It connects to nothing and starts no
+// goroutine.
+func New(cfg Config, opts Options) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(string(cfg.WebhookURL))
+	if err != nil {
+		return nil, sinks.KeyErrorf("webhook_url", errors.New("invalid URL"))
+	}
+	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "slack", Metrics: opts.Metrics, Resolver: opts.Resolver})
+	if err != nil {
+		return nil, sinks.KeyErrorf("allowed_hosts", err)
+	}
+	s := &Sink{cfg: cfg, url: u, client: guard.Client(egress.ClientOptions{TLSConfig: opts.TLSConfig}), meta: eval.Meta{Entity: opts.Entity}}
+	if cfg.MessageTemplate != "" {
+		if s.text, err = eval.CompileTemplate(cfg.MessageTemplate, eval.EscapeNone, eval.Options{}); err != nil {
+			return nil, sinks.KeyErrorf("message_template", err)
+		}
+	}
+	opts.Logger.Debug().Str("target", egress.RedactURL(u)).Bool("channel", cfg.Channel != "").Msg("slack action ready")
+	return s, nil
+}
+
+// message is the incoming-webhook payload.
+type message struct {
+	Text    string `json:"text"`
+	Channel string `json:"channel,omitempty"`
+}
+
+// Summary is the default message of ev: "UPDATE on public.orders (event 0/16B3748:3)",
+// or "MESSAGE audit (event …)" for a logical decoding message.
+func Summary(ev *decoder.Event) string {
+	if ev.Op == decoder.OpMessage && ev.Message != nil {
+		return fmt.Sprintf("MESSAGE %s (event %s)", ev.Message.Prefix, ev.ID)
+	}
+	return fmt.Sprintf("%s on %s.%s (event %s)", ev.Op, ev.Schema, ev.Table, ev.ID)
+}
+
+// Deliver posts one message.
+func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
+	text := Summary(ev)
+	if s.text != nil {
+		var err error
+		if text, err = s.text.Render(eval.NewEnv(ev, s.meta)); err != nil {
+			return sinks.Permanent("template", fmt.Errorf("render message_template: %w", err))
+		}
+	}
+	if strings.TrimSpace(text) == "" {
+		return sinks.Permanent("empty_message", errors.New("message_template rendered an empty message, which Slack refuses"))
+	}
+	body, err := json.Marshal(message{Text: text, Channel: s.cfg.Channel})
+	if err != nil {
+		return sinks.Permanent("encode", fmt.Errorf("encode slack message: %w", err))
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, string(s.cfg.WebhookURL), bytes.NewReader(body))
+	if err != nil {
+		return sinks.Permanent("request", fmt.Errorf("build request to %s", egress.RedactURL(s.url)))
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("User-Agent", "fraiseql-observers")
+	// Slack ignores it; it lets net/http resend the request when a kept-alive
+	// connection turns out to be closed before anything was answered.
+	req.Header.Set("Idempotency-Key", ev.ID.String())
+	resp, err := s.client.Do(req)
+	if err != nil {
+		err = egress.TransportError(ctx, http.MethodPost, s.url, err)
+		if sinks.Class(err) == "timeout" {
+			err = fmt.Errorf("%w (timeout %s)", err, s.cfg.Timeout)
+		}
+		return err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		egress.Drain(resp.Body)
+		return nil
+	}
+	detail := errorCode(egress.ReadCapped(resp.Body, egress.MaxResponseBytes))
+	return fmt.Errorf("POST %s: %w", egress.RedactURL(s.url), egress.StatusError(resp, time.Now(), detail))
+}
+
+var slackCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// errorCode returns Slack's error code ("invalid_payload", "channel_not_found") when
+// the body is one, else "" (a body is never quoted, it could echo anything).
+func errorCode(body []byte) string {
+	if b := bytes.TrimSpace(body); slackCode.Match(b) {
+		return string(b)
+	}
+	return ""
+}
+
+// Close closes idle connections.
+func (s *Sink) Close() error {
+	s.client.CloseIdleConnections()
+	return nil
+}
