@@ -15,3 +15,6 @@ func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
 func (e *KeyError) Unwrap() error { return e.Err }
+
+// ConfigKey returns the configuration key the error is about.
+func (e *KeyError) ConfigKey() string { return e.Key }

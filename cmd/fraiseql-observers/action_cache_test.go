@@ -4,29 +4,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/rs/zerolog"
-
-	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
-// buildAction loads a configuration with one observer whose only action is body
+// buildActionYAML loads a configuration with one observer whose only action is body
 // (YAML at the indentation of an action's keys, after "- type: ...") and builds it.
-func buildAction(t *testing.T, body string, env map[string]string, validateOnly bool) (pipeline.Sink, error) {
+func buildActionYAML(t *testing.T, body string, env map[string]string, validateOnly bool) (pipeline.Sink, error) {
 	t.Helper()
-	src := "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: orders\n    actions:\n" + body
-	cfg, _, err := configs.Parse("test.yaml", []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return nil, err
-	}
-	b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet(), validateOnly: validateOnly}
-	a := cfg.Observers[0].Actions[0]
-	sink, err := actionBuilders[a.Type](b, a)
-	if c, ok := sink.(pipeline.Closer); ok && err == nil {
-		t.Cleanup(func() { c.Close() })
-	}
-	return sink, err
+	return buildSource(t, "test.yaml", "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: orders\n    actions:\n"+body, env, validateOnly)
 }
 
 // checkBuild builds body in both modes and checks the error: none when want is
@@ -34,7 +19,7 @@ func buildAction(t *testing.T, body string, env map[string]string, validateOnly 
 func checkBuild(t *testing.T, body string, env map[string]string, want string) {
 	t.Helper()
 	for _, validateOnly := range []bool{true, false} {
-		sink, err := buildAction(t, body, env, validateOnly)
+		sink, err := buildActionYAML(t, body, env, validateOnly)
 		if want == "" {
 			if err != nil {
 				t.Fatalf("unexpected error (validateOnly=%v); got %v", validateOnly, err)

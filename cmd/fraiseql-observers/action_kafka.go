@@ -66,7 +66,7 @@ func buildKafka(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		return nil, a.ErrorfAt("max_message_bytes", "must be at most 1GiB")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, keyError(a, err, map[string]string{"brokers": "brokers_env", "username": "username_env", "password": "password_env"})
+		return nil, sinkConfigError(a, err)
 	}
 	if ya.TLS != nil {
 		if _, err := ya.TLS.Config(); err != nil {
@@ -85,24 +85,4 @@ func buildKafka(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		return nil, a.Errorf("%v", err)
 	}
 	return s, nil
-}
-
-// keyError positions a validation error of the form "key: message" at that key of
-// the action, or at its alternative `*_env` key (alias) when only that one is
-// written; other errors go at the action.
-func keyError(a *configs.Action, err error, alias map[string]string) error {
-	msg := err.Error()
-	key, rest, ok := strings.Cut(msg, ": ")
-	if !ok || strings.ContainsAny(key, " \"") {
-		return a.Errorf("%s", msg)
-	}
-	if !a.Has(key) {
-		if alt, ok := alias[key]; ok && a.Has(alt) {
-			key = alt
-		}
-	}
-	if !a.Has(key) {
-		return a.Errorf("%s", msg)
-	}
-	return a.ErrorfAt(key, "%s", rest)
 }

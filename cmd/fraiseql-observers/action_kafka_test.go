@@ -4,27 +4,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
-	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/sinks/kafka"
 )
 
 // buildOne parses a configuration with one observer whose single action has
-// the given body (keys indented by 8 spaces) and runs its builder.
+// the given type and body (keys indented by 8 spaces) and runs its builder.
 func buildOne(t *testing.T, typ, body string, env map[string]string, validateOnly bool) (any, error) {
 	t.Helper()
-	src := "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: public.orders\n    actions:\n      - type: " + typ + "\n" + body
-	cfg, _, err := configs.Parse("test.yaml", []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return nil, err
-	}
-	b := &builder{cfg: cfg, log: zerolog.Nop(), validateOnly: validateOnly}
-	sink, err := actionBuilders[typ](b, cfg.Observers[0].Actions[0])
-	if c, ok := sink.(interface{ Close() error }); ok {
-		c.Close()
-	}
-	return sink, err
+	return buildSource(t, "test.yaml", "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: public.orders\n    actions:\n      - type: "+typ+"\n"+body, env, validateOnly)
 }
 
 func TestKafkaAction(t *testing.T) {
@@ -65,7 +52,7 @@ func TestKafkaAction(t *testing.T) {
 	f("        topic: t\n", "test.yaml:7:9: action o.0: brokers: at least one broker is required")
 	f("        brokers: [127.0.0.1:9092]\n", "test.yaml:7:9: action o.0: topic: required")
 	f("        brokers: [127.0.0.1:9092]\n        topic: \"bad topic\"\n", "test.yaml:9:16: action o.0: topic: topic name has a character")
-	f("        brokers: [127.0.0.1:9092]\n        topic: \"{{ new.id \"\n", "test.yaml:9:16: action o.0: topic: 1:1: unclosed {{")
+	f("        brokers: [127.0.0.1:9092]\n        topic: \"{{ new.id \"\n", "test.yaml:9:16: action o.0: topic: unclosed {{")
 	f("        brokers: [nohost]\n        topic: t\n", "test.yaml:8:18: action o.0: brokers: \"nohost\" is not host:port")
 	f("        brokers: [127.0.0.1:9092]\n        brokers_env: KAFKA_BROKERS\n        topic: t\n", "test.yaml:9:22: action o.0: brokers_env: brokers and brokers_env are mutually exclusive")
 	f("        brokers: [127.0.0.1:9092]\n        topic: t\n        acks: none\n", "test.yaml:10:15: action o.0: acks: must be all or leader")

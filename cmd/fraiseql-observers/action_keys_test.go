@@ -32,8 +32,14 @@ func actionConfig(action string) string {
 // as validate-config does.
 func buildAction(t *testing.T, action string, env map[string]string, validateOnly bool) (pipeline.Sink, error) {
 	t.Helper()
-	src := actionConfig(action)
-	cfg, _, err := configs.Parse("c.yaml", []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return buildSource(t, "c.yaml", actionConfig(action), env, validateOnly)
+}
+
+// buildSource parses a whole configuration (named name) and runs the builder of the
+// first observer's first action. A sink it builds is closed when the test ends.
+func buildSource(t *testing.T, name, src string, env map[string]string, validateOnly bool) (pipeline.Sink, error) {
+	t.Helper()
+	cfg, _, err := configs.Parse(name, []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +49,11 @@ func buildAction(t *testing.T, action string, env map[string]string, validateOnl
 	if !ok {
 		t.Fatalf("unexpected: no builder registered for %q", a.Type)
 	}
-	return build(b, a)
+	sink, err := build(b, a)
+	if c, ok := sink.(pipeline.Closer); ok && err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return sink, err
 }
 
 // posOf returns "c.yaml:line:column" of the first occurrence of marker in the

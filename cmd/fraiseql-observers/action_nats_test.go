@@ -14,7 +14,7 @@ func TestBuildNATS(t *testing.T) {
 	env := map[string]string{"NATS_TOKEN": "s3cret-token", "NATS_USER": "obs", "NATS_PASS": "s3cret-pass"}
 	body := "      - type: nats\n        url: nats://127.0.0.1:1\n        subject: 'cdc.{{ event.table }}'\n"
 	// Only validate: the connection is made when the sink is built.
-	if _, err := buildAction(t, body+"        token_env: NATS_TOKEN\n        timeout: 2s\n", env, true); err != nil {
+	if _, err := buildActionYAML(t, body+"        token_env: NATS_TOKEN\n        timeout: 2s\n", env, true); err != nil {
 		t.Fatal(err)
 	}
 	checkBuild(t, "      - type: nats\n        url: nats://h:4222\n", nil, "subject: is required")
@@ -33,10 +33,10 @@ func TestBuildNATS(t *testing.T) {
 	os.WriteFile(conf, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\nauthorization { token: s3cret-token }\n", port, dir)), 0o600)
 	sinktest.StartProcess(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", "-c", conf)
 	real := fmt.Sprintf("      - type: nats\n        url: nats://127.0.0.1:%d\n        subject: 'cdc.{{ event.table }}'\n        token_env: NATS_TOKEN\n", port)
-	if _, err := buildAction(t, real, env, false); err != nil {
+	if _, err := buildActionYAML(t, real, env, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := buildAction(t, real+"        stream: CDC\n", env, false); err == nil ||
+	if _, err := buildActionYAML(t, real+"        stream: CDC\n", env, false); err == nil ||
 		!strings.Contains(err.Error(), `test.yaml:11:17: action o.0: stream: stream "CDC" does not exist`) {
 		t.Fatalf("unexpected error for a missing stream; got %v", err)
 	}

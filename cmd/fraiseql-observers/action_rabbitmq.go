@@ -50,7 +50,7 @@ func buildRabbitMQ(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		return nil, a.ErrorfAt("max_message_bytes", "must be at most 1GiB")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, keyError(a, err, map[string]string{"url": "url_env"})
+		return nil, sinkConfigError(a, err)
 	}
 	if ya.TLS != nil {
 		if _, err := ya.TLS.Config(); err != nil {

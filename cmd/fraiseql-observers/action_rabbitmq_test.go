@@ -44,7 +44,7 @@ func TestRabbitMQAction(t *testing.T) {
 	f("        url: http://obs:s3cr3t-pass@h/\n        routing_key: q\n", "test.yaml:8:14: action o.0: url: scheme must be amqp or amqps")
 	f("        url_env: AMQP_URL\n        url: amqp://h/\n        routing_key: q\n", "test.yaml:8:18: action o.0: url_env: url and url_env are mutually exclusive")
 	f("        url_env: AMQP_URL\n", "test.yaml:7:9: action o.0: routing_key: required with the default exchange")
-	f("        url_env: AMQP_URL\n        routing_key: \"{{ new.id\"\n", "test.yaml:9:22: action o.0: routing_key: 1:1: unclosed {{")
+	f("        url_env: AMQP_URL\n        routing_key: \"{{ new.id\"\n", "test.yaml:9:22: action o.0: routing_key: unclosed {{")
 	f("        url_env: AMQP_URL\n        exchange: \"cdc.{{ event.table }}\"\n        routing_key: k\n        declare: {durable: true}\n",
 		"test.yaml:11:18: action o.0: declare: name is required")
 	f("        url_env: AMQP_URL\n        exchange: cdc\n        routing_key: k\n        declare: {kind: x-delayed}\n",

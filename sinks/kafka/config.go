@@ -66,7 +66,7 @@ func (c *Config) Validate() error {
 	}
 	for _, b := range c.Brokers {
 		if b == "" || strings.ContainsAny(b, " /") || !strings.Contains(b, ":") {
-			return fmt.Errorf("brokers: %q is not host:port", b)
+			return sinks.KeyErrorf("brokers", fmt.Errorf("%q is not host:port", b))
 		}
 	}
 	if c.Topic == "" {
@@ -74,11 +74,11 @@ func (c *Config) Validate() error {
 	}
 	t, err := eval.CompileTemplate(c.Topic, eval.EscapeNone, eval.Options{})
 	if err != nil {
-		return fmt.Errorf("topic: %w", err)
+		return sinks.KeyErrorf("topic", err)
 	}
 	if t.Static() {
 		if err := checkTopic(c.Topic); err != nil {
-			return fmt.Errorf("topic: %w", err)
+			return sinks.KeyErrorf("topic", err)
 		}
 	}
 	if c.Timeout < 0 {
@@ -92,7 +92,7 @@ func (c *Config) Validate() error {
 		c.Acks = AcksAll
 	case AcksAll, AcksLeader:
 	default:
-		return fmt.Errorf("acks: must be all or leader, not %q", c.Acks)
+		return sinks.KeyErrorf("acks", fmt.Errorf("must be all or leader, not %q", c.Acks))
 	}
 	if _, err := codec(c.Compression); err != nil {
 		return err
@@ -113,10 +113,10 @@ func (c *Config) Validate() error {
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.Username == "" || c.Password == "" {
-			return fmt.Errorf("sasl_mechanism: %s needs a username and a password", c.SASLMechanism)
+			return sinks.KeyErrorf("sasl_mechanism", fmt.Errorf("%s needs a username and a password", c.SASLMechanism))
 		}
 	default:
-		return fmt.Errorf("sasl_mechanism: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not %q", c.SASLMechanism)
+		return sinks.KeyErrorf("sasl_mechanism", fmt.Errorf("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not %q", c.SASLMechanism))
 	}
 	return nil
 }
@@ -135,7 +135,7 @@ func codec(name string) (kgo.CompressionCodec, error) {
 	case "gzip":
 		return kgo.GzipCompression(), nil
 	}
-	return kgo.NoCompression(), fmt.Errorf("compression: must be none, snappy, lz4, zstd or gzip, not %q", name)
+	return kgo.NoCompression(), sinks.KeyErrorf("compression", fmt.Errorf("must be none, snappy, lz4, zstd or gzip, not %q", name))
 }
 
 // checkTopic applies Kafka's rule for topic names: 1 to 249 characters of

@@ -56,7 +56,7 @@ func New(cfg Config, o Options) (*Sink, error) {
 	}
 	t, err := eval.CompileTemplate(cfg.Topic, eval.EscapeNone, eval.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("topic: %w", err)
+		return nil, sinks.KeyErrorf("topic", err)
 	}
 	cc, err := codec(cfg.Compression)
 	if err != nil {
@@ -83,7 +83,7 @@ func New(cfg Config, o Options) (*Sink, error) {
 	if cfg.TLS != nil {
 		tc, err := cfg.TLS.Config()
 		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, sinks.KeyErrorf("tls", err)
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}

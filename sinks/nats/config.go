@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/eval"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // Defaults.
@@ -184,15 +185,6 @@ func subjectMatches(filter, subject string) bool {
 	return len(ft) == len(st)
 }
 
-// keyError is a configuration error of one key; the wiring code reports it at the
+// keyErr is a configuration error of one key; the wiring code reports it at the
 // key's position.
-type keyError struct {
-	key string
-	err error
-}
-
-func keyErr(key string, err error) error { return &keyError{key: key, err: err} }
-
-func (e *keyError) Error() string     { return e.key + ": " + e.err.Error() }
-func (e *keyError) Unwrap() error     { return e.err }
-func (e *keyError) ConfigKey() string { return e.key }
+func keyErr(key string, err error) error { return sinks.KeyErrorf(key, err) }

@@ -69,17 +69,17 @@ func (c *Config) Validate() error {
 		}
 	case "amqps":
 	default:
-		return fmt.Errorf("url: scheme must be amqp or amqps, not %q", u.Scheme)
+		return sinks.KeyErrorf("url", fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme))
 	}
 	if u.Host == "" {
 		return errors.New("url: no host")
 	}
 	ex, err := eval.CompileTemplate(c.Exchange, eval.EscapeNone, eval.Options{})
 	if err != nil {
-		return fmt.Errorf("exchange: %w", err)
+		return sinks.KeyErrorf("exchange", err)
 	}
 	if _, err := eval.CompileTemplate(c.RoutingKey, eval.EscapeNone, eval.Options{}); err != nil {
-		return fmt.Errorf("routing_key: %w", err)
+		return sinks.KeyErrorf("routing_key", err)
 	}
 	if c.RoutingKey == "" && c.Exchange == "" {
 		return errors.New("routing_key: required with the default exchange (it names the queue)")
@@ -108,7 +108,7 @@ func (c *Config) Validate() error {
 			d.Kind = "topic"
 		case "direct", "fanout", "topic", "headers":
 		default:
-			return fmt.Errorf("declare: kind must be direct, fanout, topic or headers, not %q", d.Kind)
+			return sinks.KeyErrorf("declare", fmt.Errorf("kind must be direct, fanout, topic or headers, not %q", d.Kind))
 		}
 	}
 	return nil

@@ -67,10 +67,10 @@ func New(cfg Config, o Options) (*Sink, error) {
 	s := &Sink{cfg: cfg, log: o.Logger}
 	var err error
 	if s.exchange, err = eval.CompileTemplate(cfg.Exchange, eval.EscapeNone, eval.Options{}); err != nil {
-		return nil, fmt.Errorf("exchange: %w", err)
+		return nil, sinks.KeyErrorf("exchange", err)
 	}
 	if s.routingKey, err = eval.CompileTemplate(cfg.RoutingKey, eval.EscapeNone, eval.Options{}); err != nil {
-		return nil, fmt.Errorf("routing_key: %w", err)
+		return nil, sinks.KeyErrorf("routing_key", err)
 	}
 	if strings.HasPrefix(cfg.URL, "amqps:") {
 		files := sinks.TLSFiles{}
@@ -78,7 +78,7 @@ func New(cfg Config, o Options) (*Sink, error) {
 			files = *cfg.TLS
 		}
 		if s.tls, err = files.Config(); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, sinks.KeyErrorf("tls", err)
 		}
 		if s.tls.ServerName == "" {
 			u, _ := url.Parse(cfg.URL)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/sinks"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -132,15 +133,6 @@ func (c *ConnConfig) newClient() (*goredis.Client, error) {
 	return goredis.NewClient(o), nil
 }
 
-// keyError is a configuration error of one key; the wiring code reports it at the
+// keyErr is a configuration error of one key; the wiring code reports it at the
 // key's position.
-type keyError struct {
-	key string
-	err error
-}
-
-func keyErr(key string, err error) error { return &keyError{key: key, err: err} }
-
-func (e *keyError) Error() string     { return e.key + ": " + e.err.Error() }
-func (e *keyError) Unwrap() error     { return e.err }
-func (e *keyError) ConfigKey() string { return e.key }
+func keyErr(key string, err error) error { return sinks.KeyErrorf(key, err) }
