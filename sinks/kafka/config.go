@@ -62,7 +62,7 @@ type Config struct {
 // at fault first ("topic: ...") and never contain the password.
 func (c *Config) Validate() error {
 	if len(c.Brokers) == 0 {
-		return errors.New("brokers: at least one broker is required")
+		return sinks.KeyErrorf("brokers", errors.New("at least one broker is required"))
 	}
 	for _, b := range c.Brokers {
 		if b == "" || strings.ContainsAny(b, " /") || !strings.Contains(b, ":") {
@@ -70,7 +70,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Topic == "" {
-		return errors.New("topic: required")
+		return sinks.KeyErrorf("topic", errors.New("required"))
 	}
 	t, err := eval.CompileTemplate(c.Topic, eval.EscapeNone, eval.Options{})
 	if err != nil {
@@ -82,7 +82,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Timeout < 0 {
-		return errors.New("timeout: must not be negative")
+		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -104,12 +104,12 @@ func (c *Config) Validate() error {
 	case c.MaxMessageBytes == 0:
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	case c.MaxMessageBytes < 512 || c.MaxMessageBytes > 1<<30:
-		return errors.New("max_message_bytes: must be between 512B and 1GiB")
+		return sinks.KeyErrorf("max_message_bytes", errors.New("must be between 512B and 1GiB"))
 	}
 	switch c.SASLMechanism {
 	case "":
 		if c.Username != "" || c.Password != "" {
-			return errors.New("sasl_mechanism: required with username and password")
+			return sinks.KeyErrorf("sasl_mechanism", errors.New("required with username and password"))
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.Username == "" || c.Password == "" {

@@ -56,23 +56,23 @@ type Declare struct {
 // at fault first ("routing_key: ...") and never contain the URL's password.
 func (c *Config) Validate() error {
 	if c.URL == "" {
-		return errors.New("url: required")
+		return sinks.KeyErrorf("url", errors.New("required"))
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return errors.New("url: not a valid URL") // url errors repeat the URL, password included
+		return sinks.KeyErrorf("url", errors.New("not a valid URL")) // url errors repeat the URL, password included
 	}
 	switch u.Scheme {
 	case "amqp":
 		if c.TLS != nil {
-			return errors.New("tls: needs an amqps:// url")
+			return sinks.KeyErrorf("tls", errors.New("needs an amqps:// url"))
 		}
 	case "amqps":
 	default:
 		return sinks.KeyErrorf("url", fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme))
 	}
 	if u.Host == "" {
-		return errors.New("url: no host")
+		return sinks.KeyErrorf("url", errors.New("no host"))
 	}
 	ex, err := eval.CompileTemplate(c.Exchange, eval.EscapeNone, eval.Options{})
 	if err != nil {
@@ -82,16 +82,16 @@ func (c *Config) Validate() error {
 		return sinks.KeyErrorf("routing_key", err)
 	}
 	if c.RoutingKey == "" && c.Exchange == "" {
-		return errors.New("routing_key: required with the default exchange (it names the queue)")
+		return sinks.KeyErrorf("routing_key", errors.New("required with the default exchange (it names the queue)"))
 	}
 	if c.Timeout < 0 {
-		return errors.New("timeout: must not be negative")
+		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.MaxMessageBytes < 0 {
-		return errors.New("max_message_bytes: must not be negative")
+		return sinks.KeyErrorf("max_message_bytes", errors.New("must not be negative"))
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
@@ -99,7 +99,7 @@ func (c *Config) Validate() error {
 	if d := c.Declare; d != nil {
 		if d.Name == "" {
 			if !ex.Static() || c.Exchange == "" {
-				return errors.New("declare: name is required when exchange is a template or the default exchange")
+				return sinks.KeyErrorf("declare", errors.New("name is required when exchange is a template or the default exchange"))
 			}
 			d.Name = c.Exchange
 		}
