@@ -73,8 +73,8 @@ type Options struct {
 	// cost of WAL kept on the server). Zero means no window.
 	ReplayWindowBytes    uint64
 	ReplayWindowDuration time.Duration
-	Logger   zerolog.Logger
-	Metrics  *metrics.Set
+	Logger               zerolog.Logger
+	Metrics              *metrics.Set
 }
 
 // Session streams one slot. Create it with New and run it with Run.
@@ -101,6 +101,7 @@ type Session struct {
 	lastErr      atomic.Value // string
 	lastCommit   atomic.Int64 // unix nanos of the last commit received
 	window       replayWindow // session goroutine only
+	commits      commitLog    // received transactions not settled yet (lag in seconds)
 }
 
 // New returns a Session; it starts no goroutine and opens no connection.
@@ -159,6 +160,8 @@ type Status struct {
 	ReceivedLSN  lsn.LSN // end of the last transaction received
 	ConfirmedLSN lsn.LSN // last flush position reported to the server
 	ServerWALEnd lsn.LSN // server WAL end from the last keepalive or data message
+	SettledLSN   lsn.LSN // every change received up to here is settled (see Settled)
+	LagSeconds   float64 // see LagSeconds
 	Reconnects   int64
 	LastError    string
 	LastCommit   time.Time
@@ -172,6 +175,8 @@ func (s *Session) Status() Status {
 		ReceivedLSN:  lsn.LSN(s.received.Load()),
 		ConfirmedLSN: lsn.LSN(s.confirmed.Load()),
 		ServerWALEnd: lsn.LSN(s.serverWALEnd.Load()),
+		SettledLSN:   s.Settled(),
+		LagSeconds:   s.LagSeconds(time.Now()),
 		Reconnects:   s.reconnects.Load(),
 		LastError:    s.lastErr.Load().(string),
 	}

@@ -48,6 +48,7 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 		}
 		return false, fmt.Errorf("start replication: %w", err)
 	}
+	s.commits.reset() // the server sends again everything after start
 	s.connected.Store(true)
 	s.log.Info().Str("slot", s.opts.Slot).Str("start_lsn", start.String()).Str("system_id", sys.SystemID).Msg("streaming")
 
@@ -253,6 +254,7 @@ func (st *streamState) decode(walStart lsn.LSN, data []byte) error {
 		s.wm.Ack(s.wm.Dispatch(c.EndLSN))
 		s.received.Store(uint64(c.EndLSN))
 		s.lastCommit.Store(c.CommitTime.UnixNano())
+		s.commits.push(c.EndLSN, c.CommitTime)
 		s.m.transactions.Inc()
 	}
 	if len(st.batch) >= s.opts.BatchSize {
