@@ -107,11 +107,12 @@ type MonitorOptions struct {
 // observer_slot_safe_wal_size_bytes, observer_wal_rate_bytes_per_second,
 // observer_slot_active. Health is safe for concurrent use.
 type Monitor struct {
-	opts    MonitorOptions
-	mu      sync.Mutex
-	health  SlotHealth
-	samples []walSample // for the WAL rate, oldest first, about a minute
-	errs    *metrics.Counter
+	opts      MonitorOptions
+	mu        sync.Mutex
+	health    SlotHealth
+	rateKnown bool
+	samples   []walSample // for the WAL rate, oldest first, about a minute
+	errs      *metrics.Counter
 }
 
 type walSample struct {
@@ -171,6 +172,14 @@ func (m *Monitor) Health() SlotHealth {
 	return m.health
 }
 
+// Rate returns the WAL rate of the last reading and whether it is known (two
+// readings are needed).
+func (m *Monitor) Rate() (float64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.health.WALRate, m.rateKnown
+}
+
 // Sample takes one reading now and stores it.
 func (m *Monitor) Sample(ctx context.Context) (SlotHealth, error) {
 	cctx, cancel := context.WithTimeout(ctx, max(m.opts.Interval, 5*time.Second))
@@ -191,6 +200,7 @@ func (m *Monitor) Sample(ctx context.Context) (SlotHealth, error) {
 	rate := 0.0
 	if first := m.samples[0]; len(m.samples) > 1 && h.At.After(first.at) && h.CurrentWAL >= first.pos {
 		rate = float64(h.CurrentWAL.Sub(first.pos)) / h.At.Sub(first.at).Seconds()
+		m.rateKnown = true
 	}
 	h.EstimateInvalidation(rate)
 	m.health = h
