@@ -206,7 +206,9 @@ func (s *Session) Run(ctx context.Context) error {
 		start = s.opts.StartLSN
 	}
 	s.wm.Reset(start)
-	s.confirmed.Store(uint64(start))
+	// What the slot has confirmed so far: the server ignores lower flush positions, so
+	// reports never go below it (the replay window may ask for less).
+	s.confirmed.Store(uint64(pre.Slot.ConfirmedFlushLSN))
 	s.received.Store(uint64(start))
 	s.log.Info().Str("slot", s.opts.Slot).Str("publication", s.opts.Publication).
 		Str("start_lsn", start.String()).Str("checkpoint", s.opts.Checkpoint.String()).

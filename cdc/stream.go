@@ -285,10 +285,10 @@ func (st *streamState) idleAdvance(walEnd lsn.LSN) {
 // sendStatus reports the durable position as written, flushed and applied. The three
 // positions are set explicitly: never a received-but-unsettled position.
 func (st *streamState) sendStatus(ctx context.Context, reply bool) error {
-	pos := st.s.window.hold(st.s.confirm.Durable(), st.s.opts, time.Now())
-	if pos < st.lastSent {
-		pos = st.lastSent
-	}
+	durable := st.s.confirm.Durable()
+	pos := st.s.window.hold(durable, st.s.opts, time.Now())
+	pos = max(pos, st.lastSent, lsn.LSN(st.s.confirmed.Load()))
+	st.s.window.held.Store(durable.Sub(pos))
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(pos),
 		WALFlushPosition: pglogrepl.LSN(pos),

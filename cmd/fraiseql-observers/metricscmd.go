@@ -99,7 +99,8 @@ func runMetrics(ctx context.Context, g *globals, prefix string) error {
 	if len(qs) > 0 {
 		fmt.Fprintln(g.stdout, "# estimated from the histogram buckets since the service started, as histogram_quantile does")
 		for _, q := range qs {
-			fmt.Fprintf(g.stdout, "%s_p%s%s %s\n", q.Name, strconv.FormatFloat(q.Quantile*100, 'f', -1, 64), formatLabels(q.Labels), formatValue(q.Value))
+			fmt.Fprintf(g.stdout, "%s_p%s%s %s\n", q.Name, strconv.FormatFloat(q.Quantile*100, 'f', -1, 64), formatLabels(q.Labels),
+				strconv.FormatFloat(q.Value, 'g', 6, 64))
 		}
 	}
 	if len(kept) == 0 && prefix != "" {

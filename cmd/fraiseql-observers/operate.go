@@ -197,9 +197,9 @@ func (s *service) Status(ctx context.Context) (any, error) {
 		doc.SlotHealth = slotFromHealth(h)
 		doc.SlotHealth.WALRateKnown = true
 	}
-	st := s.sess.Status()
+	st := s.sess.Status() // read after the server's WAL position: lag is never overstated
 	sd := &streamDoc{State: s.state(), ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
-		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.LagBytes,
+		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.CurrentWAL.Sub(st.SettledLSN),
 		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError, InFlightBytes: s.pipe.InFlightBytes()}
 	if err := s.Ready(); err != nil {
 		sd.NotReadyReason = err.Error()
