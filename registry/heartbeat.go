@@ -71,29 +71,43 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 	return err
 }
 
-// Run beats every interval until ctx is cancelled. A failed write is logged once per
-// outage and retried at the next tick.
+// changed reports whether the instance's state differs from the last record written.
+func (h *Heartbeat) changed() bool {
+	last := h.record.Load()
+	if last == nil || !h.ok.Load() {
+		return true
+	}
+	r := h.opts.Record()
+	return r.State != last.State || r.Streaming != last.Streaming
+}
+
+// Run beats every interval, and within a quarter of a second of a change of state,
+// until ctx is cancelled. A failed write is logged once per outage and retried.
 func (h *Heartbeat) Run(ctx context.Context) error {
-	t := time.NewTicker(h.opts.Interval)
-	defer t.Stop()
+	poll := time.NewTicker(min(h.opts.Interval, 250*time.Millisecond))
+	defer poll.Stop()
 	failing := false
+	var next time.Time
 	for {
-		if err := h.Beat(ctx); err != nil {
+		if !time.Now().Before(next) || (!failing && h.changed()) {
+			next = time.Now().Add(h.opts.Interval)
+			err := h.Beat(ctx)
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !failing {
+			switch {
+			case err != nil && !failing:
 				h.opts.Logger.Warn().Err(err).Msg("listener heartbeat failed; will retry")
+				failing = true
+			case err == nil && failing:
+				h.opts.Logger.Info().Msg("listener heartbeat recovered")
+				failing = false
 			}
-			failing = true
-		} else if failing {
-			h.opts.Logger.Info().Msg("listener heartbeat recovered")
-			failing = false
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-poll.C:
 		}
 	}
 }

@@ -117,7 +117,7 @@ func newDLQStatsCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "  CLASS\tPENDING\tERROR")
 				for _, gr := range st.ByError {
-					fmt.Fprintf(tw, "  %s\t%d\t%s\n", gr.ErrorClass, gr.Count, oneLine(gr.Error, 100))
+					fmt.Fprintf(tw, "  %s\t%d\t%s\n", gr.ErrorClass, gr.Count, oneLine(gr.Error, 1000))
 				}
 				tw.Flush()
 			}
