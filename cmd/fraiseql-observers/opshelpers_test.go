@@ -155,3 +155,5 @@ func startAndWait(t *testing.T, cfg, addr string) *proc {
 	})
 	return p
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
