@@ -22,6 +22,7 @@ type Error struct {
 	Detail map[string]string
 }
 
+// Error returns the message.
 func (e *Error) Error() string { return e.Msg }
 
 // ErrorBody is the JSON body of every error response.

@@ -28,6 +28,7 @@ type RetryError struct {
 	Err error
 }
 
+// Error says which item failed again and why.
 func (e *RetryError) Error() string {
 	return fmt.Sprintf("DLQ item %d: delivery failed again: %v", e.ID, e.Err)
 }
