@@ -1,6 +1,8 @@
 package cdc
 
 import (
+	"time"
+
 	"github.com/VictoriaMetrics/metrics"
 )
 
@@ -22,6 +24,8 @@ func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
 		}
 		return 0
 	})
+	set.GetOrCreateGauge("observer_replication_settled_lsn", func() float64 { return float64(s.Settled()) })
+	set.GetOrCreateGauge("observer_replication_lag_seconds", func() float64 { return s.LagSeconds(time.Now()) })
 	set.GetOrCreateGauge("observer_replay_window_held_bytes", func() float64 { return float64(s.window.held.Load()) })
 	return &sessionMetrics{
 		reconnects:   set.GetOrCreateCounter("observer_replication_reconnects_total"),

@@ -101,6 +101,7 @@ type Session struct {
 	lastErr      atomic.Value // string
 	lastCommit   atomic.Int64 // unix nanos of the last commit received
 	window       replayWindow // session goroutine only
+	commits      commitLog    // received transactions not settled yet (lag in seconds)
 }
 
 // New returns a Session; it starts no goroutine and opens no connection.
@@ -159,6 +160,8 @@ type Status struct {
 	ReceivedLSN  lsn.LSN // end of the last transaction received
 	ConfirmedLSN lsn.LSN // last flush position reported to the server
 	ServerWALEnd lsn.LSN // server WAL end from the last keepalive or data message
+	SettledLSN   lsn.LSN // every change received up to here is settled (see Settled)
+	LagSeconds   float64 // see LagSeconds
 	Reconnects   int64
 	LastError    string
 	LastCommit   time.Time
@@ -172,6 +175,8 @@ func (s *Session) Status() Status {
 		ReceivedLSN:  lsn.LSN(s.received.Load()),
 		ConfirmedLSN: lsn.LSN(s.confirmed.Load()),
 		ServerWALEnd: lsn.LSN(s.serverWALEnd.Load()),
+		SettledLSN:   s.Settled(),
+		LagSeconds:   s.LagSeconds(time.Now()),
 		Reconnects:   s.reconnects.Load(),
 		LastError:    s.lastErr.Load().(string),
 	}
@@ -201,7 +206,9 @@ func (s *Session) Run(ctx context.Context) error {
 		start = s.opts.StartLSN
 	}
 	s.wm.Reset(start)
-	s.confirmed.Store(uint64(start))
+	// What the slot has confirmed so far: the server ignores lower flush positions, so
+	// reports never go below it (the replay window may ask for less).
+	s.confirmed.Store(uint64(pre.Slot.ConfirmedFlushLSN))
 	s.received.Store(uint64(start))
 	s.log.Info().Str("slot", s.opts.Slot).Str("publication", s.opts.Publication).
 		Str("start_lsn", start.String()).Str("checkpoint", s.opts.Checkpoint.String()).

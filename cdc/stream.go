@@ -48,6 +48,7 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 		}
 		return false, fmt.Errorf("start replication: %w", err)
 	}
+	s.commits.reset() // the server sends again everything after start
 	s.connected.Store(true)
 	s.log.Info().Str("slot", s.opts.Slot).Str("start_lsn", start.String()).Str("system_id", sys.SystemID).Msg("streaming")
 
@@ -253,6 +254,7 @@ func (st *streamState) decode(walStart lsn.LSN, data []byte) error {
 		s.wm.Ack(s.wm.Dispatch(c.EndLSN))
 		s.received.Store(uint64(c.EndLSN))
 		s.lastCommit.Store(c.CommitTime.UnixNano())
+		s.commits.push(c.EndLSN, c.CommitTime)
 		s.m.transactions.Inc()
 	}
 	if len(st.batch) >= s.opts.BatchSize {
@@ -283,10 +285,10 @@ func (st *streamState) idleAdvance(walEnd lsn.LSN) {
 // sendStatus reports the durable position as written, flushed and applied. The three
 // positions are set explicitly: never a received-but-unsettled position.
 func (st *streamState) sendStatus(ctx context.Context, reply bool) error {
-	pos := st.s.window.hold(st.s.confirm.Durable(), st.s.opts, time.Now())
-	if pos < st.lastSent {
-		pos = st.lastSent
-	}
+	durable := st.s.confirm.Durable()
+	pos := st.s.window.hold(durable, st.s.opts, time.Now())
+	pos = max(pos, st.lastSent, lsn.LSN(st.s.confirmed.Load()))
+	st.s.window.held.Store(durable.Sub(pos))
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(pos),
 		WALFlushPosition: pglogrepl.LSN(pos),

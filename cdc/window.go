@@ -50,3 +50,7 @@ func (w *replayWindow) hold(durable lsn.LSN, o Options, now time.Time) lsn.LSN {
 	w.held.Store(durable.Sub(pos))
 	return pos
 }
+
+// WindowHeldBytes returns how many bytes of WAL the replay window held back at the
+// last status update (observer_replay_window_held_bytes). Safe for concurrent use.
+func (s *Session) WindowHeldBytes() uint64 { return s.window.held.Load() }

@@ -50,6 +50,8 @@ func NewStore(pool *pgxpool.Pool, opts Options) *Store {
 		set = metrics.NewSet()
 	}
 	s.overflow = set.GetOrCreateCounter("observer_dlq_overflow_total")
+	// The seed's name: a gauge of pending items (not a counter, despite _total).
+	set.GetOrCreateGauge("observer_dlq_items_total", func() float64 { return float64(s.size.Load()) })
 	return s
 }
 
@@ -102,7 +104,9 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Size returns the pending count as last seen (cheap; for metrics).
+// Size returns the pending count as last seen (cheap; for metrics). Put, Retry and
+// Remove keep it current for this process; Count refreshes it from the table, which
+// other processes (the dlq commands) change too.
 func (s *Store) Size() int64 { return s.size.Load() }
 
 // Put stores a dead letter. Storing the same (action, event) again — a replay after a

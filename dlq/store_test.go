@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -79,5 +80,91 @@ func TestFullQueueHoldsInsteadOfDropping(t *testing.T) {
 	}
 	if v := set.GetOrCreateCounter("observer_dlq_overflow_total").Get(); v != 1 {
 		t.Fatalf("unexpected overflow counter %d", v)
+	}
+}
+
+func putLetters(t *testing.T, s *Store, n int, observer string, err error) {
+	t.Helper()
+	for _, ev := range sinktest.Events(n, n) {
+		if e := s.Put(context.Background(), pipeline.DeadLetter{Event: ev, Observer: observer, Action: observer + ".a", ActionType: "file", Err: err, Attempts: 3}); e != nil {
+			t.Fatal(e)
+		}
+	}
+}
+
+func TestListStatsRetryRemove(t *testing.T) {
+	s, _, set := newStore(t, 0)
+	ctx := context.Background()
+	putLetters(t, s, 3, "o1", errors.New("disk full"))
+	putLetters(t, s, 2, "o2", sinks.Permanent("http_400", errors.New("HTTP 400")))
+	gauge := func() float64 {
+		var b strings.Builder
+		set.WritePrometheus(&b)
+		for _, line := range strings.Split(b.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, "observer_dlq_items_total "); ok {
+				var f float64
+				json.Unmarshal([]byte(v), &f)
+				return f
+			}
+		}
+		t.Fatalf("observer_dlq_items_total missing from\n%s", b.String())
+		return 0
+	}
+	if g := gauge(); g != 5 {
+		t.Fatalf("unexpected observer_dlq_items_total; got %v; want 5", g)
+	}
+	st, err := s.Stats(ctx, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 5 || len(st.ByObserver) != 2 || st.ByObserver[0].Observer != "o1" || st.ByObserver[0].Count != 3 ||
+		len(st.ByError) != 2 || st.ByError[0].Error != "disk full" || st.ByError[1].ErrorClass != "permanent" {
+		t.Fatalf("unexpected stats %+v", st)
+	}
+	items, err := s.List(ctx, ListOptions{Observer: "o2"})
+	if err != nil || len(items) != 2 {
+		t.Fatalf("unexpected list %v, %v", items, err)
+	}
+	page, err := s.List(ctx, ListOptions{Limit: 2, Offset: 1})
+	if err != nil || len(page) != 2 || page[0].ID != items[0].ID-2 {
+		t.Fatalf("unexpected page %+v, %v", page, err)
+	}
+	if later, _ := s.List(ctx, ListOptions{After: time.Now().Add(time.Hour)}); len(later) != 0 {
+		t.Fatalf("items created after an hour from now: %v", later)
+	}
+
+	id := items[0].ID
+	fail := errors.New("still down")
+	_, err = s.Retry(ctx, id, func(context.Context, Item, *decoder.Event) error { return fail })
+	var re *RetryError
+	if !errors.As(err, &re) || !errors.Is(err, fail) {
+		t.Fatalf("unexpected retry error; got %v; want a RetryError wrapping %v", err, fail)
+	}
+	it, _ := s.Get(ctx, id)
+	if it.Status != StatusPending || it.Retries != 1 || it.LastRetryError == nil || *it.LastRetryError != "still down" {
+		t.Fatalf("unexpected item after a failed retry: %+v", it)
+	}
+	var got *decoder.Event
+	it, err = s.Retry(ctx, id, func(_ context.Context, _ Item, ev *decoder.Event) error { got = ev; return nil })
+	if err != nil || it.Status != StatusDelivered || it.Retries != 2 || it.LastRetryError != nil {
+		t.Fatalf("unexpected retry result %+v, %v", it, err)
+	}
+	if got == nil || got.ID.String() != it.EventID {
+		t.Fatalf("retry delivered the wrong event: %v; want id %s", got, it.EventID)
+	}
+	if _, err := s.Retry(ctx, id, func(context.Context, Item, *decoder.Event) error { return nil }); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("retrying a delivered item; got %v; want ErrNotPending", err)
+	}
+	if g := gauge(); g != 4 {
+		t.Fatalf("unexpected observer_dlq_items_total after a retry; got %v; want 4", g)
+	}
+	if _, err := s.Remove(ctx, items[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Remove(ctx, items[1].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removing twice; got %v; want ErrNotFound", err)
+	}
+	if n, _ := s.Count(ctx); n != 3 || gauge() != 3 {
+		t.Fatalf("unexpected pending count after remove; got %d (gauge %v); want 3", n, gauge())
 	}
 }

@@ -65,9 +65,12 @@ type debugRing struct {
 	full bool
 }
 
+// DefaultDebugHistory is how many recent events the debug history keeps by default.
+const DefaultDebugHistory = 256
+
 func newDebugRing(n int) *debugRing {
 	if n <= 0 {
-		n = 256
+		n = DefaultDebugHistory
 	}
 	return &debugRing{buf: make([]*DebugEvent, n)}
 }

@@ -25,6 +25,7 @@ func NewDedup(entries int64) (*Dedup, error) {
 		NumCounters: entries * 10,
 		MaxCost:     entries,
 		BufferItems: 64,
+		Metrics:     true, // for Len (cache-stats)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create dedup cache: %w", err)
@@ -53,6 +54,15 @@ func (d *Dedup) Add(action string, id lsn.Position) {
 // Wait blocks until recorded pairs are visible to Seen (ristretto applies writes
 // asynchronously); for tests and orderly shutdown.
 func (d *Dedup) Wait() { d.c.Wait() }
+
+// Len returns about how many pairs the cache holds.
+func (d *Dedup) Len() uint64 {
+	m := d.c.Metrics
+	if m == nil {
+		return 0
+	}
+	return m.KeysAdded() - m.KeysEvicted()
+}
 
 // Close releases the cache's goroutines.
 func (d *Dedup) Close() { d.c.Close() }

@@ -46,7 +46,13 @@ func (p *Pipeline) Replay(observer string, from, to lsn.LSN) ([]string, error) {
 	var ids []string
 	for _, r := range p.runners {
 		if observer == "" || r.a.observer.Name == observer {
-			r.replay.Store(&replayRange{from: from, to: to, until: until})
+			u := until
+			// After a restart nothing may have been routed yet: what the action settled
+			// before (its checkpoint) is history to deliver again too.
+			if acked, ok := r.wm.Acked(); ok && acked.Compare(u) > 0 {
+				u = acked
+			}
+			r.replay.Store(&replayRange{from: from, to: to, until: u})
 			ids = append(ids, r.a.ID)
 		}
 	}

@@ -49,6 +49,7 @@ func NewRowCache(maxBytes int64, set *metrics.Set) (*RowCache, error) {
 		NumCounters: max(maxBytes/100, 10_000), // about ten counters per expected entry
 		MaxCost:     maxBytes,
 		BufferItems: 64,
+		Metrics:     true, // for Stats (cache-stats)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create row cache: %w", err)

@@ -23,7 +23,7 @@ import (
 // version is set at build time (-ldflags "-X main.version=..."); see buildVersion.
 var version = ""
 
-// Exit codes (documented in docs/cli.md).
+// Exit codes (documented in docs/cli.md; exitUnavailable is in cli.go).
 const (
 	exitOK       = 0
 	exitFailure  = 1 // runtime failure
@@ -106,7 +106,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &codeError{code: exitConfig, err: fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newStartCmd())
+	g := &globals{stdout: stdout, stderr: stderr}
+	g.register(root)
+	root.AddCommand(newStartCmd(g), newStatusCmd(g), newMetricsCmd(g), newValidateCmd(g), newDLQCmd(g),
+		newDebugEventCmd(g), newCacheStatsCmd(g), newReplayCmd(g))
 	return root
 }
 

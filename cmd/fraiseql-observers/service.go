@@ -37,6 +37,7 @@ type service struct {
 	dedup  *pipeline.Dedup
 	rows   *pipeline.RowCache // nil when caching is disabled
 	dlq    *dlq.Store
+	ops    operator
 }
 
 // ackedConfirmer confirms the ack watermark directly (checkpoints disabled).
@@ -109,7 +110,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		if err = cps.Migrate(ctx); err != nil {
 			return preflightDB(err)
 		}
-		if _, err = cps.AcquireEpoch(ctx); err != nil {
+		if s.ops.epoch, err = cps.AcquireEpoch(ctx); err != nil {
 			return err
 		}
 		if loaded, err = cps.Load(ctx); err != nil {
@@ -181,7 +182,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		})
 		confirm = s.writer
 	}
-	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq"}
+	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq", schema + ".observer_listeners"}
 	s.sess, err = cdc.New(cdc.Options{
 		ConnConfig:           cc,
 		Slot:                 slot,
@@ -206,7 +207,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	return nil
+	return s.buildOperator(ctx)
 }
 
 // preflightDB turns a failure to reach the state tables into a preflight error.
@@ -249,6 +250,7 @@ func (s *service) run(ctx context.Context) error {
 	}
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- s.sess.Run(sctx) }()
+	stopOps := s.runOperator(base)
 
 	var runErr error
 	sessExited := false
@@ -260,6 +262,7 @@ func (s *service) run(ctx context.Context) error {
 	case runErr = <-writerDone:
 	}
 
+	s.setDraining(base)
 	s.sess.StopReading()
 	dctx, dcancel := context.WithTimeout(base, s.cfg.Pipeline.ShutdownTimeout)
 	if err := s.pipe.Drain(dctx); err != nil {
@@ -283,10 +286,15 @@ func (s *service) run(ctx context.Context) error {
 			runErr = err
 		}
 	}
+	stopOps()
+	s.setStopped(base)
 	return errors.Join(runErr, pipeErr)
 }
 
 func (s *service) close() {
+	if s.ops.admLn != nil { // built but never served
+		s.ops.admLn.Close()
+	}
 	if s.dedup != nil {
 		s.dedup.Close()
 	}

@@ -15,14 +15,14 @@ import (
 )
 
 type startFlags struct {
-	config    string
+	g         *globals
 	startLSN  string
 	logFormat string
 	logLevel  string
 }
 
-func newStartCmd() *cobra.Command {
-	var f startFlags
+func newStartCmd(g *globals) *cobra.Command {
+	f := startFlags{g: g}
 	c := &cobra.Command{
 		Use:   "start --config FILE",
 		Short: "Stream changes from the slot and run the observers",
@@ -33,16 +33,14 @@ confirms to PostgreSQL only what was delivered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStart(cmd.Context(), f) },
 	}
-	c.Flags().StringVarP(&f.config, "config", "c", "", "configuration file (YAML)")
 	c.Flags().StringVar(&f.startLSN, "start-lsn", "", "start from this LSN (X/Y) when it is later than the checkpoint; earlier changes are skipped")
 	c.Flags().StringVar(&f.logFormat, "log-format", "", "log format: json (default) or console; overrides logging.format")
 	c.Flags().StringVar(&f.logLevel, "log-level", "", "log level: trace, debug, info, warn or error; overrides logging.level")
-	c.MarkFlagRequired("config")
 	return c
 }
 
 func runStart(ctx context.Context, f startFlags) error {
-	cfg, warnings, err := configs.Load(f.config)
+	cfg, warnings, err := configs.Load(f.g.config)
 	if err != nil {
 		return err
 	}
@@ -68,7 +66,7 @@ func runStart(ctx context.Context, f startFlags) error {
 			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn: %w", err)}
 		}
 	}
-	log.Info().Str("version", buildVersion()).Str("config", f.config).Str("listener_id", cfg.ListenerID).Msg("starting")
+	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).Msg("starting")
 	svc, err := buildService(ctx, cfg, log, serviceOptions{startLSN: startLSN})
 	if err != nil {
 		return err

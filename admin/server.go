@@ -1,0 +1,141 @@
+// Package admin is the service's HTTP endpoint for operators and Prometheus:
+// /metrics, /healthz, /readyz, /status, /debug/events, /cache/stats and POST /replay.
+// It knows the service only through the small interfaces below, which cmd implements.
+//
+// The endpoint binds 127.0.0.1:9187 unless configured otherwise. With a token, every
+// path but /healthz and /readyz (probes, which reveal nothing) needs
+// "Authorization: Bearer <token>"; a missing or wrong token gets 401. Responses carry
+// no row values: /debug/events reports verdicts, statuses and errors, never images.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+// DefaultListen is the address used when Options.Listen is empty: loopback only.
+const DefaultListen = "127.0.0.1:9187"
+
+// Readiness reports whether the service does its job: nil while it streams, else an
+// error saying why not (connecting, reconnecting, draining).
+type Readiness interface {
+	Ready() error
+}
+
+// StatusReporter returns the /status document (any JSON-encodable value).
+type StatusReporter interface {
+	Status(ctx context.Context) (any, error)
+}
+
+// EventHistory is the pipeline's debug history; *pipeline.Pipeline implements it.
+type EventHistory interface {
+	RecentEvents(n int) []pipeline.DebugEvent
+	FindEvent(id string) (pipeline.DebugEvent, bool)
+}
+
+// CacheReporter returns the /cache/stats document.
+type CacheReporter interface {
+	CacheStats() any
+}
+
+// Replayer re-delivers events from a position (POST /replay).
+type Replayer interface {
+	Replay(ctx context.Context, req ReplayRequest) (any, error)
+}
+
+// Options configures a Server. Nil interfaces make their endpoints answer 404.
+type Options struct {
+	// Listen is host:port (default DefaultListen).
+	Listen string
+	// Token, when not empty, is required as a bearer token.
+	Token string
+	// Metrics is the service's one metric set, served at /metrics together with the
+	// Go runtime and process metrics.
+	Metrics *metrics.Set
+	Ready   Readiness
+	Status  StatusReporter
+	Events  EventHistory
+	Cache   CacheReporter
+	Replay  Replayer
+	Logger  zerolog.Logger
+}
+
+// Server is the admin endpoint. Create it with New, then Listen and Serve (or Run).
+type Server struct {
+	opts    Options
+	handler http.Handler
+}
+
+// New returns a Server; it opens no socket and starts no goroutine.
+func New(opts Options) (*Server, error) {
+	if opts.Listen == "" {
+		opts.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(opts.Listen); err != nil {
+		return nil, fmt.Errorf("admin: listen address %q: %w", opts.Listen, err)
+	}
+	s := &Server{opts: opts}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listen opens the listening socket, so that a busy port is reported before the
+// service starts streaming.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin endpoint: listen on %s: %w", s.opts.Listen, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until ctx is cancelled, then shuts down gracefully (requests in
+// progress get five seconds) and returns after every connection is closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin endpoint: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Run listens and serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := s.Listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
+}

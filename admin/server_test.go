@@ -1,0 +1,215 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/VictoriaMetrics/metrics"
+	"go.uber.org/goleak"
+
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+type fakeService struct {
+	ready    atomic.Pointer[error] // nil: ready
+	replayed ReplayRequest
+}
+
+func (f *fakeService) Ready() error {
+	if p := f.ready.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (f *fakeService) Status(context.Context) (any, error) {
+	return map[string]string{"leader": "listener-1"}, nil
+}
+
+func (f *fakeService) RecentEvents(n int) []pipeline.DebugEvent {
+	out := make([]pipeline.DebugEvent, 0, n)
+	for i := 0; i < n && i < 3; i++ {
+		out = append(out, pipeline.DebugEvent{ID: "0/10:" + string(rune('1'+i)), Table: "t"})
+	}
+	return out
+}
+
+func (f *fakeService) FindEvent(id string) (pipeline.DebugEvent, bool) {
+	if id == "0/10:1" {
+		return pipeline.DebugEvent{ID: id}, true
+	}
+	return pipeline.DebugEvent{}, false
+}
+
+func (f *fakeService) CacheStats() any { return map[string]int{"hits": 7} }
+
+func (f *fakeService) Replay(_ context.Context, req ReplayRequest) (any, error) {
+	f.replayed = req
+	if req.From == 1 {
+		return nil, &Error{Status: http.StatusConflict, Code: "replay_too_old", Msg: "too old", Detail: map[string]string{"oldest_lsn": "0/100"}}
+	}
+	return map[string][]string{"actions": {"o.a"}}, nil
+}
+
+func newTestServer(t *testing.T, token string) (*httptest.Server, *fakeService, *metrics.Set) {
+	t.Helper()
+	f := &fakeService{}
+	set := metrics.NewSet()
+	set.GetOrCreateCounter(`observer_events_processed_total{listener_id="listener-1"}`).Add(3)
+	s, err := New(Options{Token: token, Metrics: set, Ready: f, Status: f, Events: f, Cache: f, Replay: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts, f, set
+}
+
+func do(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestTokenAuth(t *testing.T) {
+	ts, _, _ := newTestServer(t, "s3cret")
+	f := func(path, token string, want int) {
+		t.Helper()
+		if got, body := do(t, "GET", ts.URL+path, token, ""); got != want {
+			t.Fatalf("GET %s with token %q: unexpected status; got %d; want %d\n%s", path, token, got, want, body)
+		}
+	}
+	for _, p := range []string{"/metrics", "/status", "/debug/events", "/cache/stats"} {
+		f(p, "", http.StatusUnauthorized)
+		f(p, "wrong", http.StatusUnauthorized)
+		f(p, "s3cret-and-more", http.StatusUnauthorized)
+		f(p, "s3cret", http.StatusOK)
+	}
+	// Probes reveal nothing and need no token.
+	f("/healthz", "", http.StatusOK)
+	f("/readyz", "", http.StatusOK)
+	if code, body := do(t, "POST", ts.URL+"/replay", "", `{"from_lsn":"0/10"}`); code != http.StatusUnauthorized || !strings.Contains(body, `"code": "unauthorized"`) {
+		t.Fatalf("unexpected answer to a replay without token; got %d %s", code, body)
+	}
+}
+
+func TestNoTokenMeansOpen(t *testing.T) {
+	ts, _, _ := newTestServer(t, "")
+	if code, body := do(t, "GET", ts.URL+"/metrics", "", ""); code != http.StatusOK ||
+		!strings.Contains(body, `observer_events_processed_total{listener_id="listener-1"} 3`) || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("unexpected /metrics; got %d\n%s", code, body)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	ts, f, _ := newTestServer(t, "tok")
+	notReady := errors.New("reconnecting")
+	f.ready.Store(&notReady)
+	code, body := do(t, "GET", ts.URL+"/readyz", "", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason": "reconnecting"`) {
+		t.Fatalf("unexpected /readyz while not streaming; got %d %s", code, body)
+	}
+	f.ready.Store(nil)
+	if code, body := do(t, "GET", ts.URL+"/readyz", "", ""); code != http.StatusOK {
+		t.Fatalf("unexpected /readyz while streaming; got %d %s", code, body)
+	}
+}
+
+func TestDebugEventsAndReplay(t *testing.T) {
+	ts, f, _ := newTestServer(t, "")
+	code, body := do(t, "GET", ts.URL+"/debug/events?history=2", "", "")
+	var evs []pipeline.DebugEvent
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &evs) != nil || len(evs) != 2 {
+		t.Fatalf("unexpected history; got %d %s", code, body)
+	}
+	for _, q := range []string{"0", "-1", "x", "10001"} {
+		if code, _ := do(t, "GET", ts.URL+"/debug/events?history="+q, "", ""); code != http.StatusBadRequest {
+			t.Fatalf("history=%s: unexpected status %d; want 400", q, code)
+		}
+	}
+	if code, _ := do(t, "GET", ts.URL+"/debug/events/0/10:1", "", ""); code != http.StatusNotFound {
+		// an id holds a slash: it must be escaped by clients
+		t.Fatalf("unescaped id: unexpected status %d", code)
+	}
+	if code, body := do(t, "GET", ts.URL+"/debug/events/0%2F10:1", "", ""); code != http.StatusOK {
+		t.Fatalf("unexpected status for a remembered event; got %d %s", code, body)
+	}
+	if code, body := do(t, "GET", ts.URL+"/debug/events/0%2F10:9", "", ""); code != http.StatusNotFound || !strings.Contains(body, "event_not_remembered") {
+		t.Fatalf("unexpected answer for a forgotten event; got %d %s", code, body)
+	}
+	if code, body := do(t, "POST", ts.URL+"/replay", "", `{"from_lsn":"0/20","to_lsn":"0/30","observer":"o"}`); code != http.StatusOK || f.replayed.From != 0x20 || f.replayed.To != 0x30 {
+		t.Fatalf("unexpected replay; got %d %s, request %+v", code, body, f.replayed)
+	}
+	if code, body := do(t, "POST", ts.URL+"/replay", "", `{"from_lsn":"0/1"}`); code != http.StatusConflict || !strings.Contains(body, `"oldest_lsn": "0/100"`) {
+		t.Fatalf("unexpected replay error; got %d %s", code, body)
+	}
+	for _, b := range []string{`{}`, `{"from_lsn":"nope"}`, `{"from_lsn":"0/1","extra":1}`, `not json`} {
+		if code, _ := do(t, "POST", ts.URL+"/replay", "", b); code != http.StatusBadRequest {
+			t.Fatalf("replay body %s: unexpected status %d; want 400", b, code)
+		}
+	}
+	if code, _ := do(t, "GET", ts.URL+"/replay", "", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /replay: unexpected status %d; want 405", code)
+	}
+}
+
+func TestDefaultListenIsLoopback(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.opts.Listen != "127.0.0.1:9187" {
+		t.Fatalf("unexpected default listen address; got %q; want 127.0.0.1:9187", s.opts.Listen)
+	}
+	if _, err := New(Options{Listen: "nonsense"}); err == nil {
+		t.Fatalf("unexpected success with an invalid listen address")
+	}
+}
+
+func TestServeShutsDown(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s, err := New(Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Fatalf("listening on %v, not loopback", ip)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("unexpected error from Serve; got %v", err)
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+)
+
+func newValidateCmd(g *globals) *cobra.Command {
+	var detailed bool
+	c := &cobra.Command{
+		Use:   "validate-config [FILE] [--detailed]",
+		Short: "Check a configuration file (and, with --detailed, the database it points to)",
+		Long: `Load FILE (default: --config, config.yaml) and check it the way start does: YAML syntax,
+keys and values, every observer's condition and every action's settings, without connecting
+to anything. Every problem is printed as file:line:column: message. On success it prints
+"Configuration is valid" and a summary; otherwise it exits with code 2.
+
+--detailed also connects to the source database and checks wal_level, the role's REPLICATION
+attribute, the publication and the slot, that every observed table exists, is published and
+has the replica identity its observers need (conditions that read old values need REPLICA
+IDENTITY FULL, or the row cache for rows seen before), and that the role may use the
+service's tables in state.schema. A failed check exits with code 3.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := g.config
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return runValidate(cmd.Context(), g, path, detailed)
+		},
+	}
+	c.Flags().BoolVarP(&detailed, "detailed", "d", false, "also connect and check the database, publication, slot, tables and privileges")
+	return c
+}
+
+// problem is one configuration error or warning with its position.
+type problem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
+}
+
+func (p problem) String() string {
+	return configs.Pos{File: p.File, Line: p.Line, Column: p.Column}.String() + ": " + p.Message
+}
+
+type validation struct {
+	Valid     bool      `json:"valid"`
+	File      string    `json:"file"`
+	Errors    []problem `json:"errors"`
+	Warnings  []problem `json:"warnings"`
+	Summary   *summary  `json:"summary,omitempty"`
+	Checks    []check   `json:"checks,omitempty"`
+	ChecksRun bool      `json:"checks_run"`
+}
+
+type summary struct {
+	ListenerID  string         `json:"listener_id"`
+	Slot        string         `json:"slot"`
+	Publication string         `json:"publication"`
+	Observers   int            `json:"observers"`
+	Actions     int            `json:"actions"`
+	ActionTypes map[string]int `json:"action_types"`
+}
+
+// leaves flattens joined errors into their parts.
+func leaves(err error, out []error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = leaves(e, out)
+		}
+		return out
+	}
+	var ce *codeError
+	if errors.As(err, &ce) && ce.err != err {
+		return leaves(ce.err, out)
+	}
+	return append(out, err)
+}
+
+func toProblem(err error, file string) problem {
+	var ce *configs.Error
+	if errors.As(err, &ce) {
+		return problem{File: ce.Pos.File, Line: ce.Pos.Line, Column: ce.Pos.Column, Message: ce.Msg}
+	}
+	return problem{File: file, Message: err.Error()}
+}
+
+func runValidate(ctx context.Context, g *globals, path string, detailed bool) error {
+	asJSON, err := g.json()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return usageErr("validate-config: %v", err)
+	}
+	v := validation{File: path, Errors: []problem{}, Warnings: []problem{}}
+	cfg, warnings, err := configs.Load(path)
+	for _, w := range warnings {
+		v.Warnings = append(v.Warnings, problem{File: w.Pos.File, Line: w.Pos.Line, Column: w.Pos.Column, Message: w.Msg})
+	}
+	if err != nil {
+		var errs *configs.Errors
+		if !errors.As(err, &errs) {
+			return &codeError{code: exitConfig, err: err}
+		}
+		for _, e := range errs.List {
+			v.Errors = append(v.Errors, toProblem(e, path))
+		}
+	} else {
+		// What start checks before connecting: conditions and every action's settings.
+		b := &builder{cfg: cfg, log: newCLILogger(g), set: newSet(), validateOnly: true}
+		if _, err := b.observers(); err != nil {
+			for _, e := range leaves(err, nil) {
+				v.Errors = append(v.Errors, toProblem(e, path))
+			}
+		}
+	}
+	sort.SliceStable(v.Errors, func(i, j int) bool {
+		a, b := v.Errors[i], v.Errors[j]
+		return a.Line < b.Line || (a.Line == b.Line && a.Column < b.Column)
+	})
+	v.Valid = len(v.Errors) == 0
+	if v.Valid {
+		s := &summary{ListenerID: cfg.ListenerID, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
+			Observers: len(cfg.Observers), ActionTypes: map[string]int{}}
+		for _, o := range cfg.Observers {
+			for _, a := range o.Actions {
+				s.Actions++
+				s.ActionTypes[a.Type]++
+			}
+		}
+		v.Summary = s
+		if detailed {
+			v.ChecksRun = true
+			v.Checks = runChecks(ctx, cfg)
+		}
+	}
+	failed := 0
+	for _, c := range v.Checks {
+		if c.Status == checkFail {
+			failed++
+		}
+	}
+	if asJSON {
+		g.printJSON(v)
+	} else {
+		printValidation(g, v)
+	}
+	switch {
+	case !v.Valid:
+		return &codeError{code: exitConfig, err: &silentError{fmt.Errorf("%d configuration errors", len(v.Errors))}}
+	case failed > 0:
+		return &codeError{code: exitPrefight, err: &silentError{fmt.Errorf("%d checks failed", failed)}}
+	}
+	return nil
+}
+
+func printValidation(g *globals, v validation) {
+	w := g.stdout
+	if !v.Valid {
+		for _, p := range v.Errors {
+			fmt.Fprintln(w, p.String())
+		}
+		for _, p := range v.Warnings {
+			fmt.Fprintln(w, "warning:", p.String())
+		}
+		fmt.Fprintf(w, "Configuration is invalid: %d errors\n", len(v.Errors))
+		return
+	}
+	fmt.Fprintln(w, "Configuration is valid")
+	s := v.Summary
+	types := make([]string, 0, len(s.ActionTypes))
+	for t, n := range s.ActionTypes {
+		types = append(types, fmt.Sprintf("%s %d", t, n))
+	}
+	sort.Strings(types)
+	fmt.Fprintf(w, "  listener %s, slot %s, publication %s\n", s.ListenerID, s.Slot, s.Publication)
+	fmt.Fprintf(w, "  %d observers, %d actions %v\n", s.Observers, s.Actions, types)
+	for _, p := range v.Warnings {
+		fmt.Fprintln(w, "warning:", p.String())
+	}
+	if v.ChecksRun {
+		printChecks(w, v.Checks)
+	}
+}

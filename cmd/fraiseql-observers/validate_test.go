@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+func TestValidateConfig(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE orders (id int PRIMARY KEY, status text); CREATE TABLE other (id int PRIMARY KEY);
+	         CREATE TABLE nokey (v int); CREATE PUBLICATION obs_pub FOR TABLE orders, nokey`)
+	good := writeConfig(t, fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true}
+caching: {enabled: false}
+admin: {listen: ""}
+observers:
+  shipped:
+    table: public.orders
+    event_type: UPDATE
+    condition: "field_changed_to('status', 'shipped')"
+    actions: [{type: stdout}]
+  others:
+    table: public.other
+    event_type: INSERT
+    actions: [{type: stdout}]
+  nokey:
+    table: public.nokey
+    event_type: DELETE
+    actions: [{type: stdout}]
+`, db.DSN()))
+
+	t.Run("valid", func(t *testing.T) {
+		r := expectCLI(t, nil, 0, []string{"Configuration is valid", "3 observers, 3 actions"}, "validate-config", good)
+		if !strings.HasPrefix(r.stdout, "Configuration is valid\n") {
+			t.Fatalf("the first line is not \"Configuration is valid\":\n%s", r.stdout)
+		}
+		var v validation
+		cliJSON(t, nil, &v, "validate-config", good)
+		if !v.Valid || len(v.Errors) != 0 || v.Summary.Observers != 3 || v.ChecksRun {
+			t.Fatalf("unexpected validation %+v", v)
+		}
+		// Without FILE: --config, as the seed's `validate-config --detailed` does.
+		expectCLI(t, nil, exitPrefight, []string{"Configuration is valid"}, "validate-config", "--config", good, "--detailed")
+	})
+
+	t.Run("detailed", func(t *testing.T) {
+		r := expectCLI(t, nil, exitPrefight, []string{
+			"OK    wal_level is logical",
+			"OK    publication obs_pub exists with 2 tables",
+			"OK    slot obs_slot does not exist yet; start creates it (manage_slot)",
+			"WARN  observer shipped's condition reads old values, but public.orders logs only its key",
+			"FAIL  observer others watches public.other, which is not in publication obs_pub: ALTER PUBLICATION",
+			"FAIL  public.nokey has no usable replica identity",
+			"may create them in schema public at start",
+			"2 failed",
+		}, "validate-config", good, "--detailed")
+		_ = r
+		var v validation
+		rr := cli(t, nil, "validate-config", good, "--detailed", "--format", "json")
+		if rr.code != exitPrefight {
+			t.Fatalf("unexpected exit code %d", rr.code)
+		}
+		if err := jsonUnmarshal(rr.stdout, &v); err != nil || !v.ChecksRun || len(v.Checks) < 8 {
+			t.Fatalf("unexpected detailed validation %v %+v", err, v)
+		}
+	})
+
+	t.Run("errors with positions", func(t *testing.T) {
+		bad := writeConfig(t, `
+source: {dsn: "host=x", slot: obs_slot, publication: obs_pub}
+checkpoints: {enabled: true, interval: 1s}
+observers:
+  o:
+    table: public.orders
+    event_type: UPDATE
+    condition: "status ==== 'x'"
+    actions:
+      - {type: fil, path: /tmp/x}
+      - {type: file}
+`)
+		r := expectCLI(t, nil, exitConfig, []string{"Configuration is invalid"}, "validate-config", bad)
+		for _, want := range []string{bad + ":8:", bad + ":10:", bad + ":11:", `unknown action type "fil"`, "path is required"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		var v validation
+		rr := cli(t, nil, "validate-config", bad, "-f", "json")
+		if err := jsonUnmarshal(rr.stdout, &v); err != nil || v.Valid || len(v.Errors) != 3 || v.Errors[0].Line != 8 {
+			t.Fatalf("unexpected JSON of an invalid configuration %v %+v", err, v)
+		}
+		// Errors in the file's structure and values come first, all of them at once.
+		bad2 := writeConfig(t, `
+source: {dsn: "host=x", slot: obs_slot, publication: obs_pub}
+checkpoints: {enabled: true, interval: -1s}
+logging: {level: loud}
+`)
+		expectCLI(t, nil, exitConfig, []string{bad2 + ":3:40: checkpoints.interval: must be positive", bad2 + ":4:", `unknown level "loud"`}, "validate-config", bad2)
+	})
+
+	t.Run("seed rollback snippet", func(t *testing.T) {
+		data, err := os.ReadFile("../../configs/testdata/seed_rollback.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		os.WriteFile(path, data, 0o600)
+		expectCLI(t, nil, exitConfig, []string{
+			path + ":2:3: `checkpoints` is a top-level setting, not an observer: move it out of `observers:`",
+			path + ":4:3: `concurrent_execution` is a top-level setting, not an observer",
+		}, "validate-config", path)
+	})
+
+	t.Run("missing file", func(t *testing.T) {
+		r := cli(t, nil, "validate-config", filepath.Join(t.TempDir(), "nope.yaml"))
+		if r.code != exitConfig || !strings.Contains(r.stderr, "no such file") {
+			t.Fatalf("unexpected result for a missing file: %+v", r)
+		}
+	})
+}

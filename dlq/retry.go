@@ -1,0 +1,91 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+)
+
+// Deliverer delivers an item's event again; the dlq retry command builds it from the
+// item's action in the configuration.
+type Deliverer func(ctx context.Context, it Item, ev *decoder.Event) error
+
+// ErrNotPending is returned when retrying an item that was already delivered.
+var ErrNotPending = errors.New("the item is not pending (already delivered)")
+
+// ErrBusy is returned when another process is retrying the same item.
+var ErrBusy = errors.New("another process is retrying this item right now")
+
+// RetryError is a failed re-delivery; the item stays pending with the error recorded
+// in last_retry_error.
+type RetryError struct {
+	ID  int64
+	Err error
+}
+
+// Error says which item failed again and why.
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("DLQ item %d: delivery failed again: %v", e.ID, e.Err)
+}
+
+// Unwrap returns the delivery error.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Retry delivers the pending item's event again with deliver, holding a row lock so
+// two operators never deliver it at once. On success the item is marked delivered (it
+// is kept, and no longer counted as pending); on failure its retry count, time and error
+// are recorded, it stays pending, and the error is a *RetryError. The event keeps its
+// original id, so receivers that deduplicate by id see a redelivery.
+func (s *Store) Retry(ctx context.Context, id int64, deliver Deliverer) (Item, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Item{}, fmt.Errorf("retry DLQ item %d: %w", id, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	it, err := scanItem(tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, event::text FROM %s WHERE id = $1 AND slot_name = $2 FOR UPDATE NOWAIT`,
+		itemColumns, s.Table()), id, s.opts.Slot), true)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return it, fmt.Errorf("DLQ item %d: %w", id, ErrNotFound)
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		return it, fmt.Errorf("DLQ item %d: %w", id, ErrBusy)
+	case err != nil:
+		return it, fmt.Errorf("retry DLQ item %d: %w", id, err)
+	case it.Status != StatusPending:
+		return it, fmt.Errorf("DLQ item %d: %w", id, ErrNotPending)
+	}
+	ev, err := decoder.ParseEvent(it.Event)
+	if err != nil {
+		return it, fmt.Errorf("DLQ item %d: stored event: %w", id, err)
+	}
+	derr := deliver(ctx, it, ev)
+	var msg *string
+	status := StatusDelivered
+	if derr != nil {
+		m := derr.Error()
+		msg, status = &m, StatusPending
+	}
+	err = tx.QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET status = $2, retries = retries + 1, last_retry_at = now(), last_retry_error = $3
+WHERE id = $1 RETURNING status, retries, last_retry_at, last_retry_error`, s.Table()), id, status, msg).
+		Scan(&it.Status, &it.Retries, &it.LastRetryAt, &it.LastRetryError)
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
+	if err != nil {
+		if derr == nil {
+			return it, fmt.Errorf("DLQ item %d was delivered but could not be marked delivered (a later retry delivers it again): %w", id, err)
+		}
+		return it, fmt.Errorf("retry DLQ item %d: record the failure: %w", id, err)
+	}
+	if derr != nil {
+		return it, &RetryError{ID: id, Err: derr}
+	}
+	s.size.Add(-1)
+	return it, nil
+}
