@@ -46,6 +46,9 @@ type runner struct {
 	closed bool
 	wake   chan struct{}
 	replay replayRangeOf // events to deliver again (nil: none)
+	// resumeFrom is the checkpoint the action resumed from (hasStart false: none).
+	resumeFrom lsn.Position
+	hasStart   bool
 }
 
 func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
@@ -76,6 +79,13 @@ func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
 // checkpoint, or replayed after a reconnect (the LSN-ordering dedup layer).
 func (r *runner) skip(ev *decoder.Event) bool {
 	if r.replaying(ev) {
+		return false
+	}
+	if r.p.opts.Dedup == nil { // deduplication off: only the loaded checkpoint counts
+		if r.hasStart && ev.ID.Compare(r.resumeFrom) <= 0 {
+			r.m.dedupCheckpoint.Inc()
+			return true
+		}
 		return false
 	}
 	if pos, ok := r.wm.Acked(); ok && ev.ID.Compare(pos) <= 0 {

@@ -35,6 +35,8 @@ type Options struct {
 	// with FailureDLQ then logs the failure instead — configuration prevents this).
 	DLQ DLQ
 	// Dedup remembers recently settled (action, event id) pairs; nil disables it.
+	// Without it, events the stream sends again after a reconnect are delivered again
+	// (only events at or below the Start checkpoints are skipped).
 	Dedup *Dedup
 	// RowCache supplies old images and unchanged TOAST values from rows seen
 	// before; nil disables it.
@@ -124,6 +126,7 @@ func New(opts Options) (*Pipeline, error) {
 			r := newRunner(p, a, set)
 			if start, ok := opts.Start[a.ID]; ok {
 				r.wm.Reset(start)
+				r.resumeFrom, r.hasStart = start, true
 			}
 			p.runners = append(p.runners, r)
 			p.byID[a.ID] = r
