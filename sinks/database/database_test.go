@@ -334,31 +334,31 @@ func TestClassify(t *testing.T) {
 			t.Fatalf("unexpected message for %s: %v", code, err)
 		}
 	}
-	f("08006", "sql_08006", true)    // connection_failure
-	f("25006", "sql_25006", true)    // read_only_sql_transaction
-	f("28P01", "sql_28P01", true)    // invalid_password
-	f("40001", "sql_40001", true)    // serialization_failure
-	f("40P01", "sql_40P01", true)    // deadlock_detected
-	f("53300", "sql_53300", true)    // too_many_connections
-	f("55P03", "sql_55P03", true)    // lock_not_available
-	f("57014", "sql_57014", true)    // query_canceled
-	f("57P01", "sql_57P01", true)    // admin_shutdown
-	f("58030", "sql_58030", true)    // io_error
-	f("XX000", "sql_XX000", true)    // internal_error
-	f("42883", "sql_42883", false)   // undefined_function
-	f("42501", "sql_42501", false)   // insufficient_privilege
-	f("42P01", "sql_42P01", false)   // undefined_table
-	f("22P02", "sql_22P02", false)   // invalid_text_representation
-	f("22012", "sql_22012", false)   // division_by_zero
-	f("23505", "sql_23505", false)   // unique_violation
-	f("23502", "sql_23502", false)   // not_null_violation
-	f("P0001", "sql_P0001", false)   // raise_exception
-	f("P0004", "sql_P0004", false)   // assert_failure
-	f("0A000", "sql_0A000", false)   // feature_not_supported
-	f("2F005", "sql_2F005", false)   // function_executed_no_return_statement
-	f("3F000", "sql_3F000", false)   // invalid_schema_name
-	f("54001", "sql_54001", false)   // statement_too_complex
-	f("21000", "sql_21000", false)   // cardinality_violation
+	f("08006", "sql_08006", true)  // connection_failure
+	f("25006", "sql_25006", true)  // read_only_sql_transaction
+	f("28P01", "sql_28P01", true)  // invalid_password
+	f("40001", "sql_40001", true)  // serialization_failure
+	f("40P01", "sql_40P01", true)  // deadlock_detected
+	f("53300", "sql_53300", true)  // too_many_connections
+	f("55P03", "sql_55P03", true)  // lock_not_available
+	f("57014", "sql_57014", true)  // query_canceled
+	f("57P01", "sql_57P01", true)  // admin_shutdown
+	f("58030", "sql_58030", true)  // io_error
+	f("XX000", "sql_XX000", true)  // internal_error
+	f("42883", "sql_42883", false) // undefined_function
+	f("42501", "sql_42501", false) // insufficient_privilege
+	f("42P01", "sql_42P01", false) // undefined_table
+	f("22P02", "sql_22P02", false) // invalid_text_representation
+	f("22012", "sql_22012", false) // division_by_zero
+	f("23505", "sql_23505", false) // unique_violation
+	f("23502", "sql_23502", false) // not_null_violation
+	f("P0001", "sql_P0001", false) // raise_exception
+	f("P0004", "sql_P0004", false) // assert_failure
+	f("0A000", "sql_0A000", false) // feature_not_supported
+	f("2F005", "sql_2F005", false) // function_executed_no_return_statement
+	f("3F000", "sql_3F000", false) // invalid_schema_name
+	f("54001", "sql_54001", false) // statement_too_complex
+	f("21000", "sql_21000", false) // cardinality_violation
 
 	wantClass(t, Classify(ctx, ctx, `"f"`, errors.New("conn closed")), "connection", true)
 	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
