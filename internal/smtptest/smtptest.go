@@ -125,6 +125,8 @@ func Start(t testing.TB, opts Options) *Server {
 			}
 		}
 		s.srv.Close()
+		// go-smtp's Close misses a listener Serve has not registered yet.
+		l.Close()
 		<-done
 	})
 	return s

@@ -38,22 +38,36 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// Validate checks the configuration and fills defaults.
+// ConfigError is a problem with one configuration key, named as in the YAML
+// ("function_name", "params").
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+// Error returns "key: message".
+func (e *ConfigError) Error() string { return e.Key + ": " + e.Msg }
+
+// ConfigKey returns the key, for the wiring code to point at it.
+func (e *ConfigError) ConfigKey() string { return e.Key }
+
+// Validate checks the configuration and fills defaults. Its errors are
+// *ConfigError values.
 func (c *Config) Validate() error {
 	if _, err := ParseFunctionName(c.FunctionName); err != nil {
-		return err
+		return &ConfigError{Key: "function_name", Msg: err.Error()}
 	}
 	if len(c.Params) == 0 {
 		c.Params = json.RawMessage(`{}`)
 	}
 	if !json.Valid(c.Params) {
-		return errors.New("params is not valid JSON")
+		return &ConfigError{Key: "params", Msg: "not valid JSON"}
 	}
 	if hasJSONNul(c.Params) {
-		return errors.New(`params holds a \u0000 character, which jsonb cannot store`)
+		return &ConfigError{Key: "params", Msg: `holds a \u0000 character, which jsonb cannot store`}
 	}
 	if c.Timeout < 0 {
-		return errors.New("timeout must not be negative")
+		return &ConfigError{Key: "timeout", Msg: "must not be negative"}
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -97,7 +111,7 @@ func New(cfg Config, opts Options) (*Sink, error) {
 // that is not a plain identifier (no quoting, no dots inside parts, no SQL).
 func ParseFunctionName(s string) (pgx.Identifier, error) {
 	if s == "" {
-		return nil, errors.New("function_name is required")
+		return nil, errors.New("required")
 	}
 	var parts pgx.Identifier
 	start := 0
@@ -108,11 +122,11 @@ func ParseFunctionName(s string) (pgx.Identifier, error) {
 		}
 	}
 	if len(parts) > 2 {
-		return nil, fmt.Errorf("function_name %q: write name or schema.name", s)
+		return nil, fmt.Errorf("%q: write name or schema.name", s)
 	}
 	for _, p := range parts {
 		if !validIdent(p) {
-			return nil, fmt.Errorf("function_name %q: %q is not an identifier (1-%d letters, digits, _ and $, not starting with a digit or $)", s, p, maxIdentLen)
+			return nil, fmt.Errorf("%q: %q is not an identifier (1-%d letters, digits, _ and $, not starting with a digit or $)", s, p, maxIdentLen)
 		}
 	}
 	return parts, nil

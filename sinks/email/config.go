@@ -77,21 +77,38 @@ type Config struct {
 	ActionID string
 }
 
-// Validate checks the configuration and fills defaults. Its messages name keys as
-// the YAML does (to_template, smtp.host) and never hold a secret. It reads CAFile.
+// ConfigError is a problem with one configuration key, named as in the YAML
+// ("smtp.port", "to_template"). It never holds a secret.
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+// Error returns "key: message".
+func (e *ConfigError) Error() string { return e.Key + ": " + e.Msg }
+
+// ConfigKey returns the key, for the wiring code to point at it.
+func (e *ConfigError) ConfigKey() string { return e.Key }
+
+func keyErr(key, format string, args ...any) error {
+	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the configuration and fills defaults. Its errors are
+// *ConfigError values naming the key as the YAML does. It reads CAFile.
 func (c *Config) Validate() error {
 	if c.Host == "" {
-		return errors.New("smtp.host is required")
+		return keyErr("smtp.host", "required")
 	}
 	if strings.ContainsAny(c.Host, " /\r\n") {
-		return errors.New("smtp.host must be a host name or an IP address")
+		return keyErr("smtp.host", "must be a host name or an IP address")
 	}
 	switch c.TLS {
 	case "":
 		c.TLS = TLSStartTLS
 	case TLSStartTLS, TLSImplicit, TLSNone:
 	default:
-		return fmt.Errorf("smtp.tls must be start_tls, tls or none, not %q", c.TLS)
+		return keyErr("smtp.tls", "must be start_tls, tls or none, not %q", c.TLS)
 	}
 	if c.Port == 0 {
 		c.Port = 587
@@ -100,68 +117,70 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Port < 1 || c.Port > 65535 {
-		return fmt.Errorf("smtp.port must be between 1 and 65535, not %d", c.Port)
+		return keyErr("smtp.port", "must be between 1 and 65535, not %d", c.Port)
 	}
 	if c.CAFile != "" {
 		if c.TLS == TLSNone {
-			return errors.New("smtp.ca_file has no use with tls: none")
+			return keyErr("smtp.ca_file", "has no use with tls: none")
 		}
 		if _, err := loadCAFile(c.CAFile); err != nil {
-			return fmt.Errorf("smtp.ca_file: %w", err)
+			return keyErr("smtp.ca_file", "%v", err)
 		}
 	}
 	if c.Password != "" && c.Username == "" {
-		return errors.New("smtp.password_env needs smtp.username_env")
+		return keyErr("smtp.password_env", "needs smtp.username_env")
 	}
 	if c.Username != "" && c.Password == "" {
-		return errors.New("smtp.username_env needs smtp.password_env")
+		return keyErr("smtp.username_env", "needs smtp.password_env")
 	}
 	if c.Username != "" && c.TLS == TLSNone && !plainAuthLoopback(c.Host) {
-		return errors.New("credentials would be sent in clear with tls: none; use start_tls or tls")
+		return keyErr("smtp.tls", "credentials would be sent in clear with tls: none; use start_tls or tls")
 	}
 	if c.HeloName == "" {
 		c.HeloName = DefaultHeloName
 	}
 	if strings.ContainsAny(c.HeloName, " \r\n") {
-		return errors.New("smtp.helo_name must be a host name")
+		return keyErr("smtp.helo_name", "must be a host name")
 	}
 	if c.Timeout < 0 {
-		return errors.New("timeout must not be negative")
+		return keyErr("smtp.timeout", "must not be negative")
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 
 	if c.From == "" {
-		return errors.New("smtp.from is required")
+		return keyErr("smtp.from", "required")
 	}
 	if _, err := mail.ParseAddress(c.From); err != nil {
-		return fmt.Errorf("smtp.from is not an address: %v", err)
+		return keyErr("smtp.from", "not an address: %v", err)
 	}
 	switch {
 	case len(c.To) > 0 && c.ToTemplate != "":
-		return errors.New("to and to_template are mutually exclusive")
+		return keyErr("to_template", "to and to_template are mutually exclusive")
 	case len(c.To) == 0 && c.ToTemplate == "":
-		return errors.New("one of to and to_template is required")
+		return keyErr("to", "one of to and to_template is required")
 	}
-	if _, err := parseAddressList(strings.Join(c.To, ",")); len(c.To) > 0 && err != nil {
-		return fmt.Errorf("to: %v", err)
+	if len(c.To) > 0 {
+		if _, err := parseAddressList(strings.Join(c.To, ",")); err != nil {
+			return keyErr("to", "%v", err)
+		}
 	}
 	switch {
 	case c.Subject != "" && c.SubjectTemplate != "":
-		return errors.New("subject and subject_template are mutually exclusive")
+		return keyErr("subject_template", "subject and subject_template are mutually exclusive")
 	case c.Subject == "" && c.SubjectTemplate == "":
-		return errors.New("one of subject and subject_template is required")
+		return keyErr("subject", "one of subject and subject_template is required")
 	}
 	if err := checkHeaderValue(c.Subject); err != nil {
-		return fmt.Errorf("subject: %v", err)
+		return keyErr("subject", "%v", err)
 	}
 	if c.BodyTemplate == "" {
-		return errors.New("body_template is required")
+		return keyErr("body_template", "required")
 	}
 	if c.ReplyTo != "" {
 		if _, err := parseAddressList(c.ReplyTo); err != nil {
-			return fmt.Errorf("reply_to: %v", err)
+			return keyErr("reply_to", "%v", err)
 		}
 	}
 	return nil

@@ -378,24 +378,24 @@ func TestNewErrors(t *testing.T) {
 			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
 		}
 	}
-	f(func(c *Config) { c.Host = "" }, "smtp.host is required")
-	f(func(c *Config) { c.TLS = "starttls" }, "smtp.tls must be")
+	f(func(c *Config) { c.Host = "" }, "smtp.host: required")
+	f(func(c *Config) { c.TLS = "starttls" }, "smtp.tls: must be")
 	f(func(c *Config) { c.Port = 70000 }, "smtp.port")
 	f(func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }, "smtp.ca_file")
-	f(func(c *Config) { c.Username = "u" }, "needs smtp.password_env")
+	f(func(c *Config) { c.Username = "u" }, "smtp.username_env: needs smtp.password_env")
 	f(func(c *Config) { c.TLS, c.Username, c.Password = TLSNone, "u", "p" }, "in clear")
-	f(func(c *Config) { c.From = "" }, "smtp.from is required")
-	f(func(c *Config) { c.From = "nope" }, "smtp.from is not an address")
+	f(func(c *Config) { c.From = "" }, "smtp.from: required")
+	f(func(c *Config) { c.From = "nope" }, "smtp.from: not an address")
 	f(func(c *Config) { c.ToTemplate = "{{ x }}" }, "mutually exclusive")
 	f(func(c *Config) { c.To = nil }, "one of to and to_template")
 	f(func(c *Config) { c.To = []string{"x"} }, "to:")
 	f(func(c *Config) { c.SubjectTemplate = "x" }, "mutually exclusive")
 	f(func(c *Config) { c.Subject = "" }, "one of subject and subject_template")
 	f(func(c *Config) { c.Subject = "a\r\nBcc: x@y" }, "subject:")
-	f(func(c *Config) { c.BodyTemplate = "" }, "body_template is required")
+	f(func(c *Config) { c.BodyTemplate = "" }, "body_template: required")
 	f(func(c *Config) { c.BodyTemplate = "{{ a +" }, "body_template")
 	f(func(c *Config) { c.ReplyTo = "@@" }, "reply_to")
-	f(func(c *Config) { c.Timeout = -time.Second }, "timeout")
+	f(func(c *Config) { c.Timeout = -time.Second }, "smtp.timeout")
 
 	c := base
 	if err := c.Validate(); err != nil {
