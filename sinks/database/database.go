@@ -124,9 +124,14 @@ func ParseFunctionName(s string) (pgx.Identifier, error) {
 	if len(parts) > 2 {
 		return nil, fmt.Errorf("%q: write name or schema.name", s)
 	}
+	const rule = "1-63 letters, digits, _ and $, not starting with a digit or $"
 	for _, p := range parts {
-		if !validIdent(p) {
-			return nil, fmt.Errorf("%q: %q is not an identifier (1-%d letters, digits, _ and $, not starting with a digit or $)", s, p, maxIdentLen)
+		switch {
+		case validIdent(p):
+		case len(parts) == 1:
+			return nil, fmt.Errorf("%q is not an identifier (%s)", s, rule)
+		default:
+			return nil, fmt.Errorf("%q: %q is not an identifier (%s)", s, p, rule)
 		}
 	}
 	return parts, nil
