@@ -171,11 +171,44 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	_, err = s.pool.Exec(cctx, s.sql, arg)
-	if err != nil {
+	if err := s.call(ctx, cctx, arg); err != nil {
 		return Classify(ctx, cctx, s.name.Sanitize(), err)
 	}
 	return nil
+}
+
+// cancelGrace is how long a call may run past its timeout while the server handles
+// the cancel request, before the connection is closed under it.
+const cancelGrace = 5 * time.Second
+
+// call runs the statement on a pooled connection. When callCtx ends first, a cancel
+// request stops the function on the server (pgx's default on a context deadline only
+// closes the socket, which leaves the function running in its backend until it next
+// talks to the client); the connection is then closed instead of being reused, so the
+// cancel request cannot hit a later call.
+func (s *Sink) call(ctx, callCtx context.Context, arg json.RawMessage) error {
+	conn, err := s.pool.Acquire(callCtx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	hardCtx, hardCancel := context.WithTimeout(ctx, s.cfg.Timeout+cancelGrace)
+	defer hardCancel()
+	sent := make(chan struct{})
+	stop := context.AfterFunc(callCtx, func() {
+		defer close(sent)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
+		defer rcancel()
+		conn.Conn().PgConn().CancelRequest(rctx)
+	})
+	_, err = conn.Exec(hardCtx, s.sql, arg)
+	if !stop() {
+		<-sent
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
+		conn.Conn().Close(cctx) // Release then drops it from the pool
+		ccancel()
+	}
+	return err
 }
 
 // envelope builds {"event": ..., "params": ...}. An event holding a NUL character in

@@ -189,9 +189,17 @@ func TestSerializationFailureRetried(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	_, pool := setup(t, `CREATE FUNCTION slow(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;`)
+	db, pool := setup(t, `CREATE FUNCTION slow(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;`)
 	err := deliver(t, newSink(t, Config{FunctionName: "slow", Timeout: 200 * time.Millisecond}, pool), sinktest.Events(1, 1)[0])
 	wantClass(t, err, "timeout", true)
+	// The call was cancelled on the server, not left running in its backend.
+	if n := pgtest.QueryValue[int64](db, `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT "slow"%'`); n != 0 {
+		t.Fatalf("the timed-out call still runs on the server (%d backends)", n)
+	}
+	// The pool still works.
+	if err := deliver(t, newSink(t, Config{FunctionName: "pg_sleep"}, pool), sinktest.Events(1, 1)[0]); sinks.Class(err) != "sql_42883" {
+		t.Fatalf("unexpected error after the timeout; got %v; want sql_42883", err)
+	}
 }
 
 func TestCancelled(t *testing.T) {
