@@ -52,19 +52,19 @@ func TestDatabaseActionConfig(t *testing.T) {
 	if _, _, err := buildTestActions(t, "- type: database\n  function_name: notify\n", env, false); err == nil || !strings.Contains(err.Error(), "no connection pool") {
 		t.Fatalf("unexpected error without a pool; got %v", err)
 	}
-	wantConfigErrors(t, "- type: database\n", env, "test.yaml:7:9: action o.0: function_name: required")
-	wantConfigErrors(t, "- type: database\n  function_name: \"orders; DROP\"\n", env, `test.yaml:8:24: action o.0: function_name: "orders; DROP" is not an identifier`)
-	wantConfigErrors(t, "- type: database\n  function_name: a.b.c\n", env, `test.yaml:8:24: action o.0: function_name: "a.b.c": write name or schema.name`)
-	wantConfigErrors(t, "- type: database\n  function_name: \"\"\n", env, `test.yaml:8:24: action o.0: function_name: required`)
+	wantConfigErrors(t, "- type: database\n", env, "test.yaml:8:9: action o.0: function_name: required")
+	wantConfigErrors(t, "- type: database\n  function_name: \"orders; DROP\"\n", env, `test.yaml:9:24: action o.0: function_name: "orders; DROP" is not an identifier`)
+	wantConfigErrors(t, "- type: database\n  function_name: a.b.c\n", env, `test.yaml:9:24: action o.0: function_name: "a.b.c": write name or schema.name`)
+	wantConfigErrors(t, "- type: database\n  function_name: \"\"\n", env, `test.yaml:9:24: action o.0: function_name: required`)
 	wantConfigErrors(t, "- type: database\n  function_name: 1fn\n", env, `is not an identifier`)
-	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: [1, 2]\n", env, "test.yaml:9:17: action o.0: params: must be a mapping")
-	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: {x: .nan}\n", env, "test.yaml:9:21: action o.0: params.x: expected a finite number")
+	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: [1, 2]\n", env, "test.yaml:10:17: action o.0: params: must be a mapping")
+	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: {x: .nan}\n", env, "test.yaml:10:21: action o.0: params.x: expected a finite number")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: {x: \"a\\0b\"}\n", env, `params: holds a \u0000 character`)
-	wantConfigErrors(t, "- type: database\n  function_name: f\n  timeout: -1s\n", env, "test.yaml:9:18: action o.0: timeout: must not be negative")
+	wantConfigErrors(t, "- type: database\n  function_name: f\n  timeout: -1s\n", env, "test.yaml:10:18: action o.0: timeout: must not be negative")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  dsn_env: MISSING\n", env, "environment variable MISSING is not set")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  dsn: postgres://x\n", env, `unknown key "dsn"`)
 	_, _, err := buildTestActions(t, "- type: database\n  function_name: f\n  dsn_env: BAD_DSN\n", env, true)
-	if err == nil || !strings.Contains(err.Error(), "test.yaml:9:18: action o.0: dsn_env: the connection string in BAD_DSN cannot be parsed") || strings.Contains(err.Error(), "s3cret") {
+	if err == nil || !strings.Contains(err.Error(), "test.yaml:10:18: action o.0: dsn_env: the connection string in BAD_DSN cannot be parsed") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("unexpected error for a bad DSN: %v", err)
 	}
 }

@@ -110,11 +110,24 @@ func buildEmail(b *builder, a *configs.Action) (pipeline.Sink, error) {
 	if b.validateOnly {
 		return nil, nil
 	}
-	s, err := email.New(cfg, email.Options{})
+	s, err := email.New(cfg, email.Options{Meta: observerTemplateMeta(b, a)})
 	if err != nil {
 		return nil, a.Errorf("%v", err)
 	}
 	return s, nil
+}
+
+// observerTemplateMeta returns what templates of action a see of its observer (the
+// entity name), as the observer's condition does.
+func observerTemplateMeta(b *builder, a *configs.Action) eval.Meta {
+	for _, co := range b.cfg.Observers {
+		for _, ca := range co.Actions {
+			if ca == a {
+				return eval.Meta{Entity: co.Entity}
+			}
+		}
+	}
+	return eval.Meta{}
 }
 
 // sinkConfigError reports a sink's validation error at the key it names (an error

@@ -18,12 +18,13 @@ import (
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
-// actionConfigHead puts the actions of a test on line 7 of test.yaml, at column 7.
+// actionConfigHead puts the actions of a test on line 8 of test.yaml, at column 7.
 const actionConfigHead = `source:
   dsn: postgres://observer@127.0.0.1:5432/app
+entities: {Order: public.orders}
 observers:
   o:
-    table: public.orders
+    entity: Order
     actions:
 `
 
@@ -46,7 +47,7 @@ func (s *syncBuffer) String() string {
 }
 
 // buildTestActions parses a configuration whose actions list is actions (indented by
-// six spaces, starting on line 7) and builds its observers; the log is returned.
+// six spaces, starting on line 8) and builds its observers; the log is returned.
 func buildTestActions(t *testing.T, actions string, env map[string]string, validateOnly bool) ([]*pipeline.Observer, string, error) {
 	t.Helper()
 	var body strings.Builder
@@ -96,7 +97,7 @@ func TestEmailActionDelivers(t *testing.T) {
 	obs, log, err := buildTestActions(t, `- type: email
   name: notify
   to: [ops@example.com, "Audit <audit@example.com>"]
-  subject_template: "Order {{ new.id }}"
+  subject_template: "{{ entity }} {{ new.id }}"
   body_template: "Order {{ new.id }} is {{ new.status }}."
   reply_to: support@example.com
   smtp:
@@ -126,6 +127,9 @@ func TestEmailActionDelivers(t *testing.T) {
 	}
 	if !bytes.Contains(msgs[0].Data, []byte("Message-ID: <0.3E8.1.o.notify@fraiseql-observers>")) {
 		t.Fatalf("the Message-ID does not name the action:\n%s", msgs[0].Data)
+	}
+	if !bytes.Contains(msgs[0].Data, []byte("Subject: Order 0\r\n")) {
+		t.Fatalf("the subject does not show the observer's entity:\n%s", msgs[0].Data)
 	}
 }
 
@@ -158,23 +162,23 @@ func TestEmailActionConfig(t *testing.T) {
   subject: s
   body_template: b
   smtp: {host: smtp.internal, tls: none, from: a@example.com}
-`); !strings.Contains(log, "clear text") || !strings.Contains(log, "test.yaml:11:15") {
+`); !strings.Contains(log, "clear text") || !strings.Contains(log, "test.yaml:12:15") {
 		t.Fatalf("no positioned warning for tls: none to a remote host; log: %s", log)
 	}
 
 	base := "- type: email\n  to: ops@example.com\n  subject: s\n  body_template: b\n"
 	smtp := "  smtp: {host: smtp.example.com, from: a@example.com}\n"
-	wantConfigErrors(t, base, env, "test.yaml:7:9: action o.0: smtp is required")
-	wantConfigErrors(t, "- type: email\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:7:9: action o.0: to: one of to and to_template is required")
-	wantConfigErrors(t, base+"  to_template: x\n"+smtp, env, "test.yaml:11:22: action o.0: to_template: to and to_template are mutually exclusive")
-	wantConfigErrors(t, base+"  subject_template: x\n"+smtp, env, "test.yaml:11:27: action o.0: subject_template: subject and subject_template")
-	wantConfigErrors(t, "- type: email\n  to: ops@example.com\n  subject: s\n  body_template: \"Hi {{ new.id +\"\n"+smtp, env, "test.yaml:10:")
-	wantConfigErrors(t, "- type: email\n  to: [1, 2]\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:8:13: action o.0: to: must be an address")
-	wantConfigErrors(t, "- type: email\n  to: not-an-address\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:8:13: action o.0: to: invalid address list")
-	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com}\n", env, "test.yaml:11:15: action o.0: smtp.from: required")
+	wantConfigErrors(t, base, env, "test.yaml:8:9: action o.0: smtp is required")
+	wantConfigErrors(t, "- type: email\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:8:9: action o.0: to: one of to and to_template is required")
+	wantConfigErrors(t, base+"  to_template: x\n"+smtp, env, "test.yaml:12:22: action o.0: to_template: to and to_template are mutually exclusive")
+	wantConfigErrors(t, base+"  subject_template: x\n"+smtp, env, "test.yaml:12:27: action o.0: subject_template: subject and subject_template")
+	wantConfigErrors(t, "- type: email\n  to: ops@example.com\n  subject: s\n  body_template: \"Hi {{ new.id +\"\n"+smtp, env, "test.yaml:11:")
+	wantConfigErrors(t, "- type: email\n  to: [1, 2]\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:9:13: action o.0: to: must be an address")
+	wantConfigErrors(t, "- type: email\n  to: not-an-address\n  subject: s\n  body_template: b\n"+smtp, env, "test.yaml:9:13: action o.0: to: invalid address list")
+	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com}\n", env, "test.yaml:12:15: action o.0: smtp.from: required")
 	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, tls: starttls}\n", env, "smtp.tls: must be start_tls, tls or none")
 	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, port: 0x10000}\n", env, "smtp.port: must be between 1 and 65535")
-	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, ca_file: /nonexistent.pem}\n", env, "test.yaml:11:15: action o.0: smtp.ca_file:")
+	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, ca_file: /nonexistent.pem}\n", env, "test.yaml:12:15: action o.0: smtp.ca_file:")
 	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, tls: none, username_env: SMTP_USERNAME, password_env: SMTP_PASSWORD}\n", env,
 		"smtp.tls: credentials would be sent in clear")
 	wantConfigErrors(t, base+"  smtp: {host: smtp.example.com, from: a@example.com, username_env: SMTP_USERNAME}\n", env, "smtp.username_env: needs smtp.password_env")
