@@ -21,6 +21,9 @@ type databaseAction struct {
 	Params       any            `yaml:"params"` // a mapping, passed as JSON
 	DSNEnv       configs.EnvRef `yaml:"dsn_env"`
 	Timeout      time.Duration  `yaml:"timeout"`
+	// BatchSize > 1 calls the function for up to that many events per transaction,
+	// each in its own savepoint; 0 or 1 is one transaction per event.
+	BatchSize int `yaml:"batch_size"`
 }
 
 func buildDatabase(b *builder, a *configs.Action) (pipeline.Sink, error) {
@@ -41,6 +44,9 @@ func buildDatabase(b *builder, a *configs.Action) (pipeline.Sink, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, sinkConfigError(a, err)
+	}
+	if y.BatchSize < 0 || y.BatchSize > 10000 {
+		return nil, a.ErrorfAt("batch_size", "must be between 1 and 10000, not %d", y.BatchSize)
 	}
 	var pcfg *pgxpool.Config
 	if y.DSNEnv.IsSet() {
@@ -68,7 +74,13 @@ func buildDatabase(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		}
 		opts = database.Options{Pool: pool, ClosePool: true}
 	}
-	s, err := database.New(cfg, opts)
+	var s pipeline.Sink
+	var err error
+	if y.BatchSize > 1 {
+		s, err = database.NewBatch(cfg, opts, y.BatchSize)
+	} else {
+		s, err = database.New(cfg, opts)
+	}
 	if err != nil {
 		if opts.ClosePool {
 			opts.Pool.Close()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
 func TestDatabaseActionDelivers(t *testing.T) {
@@ -20,6 +21,7 @@ func TestDatabaseActionDelivers(t *testing.T) {
   function_name: audit.record
   dsn_env: AUDIT_DSN
   timeout: 5s
+  batch_size: 50
   params:
     channel: orders
     limit: 10
@@ -30,6 +32,9 @@ func TestDatabaseActionDelivers(t *testing.T) {
 `, env, false)
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
+	}
+	if _, ok := obs[0].Actions[0].Sink.(pipeline.BatchSink); !ok {
+		t.Fatalf("batch_size 50 did not give a batching sink")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -61,6 +66,7 @@ func TestDatabaseActionConfig(t *testing.T) {
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: {x: .nan}\n", env, "test.yaml:10:21: action o.0: params.x: expected a finite number")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  params: {x: \"a\\0b\"}\n", env, `params: holds a \u0000 character`)
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  timeout: -1s\n", env, "test.yaml:10:18: action o.0: timeout: must not be negative")
+	wantConfigErrors(t, "- type: database\n  function_name: f\n  batch_size: -1\n", env, "test.yaml:10:21: action o.0: batch_size: must be between 1 and 10000")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  dsn_env: MISSING\n", env, "environment variable MISSING is not set")
 	wantConfigErrors(t, "- type: database\n  function_name: f\n  dsn: postgres://x\n", env, `unknown key "dsn"`)
 	_, _, err := buildTestActions(t, "- type: database\n  function_name: f\n  dsn_env: BAD_DSN\n", env, true)

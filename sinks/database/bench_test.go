@@ -18,8 +18,15 @@ import (
 
 // BenchmarkDeliver pushes SINK_BENCH_EVENTS events (default 20000) per iteration
 // through a real pipeline (8 workers) into a function that inserts its argument into
-// a table, and reports events/s and the 99th percentile of one call in ms.
+// a table, and reports events/s and the 99th percentile of one delivery (one call, or
+// one batch) in ms: one transaction per event, and batches of 100 events per
+// transaction (batch_size).
 func BenchmarkDeliver(b *testing.B) {
+	b.Run("batch=1", func(b *testing.B) { benchDeliver(b, 1) })
+	b.Run("batch=100", func(b *testing.B) { benchDeliver(b, 100) })
+}
+
+func benchDeliver(b *testing.B, batch int) {
 	n := 20000
 	if v := os.Getenv("SINK_BENCH_EVENTS"); v != "" {
 		var err error
@@ -44,7 +51,20 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	sink := &timed{Sink: newSink(b, Config{FunctionName: "sink_event", Params: []byte(`{"source": "bench"}`)}, pool)}
+	scfg := Config{FunctionName: "sink_event", Params: []byte(`{"source": "bench"}`)}
+	var sink interface {
+		Deliver(context.Context, *decoder.Event) error
+		p99() time.Duration
+	}
+	if batch > 1 {
+		bs, err := NewBatch(scfg, Options{Pool: pool}, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink = &timedBatch{timed: timed{Sink: bs.Sink}, b: bs}
+	} else {
+		sink = &timed{Sink: newSink(b, scfg, pool)}
+	}
 	evs := sinktest.Events(n, 1000)
 	b.ResetTimer()
 	var elapsed time.Duration
@@ -55,7 +75,7 @@ func BenchmarkDeliver(b *testing.B) {
 				Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key, New: ev.New}
 		}
 		start := time.Now()
-		dlq := sinktest.Run(b, sink, fresh, sinktest.RunOptions{Concurrency: 8})
+		dlq := sinktest.Run(b, sink, fresh, sinktest.RunOptions{Concurrency: 8, BatchSize: batch})
 		elapsed += time.Since(start)
 		if len(dlq.Snapshot()) != 0 {
 			b.Fatalf("dead letters: %v", dlq.Snapshot()[0].Err)
@@ -92,4 +112,19 @@ func (t *timed) p99() time.Duration {
 	s := slices.Clone(t.durs)
 	slices.Sort(s)
 	return s[len(s)*99/100]
+}
+
+// timedBatch records how long each batch of the real batching sink takes.
+type timedBatch struct {
+	timed
+	b *BatchSink
+}
+
+func (t *timedBatch) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
+	start := time.Now()
+	t.b.DeliverBatch(ctx, evs, errs)
+	d := time.Since(start)
+	t.mu.Lock()
+	t.durs = append(t.durs, d)
+	t.mu.Unlock()
 }

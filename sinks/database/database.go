@@ -1,6 +1,7 @@
 // Package database is the database action: for every event it calls a SQL function
 // with one jsonb argument, the envelope {"event": <event JSON>, "params": <params>},
-// as `SELECT schema.fn($1::jsonb)` in its own transaction (autocommit). The function's
+// as `SELECT schema.fn($1::jsonb)` in its own transaction (autocommit), or, with
+// BatchSink, several calls per transaction, each in its own savepoint. The function's
 // result is ignored; its errors are classified by SQLSTATE.
 //
 // See docs/actions/database.md for the keys, the envelope and the classification.
@@ -158,12 +159,8 @@ func validIdent(s string) bool {
 // Deliver calls the function with ev's envelope and returns once the call has
 // committed. Errors are *sinks.Error values classified by SQLSTATE (see Classify).
 func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
-	// The name is checked again at each call, as the original system did: the call
-	// text must never hold anything but the validated identifier.
-	for _, p := range s.name {
-		if !validIdent(p) {
-			return sinks.Permanent("invalid_function_name", errors.New("database action: invalid function name"))
-		}
+	if err := s.check(); err != nil {
+		return err
 	}
 	arg, err := s.envelope(ev)
 	if err != nil {
@@ -181,12 +178,20 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 // the cancel request, before the connection is closed under it.
 const cancelGrace = 5 * time.Second
 
-// call runs the statement on a pooled connection. When callCtx ends first, a cancel
-// request stops the function on the server (pgx's default on a context deadline only
-// closes the socket, which leaves the function running in its backend until it next
-// talks to the client); the connection is then closed instead of being reused, so the
-// cancel request cannot hit a later call.
+// call runs the statement on a pooled connection (see withConn for timeouts).
 func (s *Sink) call(ctx, callCtx context.Context, arg json.RawMessage) error {
+	return s.withConn(ctx, callCtx, func(conn *pgx.Conn, hardCtx context.Context) error {
+		_, err := conn.Exec(hardCtx, s.sql, arg)
+		return err
+	})
+}
+
+// withConn runs f on a pooled connection. When callCtx ends first, a cancel request
+// stops the server's work (pgx's default on a context deadline only closes the socket,
+// which leaves a function running in its backend until it next talks to the client);
+// the connection is then closed instead of reused, so the cancel request cannot hit a
+// later call. f's context ends cancelGrace after callCtx, as a last resort.
+func (s *Sink) withConn(ctx, callCtx context.Context, f func(conn *pgx.Conn, hardCtx context.Context) error) error {
 	conn, err := s.pool.Acquire(callCtx)
 	if err != nil {
 		return err
@@ -201,7 +206,7 @@ func (s *Sink) call(ctx, callCtx context.Context, arg json.RawMessage) error {
 		defer rcancel()
 		conn.Conn().PgConn().CancelRequest(rctx)
 	})
-	_, err = conn.Exec(hardCtx, s.sql, arg)
+	err = f(conn.Conn(), hardCtx)
 	if !stop() {
 		<-sent
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
@@ -209,6 +214,20 @@ func (s *Sink) call(ctx, callCtx context.Context, arg json.RawMessage) error {
 		ccancel()
 	}
 	return err
+}
+
+// errInvalidName is the outcome of a call whose function name fails its check.
+var errInvalidName = sinks.Permanent("invalid_function_name", errors.New("database action: invalid function name"))
+
+// check validates the function name again before a call, as the original system did:
+// the statement must never hold anything but the validated identifier.
+func (s *Sink) check() error {
+	for _, p := range s.name {
+		if !validIdent(p) {
+			return errInvalidName
+		}
+	}
+	return nil
 }
 
 // envelope builds {"event": ..., "params": ...}. An event holding a NUL character in
