@@ -11,11 +11,15 @@ import (
 
 // sinkConfigError reports a sink's configuration error at the position of the key it
 // names (a *sinks.KeyError), or of the key's *_env form when that is the one written;
-// other errors at the action.
+// a nested key ("smtp.port") at the value of its top-level key; other errors at the
+// action.
 func sinkConfigError(a *configs.Action, err error) error {
 	var ke *sinks.KeyError
 	if !errors.As(err, &ke) {
 		return a.Errorf("%v", err)
+	}
+	if top, _, nested := strings.Cut(ke.Key, "."); nested {
+		return &configs.Error{Pos: a.KeyPos(top), Msg: "action " + a.ID + ": " + ke.Error()}
 	}
 	key := ke.Key
 	for _, k := range []string{ke.Key, ke.Key + "_env", ke.Key + "s_env"} {
@@ -46,14 +50,23 @@ func exclusive(a *configs.Action, keys ...string) error {
 	return nil
 }
 
-// entity returns the entity name of the observer holding a, for templates.
+// entity returns the entity name of the observer holding a, as its templates and
+// condition see it ("" for a wildcard observer: the event's schema.table).
 func (b *builder) entity(a *configs.Action) string {
 	for _, o := range b.cfg.Observers {
 		for _, oa := range o.Actions {
-			if oa == a && !o.Wildcard {
-				return o.Entity
+			if oa == a {
+				return observerEntity(o)
 			}
 		}
 	}
 	return ""
+}
+
+// observerEntity is the `entity` an observer's conditions and templates see.
+func observerEntity(o *configs.Observer) string {
+	if o.Wildcard {
+		return ""
+	}
+	return o.Entity
 }

@@ -25,7 +25,7 @@ func compileCondition(co *configs.Observer) (condition, error) {
 	if err != nil {
 		return condition{}, &configs.Error{Pos: exprPos(co.ConditionPos, err), Msg: "observer " + co.Name + ": condition: " + exprMsg(err)}
 	}
-	return condition{c: c, meta: eval.Meta{Entity: co.Entity}}, nil
+	return condition{c: c, meta: eval.Meta{Entity: observerEntity(co)}}, nil
 }
 
 // exprPos moves pos to where an expression error points within the expression.

@@ -1,0 +1,298 @@
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp) on a free
+// loopback port for tests, with a test CA generated at start for STARTTLS and
+// implicit TLS, optional AUTH PLAIN, and hooks to refuse or stall commands.
+package smtptest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// TLS modes of a Server.
+const (
+	StartTLS = "start_tls" // plain listener offering STARTTLS
+	Implicit = "tls"       // TLS from the first byte
+	None     = "none"      // no TLS at all
+)
+
+// Options configures a Server. The zero value is a STARTTLS server without AUTH.
+type Options struct {
+	TLS string
+	// Username and Password, when set, make AUTH PLAIN mandatory before MAIL.
+	Username, Password string
+	// AllowInsecureAuth offers AUTH on a connection without TLS.
+	AllowInsecureAuth bool
+	// Rcpt, when set, answers RCPT TO (nil accepts).
+	Rcpt func(to string) error
+	// Data, when set, answers a message after it was read; n counts messages from 1.
+	// Return an *smtp.SMTPError to choose the reply code.
+	Data func(n int) error
+	// Stall, when set, makes every DATA wait until it is closed before answering.
+	Stall chan struct{}
+}
+
+// Message is a message the server accepted.
+type Message struct {
+	From string
+	To   []string
+	Data []byte
+	TLS  bool   // the transaction ran over TLS
+	User string // the authenticated user, if any
+}
+
+// Server is a running SMTP server. Its methods are safe for concurrent use.
+type Server struct {
+	Host   string // "127.0.0.1"
+	Port   int
+	CAFile string // PEM file of the CA that signed the server's certificate
+
+	opts     Options
+	srv      *smtp.Server
+	accepted atomic.Int64
+	mu       sync.Mutex
+	msgs     []Message
+	data     int
+	mails    int
+	auths    int
+}
+
+// Error is a shorthand for an SMTP reply error.
+func Error(code int, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: msg}
+}
+
+// Start starts a server on 127.0.0.1 and stops it when t ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.TLS == "" {
+		opts.TLS = StartTLS
+	}
+	s := &Server{opts: opts}
+	certs, caFile := NewCA(t, t.TempDir())
+	s.CAFile = caFile
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{s: s, c: c}, nil
+	}))
+	s.srv.Domain = "localhost"
+	s.srv.ReadTimeout = 30 * time.Second
+	s.srv.WriteTimeout = 30 * time.Second
+	s.srv.AllowInsecureAuth = opts.AllowInsecureAuth
+	s.srv.ErrorLog = log.New(io.Discard, "", 0)
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{certs}, MinVersion: tls.VersionTLS12}
+	if opts.TLS == StartTLS {
+		s.srv.TLSConfig = tlsConf
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Host = "127.0.0.1"
+	s.Port = l.Addr().(*net.TCPAddr).Port
+	var ln net.Listener = &countingListener{Listener: l, n: &s.accepted}
+	if opts.TLS == Implicit {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		if opts.Stall != nil {
+			select {
+			case <-opts.Stall:
+			default:
+				close(opts.Stall)
+			}
+		}
+		s.srv.Close()
+		// go-smtp's Close misses a listener Serve has not registered yet.
+		l.Close()
+		<-done
+	})
+	return s
+}
+
+// Messages returns the accepted messages, in order.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Connections returns how many TCP connections the server accepted.
+func (s *Server) Connections() int { return int(s.accepted.Load()) }
+
+// Counts returns how many MAIL commands, DATA transfers and successful AUTHs the
+// server saw.
+func (s *Server) Counts() (mails, data, auths int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mails, s.data, s.auths
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// session is one SMTP session.
+type session struct {
+	s    *Server
+	c    *smtp.Conn
+	user string
+	from string
+	to   []string
+}
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Username == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if username != ss.s.opts.Username || password != ss.s.opts.Password {
+			return smtp.ErrAuthFailed
+		}
+		ss.user = username
+		ss.s.mu.Lock()
+		ss.s.auths++
+		ss.s.mu.Unlock()
+		return nil
+	}), nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	ss.s.mu.Lock()
+	ss.s.mails++
+	ss.s.mu.Unlock()
+	if ss.s.opts.Username != "" && ss.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	ss.from = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.s.opts.Rcpt != nil {
+		if err := ss.s.opts.Rcpt(to); err != nil {
+			return err
+		}
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if ss.s.opts.Stall != nil {
+		<-ss.s.opts.Stall
+		return errors.New("stalled")
+	}
+	ss.s.mu.Lock()
+	ss.s.data++
+	n := ss.s.data
+	ss.s.mu.Unlock()
+	if ss.s.opts.Data != nil {
+		if err := ss.s.opts.Data(n); err != nil {
+			return err
+		}
+	}
+	_, isTLS := ss.c.TLSConnectionState()
+	ss.s.mu.Lock()
+	ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: ss.to, Data: b, TLS: isTLS, User: ss.user})
+	ss.s.mu.Unlock()
+	return nil
+}
+
+func (ss *session) Reset() { ss.from, ss.to = "", nil }
+
+func (ss *session) Logout() error { return nil }
+
+// NewCA generates a CA and a server certificate it signs for 127.0.0.1, ::1 and
+// localhost, writes the CA certificate to dir/ca.pem and returns the server's
+// certificate and the CA file's path.
+func NewCA(t testing.TB, dir string) (tls.Certificate, string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "fraiseql-observers test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key, Leaf: nil}, caFile
+}

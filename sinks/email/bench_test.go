@@ -1,0 +1,48 @@
+package email
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/internal/smtptest"
+)
+
+// BenchmarkDeliver sends SINK_BENCH_EVENTS messages (default 2000: one SMTP
+// conversation with STARTTLS each) per iteration through a real pipeline with 4
+// workers to the in-process go-smtp server, and reports events/s.
+func BenchmarkDeliver(b *testing.B) {
+	n := 2000
+	if v := os.Getenv("SINK_BENCH_EVENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("SINK_BENCH_EVENTS=%q: want a positive integer", v)
+		}
+	}
+	srv := smtptest.Start(b, smtptest.Options{})
+	s, err := New(config(srv), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	evs := sinktest.Events(n, 100)
+	b.ResetTimer()
+	var elapsed time.Duration
+	for range b.N {
+		fresh := make([]*decoder.Event, len(evs))
+		for i, ev := range evs {
+			fresh[i] = &decoder.Event{ID: ev.ID, LSN: ev.LSN, Xid: ev.Xid, CommitTime: ev.CommitTime,
+				Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key, New: ev.New}
+		}
+		start := time.Now()
+		dlq := sinktest.Run(b, s, fresh, sinktest.RunOptions{})
+		elapsed += time.Since(start)
+		if len(dlq.Snapshot()) != 0 {
+			b.Fatalf("dead letters: %v", dlq.Snapshot()[0].Err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "events/s")
+}

@@ -1,0 +1,299 @@
+// Package email is the email action: one plain-text message per event, sent over
+// SMTP with net/smtp. TLS is required by default (STARTTLS, or implicit TLS), the
+// server certificate is always verified, and credentials go only over TLS. Every
+// message carries a Message-ID derived from the event id and the X-FraiseQL-Event-ID
+// header, so a retried message is recognisable as the same message.
+//
+// See docs/actions/email.md for the configuration keys and how failures are
+// classified.
+package email
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/smtp"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
+	"github.com/fraiseql/fraiseql-observers/sinks"
+)
+
+// Options holds what the wiring code adds to a Config. The zero value is usable.
+type Options struct {
+	// Meta is the observer's environment for templates (its entity name).
+	Meta eval.Meta
+	// Now returns the time for the Date header; default time.Now.
+	Now func() time.Time
+}
+
+// Sink sends one email per event. It is safe for concurrent use: each delivery uses
+// its own SMTP connection, closed when the message is accepted or refused.
+type Sink struct {
+	cfg     Config
+	opts    Options
+	addr    string
+	tls     *tls.Config // nil with TLSNone
+	from    *mail.Address
+	to      []*mail.Address
+	replyTo []*mail.Address
+	toT     *eval.Template
+	subjT   *eval.Template
+	bodyT   *eval.Template
+}
+
+// New validates cfg, compiles its templates and reads its CA file. It does not
+// connect and starts no goroutine.
+func New(cfg Config, opts Options) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Sink{cfg: cfg, opts: opts, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))}
+	if cfg.TLS != TLSNone {
+		s.tls = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pool, err := loadCAFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("smtp.ca_file: %w", err)
+			}
+			s.tls.RootCAs = pool
+		}
+	}
+	var err error
+	if s.from, err = mail.ParseAddress(cfg.From); err != nil {
+		return nil, fmt.Errorf("smtp.from: %w", err)
+	}
+	if len(cfg.To) > 0 {
+		if s.to, err = parseAddressList(strings.Join(cfg.To, ",")); err != nil {
+			return nil, fmt.Errorf("to: %w", err)
+		}
+	}
+	if cfg.ReplyTo != "" {
+		if s.replyTo, err = parseAddressList(cfg.ReplyTo); err != nil {
+			return nil, fmt.Errorf("reply_to: %w", err)
+		}
+	}
+	for _, t := range []struct {
+		key, src string
+		dst      **eval.Template
+	}{
+		{"to_template", cfg.ToTemplate, &s.toT},
+		{"subject_template", cfg.SubjectTemplate, &s.subjT},
+		{"body_template", cfg.BodyTemplate, &s.bodyT},
+	} {
+		if t.src == "" {
+			continue
+		}
+		if *t.dst, err = eval.CompileTemplate(t.src, eval.EscapeNone, eval.Options{}); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.key, err)
+		}
+	}
+	return s, nil
+}
+
+// Deliver renders the message for ev and sends it. It returns nil once the server
+// has accepted the message (250 after DATA). Errors are *sinks.Error values: SMTP 5xx
+// replies, render failures and invalid rendered addresses are permanent; 4xx replies,
+// connection, TLS and timeout failures are transient.
+func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
+	msg, err := s.render(ev)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, msg)
+}
+
+// render builds the message for ev. It never sends anything.
+func (s *Sink) render(ev *decoder.Event) (*message, error) {
+	env := eval.NewEnv(ev, s.opts.Meta)
+	to := s.to
+	if s.toT != nil {
+		text, err := s.toT.Render(env)
+		if err != nil {
+			return nil, sinks.Permanent("template", fmt.Errorf("render to_template: %w", err))
+		}
+		if checkHeaderValue(text) != nil {
+			return nil, sinks.Permanent("header_injection", errors.New("to_template rendered a line break: refused (header injection)"))
+		}
+		if to, err = parseAddressList(text); err != nil {
+			// The reason is not given: net/mail quotes parts of the input, a row value.
+			return nil, sinks.Permanent("invalid_address", errors.New("to_template did not render a valid address list"))
+		}
+	}
+	subject := s.cfg.Subject
+	if s.subjT != nil {
+		var err error
+		if subject, err = s.subjT.Render(env); err != nil {
+			return nil, sinks.Permanent("template", fmt.Errorf("render subject_template: %w", err))
+		}
+		if checkHeaderValue(subject) != nil {
+			return nil, sinks.Permanent("header_injection", errors.New("subject_template rendered a line break: refused (header injection)"))
+		}
+	}
+	body, err := s.bodyT.Render(env)
+	if err != nil {
+		return nil, sinks.Permanent("template", fmt.Errorf("render body_template: %w", err))
+	}
+	id := ev.ID.String()
+	hs := []header{
+		{name: "Date", value: dateHeader(s.opts.Now())},
+		{name: "From", addresses: []*mail.Address{s.from}},
+		{name: "To", addresses: to},
+	}
+	if s.replyTo != nil {
+		hs = append(hs, header{name: "Reply-To", addresses: s.replyTo})
+	}
+	hs = append(hs,
+		header{name: "Subject", value: strings.TrimSpace(subject)},
+		header{name: "Message-ID", value: messageID(id, s.cfg.ActionID)},
+		header{name: eventHeader, value: id},
+	)
+	data, err := buildMessage(hs, body)
+	if err != nil {
+		return nil, sinks.Permanent("invalid_header", err)
+	}
+	return &message{from: s.from, to: to, data: data}, nil
+}
+
+// send runs one SMTP conversation, bounded by the configured timeout and ctx.
+func (s *Sink) send(ctx context.Context, msg *message) error {
+	deadline := time.Now().Add(s.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return classify(ctx, "dial", err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return classify(ctx, "dial", err)
+	}
+	// Cancelling ctx interrupts any read or write in progress.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if s.cfg.TLS == TLSImplicit {
+		tc := tls.Client(conn, s.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return classify(ctx, "tls handshake", err)
+		}
+		conn = tc
+	}
+	c, err := smtp.NewClient(conn, s.cfg.Host)
+	if err != nil {
+		return classify(ctx, "greeting", err)
+	}
+	defer c.Close()
+	if err := c.Hello(s.cfg.HeloName); err != nil {
+		return classify(ctx, "EHLO", err)
+	}
+	if s.cfg.TLS == TLSStartTLS {
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return sinks.Transient("starttls_unavailable", errors.New("smtp: the server does not offer STARTTLS; nothing was sent (tls: start_tls requires it)"), 0)
+		}
+		if err := c.StartTLS(s.tls); err != nil {
+			return classify(ctx, "STARTTLS", err)
+		}
+	}
+	if s.cfg.Username != "" {
+		if ok, _ := c.Extension("AUTH"); !ok {
+			return sinks.Transient("auth_unavailable", errors.New("smtp: the server does not offer AUTH; nothing was sent"), 0)
+		}
+		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, s.cfg.Host)); err != nil {
+			return classify(ctx, "AUTH", err)
+		}
+	}
+	if err := c.Mail(msg.from.Address); err != nil {
+		return classify(ctx, "MAIL FROM", err)
+	}
+	for _, a := range msg.to {
+		if err := c.Rcpt(a.Address); err != nil {
+			return classify(ctx, "RCPT TO", err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return classify(ctx, "DATA", err)
+	}
+	if _, err := w.Write(msg.data); err != nil {
+		return classify(ctx, "DATA", err)
+	}
+	if err := w.Close(); err != nil { // the server's answer to the message
+		return classify(ctx, "end of DATA", err)
+	}
+	c.Quit() // the message is accepted; a failing QUIT changes nothing
+	return nil
+}
+
+// classify turns an SMTP conversation error into a *sinks.Error.
+func classify(ctx context.Context, step string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(cerr, context.Canceled) {
+			return fmt.Errorf("smtp %s: %w", step, cerr)
+		}
+		return sinks.Transient("timeout", fmt.Errorf("smtp %s: %w", step, cerr), 0)
+	}
+	var reply *textproto.Error
+	if errors.As(err, &reply) {
+		e := fmt.Errorf("smtp %s: server replied %d %s", step, reply.Code, redactReply(reply.Msg))
+		class := "smtp_" + strconv.Itoa(reply.Code)
+		switch {
+		case reply.Code >= 500 && reply.Code < 600:
+			return sinks.Permanent(class, e)
+		case reply.Code >= 400 && reply.Code < 500:
+			return sinks.Transient(class, e, 0)
+		}
+		return sinks.Transient("smtp_protocol", e, 0)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return sinks.Transient("timeout", fmt.Errorf("smtp %s: %w", step, err), 0)
+	}
+	if isTLSError(err) {
+		return sinks.Transient("tls", fmt.Errorf("smtp %s: %w", step, err), 0)
+	}
+	return sinks.Transient("connection", fmt.Errorf("smtp %s: %w", step, err), 0)
+}
+
+// isTLSError reports whether err is a TLS or certificate failure.
+func isTLSError(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		alert    tls.AlertError
+		header   tls.RecordHeaderError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &header) ||
+		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}
+
+// redactReply keeps a server reply's text but hides words holding an "@": replies
+// often echo the recipient, which is a row value.
+func redactReply(msg string) string {
+	words := strings.Fields(msg)
+	for i, w := range words {
+		if strings.Contains(w, "@") {
+			words[i] = "[address]"
+		}
+	}
+	s := strings.Join(words, " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
