@@ -29,6 +29,10 @@ type keyQueue struct {
 	key       string
 	entries   []*entry
 	scheduled bool // in the ready list, being delivered, or waiting for a retry
+	// settled is the highest event id settled from this queue: a replayed copy queued
+	// behind its original is recognised even before the dedup cache has applied the
+	// original's entry (ristretto applies writes asynchronously).
+	settled lsn.Position
 }
 
 // runner delivers the events of one action with a pool of workers.
@@ -210,7 +214,7 @@ func (r *runner) work(ctx context.Context) {
 				r.park(ctx, kq, e)
 				continue
 			}
-			if r.p.opts.Dedup != nil && !r.replaying(e.it.ev) && r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID) {
+			if r.p.opts.Dedup != nil && !r.replaying(e.it.ev) && (r.settledInQueue(kq, e) || r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID)) {
 				r.m.dedupCache.Inc()
 				r.p.debug.setAction(e.dbg, statusDuplicate, e.attempts, nil, 0)
 				r.settle(kq, e)
@@ -332,6 +336,14 @@ func (r *runner) retryLater(kq *keyQueue, d time.Duration) {
 	})
 }
 
+// settledInQueue reports whether an event at or after e's id was settled from kq: e is
+// a replayed copy (events of one key are settled in stream order).
+func (r *runner) settledInQueue(kq *keyQueue, e *entry) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return kq.settled != (lsn.Position{}) && e.it.ev.ID.Compare(kq.settled) <= 0
+}
+
 // settle finishes the head entry of kq for this action and schedules the next one.
 func (r *runner) settle(kq *keyQueue, e *entry) {
 	if !r.wm.Ack(e.ticket) {
@@ -339,6 +351,9 @@ func (r *runner) settle(kq *keyQueue, e *entry) {
 	}
 	r.p.done(e.it)
 	r.mu.Lock()
+	if e.it.ev.ID.Compare(kq.settled) > 0 {
+		kq.settled = e.it.ev.ID
+	}
 	kq.entries[0] = nil
 	kq.entries = kq.entries[1:]
 	if len(kq.entries) > 0 {
