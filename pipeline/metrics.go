@@ -23,7 +23,7 @@ func newPipelineMetrics(set *metrics.Set, p *Pipeline) *pipelineMetrics {
 		processed:       set.GetOrCreateCounter("observer_events_processed_total" + lid),
 		matched:         set.GetOrCreateCounter("observer_events_matched_total" + lid),
 		conditionErrors: set.GetOrCreateCounter("observer_condition_errors_total" + lid),
-		processing:      set.GetOrCreatePrometheusHistogram("observer_event_processing_duration_seconds"),
+		processing:      set.GetOrCreatePrometheusHistogramExt("observer_event_processing_duration_seconds", durationBuckets),
 	}
 }
 
@@ -50,10 +50,15 @@ func newActionMetrics(set *metrics.Set, a *Action) *actionMetrics {
 		dlqWriteErrors:  set.GetOrCreateCounter("observer_dlq_write_errors_total" + t),
 		dedupCheckpoint: set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`),
 		dedupCache:      set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="cache"}`),
-		duration:        set.GetOrCreatePrometheusHistogram("observer_action_duration_seconds" + t),
-		latency:         set.GetOrCreatePrometheusHistogram("observer_delivery_latency_seconds" + t),
+		duration:        set.GetOrCreatePrometheusHistogramExt("observer_action_duration_seconds"+t, durationBuckets),
+		latency:         set.GetOrCreatePrometheusHistogramExt("observer_delivery_latency_seconds"+t, durationBuckets),
 	}
 }
+
+// durationBuckets are the upper bounds of the duration histograms: 0.5 ms doubling up
+// to about 16 s, then 30 s and 60 s — fine enough for local sinks answering in well
+// under a millisecond, wide enough for slow webhooks and retries.
+var durationBuckets = append(metrics.ExponentialBuckets(0.0005, 2, 16), 30, 60)
 
 // label formats one Prometheus label selector.
 func label(name, value string) string {
