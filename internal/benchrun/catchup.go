@@ -99,7 +99,7 @@ func maxRSS(cmd *exec.Cmd) int64 {
 	return 0
 }
 
-// service runs the binary on the slot with a file action and returns when the file
+// service runs the binary on the slot with one file action and returns when the file
 // holds want lines.
 func service(ctx context.Context, srv *pgtest.Server, bin, db, slot, extra string, want int) (result, error) {
 	dir, err := os.MkdirTemp("", "benchrun")
@@ -120,6 +120,13 @@ observers:
     event_type: INSERT
     actions: [{type: file, path: %q}]
 `, srv.DSN(db), slot, extra, out)
+	counter := &lineCounter{paths: []string{out}}
+	return runService(ctx, bin, dir, cfg, func() (int, error) { return counter.count() }, want, nil)
+}
+
+// runService writes cfg into dir, runs the binary on it and returns once delivered
+// reports want; before stopping it calls atEnd (to scrape metrics, say).
+func runService(ctx context.Context, bin, dir, cfg string, delivered func() (int, error), want int, atEnd func()) (result, error) {
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return result{}, err
@@ -131,58 +138,82 @@ observers:
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	lines, err := waitLines(ctx, out, want, done)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	n, err := waitDelivered(ctx, delivered, want, exited)
 	dur := time.Since(start)
+	if err == nil && atEnd != nil {
+		atEnd()
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-exited:
 	case <-time.After(time.Minute):
 		cmd.Process.Kill()
-		<-done
+		<-exited
 	}
 	if err != nil {
-		return result{}, fmt.Errorf("%w (%d of %d lines)\n%s", err, lines, want, log.String())
+		return result{}, fmt.Errorf("%w (%d of %d delivered)\n%s", err, n, want, log.String())
 	}
 	return result{dur: dur, maxRSS: maxRSS(cmd)}, nil
 }
 
-// waitLines reads the file as it grows, counting lines, until want are there.
-func waitLines(ctx context.Context, path string, want int, exited <-chan error) (int, error) {
-	var f *os.File
-	lines := 0
-	buf := make([]byte, 1<<20)
+// waitDelivered polls delivered until it reports want.
+func waitDelivered(ctx context.Context, delivered func() (int, error), want int, exited <-chan error) (int, error) {
 	deadline := time.Now().Add(30 * time.Minute)
+	n := 0
 	for time.Now().Before(deadline) {
-		if f == nil {
-			f, _ = os.Open(path)
+		var err error
+		if n, err = delivered(); err != nil {
+			return n, err
 		}
-		if f != nil {
-			for {
-				n, err := f.Read(buf)
-				lines += bytes.Count(buf[:n], []byte{'\n'})
-				if err == io.EOF || n == 0 {
-					break
-				}
-				if err != nil {
-					return lines, err
-				}
-			}
-			if lines >= want {
-				f.Close()
-				return lines, nil
-			}
+		if n >= want {
+			return n, nil
 		}
 		select {
 		case err := <-exited:
-			return lines, fmt.Errorf("service exited: %v", err)
+			return n, fmt.Errorf("service exited: %v", err)
 		case <-ctx.Done():
-			return lines, ctx.Err()
+			return n, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return lines, fmt.Errorf("timed out")
+	return n, fmt.Errorf("timed out")
+}
+
+// lineCounter counts the lines of files as they grow, reading only what was appended.
+type lineCounter struct {
+	paths []string
+	files []*os.File
+	lines int
+	buf   []byte
+}
+
+func (c *lineCounter) count() (int, error) {
+	if c.files == nil {
+		c.files = make([]*os.File, len(c.paths))
+		c.buf = make([]byte, 1<<20)
+	}
+	for i, p := range c.paths {
+		if c.files[i] == nil {
+			f, err := os.Open(p)
+			if err != nil {
+				continue // not created yet
+			}
+			c.files[i] = f
+		}
+		for {
+			n, err := c.files[i].Read(c.buf)
+			c.lines += bytes.Count(c.buf[:n], []byte{'\n'})
+			if err == io.EOF || n == 0 {
+				break
+			}
+			if err != nil {
+				return c.lines, err
+			}
+		}
+	}
+	return c.lines, nil
 }
 
 // catchUp measures one backlog consumed by pg_recvlogical and by the service.

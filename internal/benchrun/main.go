@@ -3,7 +3,9 @@
 //
 //   - catch-up: a backlog of N rows (transactions of 100 rows) consumed into the file
 //     sink, next to pg_recvlogical consuming the same backlog from its own slot;
-//   - one transaction of N rows, the same way (peak memory must not grow with it).
+//   - one transaction of N rows, the same way (peak memory must not grow with it);
+//   - observers: N events through 10 observers to a local HTTP receiver and to file
+//     actions, with match-to-delivery latency percentiles.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
 // Usage: go run ./internal/benchrun -bin bin/fraiseql-observers [-rows 1000000]
@@ -22,7 +24,7 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
-	only := flag.String("only", "", "run one scenario: catchup or bigtx")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx or observers")
 	flag.Parse()
 	if err := run(*bin, *rows, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -66,6 +68,11 @@ func run(bin string, rows int, only string) error {
 	if only == "" || only == "bigtx" {
 		if err := catchUp(ctx, srv, bin, rows, rows); err != nil {
 			return fmt.Errorf("one big transaction: %w", err)
+		}
+	}
+	if only == "" || only == "observers" {
+		if err := observers(ctx, srv, bin, rows); err != nil {
+			return fmt.Errorf("observers: %w", err)
 		}
 	}
 	return nil

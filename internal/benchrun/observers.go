@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+// observers measures rows events matched against 10 observers (each event matches
+// exactly one, by `n % 10`) and delivered by webhook to a local receiver answering at
+// once, then by file actions; it reports events/s and the match-to-delivery latency
+// percentiles from the service's own histogram.
+func observers(ctx context.Context, srv *pgtest.Server, bin string, rows int) error {
+	fmt.Printf("## %d events through 10 observers\n\n", rows)
+	fmt.Println("| actions | time | events/s | p50 match→delivery | p99 match→delivery | peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, kind := range []string{"webhook", "file"} {
+		if err := observersRun(ctx, srv, bin, rows, kind); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	fmt.Println("\nCompare with the catch-up figure above (one observer, no condition) for the cost of matching.")
+	fmt.Println()
+	return nil
+}
+
+func observersRun(ctx context.Context, srv *pgtest.Server, bin string, rows int, kind string) error {
+	db, err := backlog(ctx, srv, "bench_obs_"+kind, rows, 100, "obs_slot")
+	if err != nil {
+		return err
+	}
+	defer srv.DropDatabase(ctx, db)
+	dir, err := os.MkdirTemp("", "benchrun")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	adminAddr := adminLn.Addr().String()
+	adminLn.Close()
+
+	var received atomic.Int64
+	var delivered func() (int, error)
+	var actions []string
+	switch kind {
+	case "webhook":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			received.Add(1)
+		})}
+		go hs.Serve(ln)
+		defer hs.Close()
+		for i := range 10 {
+			actions = append(actions, fmt.Sprintf(`[{type: webhook, url: "http://%s/hook/%d", allow_private_networks: true}]`, ln.Addr(), i))
+		}
+		delivered = func() (int, error) { return int(received.Load()), nil }
+	case "file":
+		counter := &lineCounter{}
+		for i := range 10 {
+			p := filepath.Join(dir, fmt.Sprintf("out%d.jsonl", i))
+			counter.paths = append(counter.paths, p)
+			actions = append(actions, fmt.Sprintf(`[{type: file, path: %q}]`, p))
+		}
+		delivered = counter.count
+	}
+	var obs strings.Builder
+	for i, a := range actions {
+		fmt.Fprintf(&obs, "  o%d:\n    entity: events\n    event_type: INSERT\n    condition: \"n %% 10 == %d\"\n    actions: %s\n", i, i, a)
+	}
+	cfg := fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: pub, status_interval: 1s}
+checkpoints: {interval: 1s}
+admin: {listen: %q}
+logging: {level: warn}
+observers:
+%s`, srv.DSN(db), adminAddr, obs.String())
+	var p50, p99 float64
+	res, err := runService(ctx, bin, dir, cfg, delivered, rows, func() {
+		p50, p99, err = latency(adminAddr, kind)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| %s (10 actions) | %.1f s | %.0f | %s | %s | %d MiB |\n", kind, res.dur.Seconds(), float64(rows)/res.dur.Seconds(),
+		ms(p50), ms(p99), res.maxRSS/1024)
+	return nil
+}
+
+func ms(s float64) string {
+	if math.IsNaN(s) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f ms", s*1000)
+}
+
+// latency scrapes /metrics and estimates the 50th and 99th percentile of
+// observer_delivery_latency_seconds for the action type, interpolating within
+// buckets as Prometheus's histogram_quantile does.
+func latency(addr, actionType string) (p50, p99 float64, err error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	type bucket struct{ le, count float64 }
+	var buckets []bucket
+	prefix := `observer_delivery_latency_seconds_bucket{action_type="` + actionType + `",le="`
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		rest := line[len(prefix):]
+		q := strings.IndexByte(rest, '"')
+		sp := strings.LastIndexByte(rest, ' ')
+		if q < 0 || sp < 0 {
+			continue
+		}
+		le, _ := strconv.ParseFloat(rest[:q], 64)
+		if rest[:q] == "+Inf" {
+			le = math.Inf(1)
+		}
+		c, _ := strconv.ParseFloat(rest[sp+1:], 64)
+		buckets = append(buckets, bucket{le, c})
+	}
+	sort.Slice(buckets, func(i, j int) bool { return buckets[i].le < buckets[j].le })
+	quantile := func(q float64) float64 {
+		if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+			return math.NaN()
+		}
+		rank := q * buckets[len(buckets)-1].count
+		prevLe, prevCount := 0.0, 0.0
+		for _, b := range buckets {
+			if b.count >= rank {
+				if math.IsInf(b.le, 1) {
+					return prevLe
+				}
+				return prevLe + (b.le-prevLe)*(rank-prevCount)/(b.count-prevCount)
+			}
+			prevLe, prevCount = b.le, b.count
+		}
+		return prevLe
+	}
+	return quantile(0.5), quantile(0.99), sc.Err()
+}
