@@ -12,6 +12,7 @@ type sessionMetrics struct {
 	reconnects   *metrics.Counter
 	events       *metrics.Counter
 	transactions *metrics.Counter
+	poison       *metrics.Counter
 }
 
 func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
@@ -31,5 +32,6 @@ func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
 		reconnects:   set.GetOrCreateCounter("observer_replication_reconnects_total"),
 		events:       set.GetOrCreateCounter("observer_replication_events_received_total"),
 		transactions: set.GetOrCreateCounter("observer_replication_transactions_received_total"),
+		poison:       set.GetOrCreateCounter("observer_undeliverable_changes_total"),
 	}
 }

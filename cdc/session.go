@@ -73,8 +73,10 @@ type Options struct {
 	// cost of WAL kept on the server). Zero means no window.
 	ReplayWindowBytes    uint64
 	ReplayWindowDuration time.Duration
-	Logger               zerolog.Logger
-	Metrics              *metrics.Set
+	// Quarantine stores changes that cannot become events; nil logs and skips them.
+	Quarantine Quarantine
+	Logger     zerolog.Logger
+	Metrics    *metrics.Set
 }
 
 // Session streams one slot. Create it with New and run it with Run.

@@ -204,7 +204,7 @@ func (st *streamState) handle(ctx context.Context, msg pgproto3.BackendMessage) 
 			if uint64(xld.ServerWALEnd) > st.s.serverWALEnd.Load() {
 				st.s.serverWALEnd.Store(uint64(xld.ServerWALEnd))
 			}
-			return st.decode(lsn.LSN(xld.WALStart), xld.WALData)
+			return st.decode(ctx, lsn.LSN(xld.WALStart), xld.WALData)
 		default:
 			return fmt.Errorf("unexpected CopyData message type %q", msg.Data[0])
 		}
@@ -223,11 +223,17 @@ func (st *streamState) handle(ctx context.Context, msg pgproto3.BackendMessage) 
 // decode turns one pgoutput message into events, tickets them in stream order and
 // batches them for the consumer. data aliases the connection's read buffer; the
 // decoder copies every byte it keeps.
-func (st *streamState) decode(walStart lsn.LSN, data []byte) error {
+func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte) error {
 	s := st.s
 	n := len(st.batch)
 	evs, kind, err := st.dec.Decode(walStart, data, st.batch)
 	if err != nil {
+		if p, ok := poisonOf(err); ok {
+			// One change that cannot become an event (too large, invalid text): it is
+			// parked before the stream goes on, so its transaction is never confirmed
+			// without it being recorded somewhere.
+			return s.quarantine(ctx, p)
+		}
 		return fmt.Errorf("decode message at %s: %w", walStart, err)
 	}
 	// Drop changes of our own tables, then ticket the rest: each event's ticket carries

@@ -18,6 +18,10 @@ type Deliverer func(ctx context.Context, it Item, ev *decoder.Event) error
 // ErrNotPending is returned when retrying an item that was already delivered.
 var ErrNotPending = errors.New("the item is not pending (already delivered)")
 
+// ErrUndecodable is returned by Retry for an item recording a change that could not
+// be decoded into an event (action "*"): there is nothing to deliver.
+var ErrUndecodable = errors.New("the item has no event to deliver")
+
 // ErrBusy is returned when another process is retrying the same item.
 var ErrBusy = errors.New("another process is retrying this item right now")
 
@@ -59,6 +63,11 @@ func (s *Store) Retry(ctx context.Context, id int64, deliver Deliverer) (Item, e
 		return it, fmt.Errorf("retry DLQ item %d: %w", id, err)
 	case it.Status != StatusPending:
 		return it, fmt.Errorf("DLQ item %d: %w", id, ErrNotPending)
+	}
+	if it.Action == "*" {
+		return it, fmt.Errorf("DLQ item %d records a change that could not be decoded (%s: %s); it has no action to retry. "+
+			"Fix the cause (raise source.max_event_bytes, fix the data), replay from its position, then remove the item: %w",
+			id, it.ErrorClass, it.Error, ErrUndecodable)
 	}
 	ev, err := decoder.ParseEvent(it.Event)
 	if err != nil {

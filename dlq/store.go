@@ -14,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgschema"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -153,4 +155,34 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// PutUndeliverable stores a change that could not be turned into an event (too large,
+// invalid text): it has no action, so it is recorded with observer "" and action "*",
+// action type "decode" and an event holding only its position, table and reason. It
+// cannot be retried from the DLQ; the row documents what was skipped and why.
+func (s *Store) PutUndeliverable(ctx context.Context, id lsn.Position, at lsn.LSN, schema, table, reason string, cause error) error {
+	b := []byte(`{"id":"`)
+	b = id.AppendText(b)
+	b = append(b, `","lsn":"`...)
+	b = at.AppendText(b)
+	b = append(b, `","commit_lsn":"`...)
+	b = id.Commit.AppendText(b)
+	b = append(b, `","schema":`...)
+	b = decoder.AppendJSONString(b, schema)
+	b = append(b, `,"table":`...)
+	b = decoder.AppendJSONString(b, table)
+	b = append(b, `,"undeliverable":`...)
+	b = decoder.AppendJSONString(b, reason)
+	b = append(b, '}')
+	_, err := s.pool.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %s (slot_name, event_id, commit_lsn, ordinal, schema_name, table_name, op, observer, action, action_type,
+                error, error_class, attempts, first_attempt_at, last_attempt_at, event)
+VALUES ($1, $2, $3::pg_lsn, $4, $5, $6, 'UNKNOWN', '', '*', 'decode', $7, $8, 0, now(), now(), $9::json)
+ON CONFLICT (slot_name, action, event_id) DO NOTHING`, s.Table()),
+		s.opts.Slot, id.String(), id.Commit.String(), int64(id.Ord), schema, table, cause.Error(), reason, string(b))
+	if err != nil {
+		return fmt.Errorf("store undeliverable change: %w", err)
+	}
+	return nil
 }

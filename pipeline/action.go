@@ -281,6 +281,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		ev := r.p.log.Error()
 		if r.a.OnFailure == FailureAlert {
 			ev = ev.Bool("alert", true)
+			r.m.alerts.Inc()
 		}
 		ev.Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Str("table", e.it.ev.Schema+"."+e.it.ev.Table).
 			Int("attempts", e.attempts).Err(err).Msg("action failed for good; event dropped by on_failure policy")

@@ -34,6 +34,7 @@ type actionMetrics struct {
 	retries         *metrics.Counter
 	dlq             *metrics.Counter
 	dlqWriteErrors  *metrics.Counter
+	alerts          *metrics.Counter
 	dedupCheckpoint *metrics.Counter
 	dedupCache      *metrics.Counter
 	duration        *metrics.PrometheusHistogram
@@ -48,6 +49,7 @@ func newActionMetrics(set *metrics.Set, a *Action) *actionMetrics {
 		retries:         set.GetOrCreateCounter("observer_action_retries_total" + t),
 		dlq:             set.GetOrCreateCounter("observer_dlq_writes_total" + t),
 		dlqWriteErrors:  set.GetOrCreateCounter("observer_dlq_write_errors_total" + t),
+		alerts:          set.GetOrCreateCounter("observer_failure_alerts_total" + t),
 		dedupCheckpoint: set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`),
 		dedupCache:      set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="cache"}`),
 		duration:        set.GetOrCreatePrometheusHistogramExt("observer_action_duration_seconds"+t, durationBuckets),

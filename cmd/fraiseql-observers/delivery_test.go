@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,5 +447,34 @@ observers:
 	}
 	if !strings.Contains(p.output(), "action failed for good") {
 		t.Fatalf("the failure was not logged:\n%s", p.output())
+	}
+}
+
+// TestOversizedChangeGoesToTheDLQ: a change larger than source.max_event_bytes is
+// parked in the DLQ with its position and table (no values), the stream goes on, and
+// `dlq retry` explains that it cannot be retried.
+func TestOversizedChangeGoesToTheDLQ(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, doc text); CREATE PUBLICATION obs_pub FOR TABLE t`)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg := writeConfig(t, strings.Replace(baseConfig(db, out, ""), "  status_interval: 1s", "  status_interval: 1s\n  max_event_bytes: 4KiB", 1))
+	p := startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
+	db.Exec(`INSERT INTO t VALUES (1, 1, 'small')`)
+	db.Exec(`INSERT INTO t VALUES (2, 1, repeat('x', 20000))`)
+	db.Exec(`INSERT INTO t VALUES (3, 1, 'small')`)
+	waitFor(t, 30*time.Second, "the two small rows", func() bool { return len(readEvents(t, out)) == 2 })
+	row := pgtest.QueryValue[string](db, `SELECT concat_ws('|', action, action_type, error_class, table_name) FROM observer_dlq`)
+	if row != "*|decode|too_large|t" {
+		t.Fatalf("unexpected DLQ row %q", row)
+	}
+	if ev := pgtest.QueryValue[string](db, `SELECT event::text FROM observer_dlq`); strings.Contains(ev, "xxxx") {
+		t.Fatalf("the parked change carries its values: %.200s", ev)
+	}
+	p.stop()
+	id := pgtest.QueryValue[int64](db, `SELECT id FROM observer_dlq`)
+	r := cli(t, nil, "dlq", "retry", strconv.FormatInt(id, 10), "--config", cfg)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "could not be decoded") {
+		t.Fatalf("dlq retry of an undecodable change: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -201,6 +201,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		StartLSN:             opts.startLSN,
 		ReplayWindowBytes:    uint64(cfg.ReplayWindow.Bytes),
 		ReplayWindowDuration: cfg.ReplayWindow.Duration,
+		Quarantine:           s.quarantine(),
 		Logger:               log,
 		Metrics:              s.set,
 	}, s.wm, s.pipe, confirm)
@@ -208,6 +209,22 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		return err
 	}
 	return s.buildOperator(ctx)
+}
+
+// quarantine parks changes that cannot become events in the DLQ table.
+type quarantine struct{ s *dlq.Store }
+
+func (q quarantine) Quarantine(ctx context.Context, p cdc.Poison) error {
+	return q.s.PutUndeliverable(ctx, p.ID, p.LSN, p.Schema, p.Table, p.Reason, p.Err)
+}
+
+// quarantine returns where changes that cannot become events go: the DLQ, or nowhere
+// (logged and skipped) when it is disabled.
+func (s *service) quarantine() cdc.Quarantine {
+	if s.dlq == nil {
+		return nil
+	}
+	return quarantine{s.dlq}
 }
 
 // preflightDB turns a failure to reach the state tables into a preflight error.

@@ -109,7 +109,7 @@ type failoverDoc struct {
 }
 
 const failoverNote = "failover.enabled is set, but hot-standby failover is not implemented in this version: " +
-	"run one instance per slot (a second one waits until the slot is free)"
+	"run one instance per slot (a second one stops at preflight while the slot is in use)"
 
 // tableExists reports whether schema.name exists.
 func tableExists(ctx context.Context, pool *pgxpool.Pool, schema, name string) (bool, error) {
