@@ -13,6 +13,7 @@ type sessionMetrics struct {
 	events       *metrics.Counter
 	transactions *metrics.Counter
 	poison       *metrics.Counter
+	heartbeats   *metrics.Counter
 }
 
 func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
@@ -33,5 +34,6 @@ func newSessionMetrics(set *metrics.Set, s *Session) *sessionMetrics {
 		events:       set.GetOrCreateCounter("observer_replication_events_received_total"),
 		transactions: set.GetOrCreateCounter("observer_replication_transactions_received_total"),
 		poison:       set.GetOrCreateCounter("observer_undeliverable_changes_total"),
+		heartbeats:   set.GetOrCreateCounter("observer_heartbeats_received_total"),
 	}
 }

@@ -246,6 +246,11 @@ func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte
 		pos := ev.ID.Commit
 		if ev.Op == decoder.OpMessage && ev.Message != nil && !ev.Message.Transactional {
 			pos = ev.LSN + 1 // confirming past a non-transactional message skips it
+			if ev.Message.Prefix == HeartbeatPrefix {
+				s.wm.Ack(s.wm.Dispatch(pos)) // our own heartbeat: nothing to deliver
+				s.m.heartbeats.Inc()
+				continue
+			}
 		}
 		ev.Seq = s.wm.Dispatch(pos)
 		kept = append(kept, ev)

@@ -130,3 +130,33 @@ func queryDSN[T any](t *testing.T, dsn, sql string) T {
 	}
 	return v
 }
+
+// TestHeartbeats: heartbeat messages go through the stream, are acknowledged by the
+// session (the slot confirms past them) and are never delivered as events, not even to
+// an observer of every message.
+func TestHeartbeats(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE idle (id bigint PRIMARY KEY); CREATE PUBLICATION obs_pub FOR TABLE idle`)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s, heartbeat_interval: 200ms}
+checkpoints: {interval: 200ms}
+admin: {listen: %q}
+observers:
+  messages:
+    event_type: CUSTOM
+    message_prefix: fraiseql-observers.heartbeat
+    actions: [{type: file, path: %q}]
+`, db.DSN(), addr, out))
+	p := startAndWait(t, cfg, addr)
+	start := confirmedFlush(t, db, "obs_slot")
+	waitFor(t, 30*time.Second, "heartbeats", func() bool {
+		return metric(t, scrape(t, addr, ""), "observer_heartbeats_received_total") >= 5
+	})
+	waitFor(t, 30*time.Second, "the slot to confirm past them", func() bool { return confirmedFlush(t, db, "obs_slot") > start })
+	p.stop()
+	if n := len(readEvents(t, out)); n != 0 {
+		t.Fatalf("heartbeats were delivered as events: %d", n)
+	}
+}

@@ -268,6 +268,8 @@ func (s *service) run(ctx context.Context) error {
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- s.sess.Run(sctx) }()
 	stopOps := s.runOperator(base)
+	hbDone := make(chan error, 1)
+	go func() { hbDone <- s.sess.Heartbeat(sctx, s.cfg.Source.HeartbeatInterval) }()
 
 	var runErr error
 	sessExited := false
@@ -298,6 +300,7 @@ func (s *service) run(ctx context.Context) error {
 		fcancel()
 	}
 	scancel()
+	<-hbDone
 	if !sessExited {
 		if err := <-sessDone; err != nil && runErr == nil {
 			runErr = err
