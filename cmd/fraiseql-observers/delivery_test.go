@@ -478,3 +478,46 @@ func TestOversizedChangeGoesToTheDLQ(t *testing.T) {
 		t.Fatalf("dlq retry of an undecodable change: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestShutdownDrainBound: on SIGTERM with a delivery that never finishes, the service
+// waits pipeline.shutdown_timeout for in-flight deliveries, then cancels them and exits;
+// the stuck event is not confirmed and is delivered after a restart.
+func TestShutdownDrainBound(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); CREATE PUBLICATION obs_pub FOR TABLE t`)
+	rec := newReceiver(t)
+	hang := make(chan struct{})
+	var hung sync.Map
+	rec.delay = func() time.Duration {
+		if _, ok := hung.Load("off"); !ok {
+			<-hang
+		}
+		return 0
+	}
+	defer close(hang)
+	cfg := writeConfig(t, hookConfig(db, rec.srv.URL, "INSERT", "pipeline: {shutdown_timeout: 2s}"))
+	p := startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
+	before, _ := lsn.Parse(pgtest.QueryValue[string](db, `SELECT pg_current_wal_lsn()::text`))
+	db.Exec(`INSERT INTO t VALUES (1, 1)`)
+	waitFor(t, 30*time.Second, "the delivery to start", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.attempts[1]) == 1
+	})
+	start := time.Now()
+	p.stop()
+	if took := time.Since(start); took > 2*time.Second+20*time.Second {
+		t.Fatalf("shutdown took %v with shutdown_timeout 2s", took)
+	}
+	if !strings.Contains(p.output(), "drain deadline passed") {
+		t.Fatalf("no report of the cancelled delivery:\n%s", p.output())
+	}
+	if c := confirmedFlush(t, db, "obs_slot"); c > before {
+		t.Fatalf("confirmed_flush_lsn %s passed the undelivered event (its transaction began after %s)", c, before)
+	}
+	hung.Store("off", true)
+	p = startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the event after the restart", func() bool { return rec.delivered() == 1 })
+	p.stop()
+}
