@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,7 +67,8 @@ func runStart(ctx context.Context, f startFlags) error {
 			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn: %w", err)}
 		}
 	}
-	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).Msg("starting")
+	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).
+		Int64("memory_limit", memoryLimit(cfg)).Msg("starting")
 	svc, err := buildService(ctx, cfg, log, serviceOptions{startLSN: startLSN})
 	if err != nil {
 		return err
@@ -99,4 +101,21 @@ func newLogger(c configs.Logging) (zerolog.Logger, error) {
 		return zerolog.Logger{}, errors.New("logging.format must be json or console")
 	}
 	return log.Level(level).With().Timestamp().Logger(), nil
+}
+
+// memoryLimit sets the Go runtime's soft memory limit from the configured budgets
+// (events in flight and the row cache, each counted twice for the garbage collector's
+// headroom, plus a fixed allowance), unless GOMEMLIMIT is set; it returns the limit.
+// The budgets already bound the live data; the limit keeps the heap from growing to
+// twice that between collections.
+func memoryLimit(cfg *configs.Config) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	limit := 2*int64(cfg.Pipeline.MaxInFlightBytes) + 128<<20
+	if cfg.Caching.Enabled {
+		limit += 2 * int64(cfg.Caching.MaxBytes)
+	}
+	debug.SetMemoryLimit(limit)
+	return limit
 }
