@@ -74,10 +74,22 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	slot_name   text        PRIMARY KEY,
 	epoch       bigint      NOT NULL,
 	listener_id text        NOT NULL,
-	acquired_at timestamptz NOT NULL DEFAULT now()
+	acquired_at timestamptz NOT NULL DEFAULT now(),
+	expires_at  timestamptz
 );`, s.table("observer_checkpoints"), s.table("observer_epochs"))
 	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{"observer_checkpoints", "observer_epochs"}, sql); err != nil {
 		return fmt.Errorf("create checkpoint tables: %w", err)
+	}
+	// Tables created by an earlier version lack the lease column.
+	var hasExpiry bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'expires_at' AND NOT attisdropped)`,
+		s.table("observer_epochs")).Scan(&hasExpiry); err != nil {
+		return fmt.Errorf("inspect %s: %w", s.table("observer_epochs"), err)
+	}
+	if !hasExpiry {
+		if _, err := s.pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS expires_at timestamptz`, s.table("observer_epochs"))); err != nil {
+			return fmt.Errorf("add the lease column to %s: %w", s.table("observer_epochs"), err)
+		}
 	}
 	return nil
 }

@@ -70,6 +70,9 @@ func (l *loader) validate() {
 	if f.Enabled && !l.d.has(&c.ListenerID) {
 		l.warnf(sec("failover"), "failover is enabled but listener_id is not set: give every instance its own listener_id")
 	}
+	if f.Enabled && !c.Checkpoints.Enabled {
+		l.errorf(at(&f.Enabled, "failover"), "failover.enabled: needs checkpoints.enabled: the lease lives with the checkpoints, and a standby resumes from them")
+	}
 
 	if !c.ReplayWindow.IsZero() && !c.Checkpoints.Enabled {
 		l.errorf(at(&c.ReplayWindow, "replay_window"), "replay_window: needs checkpoints.enabled: without checkpoints every restart would deliver the whole window again")

@@ -23,6 +23,7 @@ import (
 // Listener states.
 const (
 	StateStarting     = "starting"     // building, preflight, connecting for the first time
+	StateStandby      = "standby"      // failover: waiting for the slot's lease held by another instance
 	StateStreaming    = "streaming"    // the replication connection is up
 	StateReconnecting = "reconnecting" // the connection was lost; retrying with backoff
 	StateDraining     = "draining"     // shutting down: reading stopped, in-flight events settling
@@ -56,7 +57,8 @@ type Listener struct {
 	StartedAt           time.Time `json:"started_at"`
 	LastHeartbeat       time.Time `json:"last_heartbeat"`
 	HeartbeatAgeSeconds float64   `json:"heartbeat_age_seconds"`
-	// Healthy: streaming, and the last heartbeat is younger than three intervals.
+	// Healthy: streaming (or a standby waiting for the lease), and the last heartbeat
+	// is younger than three intervals.
 	Healthy bool `json:"healthy"`
 }
 
@@ -123,7 +125,7 @@ func (s *Store) List(ctx context.Context) ([]Listener, error) {
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
 SELECT listener_id, host, pid, version, state, streaming, epoch, started_at, last_heartbeat,
        extract(epoch FROM now() - last_heartbeat)::float8,
-       state = 'streaming' AND streaming AND now() - last_heartbeat <= 3 * heartbeat_interval
+       ((state = 'streaming' AND streaming) OR state = 'standby') AND now() - last_heartbeat <= 3 * heartbeat_interval
 FROM %s WHERE slot_name = $1 ORDER BY streaming DESC, epoch DESC, listener_id`, s.Table()), s.slot)
 	if err != nil {
 		return nil, fmt.Errorf("read listener registry: %w", err)
@@ -143,7 +145,7 @@ FROM %s WHERE slot_name = $1 ORDER BY streaming DESC, epoch DESC, listener_id`, 
 
 // Leader returns the instance that streams the slot — the healthy streaming one with
 // the newest epoch — or "" when none does, and how many of the registered instances
-// are healthy.
+// are healthy (standbys included).
 func Leader(ls []Listener) (leader string, healthy, total int) {
 	var best *Listener
 	for i := range ls {
@@ -152,7 +154,7 @@ func Leader(ls []Listener) (leader string, healthy, total int) {
 			continue
 		}
 		healthy++
-		if best == nil || l.Epoch > best.Epoch {
+		if l.Streaming && (best == nil || l.Epoch > best.Epoch) {
 			best = l
 		}
 	}

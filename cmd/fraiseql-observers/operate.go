@@ -51,9 +51,6 @@ func (s *service) buildOperator(ctx context.Context) error {
 		Logger: s.log, Metrics: s.set})
 	op.mon = cdc.NewMonitor(cdc.MonitorOptions{DB: s.pool, Slot: cfg.Source.Slot, Settled: s.sess.Settled,
 		Interval: s.opsInterval(), Logger: s.log, Metrics: s.set})
-	if cfg.Failover.Enabled {
-		s.log.Warn().Msg(failoverNote)
-	}
 	if cfg.Admin.Listen == "" {
 		return nil
 	}

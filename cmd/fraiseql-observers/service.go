@@ -36,6 +36,7 @@ type service struct {
 	writer *checkpoint.Writer // nil when checkpoints are disabled
 	dedup  *pipeline.Dedup
 	rows   *pipeline.RowCache // nil when caching is disabled
+	lease  *checkpoint.Store  // the slot's lease we hold (failover), else nil
 	dlq    *dlq.Store
 	ops    operator
 }
@@ -110,7 +111,12 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		if err = cps.Migrate(ctx); err != nil {
 			return preflightDB(err)
 		}
-		if s.ops.epoch, err = cps.AcquireEpoch(ctx); err != nil {
+		if cfg.Failover.Enabled {
+			if err = s.waitForLease(ctx, cps); err != nil {
+				return err
+			}
+			s.lease = cps
+		} else if s.ops.epoch, err = cps.AcquireEpoch(ctx); err != nil {
 			return err
 		}
 		if loaded, err = cps.Load(ctx); err != nil {
@@ -270,6 +276,10 @@ func (s *service) run(ctx context.Context) error {
 	stopOps := s.runOperator(base)
 	hbDone := make(chan error, 1)
 	go func() { hbDone <- s.sess.Heartbeat(sctx, s.cfg.Source.HeartbeatInterval) }()
+	leaseLost := make(chan error, 1)
+	if s.lease != nil {
+		go s.renewLease(wctx, s.lease, leaseLost)
+	}
 
 	var runErr error
 	sessExited := false
@@ -279,6 +289,8 @@ func (s *service) run(ctx context.Context) error {
 	case runErr = <-sessDone:
 		sessExited = true
 	case runErr = <-writerDone:
+	case runErr = <-leaseLost:
+		s.log.Error().Err(runErr).Msg("lost the slot's lease: stepping down")
 	}
 
 	s.setDraining(base)
@@ -307,6 +319,14 @@ func (s *service) run(ctx context.Context) error {
 		}
 	}
 	stopOps()
+	if s.lease != nil && !errors.Is(runErr, checkpoint.ErrFenced) {
+		// A clean stop hands the slot over at once instead of after the lease expires.
+		rctx, rcancel := context.WithTimeout(base, 5*time.Second)
+		if err := s.lease.ReleaseLease(rctx); err != nil {
+			s.log.Warn().Err(err).Msg("could not release the slot's lease; a standby takes over when it expires")
+		}
+		rcancel()
+	}
 	s.setStopped(base)
 	return errors.Join(runErr, pipeErr)
 }

@@ -70,6 +70,10 @@ func runStart(ctx context.Context, f startFlags) error {
 	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).
 		Int64("memory_limit", memoryLimit(cfg)).Msg("starting")
 	svc, err := buildService(ctx, cfg, log, serviceOptions{startLSN: startLSN})
+	if errors.Is(err, errStoppedAsStandby) {
+		log.Info().Msg("stopped while standing by")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

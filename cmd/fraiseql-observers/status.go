@@ -126,8 +126,13 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	} else {
 		fmt.Fprintf(w, "DLQ: disabled (%d pending items)\n", doc.DLQ.Pending)
 	}
-	if doc.Failover.Note != "" {
-		fmt.Fprintln(w, "Failover:", doc.Failover.Note)
+	if f := doc.Failover; f.Enabled {
+		if f.LeaseHolder != "" && f.LeaseExpires != nil {
+			fmt.Fprintf(w, "Failover: lease held by %s (epoch %d) until %s (lease %s)\n", f.LeaseHolder, f.LeaseEpoch,
+				f.LeaseExpires.UTC().Format(time.RFC3339), f.LeaseDuration)
+		} else {
+			fmt.Fprintf(w, "Failover: enabled, no lease taken yet (lease %s)\n", f.LeaseDuration)
+		}
 	}
 	if detailed {
 		printDetails(w, doc)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,13 +104,13 @@ type replayWindowDoc struct {
 }
 
 type failoverDoc struct {
-	Enabled   bool   `json:"enabled"`
-	Supported bool   `json:"supported"`
-	Note      string `json:"note,omitempty"`
+	Enabled bool `json:"enabled"`
+	// The slot's lease (observer_epochs): who holds it, its fencing epoch and expiry.
+	LeaseHolder   string     `json:"lease_holder,omitempty"`
+	LeaseEpoch    int64      `json:"lease_epoch,omitempty"`
+	LeaseExpires  *time.Time `json:"lease_expires,omitempty"`
+	LeaseDuration string     `json:"lease_duration,omitempty"`
 }
-
-const failoverNote = "failover.enabled is set, but hot-standby failover is not implemented in this version: " +
-	"run one instance per slot (a second one stops at preflight while the slot is in use)"
 
 // tableExists reports whether schema.name exists.
 func tableExists(ctx context.Context, pool *pgxpool.Pool, schema, name string) (bool, error) {
@@ -139,10 +140,18 @@ func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) 
 		Listeners: []registry.Listener{}, Checkpoints: []checkpointDoc{},
 		Replay:   replayWindowDoc{Configured: cfg.ReplayWindow.String()},
 		Failover: failoverDoc{Enabled: cfg.Failover.Enabled}}
-	if cfg.Failover.Enabled {
-		doc.Failover.Note = failoverNote
-	}
 	schema := cfg.State.Schema
+	if cfg.Failover.Enabled {
+		doc.Failover.LeaseDuration = cfg.Failover.LeaseDuration.String()
+		if ok, err := tableExists(ctx, pool, schema, "observer_epochs"); err == nil && ok {
+			err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT listener_id, epoch, expires_at FROM %s WHERE slot_name = $1`,
+				pgx.Identifier{schema, "observer_epochs"}.Sanitize()), cfg.Source.Slot).
+				Scan(&doc.Failover.LeaseHolder, &doc.Failover.LeaseEpoch, &doc.Failover.LeaseExpires)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return doc, fmt.Errorf("read the slot's lease: %w", err)
+			}
+		}
+	}
 	if ok, err := tableExists(ctx, pool, schema, "observer_listeners"); err != nil {
 		return doc, fmt.Errorf("read listener registry: %w", err)
 	} else if ok {

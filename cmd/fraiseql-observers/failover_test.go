@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+// failoverConfig is a configuration for one of several instances sharing a slot.
+func failoverConfig(db *pgtest.DB, listener, addr, out string) string {
+	return fmt.Sprintf(`
+listener_id: %s
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s,
+         reconnect: {initial_delay: 100ms, max_delay: 1s}}
+checkpoints: {interval: 200ms}
+failover: {enabled: true, lease_duration: 3s, renew_interval: 500ms}
+admin: {listen: %q}
+observers:
+  all:
+    entity: t
+    event_type: INSERT
+    actions: [{type: file, name: out, path: %q}]
+`, listener, db.DSN(), addr, out)
+}
+
+// TestFailover runs two instances on one slot: one leads, the other stands by and
+// `status` shows both healthy. Killing the leader hands the slot to the standby, which
+// goes on from the checkpoints; pausing a leader past its lease hands it over too, and
+// the old leader steps down (exit code 5) when it wakes up. No row is lost.
+func TestFailover(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION obs_pub FOR TABLE t`)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	addrA, addrB, addrC := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgA := writeConfig(t, failoverConfig(db, "node-a", addrA, out))
+	cfgB := writeConfig(t, failoverConfig(db, "node-b", addrB, out))
+	cfgC := writeConfig(t, failoverConfig(db, "node-c", addrC, out))
+
+	a := startAndWait(t, cfgA, addrA)
+	b := startService(t, nil, "start", "--config", cfgB)
+	waitFor(t, 30*time.Second, "node-b to stand by", func() bool { return strings.Contains(b.output(), "standing by") })
+	waitFor(t, 30*time.Second, "both instances healthy", func() bool {
+		r := cli(t, nil, "status", "--config", cfgA)
+		return strings.Contains(r.stdout, "Leader: node-a (2/2 healthy)")
+	})
+	insert := func(from, to int) {
+		for i := from; i <= to; i++ {
+			db.Exec(`INSERT INTO t VALUES ($1)`, i)
+		}
+	}
+	insert(1, 50)
+	waitFor(t, 30*time.Second, "the first rows", func() bool { return len(idsInFile(t, out, -1)) == 50 })
+
+	// The leader dies: the standby takes the lease once it expires and goes on.
+	a.kill()
+	insert(51, 100)
+	waitFor(t, 60*time.Second, "node-b to take over", func() bool { return httpStatus(addrB, "/readyz") == 200 })
+	waitFor(t, 60*time.Second, "every row after the failover", func() bool { return len(idsInFile(t, out, -1)) == 100 })
+	if b.exited() {
+		t.Fatalf("node-b exited:\n%s", b.output())
+	}
+
+	// A new standby; then the leader is paused past its lease: the standby takes over,
+	// and the paused one, once resumed, finds itself fenced and steps down.
+	c := startService(t, nil, "start", "--config", cfgC)
+	waitFor(t, 30*time.Second, "node-c to stand by", func() bool { return strings.Contains(c.output(), "standing by") })
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	insert(101, 150)
+	waitFor(t, 60*time.Second, "node-c to take over from the paused leader", func() bool { return httpStatus(addrC, "/readyz") == 200 })
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	if code := b.wait(60 * time.Second); code != exitFenced {
+		t.Fatalf("the resumed ex-leader exited with %d; want %d (fenced)\n%s", code, exitFenced, b.output())
+	}
+	waitFor(t, 60*time.Second, "every row", func() bool { return len(idsInFile(t, out, -1)) == 150 })
+	waitFor(t, 30*time.Second, "status to show node-c leading", func() bool {
+		out := cli(t, nil, "status", "--config", cfgC).stdout
+		return strings.Contains(out, "Leader: node-c") && strings.Contains(out, "Failover: lease held by node-c")
+	})
+	if code := c.stop(); code != 0 {
+		t.Fatalf("unexpected exit code %d", code)
+	}
+}
