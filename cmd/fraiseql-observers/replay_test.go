@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,10 @@ func TestReplayFromLSN(t *testing.T) {
 	insertEach(t, db, 1, n)
 	waitFor(t, 2*time.Minute, "1000 events", func() bool { return len(readEvents(t, out)) >= n })
 	first := readEvents(t, out)
+	// Rows are delivered concurrently: order the file by commit to find the 500th event.
+	sort.Slice(first, func(i, j int) bool {
+		return mustPosition(t, first[i].ID).Compare(mustPosition(t, first[j].ID)) < 0
+	})
 	mid := first[n/2-1] // the 500th event
 	from, err := lsn.Parse(mid.CommitLSN)
 	if err != nil {
@@ -149,4 +154,13 @@ func mustLSN(t *testing.T, s string) lsn.LSN {
 		t.Fatal(err)
 	}
 	return l
+}
+
+func mustPosition(t *testing.T, s string) lsn.Position {
+	t.Helper()
+	p, err := lsn.ParsePosition(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
