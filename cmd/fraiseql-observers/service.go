@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
@@ -69,6 +72,28 @@ func connConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
 	return cc, nil
 }
 
+// unverifiedTLS reports a source connection to a host other than loopback or a unix
+// socket whose TLS is off or does not verify the server's certificate and name.
+func unverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
+	hosts := []*pgconn.FallbackConfig{{Host: cc.Host, TLSConfig: cc.TLSConfig}}
+	hosts = append(hosts, cc.Fallbacks...)
+	for _, h := range hosts {
+		if strings.HasPrefix(h.Host, "/") || h.Host == "localhost" {
+			continue
+		}
+		if ip := net.ParseIP(h.Host); ip != nil && ip.IsLoopback() {
+			continue
+		}
+		switch {
+		case h.TLSConfig == nil:
+			return h.Host, "not encrypted (sslmode disable, allow or prefer)"
+		case h.TLSConfig.InsecureSkipVerify:
+			return h.Host, "encrypted but the server's identity is not fully verified (sslmode prefer, require or verify-ca)"
+		}
+	}
+	return "", ""
+}
+
 func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (*service, error) {
 	s := &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs)}
 	if err := s.build(ctx, opts); err != nil {
@@ -88,6 +113,9 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	cc, err := connConfig(cfg)
 	if err != nil {
 		return err
+	}
+	if host, why := unverifiedTLS(cc); why != "" {
+		log.Warn().Str("host", host).Msg("the source connection is " + why + ": use sslmode=verify-full with sslrootcert for a database reached over a network")
 	}
 	pcfg, err := pgxpool.ParseConfig("")
 	if err != nil {
