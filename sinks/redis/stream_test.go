@@ -2,7 +2,6 @@ package redis
 
 import (
 	"errors"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,20 +212,19 @@ func TestStreamConfig(t *testing.T) {
 // TestTLS: rediss:// verifies the server's certificate: with the test CA as ca_file
 // the sink appends; with the system roots every attempt fails as a transient tls error.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	sinktest.WriteCerts(t, dir)
+	certs := sinktest.NewCerts(t)
 	port := sinktest.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	sinktest.StartProcess(t, addr, "redis-server", "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
-		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no", "--save", "", "--dir", dir)
+		"--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile,
+		"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no", "--save", "", "--dir", t.TempDir())
 	evs := sinktest.Events(10, 10)
 
 	bad := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr}, Stream: "cdc"})
 	if err := bad.Deliver(ctxT(t), evs[0]); sinks.Class(err) != "tls" || !pipeline.Retryable(err) {
 		t.Fatalf("unexpected error without the CA; got %v (class %s); want a transient tls error", err, sinks.Class(err))
 	}
-	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr, CAFile: filepath.Join(dir, "ca.pem")}, Stream: "cdc"})
+	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr, CAFile: certs.CAFile}, Stream: "cdc"})
 	noDLQ(t, sinktest.Run(t, good, evs, sinktest.RunOptions{BatchSize: 5}))
 	rc := goredis.NewClient(&goredis.Options{Addr: addr, TLSConfig: good.client.Options().TLSConfig})
 	defer rc.Close()
