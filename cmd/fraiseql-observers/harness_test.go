@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -212,27 +211,15 @@ func slotActive(db *pgtest.DB, slot string) bool {
 	return active
 }
 
-// baseConfig returns a configuration for db with a file action writing to out.
+// baseConfig returns a configuration for db, without an admin endpoint, with a file
+// action writing to out.
 func baseConfig(db *pgtest.DB, out string, extra string) string {
-	return fmt.Sprintf(`
-source:
-  dsn: %q
-  slot: obs_slot
-  publication: obs_pub
-  manage_slot: true
-  status_interval: 1s
-  reconnect: {initial_delay: 100ms, max_delay: 2s}
-checkpoints: {enabled: true, interval: 200ms}
-admin: {listen: ""}
-logging: {level: debug}
-%s
-observers:
-  everything:
+	return opsConfig(db, "", "", extra, fmt.Sprintf(`  everything:
     entity: "*"
     event_type: [INSERT, UPDATE, DELETE, TRUNCATE]
     actions:
       - type: file
         name: out
         path: %q
-`, db.DSN(), strings.TrimSpace(extra), out)
+`, out))
 }
