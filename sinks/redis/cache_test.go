@@ -2,7 +2,6 @@ package redis
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -228,20 +227,7 @@ func TestCacheServerRestart(t *testing.T) {
 func TestCacheConfig(t *testing.T) {
 	f := func(cfg CacheConfig, key, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error; got %v", err)
-			}
-			return
-		}
-		var ke interface{ ConfigKey() string }
-		if err == nil || !errors.As(err, &ke) || ke.ConfigKey() != key || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want %s: ...%s...", err, key, want)
-		}
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Fatalf("error shows the password: %v", err)
-		}
+		sinktest.WantKeyError(t, cfg.Validate(), key, want, "s3cret")
 	}
 	conn := ConnConfig{URL: "redis://127.0.0.1:6390/2"}
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k:{{ new.id }}"}, "", "")

@@ -1,9 +1,7 @@
 package redis
 
 import (
-	"errors"
 	"strconv"
-	"strings"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -186,17 +184,7 @@ func TestStreamDown(t *testing.T) {
 func TestStreamConfig(t *testing.T) {
 	f := func(cfg StreamConfig, key, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error; got %v", err)
-			}
-			return
-		}
-		var ke interface{ ConfigKey() string }
-		if err == nil || !errors.As(err, &ke) || ke.ConfigKey() != key || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want %s: ...%s...", err, key, want)
-		}
+		sinktest.WantKeyError(t, cfg.Validate(), key, want)
 	}
 	conn := ConnConfig{URL: "rediss://u:p@h:6380/1"}
 	f(StreamConfig{ConnConfig: conn, Stream: "cdc:{{ event.table }}"}, "", "")
