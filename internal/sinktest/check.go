@@ -57,3 +57,11 @@ func Deliver(t testing.TB, sink pipeline.Sink, ev *decoder.Event) error {
 	defer cancel()
 	return sink.Deliver(ctx, ev)
 }
+
+// NoDLQ fails t if d holds dead letters, naming the first one's error and class.
+func NoDLQ(t testing.TB, d *DLQ) {
+	t.Helper()
+	if l := d.Snapshot(); len(l) > 0 {
+		t.Fatalf("unexpected dead letters; got %d, first %v (class %s)", len(l), l[0].Err, sinks.Class(l[0].Err))
+	}
+}
