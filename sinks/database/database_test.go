@@ -39,14 +39,7 @@ func setup(t *testing.T, sql string) (*pgtest.DB, *pgxpool.Pool) {
 	if sql != "" {
 		db.Exec(sql)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, db.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return db, pool
+	return db, pgtest.Pool(t, db.DSN())
 }
 
 func newSink(t testing.TB, cfg Config, pool *pgxpool.Pool) *Sink {
