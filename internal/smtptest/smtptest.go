@@ -10,7 +10,6 @@ import (
 	"log"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,14 +57,14 @@ type Server struct {
 	Port   int
 	CAFile string // PEM file of the CA that signed the server's certificate
 
-	opts     Options
-	srv      *smtp.Server
-	accepted atomic.Int64
-	mu       sync.Mutex
-	msgs     []Message
-	data     int
-	mails    int
-	auths    int
+	opts  Options
+	srv   *smtp.Server
+	conns *sinktest.CountingListener
+	mu    sync.Mutex
+	msgs  []Message
+	data  int
+	mails int
+	auths int
 }
 
 // Error is a shorthand for an SMTP reply error.
@@ -99,7 +98,8 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.Host = "127.0.0.1"
 	s.Port = l.Addr().(*net.TCPAddr).Port
-	var ln net.Listener = &countingListener{Listener: l, n: &s.accepted}
+	s.conns = &sinktest.CountingListener{Listener: l}
+	var ln net.Listener = s.conns
 	if opts.TLS == Implicit {
 		ln = tls.NewListener(ln, certs.Server)
 	}
@@ -132,7 +132,7 @@ func (s *Server) Messages() []Message {
 }
 
 // Connections returns how many TCP connections the server accepted.
-func (s *Server) Connections() int { return int(s.accepted.Load()) }
+func (s *Server) Connections() int { return int(s.conns.Accepted()) }
 
 // Counts returns how many MAIL commands, DATA transfers and successful AUTHs the
 // server saw.
@@ -140,19 +140,6 @@ func (s *Server) Counts() (mails, data, auths int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.mails, s.data, s.auths
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 // session is one SMTP session.
