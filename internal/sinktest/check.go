@@ -34,6 +34,26 @@ func WantKeyError(t testing.TB, err error, key, msg string, secrets ...string) {
 	}
 }
 
+// WantError fails t unless err is nil when want is "", or otherwise an error whose
+// message contains want and none of secrets.
+func WantError(t testing.TB, err error, want string, secrets ...string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
+	}
+	for _, s := range secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Fatalf("error shows a secret: %v", err)
+		}
+	}
+}
+
 // WantClass fails t unless err is a delivery error of class (sinks.Class) that is
 // retryable or not as retry says.
 func WantClass(t testing.TB, err error, class string, retry bool) {

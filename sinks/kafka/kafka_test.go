@@ -372,16 +372,7 @@ func TestAppendKey(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			return
-		}
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
-		}
+		sinktest.WantError(t, cfg.Validate(), want)
 	}
 	ok := Config{Brokers: []string{"127.0.0.1:9092"}, Topic: "t"}
 	f(ok, "")
