@@ -14,20 +14,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
 
-func newPool(t *testing.T, dsn string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 func TestSaveLoadMonotonicFenced(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	pool := newPool(t, db.DSN())
+	pool := pgtest.Pool(t, db.DSN())
 	a := NewStore(pool, "obs", "slot1", "listener-a")
 	if err := a.Migrate(ctx); err != nil {
 		t.Fatal(err)
@@ -82,7 +72,7 @@ func TestSaveLoadMonotonicFenced(t *testing.T) {
 func TestMigrateWithoutCreatePrivilege(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	admin := NewStore(newPool(t, db.DSN()), "public", "s", "admin")
+	admin := NewStore(pgtest.Pool(t, db.DSN()), "public", "s", "admin")
 	if err := admin.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +80,7 @@ func TestMigrateWithoutCreatePrivilege(t *testing.T) {
 	         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 	         GRANT SELECT, INSERT, UPDATE ON observer_checkpoints, observer_epochs TO cdc_stream`)
 	dsn := "postgres://cdc_stream@127.0.0.1:" + itoa(db.Server.Port) + "/" + db.Name + "?sslmode=disable"
-	s := NewStore(newPool(t, dsn), "public", "s", "stream")
+	s := NewStore(pgtest.Pool(t, dsn), "public", "s", "stream")
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("migrate with pre-created tables and no CREATE privilege: %v", err)
 	}
@@ -106,5 +96,5 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 func newPoolDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	return newPool(t, pgtest.NewDB(t).DSN())
+	return pgtest.Pool(t, pgtest.NewDB(t).DSN())
 }

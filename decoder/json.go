@@ -11,52 +11,8 @@ const hexDigits = "0123456789abcdef"
 // escape <, > and &, so payloads stay byte-identical to the source text. Invalid UTF-8
 // is replaced by U+FFFD; callers that must not alter bytes check utf8.Valid first.
 func AppendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript string literals.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	b, _ = appendQuoted(b, s, true)
+	return b
 }
 
 func appendBase64(b []byte, src []byte) []byte {
@@ -66,6 +22,13 @@ func appendBase64(b []byte, src []byte) []byte {
 // appendJSONText appends s as a JSON string literal like AppendJSONString, but reports
 // false (with b unusable) instead of replacing invalid UTF-8.
 func appendJSONText(b []byte, s []byte) ([]byte, bool) {
+	return appendQuoted(b, s, false)
+}
+
+// appendQuoted appends s as a JSON string literal, escaping what JSON requires plus
+// U+2028 and U+2029. A byte that is not valid UTF-8 is written as \ufffd when replace
+// is set; otherwise appendQuoted stops there and reports false, with b unusable.
+func appendQuoted[T string | []byte](b []byte, s T, replace bool) ([]byte, bool) {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -92,10 +55,20 @@ func appendJSONText(b []byte, s []byte) ([]byte, bool) {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
+		// A rune is at most utf8.UTFMax bytes: for a []byte the conversion copies no
+		// more, and for a string it copies nothing.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
-			return b, false
+			if !replace {
+				return b, false
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
 		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript string literals.
 		if r == '\u2028' || r == '\u2029' {
 			b = append(b, s[start:i]...)
 			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
@@ -23,11 +22,7 @@ func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
 func newStore(t *testing.T, max int64) (*Store, *pgtest.DB, *metrics.Set) {
 	t.Helper()
 	db := pgtest.NewDB(t)
-	pool, err := pgxpool.New(context.Background(), db.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.Pool(t, db.DSN())
 	set := metrics.NewSet()
 	s := NewStore(pool, Options{Slot: "slot", MaxSize: max, Metrics: set})
 	if err := s.Migrate(context.Background()); err != nil {

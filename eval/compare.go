@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func compare(op string, a, b any) (bool, error) {
 			if !ok {
 				return false, mismatch(op, a, b)
 			}
-			c = cmpInt64(int64(x), int64(y))
+			c = cmp.Compare(x, y)
 		default:
 			return false, mismatch(op, a, b)
 		}

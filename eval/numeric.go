@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -162,12 +163,12 @@ func compareDecimals[A, B ~string | ~[]byte](a decimal[A], b decimal[B]) int {
 	an, bn := a.sig(), b.sig()
 	sa, sb := sign(a.neg, an), sign(b.neg, bn)
 	if sa != sb || sa == 0 {
-		return cmpInt(sa, sb)
+		return cmp.Compare(sa, sb)
 	}
 	c := 0
 	switch {
 	case a.point != b.point:
-		c = cmpInt64(a.point, b.point)
+		c = cmp.Compare(a.point, b.point)
 	default:
 		for k := 0; k < an || k < bn; k++ {
 			var da, db byte = '0', '0'
@@ -178,7 +179,7 @@ func compareDecimals[A, B ~string | ~[]byte](a decimal[A], b decimal[B]) int {
 				db = b.digit(b.lz + k)
 			}
 			if da != db {
-				c = cmpInt(int(da), int(db))
+				c = cmp.Compare(int(da), int(db))
 				break
 			}
 		}
@@ -194,26 +195,6 @@ func sign(neg bool, sig int) int {
 		return -1
 	}
 	return 1
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // number classifies v: an integer (i, kind intNum), a float (f, floatNum), a
@@ -289,7 +270,7 @@ func (n num) appendText(b []byte) []byte {
 func compareNumbers(a, b num) (c int, ok bool) {
 	switch {
 	case a.kind == intNum && b.kind == intNum:
-		return cmpInt64(a.i, b.i), true
+		return cmp.Compare(a.i, b.i), true
 	case a.kind == floatNum && b.kind == floatNum:
 		if math.IsNaN(a.f) || math.IsNaN(b.f) {
 			return 0, false
@@ -346,7 +327,7 @@ func compareNonFinite(a, b num) (int, bool) {
 	if ia == 2 || ib == 2 {
 		return 0, false
 	}
-	return cmpInt(ia, ib), true
+	return cmp.Compare(ia, ib), true
 }
 
 // toFloat converts a Numeric to its nearest float64 and leaves every other value

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
@@ -18,11 +17,7 @@ func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
 func newStore(t *testing.T) (*Store, *pgtest.DB) {
 	t.Helper()
 	db := pgtest.NewDB(t)
-	pool, err := pgxpool.New(context.Background(), db.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.Pool(t, db.DSN())
 	s := NewStore(pool, "obs", "slot")
 	if err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +27,6 @@ observers:
     actions:
 `
 
-// syncBuffer is a log buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // buildTestActions parses a configuration whose actions list is actions (indented by
 // six spaces, starting on line 8) and builds its observers; the log is returned.
 func buildTestActions(t *testing.T, actions string, env map[string]string, validateOnly bool) ([]*pipeline.Observer, string, error) {
@@ -61,7 +42,7 @@ func buildTestActions(t *testing.T, actions string, env map[string]string, valid
 	if err != nil {
 		return nil, "", err
 	}
-	var log syncBuffer
+	var log sinktest.LockedBuffer
 	b := &builder{cfg: cfg, log: zerolog.New(&log), set: metrics.NewSet(), validateOnly: validateOnly}
 	obs, err := b.observers()
 	t.Cleanup(func() {

@@ -56,22 +56,11 @@ func buildKafka(b *builder, a *configs.Action) (pipeline.Sink, error) {
 			}
 		}
 	}
-	if ya.UsernameEnv.IsSet() {
-		if ya.Username != "" {
-			return nil, a.ErrorfAt("username_env", "username and username_env are mutually exclusive")
-		}
-		cfg.Username = ya.UsernameEnv.Value()
+	if err := oneOf(a, "username", &cfg.Username, ya.UsernameEnv, false); err != nil {
+		return nil, err
 	}
-	if int64(ya.MaxMessageBytes) > 1<<30 {
-		return nil, a.ErrorfAt("max_message_bytes", "must be at most 1GiB")
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, sinkConfigError(a, err)
-	}
-	if ya.TLS != nil {
-		if _, err := ya.TLS.Config(); err != nil {
-			return nil, a.ErrorfAt("tls", "%v", err)
-		}
+	if err := checkBrokerConfig(a, ya.MaxMessageBytes, ya.TLS, cfg.Validate); err != nil {
+		return nil, err
 	}
 	if b.validateOnly {
 		return nil, nil

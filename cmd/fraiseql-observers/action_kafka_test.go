@@ -14,28 +14,36 @@ func buildOne(t *testing.T, typ, body string, env map[string]string, validateOnl
 	return buildSource(t, "test.yaml", "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: public.orders\n    actions:\n      - type: "+typ+"\n"+body, env, validateOnly)
 }
 
+// checkBuildOf builds an action of type typ from body in both modes and checks the
+// outcome: with wantErr empty, a sink of type S outside validate-config only;
+// otherwise an error containing wantErr that does not show the password s3cr3t.
+func checkBuildOf[S any](t *testing.T, typ, body string, env map[string]string, wantErr string) {
+	t.Helper()
+	for _, validateOnly := range []bool{true, false} {
+		sink, err := buildOne(t, typ, body, env, validateOnly)
+		if wantErr == "" {
+			if err != nil {
+				t.Fatalf("unexpected error:\n%v", err)
+			}
+			if _, ok := sink.(S); ok == validateOnly {
+				t.Fatalf("unexpected sink %T (validateOnly=%v)", sink, validateOnly)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("unexpected error; got\n%v\nwant one containing %q", err, wantErr)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("error shows the password: %v", err)
+		}
+	}
+}
+
 func TestKafkaAction(t *testing.T) {
 	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092, 127.0.0.1:9093", "KAFKA_USER": "obs", "KAFKA_PASS": "s3cr3t-pass"}
 	f := func(body, wantErr string) {
 		t.Helper()
-		for _, validateOnly := range []bool{true, false} {
-			sink, err := buildOne(t, "kafka", body, env, validateOnly)
-			if wantErr == "" {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				if _, ok := sink.(*kafka.Sink); ok == validateOnly {
-					t.Fatalf("unexpected sink %T (validateOnly=%v)", sink, validateOnly)
-				}
-				continue
-			}
-			if err == nil || !strings.Contains(err.Error(), wantErr) {
-				t.Fatalf("unexpected error; got\n%v\nwant one containing %q", err, wantErr)
-			}
-			if strings.Contains(err.Error(), "s3cr3t") {
-				t.Fatalf("error shows the password: %v", err)
-			}
-		}
+		checkBuildOf[*kafka.Sink](t, "kafka", body, env, wantErr)
 	}
 	f("        brokers: [127.0.0.1:9092]\n        topic: cdc.{{ event.schema }}.{{ event.table }}\n", "")
 	f(`        brokers_env: KAFKA_BROKERS

@@ -40,22 +40,11 @@ func buildRabbitMQ(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		Declare:         ya.Declare,
 		TLS:             ya.TLS,
 	}
-	if ya.URLEnv.IsSet() {
-		if ya.URL != "" {
-			return nil, a.ErrorfAt("url_env", "url and url_env are mutually exclusive")
-		}
-		cfg.URL = ya.URLEnv.Value()
+	if err := oneOf(a, "url", &cfg.URL, ya.URLEnv, false); err != nil {
+		return nil, err
 	}
-	if int64(ya.MaxMessageBytes) > 1<<30 {
-		return nil, a.ErrorfAt("max_message_bytes", "must be at most 1GiB")
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, sinkConfigError(a, err)
-	}
-	if ya.TLS != nil {
-		if _, err := ya.TLS.Config(); err != nil {
-			return nil, a.ErrorfAt("tls", "%v", err)
-		}
+	if err := checkBrokerConfig(a, ya.MaxMessageBytes, ya.TLS, cfg.Validate); err != nil {
+		return nil, err
 	}
 	if b.validateOnly {
 		return nil, nil

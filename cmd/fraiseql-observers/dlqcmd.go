@@ -67,6 +67,33 @@ func openDLQ(ctx context.Context, g *globals) (*dlqEnv, error) {
 	return e, nil
 }
 
+// newDLQItemCmd builds a dlq command that works on the one item its ID argument
+// names: it reads --format, parses the id, opens the DLQ, and hands them to run,
+// which does the work and prints the result as JSON or text.
+func newDLQItemCmd(g *globals, use, short string, run func(ctx context.Context, e *dlqEnv, id int64, asJSON bool) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := g.json()
+			if err != nil {
+				return err
+			}
+			id, err := parseItemID(args[0])
+			if err != nil {
+				return err
+			}
+			e, err := openDLQ(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer e.pool.Close()
+			return run(cmd.Context(), e, id, asJSON)
+		},
+	}
+}
+
 func parseItemID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
@@ -207,35 +234,17 @@ func parseAfter(s string) (time.Time, error) {
 }
 
 func newDLQShowCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one item with its event",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			id, err := parseItemID(args[0])
-			if err != nil {
-				return err
-			}
-			e, err := openDLQ(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer e.pool.Close()
-			it, err := e.store.Get(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return g.printJSON(it)
-			}
-			printItem(g.stdout, it)
-			return nil
-		},
-	}
+	return newDLQItemCmd(g, "show ID", "Show one item with its event", func(ctx context.Context, e *dlqEnv, id int64, asJSON bool) error {
+		it, err := e.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return g.printJSON(it)
+		}
+		printItem(g.stdout, it)
+		return nil
+	})
 }
 
 func printItem(w io.Writer, it dlq.Item) {
@@ -322,41 +331,23 @@ func findAction(cfg *configs.Config, id string) *configs.Action {
 }
 
 func newDLQRetryCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "retry ID",
-		Short: "Deliver one item again through its action",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
+	return newDLQItemCmd(g, "retry ID", "Deliver one item again through its action", func(ctx context.Context, e *dlqEnv, id int64, asJSON bool) error {
+		d := newDeliverers(e, g)
+		defer d.close()
+		it, err := e.store.Retry(ctx, id, d.deliver)
+		if asJSON && (err == nil || errors.As(err, new(*dlq.RetryError))) {
+			g.printJSON(retryOutcome(it, err))
 			if err != nil {
-				return err
+				return &silentError{err}
 			}
-			id, err := parseItemID(args[0])
-			if err != nil {
-				return err
-			}
-			e, err := openDLQ(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer e.pool.Close()
-			d := newDeliverers(e, g)
-			defer d.close()
-			it, err := e.store.Retry(cmd.Context(), id, d.deliver)
-			if asJSON && (err == nil || errors.As(err, new(*dlq.RetryError))) {
-				g.printJSON(retryOutcome(it, err))
-				if err != nil {
-					return &silentError{err}
-				}
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "Item %d delivered (event %s, action %s): marked delivered\n", it.ID, it.EventID, it.Action)
 			return nil
-		},
-	}
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "Item %d delivered (event %s, action %s): marked delivered\n", it.ID, it.EventID, it.Action)
+		return nil
+	})
 }
 
 type retryResult struct {
@@ -440,33 +431,15 @@ func newDLQRetryAllCmd(g *globals) *cobra.Command {
 }
 
 func newDLQRemoveCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove ID",
-		Short: "Delete one item for good",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			id, err := parseItemID(args[0])
-			if err != nil {
-				return err
-			}
-			e, err := openDLQ(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer e.pool.Close()
-			it, err := e.store.Remove(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return g.printJSON(map[string]any{"removed": it})
-			}
-			fmt.Fprintf(g.stdout, "Removed item %d (event %s, action %s, %s)\n", it.ID, it.EventID, it.Action, it.Status)
-			return nil
-		},
-	}
+	return newDLQItemCmd(g, "remove ID", "Delete one item for good", func(ctx context.Context, e *dlqEnv, id int64, asJSON bool) error {
+		it, err := e.store.Remove(ctx, id)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return g.printJSON(map[string]any{"removed": it})
+		}
+		fmt.Fprintf(g.stdout, "Removed item %d (event %s, action %s, %s)\n", it.ID, it.EventID, it.Action, it.Status)
+		return nil
+	})
 }

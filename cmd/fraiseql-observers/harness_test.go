@@ -2,20 +2,18 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 )
 
 // binPath is the service binary built once for the test binary; tests run it as a
@@ -43,31 +41,18 @@ func TestMain(m *testing.M) {
 type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	mu   *sync.Mutex
+	log  *sinktest.LockedBuffer
 	done chan struct{}
 	err  error
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 // startService runs the binary with args; its output is kept for failure reports.
 func startService(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	p := &proc{t: t, log: &sinktest.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
 	p.cmd.Env = append(os.Environ(), env...)
-	w := lockedWriter{p.mu, p.log}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +69,7 @@ func startService(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *proc) output() string { return p.log.String() }
 
 func (p *proc) kill() {
 	select {
@@ -212,27 +193,15 @@ func slotActive(db *pgtest.DB, slot string) bool {
 	return active
 }
 
-// baseConfig returns a configuration for db with a file action writing to out.
+// baseConfig returns a configuration for db, without an admin endpoint, with a file
+// action writing to out.
 func baseConfig(db *pgtest.DB, out string, extra string) string {
-	return fmt.Sprintf(`
-source:
-  dsn: %q
-  slot: obs_slot
-  publication: obs_pub
-  manage_slot: true
-  status_interval: 1s
-  reconnect: {initial_delay: 100ms, max_delay: 2s}
-checkpoints: {enabled: true, interval: 200ms}
-admin: {listen: ""}
-logging: {level: debug}
-%s
-observers:
-  everything:
+	return opsConfig(db, "", "", extra, fmt.Sprintf(`  everything:
     entity: "*"
     event_type: [INSERT, UPDATE, DELETE, TRUNCATE]
     actions:
       - type: file
         name: out
         path: %q
-`, db.DSN(), strings.TrimSpace(extra), out)
+`, out))
 }

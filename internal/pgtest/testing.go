@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 var (
@@ -110,6 +111,18 @@ func (d *DB) Conn() *pgx.Conn {
 	}
 	d.t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// Pool opens a connection pool on dsn (usually DB.DSN) that is closed when t ends.
+// It connects lazily, at the first query.
+func Pool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // Exec runs SQL (one or more statements when there are no arguments) in the database

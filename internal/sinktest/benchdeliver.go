@@ -28,6 +28,18 @@ func BenchEvents(tb testing.TB, def int) int {
 	return n
 }
 
+// Copies returns new events holding what Events sets in evs (the rows are shared)
+// and nothing a delivery left behind, such as the cached JSON or the dispatch
+// ticket: a benchmark iteration delivers them as if for the first time.
+func Copies(evs []*decoder.Event) []*decoder.Event {
+	out := make([]*decoder.Event, len(evs))
+	for i, ev := range evs {
+		out[i] = &decoder.Event{ID: ev.ID, LSN: ev.LSN, Xid: ev.Xid, CommitTime: ev.CommitTime,
+			Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key, New: ev.New}
+	}
+	return out
+}
+
 // timedSink records how long each delivery call takes.
 type timedSink struct {
 	inner pipeline.BatchSink

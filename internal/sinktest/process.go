@@ -1,7 +1,6 @@
 package sinktest
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -18,9 +17,9 @@ type Process struct {
 	name string
 	args []string
 	addr string // host:port that accepts connections when the server is up
-	mu   sync.Mutex
+	out  LockedBuffer
+	mu   sync.Mutex // guards cmd and done
 	cmd  *exec.Cmd
-	out  bytes.Buffer
 	done chan struct{}
 	// Env is added to the process environment; Dir is its working directory.
 	Env []string
@@ -42,23 +41,10 @@ func StartProcess(t testing.TB, addr, name string, args ...string) *Process {
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			p.mu.Lock()
 			t.Logf("%s output:\n%s", name, p.out.String())
-			p.mu.Unlock()
 		}
 	})
 	return p
-}
-
-type lockedBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedBuffer) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(b)
 }
 
 // Start (re)starts the process and waits up to 60s for its address to accept.
@@ -68,8 +54,7 @@ func (p *Process) Start() {
 	cmd := exec.Command(p.name, p.args...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Dir = p.Dir
-	w := lockedBuffer{&p.mu, &p.out}
-	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		p.mu.Unlock()
@@ -89,17 +74,11 @@ func (p *Process) Start() {
 		}
 		select {
 		case <-done:
-			p.t.Fatalf("%s exited at start:\n%s", p.name, p.output())
+			p.t.Fatalf("%s exited at start:\n%s", p.name, p.out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	p.t.Fatalf("%s did not accept connections on %s within 60s", p.name, p.addr)
-}
-
-func (p *Process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
 }
 
 // Kill kills the process group with SIGKILL and waits for it to exit.

@@ -138,6 +138,13 @@ func Run(t testing.TB, sink pipeline.Sink, evs []*decoder.Event, o RunOptions) *
 	}
 }
 
+// Context returns a context cancelled a minute from now or when t ends.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -17,14 +17,17 @@ import (
 )
 
 // Certs is a throwaway certificate authority and a server certificate it signed
-// for 127.0.0.1 and localhost, written as PEM files into a test directory.
+// for 127.0.0.1, ::1 and localhost, written as PEM files into a test directory.
 type Certs struct {
+	// CAFile is the CA certificate (ca.pem); CertFile and KeyFile are the server's
+	// certificate (server.pem) and its PKCS #8 key (server.key).
 	CAFile, CertFile, KeyFile string
 	// Server is a server configuration presenting the certificate.
 	Server *tls.Config
 }
 
-// NewCerts creates the CA and the server certificate.
+// NewCerts creates the CA and the server certificate, valid for a day, in a
+// directory removed when t ends.
 func NewCerts(t testing.TB) *Certs {
 	t.Helper()
 	dir := t.TempDir()
@@ -42,7 +45,10 @@ func NewCerts(t testing.TB) *Certs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +56,7 @@ func NewCerts(t testing.TB) *Certs {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)

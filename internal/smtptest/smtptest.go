@@ -4,27 +4,19 @@
 package smtptest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 )
 
 // TLS modes of a Server.
@@ -65,14 +57,14 @@ type Server struct {
 	Port   int
 	CAFile string // PEM file of the CA that signed the server's certificate
 
-	opts     Options
-	srv      *smtp.Server
-	accepted atomic.Int64
-	mu       sync.Mutex
-	msgs     []Message
-	data     int
-	mails    int
-	auths    int
+	opts  Options
+	srv   *smtp.Server
+	conns *sinktest.CountingListener
+	mu    sync.Mutex
+	msgs  []Message
+	data  int
+	mails int
+	auths int
 }
 
 // Error is a shorthand for an SMTP reply error.
@@ -87,8 +79,8 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.TLS = StartTLS
 	}
 	s := &Server{opts: opts}
-	certs, caFile := NewCA(t, t.TempDir())
-	s.CAFile = caFile
+	certs := sinktest.NewCerts(t)
+	s.CAFile = certs.CAFile
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, c: c}, nil
 	}))
@@ -97,9 +89,8 @@ func Start(t testing.TB, opts Options) *Server {
 	s.srv.WriteTimeout = 30 * time.Second
 	s.srv.AllowInsecureAuth = opts.AllowInsecureAuth
 	s.srv.ErrorLog = log.New(io.Discard, "", 0)
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{certs}, MinVersion: tls.VersionTLS12}
 	if opts.TLS == StartTLS {
-		s.srv.TLSConfig = tlsConf
+		s.srv.TLSConfig = certs.Server
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,9 +98,10 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.Host = "127.0.0.1"
 	s.Port = l.Addr().(*net.TCPAddr).Port
-	var ln net.Listener = &countingListener{Listener: l, n: &s.accepted}
+	s.conns = &sinktest.CountingListener{Listener: l}
+	var ln net.Listener = s.conns
 	if opts.TLS == Implicit {
-		ln = tls.NewListener(ln, tlsConf)
+		ln = tls.NewListener(ln, certs.Server)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -140,7 +132,7 @@ func (s *Server) Messages() []Message {
 }
 
 // Connections returns how many TCP connections the server accepted.
-func (s *Server) Connections() int { return int(s.accepted.Load()) }
+func (s *Server) Connections() int { return int(s.conns.Accepted()) }
 
 // Counts returns how many MAIL commands, DATA transfers and successful AUTHs the
 // server saw.
@@ -148,19 +140,6 @@ func (s *Server) Counts() (mails, data, auths int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.mails, s.data, s.auths
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 // session is one SMTP session.
@@ -244,55 +223,3 @@ func (ss *session) Data(r io.Reader) error {
 func (ss *session) Reset() { ss.from, ss.to = "", nil }
 
 func (ss *session) Logout() error { return nil }
-
-// NewCA generates a CA and a server certificate it signs for 127.0.0.1, ::1 and
-// localhost, writes the CA certificate to dir/ca.pem and returns the server's
-// certificate and the CA file's path.
-func NewCA(t testing.TB, dir string) (tls.Certificate, string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fraiseql-observers test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key, Leaf: nil}, caFile
-}

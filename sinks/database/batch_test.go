@@ -95,7 +95,7 @@ func TestBatchCommitFailureFallsBackToSingleCalls(t *testing.T) {
 	for i, err := range errs {
 		switch {
 		case i == 5:
-			wantClass(t, err, "sql_23505", false)
+			sinktest.WantClass(t, err, "sql_23505", false)
 		case err != nil:
 			t.Fatalf("unexpected error for event %d: %v", i, err)
 		}

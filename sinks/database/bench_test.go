@@ -2,9 +2,7 @@ package database
 
 import (
 	"context"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +25,7 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 func benchDeliver(b *testing.B, batch int) {
-	n := 20000
-	if v := os.Getenv("SINK_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("SINK_BENCH_EVENTS=%q: want a positive integer", v)
-		}
-	}
+	n := sinktest.BenchEvents(b, 20000)
 	db := pgtest.NewDB(b)
 	db.Exec(`CREATE TABLE sink_events (id text PRIMARY KEY, arg jsonb NOT NULL);
 		CREATE FUNCTION sink_event(arg jsonb) RETURNS void LANGUAGE sql AS $$
@@ -69,11 +61,7 @@ func benchDeliver(b *testing.B, batch int) {
 	b.ResetTimer()
 	var elapsed time.Duration
 	for range b.N {
-		fresh := make([]*decoder.Event, len(evs))
-		for i, ev := range evs {
-			fresh[i] = &decoder.Event{ID: ev.ID, LSN: ev.LSN, Xid: ev.Xid, CommitTime: ev.CommitTime,
-				Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key, New: ev.New}
-		}
+		fresh := sinktest.Copies(evs)
 		start := time.Now()
 		dlq := sinktest.Run(b, sink, fresh, sinktest.RunOptions{Concurrency: 8, BatchSize: batch})
 		elapsed += time.Since(start)

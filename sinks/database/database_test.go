@@ -39,14 +39,7 @@ func setup(t *testing.T, sql string) (*pgtest.DB, *pgxpool.Pool) {
 	if sql != "" {
 		db.Exec(sql)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, db.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return db, pool
+	return db, pgtest.Pool(t, db.DSN())
 }
 
 func newSink(t testing.TB, cfg Config, pool *pgxpool.Pool) *Sink {
@@ -56,26 +49,6 @@ func newSink(t testing.TB, cfg Config, pool *pgxpool.Pool) *Sink {
 		t.Fatalf("unexpected error from New: %v", err)
 	}
 	return s
-}
-
-func deliver(t *testing.T, s *Sink, ev *decoder.Event) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return s.Deliver(ctx, ev)
-}
-
-func wantClass(t *testing.T, err error, class string, retry bool) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("unexpected success; want a %s error", class)
-	}
-	if got := sinks.Class(err); got != class {
-		t.Fatalf("unexpected class; got %q (%v); want %q", got, err, class)
-	}
-	if got := pipeline.Retryable(err); got != retry {
-		t.Fatalf("unexpected retryable for %v; got %v; want %v", err, got, retry)
-	}
 }
 
 func TestEnvelope(t *testing.T) {
@@ -113,7 +86,7 @@ func TestDefaultParamsAndNames(t *testing.T) {
 			INSERT INTO public.got (arg) VALUES (arg || '{"via": "Audit.Record$1"}') RETURNING 1 $$;`)
 	f := func(name string) {
 		t.Helper()
-		if err := deliver(t, newSink(t, Config{FunctionName: name}, pool), sinktest.Events(1, 1)[0]); err != nil {
+		if err := sinktest.Deliver(t, newSink(t, Config{FunctionName: name}, pool), sinktest.Events(1, 1)[0]); err != nil {
 			t.Fatalf("unexpected error calling %s: %v", name, err)
 		}
 	}
@@ -124,8 +97,8 @@ func TestDefaultParamsAndNames(t *testing.T) {
 		t.Fatalf("unexpected calls; got %q", got)
 	}
 	// Names are used as written: the folded name does not exist.
-	wantClass(t, deliver(t, newSink(t, Config{FunctionName: "audit.record$1"}, pool), sinktest.Events(1, 1)[0]), "sql_3F000", false)
-	wantClass(t, deliver(t, newSink(t, Config{FunctionName: "Record"}, pool), sinktest.Events(1, 1)[0]), "sql_42883", false)
+	sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, Config{FunctionName: "audit.record$1"}, pool), sinktest.Events(1, 1)[0]), "sql_3F000", false)
+	sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, Config{FunctionName: "Record"}, pool), sinktest.Events(1, 1)[0]), "sql_42883", false)
 }
 
 func TestFunctionRaisesGoesToDLQ(t *testing.T) {
@@ -190,14 +163,14 @@ func TestSerializationFailureRetried(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	db, pool := setup(t, `CREATE FUNCTION slow(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;`)
-	err := deliver(t, newSink(t, Config{FunctionName: "slow", Timeout: 200 * time.Millisecond}, pool), sinktest.Events(1, 1)[0])
-	wantClass(t, err, "timeout", true)
+	err := sinktest.Deliver(t, newSink(t, Config{FunctionName: "slow", Timeout: 200 * time.Millisecond}, pool), sinktest.Events(1, 1)[0])
+	sinktest.WantClass(t, err, "timeout", true)
 	// The call was cancelled on the server, not left running in its backend.
 	if n := pgtest.QueryValue[int64](db, `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT "slow"%'`); n != 0 {
 		t.Fatalf("the timed-out call still runs on the server (%d backends)", n)
 	}
 	// The pool still works.
-	if err := deliver(t, newSink(t, Config{FunctionName: "pg_sleep"}, pool), sinktest.Events(1, 1)[0]); sinks.Class(err) != "sql_42883" {
+	if err := sinktest.Deliver(t, newSink(t, Config{FunctionName: "pg_sleep"}, pool), sinktest.Events(1, 1)[0]); sinks.Class(err) != "sql_42883" {
 		t.Fatalf("unexpected error after the timeout; got %v; want sql_42883", err)
 	}
 }
@@ -217,10 +190,10 @@ func TestNulInEvent(t *testing.T) {
 	db, pool := setup(t, recorder)
 	ev := sinktest.Events(1, 1)[0]
 	ev.New.Values[1] = json.RawMessage(`"a\u0000b"`)
-	wantClass(t, deliver(t, newSink(t, Config{FunctionName: "record"}, pool), ev), "jsonb_nul", false)
+	sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, Config{FunctionName: "record"}, pool), ev), "jsonb_nul", false)
 	ev = sinktest.Events(1, 1)[0]
 	ev.New.Values[1] = json.RawMessage(`"a\\u0000b"`) // an escaped backslash, then text
-	if err := deliver(t, newSink(t, Config{FunctionName: "record"}, pool), ev); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, Config{FunctionName: "record"}, pool), ev); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	if got := pgtest.QueryValue[string](db, `SELECT arg->'event'->'new'->>'status' FROM got`); got != `a\u0000b` {
@@ -368,8 +341,8 @@ func TestClassify(t *testing.T) {
 	f("54001", "sql_54001", false) // statement_too_complex
 	f("21000", "sql_21000", false) // cardinality_violation
 
-	wantClass(t, Classify(ctx, ctx, `"f"`, errors.New("conn closed")), "connection", true)
+	sinktest.WantClass(t, Classify(ctx, ctx, `"f"`, errors.New("conn closed")), "connection", true)
 	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel()
-	wantClass(t, Classify(ctx, expired, `"f"`, &pgconn.PgError{Code: "57014"}), "timeout", true)
+	sinktest.WantClass(t, Classify(ctx, expired, `"f"`, &pgconn.PgError{Code: "57014"}), "timeout", true)
 }

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
@@ -33,29 +34,15 @@ func mustURL(t testing.TB, raw string) *url.URL {
 	return u
 }
 
-// countingListener counts accepted connections.
-type countingListener struct {
-	net.Listener
-	n atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
-}
-
 // server starts an HTTP server on addr ("127.0.0.1:0") that counts accepted
 // connections.
-func server(t *testing.T, addr string, h http.Handler) (*httptest.Server, *countingListener) {
+func server(t *testing.T, addr string, h http.Handler) (*httptest.Server, *sinktest.CountingListener) {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: l}
+	cl := &sinktest.CountingListener{Listener: l}
 	s := httptest.NewUnstartedServer(h)
 	s.Listener = cl
 	s.Start()
@@ -147,20 +134,20 @@ func TestDialGuardNeverConnects(t *testing.T) {
 		}
 		wantClass(t, TransportError(t.Context(), "POST", mustURL(t, target), err), "ssrf_blocked")
 	}
-	if n := l.n.Load(); n != 0 {
+	if n := l.Accepted(); n != 0 {
 		t.Fatalf("unexpected accepted connections; got %d; want 0", n)
 	}
 	// IPv6 loopback, when the machine has it.
 	if l6, err := net.Listen("tcp", "[::1]:0"); err == nil {
-		cl := &countingListener{Listener: l6}
+		cl := &sinktest.CountingListener{Listener: l6}
 		s6 := httptest.NewUnstartedServer(ok)
 		s6.Listener = cl
 		s6.Start()
 		defer s6.Close()
 		_, err := get(t, c, "http://[::1]:"+port(s6)+"/")
 		var be *BlockedError
-		if !errors.As(err, &be) || cl.n.Load() != 0 {
-			t.Fatalf("unexpected result for [::1]; got %v and %d connections; want a *BlockedError and 0", err, cl.n.Load())
+		if !errors.As(err, &be) || cl.Accepted() != 0 {
+			t.Fatalf("unexpected result for [::1]; got %v and %d connections; want a *BlockedError and 0", err, cl.Accepted())
 		}
 	}
 	// The same server is reachable once allow-listed.
@@ -175,7 +162,7 @@ func TestDialGuardNeverConnects(t *testing.T) {
 			t.Fatalf("unexpected result for allow-listed %s; got %v", target, err)
 		}
 	}
-	if l.n.Load() == 0 {
+	if l.Accepted() == 0 {
 		t.Fatal("unexpected: the allow-listed requests made no connection")
 	}
 }
@@ -203,8 +190,8 @@ func TestDNSRebinding(t *testing.T) {
 	if !errors.As(err, &be) || be.Addr != netip.MustParseAddr("127.0.0.2") || be.Host != "rebind.test" {
 		t.Fatalf("unexpected second request; got %v; want blocked 127.0.0.2 for rebind.test", err)
 	}
-	if l.n.Load() != 1 || l2.n.Load() != 0 {
-		t.Fatalf("unexpected connections; got %d to 127.0.0.1 and %d to 127.0.0.2; want 1 and 0", l.n.Load(), l2.n.Load())
+	if l.Accepted() != 1 || l2.Accepted() != 0 {
+		t.Fatalf("unexpected connections; got %d to 127.0.0.1 and %d to 127.0.0.2; want 1 and 0", l.Accepted(), l2.Accepted())
 	}
 }
 
@@ -249,8 +236,8 @@ func TestRedirects(t *testing.T) {
 		_, err := get(t, follow, base+"/go")
 		wantClass(t, TransportError(t.Context(), "POST", mustURL(t, base), err), tc.class)
 	}
-	if l2.n.Load() != 0 {
-		t.Fatalf("unexpected connections to the redirect target; got %d; want 0", l2.n.Load())
+	if l2.Accepted() != 0 {
+		t.Fatalf("unexpected connections to the redirect target; got %d; want 0", l2.Accepted())
 	}
 	// A 302 would turn the POST into a GET without the body.
 	_, err = get(t, follow, base+"/302")

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/internal/smtptest"
 )
@@ -24,11 +23,7 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ResetTimer()
 	var elapsed time.Duration
 	for range b.N {
-		fresh := make([]*decoder.Event, len(evs))
-		for i, ev := range evs {
-			fresh[i] = &decoder.Event{ID: ev.ID, LSN: ev.LSN, Xid: ev.Xid, CommitTime: ev.CommitTime,
-				Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key, New: ev.New}
-		}
+		fresh := sinktest.Copies(evs)
 		start := time.Now()
 		dlq := sinktest.Run(b, s, fresh, sinktest.RunOptions{Timeout: 10 * time.Minute})
 		elapsed += time.Since(start)

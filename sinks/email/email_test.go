@@ -58,26 +58,6 @@ func withStatus(s string) *decoder.Event {
 	return ev
 }
 
-func deliver(t *testing.T, s *Sink, ev *decoder.Event) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return s.Deliver(ctx, ev)
-}
-
-func wantClass(t *testing.T, err error, class string, retry bool) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("unexpected success; want a %s error", class)
-	}
-	if got := sinks.Class(err); got != class {
-		t.Fatalf("unexpected class; got %q (%v); want %q", got, err, class)
-	}
-	if got := pipeline.Retryable(err); got != retry {
-		t.Fatalf("unexpected retryable for %v; got %v; want %v", err, got, retry)
-	}
-}
-
 func TestMessageReceived(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{})
 	cfg := config(srv)
@@ -88,7 +68,7 @@ func TestMessageReceived(t *testing.T) {
 	cfg.BodyTemplate = "Bonjour,\nla commande {{ new.id }} est « {{ new.status }} ».\n.\nFin"
 	cfg.ReplyTo = "support@example.com"
 	ev := withStatus("alice")
-	if err := deliver(t, newSink(t, cfg), ev); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, cfg), ev); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	msgs := srv.Messages()
@@ -148,7 +128,7 @@ func TestMessageReceived(t *testing.T) {
 
 func TestASCIIBodyIs7bit(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{})
-	if err := deliver(t, newSink(t, config(srv)), withStatus("paid")); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, config(srv)), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	m, err := mail.ReadMessage(bytes.NewReader(srv.Messages()[0].Data))
@@ -168,7 +148,7 @@ func TestAuth(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Username: "mailer", Password: "s3cr:et@%"})
 	cfg := config(srv)
 	cfg.Username, cfg.Password = "mailer", "s3cr:et@%"
-	if err := deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	msgs := srv.Messages()
@@ -177,8 +157,8 @@ func TestAuth(t *testing.T) {
 	}
 
 	cfg.Password = "wrong"
-	err := deliver(t, newSink(t, cfg), withStatus("paid"))
-	wantClass(t, err, "smtp_535", false)
+	err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid"))
+	sinktest.WantClass(t, err, "smtp_535", false)
 	if strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("the error shows the password: %v", err)
 	}
@@ -189,8 +169,8 @@ func TestStartTLSRequired(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{TLS: smtptest.None, Username: "mailer", Password: "pw", AllowInsecureAuth: true})
 	cfg := config(srv)
 	cfg.Username, cfg.Password = "mailer", "pw"
-	err := deliver(t, newSink(t, cfg), withStatus("paid"))
-	wantClass(t, err, "starttls_unavailable", true)
+	err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid"))
+	sinktest.WantClass(t, err, "starttls_unavailable", true)
 	mails, data, auths := srv.Counts()
 	if mails != 0 || data != 0 || auths != 0 {
 		t.Fatalf("the client went on without TLS; got MAIL %d, DATA %d, AUTH %d; want none", mails, data, auths)
@@ -202,7 +182,7 @@ func TestImplicitTLS(t *testing.T) {
 	cfg := config(srv)
 	cfg.TLS = TLSImplicit
 	cfg.Username, cfg.Password = "mailer", "pw"
-	if err := deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	if msgs := srv.Messages(); len(msgs) != 1 || !msgs[0].TLS || msgs[0].User != "mailer" {
@@ -214,7 +194,7 @@ func TestPlainLoopback(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{TLS: smtptest.None})
 	cfg := config(srv)
 	cfg.TLS, cfg.CAFile = TLSNone, ""
-	if err := deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
+	if err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
 	if msgs := srv.Messages(); len(msgs) != 1 || msgs[0].TLS {
@@ -229,8 +209,8 @@ func TestCertificateVerified(t *testing.T) {
 			cfg := config(srv)
 			cfg.TLS = mode
 			cfg.CAFile = "" // system roots do not know the test CA
-			err := deliver(t, newSink(t, cfg), withStatus("paid"))
-			wantClass(t, err, "tls", true)
+			err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid"))
+			sinktest.WantClass(t, err, "tls", true)
 			if mails, _, _ := srv.Counts(); mails != 0 {
 				t.Fatalf("MAIL was sent over an unverified connection")
 			}
@@ -279,7 +259,7 @@ func TestServerStalls(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.Options{Stall: make(chan struct{})})
 		cfg := config(srv)
 		cfg.Timeout = 300 * time.Millisecond
-		wantClass(t, deliver(t, newSink(t, cfg), withStatus("paid")), "timeout", true)
+		sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")), "timeout", true)
 	})
 	t.Run("no greeting", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -306,7 +286,7 @@ func TestServerStalls(t *testing.T) {
 		defer func() { l.Close(); <-done }()
 		cfg := Config{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, From: "a@example.com",
 			To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b", Timeout: 300 * time.Millisecond}
-		wantClass(t, deliver(t, newSink(t, cfg), withStatus("paid")), "timeout", true)
+		sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")), "timeout", true)
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.Options{Stall: make(chan struct{})})
@@ -338,7 +318,7 @@ func TestConnectionRefused(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cfg := Config{Host: "127.0.0.1", Port: port, From: "a@example.com", To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b"}
-	wantClass(t, deliver(t, newSink(t, cfg), withStatus("paid")), "connection", true)
+	sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")), "connection", true)
 }
 
 func TestRenderFailuresSendNothing(t *testing.T) {
@@ -348,7 +328,7 @@ func TestRenderFailuresSendNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := config(srv)
 			mod(&cfg)
-			wantClass(t, deliver(t, newSink(t, cfg), withStatus(status)), class, false)
+			sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus(status)), class, false)
 		})
 	}
 	f("CRLF in subject", func(c *Config) { c.Subject, c.SubjectTemplate = "", "Order {{ new.status }}" },

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,42 +251,6 @@ func setTopicConfig(t testing.TB, c *kfake.Cluster, key, value string) {
 	}
 }
 
-// gate is a sink wrapper for outage tests: after open deliveries it holds the next
-// ones until release is closed, and it counts failed deliveries.
-type gate struct {
-	*Sink
-	open      int64
-	delivered atomic.Int64
-	failed    atomic.Int64
-	reached   chan struct{} // closed once open deliveries succeeded
-	release   chan struct{}
-	failedCh  chan struct{} // closed at the first failure after release
-	once      sync.Once
-	onceFail  sync.Once
-}
-
-func (g *gate) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	if g.delivered.Load() >= g.open {
-		g.once.Do(func() { close(g.reached) })
-		<-g.release
-	}
-	g.Sink.DeliverBatch(ctx, evs, errs)
-	for _, err := range errs {
-		if err == nil {
-			g.delivered.Add(1)
-			continue
-		}
-		g.failed.Add(1)
-		g.onceFail.Do(func() { close(g.failedCh) })
-	}
-}
-
-func (g *gate) Deliver(ctx context.Context, ev *decoder.Event) error {
-	errs := []error{nil}
-	g.DeliverBatch(ctx, []*decoder.Event{ev}, errs)
-	return errs[0]
-}
-
 // TestBrokersGoAwayAndComeBack closes the whole cluster mid-stream and starts it again
 // on the same ports from its data directory: every event arrives at least once with
 // its stable id, in order per key, and nothing goes to the DLQ.
@@ -303,7 +265,7 @@ func TestBrokersGoAwayAndComeBack(t *testing.T) {
 		ports = append(ports, p)
 	}
 	s := newSink(t, Config{Brokers: addrs, Timeout: 2 * time.Second})
-	g := &gate{Sink: s, open: 300, reached: make(chan struct{}), release: make(chan struct{}), failedCh: make(chan struct{})}
+	g := sinktest.NewGate(s, 300)
 	evs := sinktest.Events(2000, 50)
 	var c2 *kfake.Cluster
 	restarted := make(chan struct{})
@@ -311,10 +273,10 @@ func TestBrokersGoAwayAndComeBack(t *testing.T) {
 		Retry: pipeline.RetryPolicy{MaxAttempts: 1000, Strategy: pipeline.BackoffFixed, Initial: 100 * time.Millisecond},
 		During: func() {
 			defer close(restarted)
-			<-g.reached
+			<-g.Reached
 			c1.Close()
-			close(g.release)
-			<-g.failedCh // deliveries fail while the brokers are away
+			close(g.Release)
+			<-g.FirstFailure // deliveries fail while the brokers are away
 			var err error
 			c2, err = kfake.NewCluster(kfake.Ports(ports...), kfake.DataDir(dir), kfake.SyncWrites(), kfake.SeedTopics(6, topic))
 			if err != nil {
@@ -329,10 +291,10 @@ func TestBrokersGoAwayAndComeBack(t *testing.T) {
 	if n := len(dlq.Snapshot()); n != 0 {
 		t.Fatalf("unexpected dead letters; got %d; want 0: %v", n, dlq.Snapshot()[0].Err)
 	}
-	if g.failed.Load() == 0 {
+	if g.Failures() == 0 {
 		t.Fatal("no delivery failed: the outage did not happen mid-stream")
 	}
-	t.Logf("failed deliveries during the outage: %d", g.failed.Load())
+	t.Logf("failed deliveries during the outage: %d", g.Failures())
 	checkRecords(t, consumeAll(t, c2.ListenAddrs(), topic), evs, false)
 }
 
@@ -341,21 +303,21 @@ func TestBrokersGoAwayAndComeBack(t *testing.T) {
 func TestRetriableBrokerErrors(t *testing.T) {
 	c := newCluster(t)
 	s := newSink(t, Config{Brokers: c.ListenAddrs(), Timeout: time.Second})
-	g := &gate{Sink: s, open: 100, reached: make(chan struct{}), release: make(chan struct{}), failedCh: make(chan struct{})}
+	g := sinktest.NewGate(s, 100)
 	evs := sinktest.Events(600, 20)
 	dlq := sinktest.Run(t, g, evs, sinktest.RunOptions{Concurrency: 4, BatchSize: 16,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 1000, Strategy: pipeline.BackoffFixed, Initial: 50 * time.Millisecond},
 		During: func() {
-			<-g.reached
+			<-g.Reached
 			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotLeaderForPartition, Count: -1})
-			close(g.release)
-			<-g.failedCh
+			close(g.Release)
+			<-g.FirstFailure
 			h.Remove()
 		}})
 	if n := len(dlq.Snapshot()); n != 0 {
 		t.Fatalf("unexpected dead letters; got %d; want 0", n)
 	}
-	if g.failed.Load() == 0 {
+	if g.Failures() == 0 {
 		t.Fatal("no delivery failed while the fault was installed")
 	}
 	checkRecords(t, consumeAll(t, c.ListenAddrs(), topic), evs, false)
@@ -410,16 +372,7 @@ func TestAppendKey(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			return
-		}
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
-		}
+		sinktest.WantError(t, cfg.Validate(), want)
 	}
 	ok := Config{Brokers: []string{"127.0.0.1:9092"}, Topic: "t"}
 	f(ok, "")

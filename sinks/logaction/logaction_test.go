@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -20,23 +19,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) lines(t *testing.T) []map[string]any {
+// logLines parses the JSON log lines written to buf.
+func logLines(t *testing.T, buf *sinktest.LockedBuffer) []map[string]any {
 	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(w.b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(buf.Bytes()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -50,7 +37,7 @@ func (w *lockedBuffer) lines(t *testing.T) []map[string]any {
 // TestDefaultLine: one line per event with event_id, table, op and the message
 // "event"; no row value.
 func TestDefaultLine(t *testing.T) {
-	var buf lockedBuffer
+	var buf sinktest.LockedBuffer
 	s, err := New(Config{}, Options{Logger: zerolog.New(&buf).With().Str("action", "o.log").Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +47,7 @@ func TestDefaultLine(t *testing.T) {
 	if len(dlq.Snapshot()) != 0 {
 		t.Fatal("unexpected dead letters")
 	}
-	lines := buf.lines(t)
+	lines := logLines(t, &buf)
 	if len(lines) != len(evs) {
 		t.Fatalf("unexpected line count; got %d; want %d", len(lines), len(evs))
 	}
@@ -76,8 +63,8 @@ func TestDefaultLine(t *testing.T) {
 			t.Fatalf("unexpected: no line for %s", ev.ID)
 		}
 	}
-	if strings.Contains(buf.b.String(), "pending") || strings.Contains(buf.b.String(), "12.50") {
-		t.Fatalf("unexpected row value in the log:\n%s", buf.b.String())
+	if strings.Contains(buf.String(), "pending") || strings.Contains(buf.String(), "12.50") {
+		t.Fatalf("unexpected row value in the log:\n%s", buf.String())
 	}
 }
 
@@ -85,7 +72,7 @@ func TestLevelsAndTemplate(t *testing.T) {
 	ev := sinktest.Events(1, 1)[0]
 	f := func(level string, loggerLevel zerolog.Level, tmpl, wantMsg string) {
 		t.Helper()
-		var buf lockedBuffer
+		var buf sinktest.LockedBuffer
 		s, err := New(Config{Level: level, MessageTemplate: tmpl}, Options{Logger: zerolog.New(&buf).Level(loggerLevel), Entity: "Order"})
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +80,7 @@ func TestLevelsAndTemplate(t *testing.T) {
 		if err := s.Deliver(t.Context(), ev); err != nil {
 			t.Fatal(err)
 		}
-		lines := buf.lines(t)
+		lines := logLines(t, &buf)
 		if wantMsg == "" {
 			if len(lines) != 0 {
 				t.Fatalf("unexpected line below the logger's level: %v", lines)

@@ -13,7 +13,7 @@ import (
 func BenchmarkDeliver(b *testing.B) {
 	srv := startNATS(b, "")
 	createStream(b, jsClient(b, srv.url))
-	s, err := Open(ctxT(b), Config{URL: srv.url, Subject: subject, Stream: "CDC"}, Options{})
+	s, err := Open(sinktest.Context(b), Config{URL: srv.url, Subject: subject, Stream: "CDC"}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

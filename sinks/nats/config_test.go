@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"testing"
 
 	natsio "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -18,20 +18,7 @@ import (
 func TestConfig(t *testing.T) {
 	f := func(cfg Config, key, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error; got %v", err)
-			}
-			return
-		}
-		var ke interface{ ConfigKey() string }
-		if err == nil || !errors.As(err, &ke) || ke.ConfigKey() != key || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want %s: ...%s...", err, key, want)
-		}
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Fatalf("error shows a secret: %v", err)
-		}
+		sinktest.WantKeyError(t, cfg.Validate(), key, want, "s3cret")
 	}
 	ok := Config{URL: "nats://127.0.0.1:4222", Subject: subject}
 	f(ok, "", "")

@@ -1,7 +1,6 @@
 package nats
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,12 +41,6 @@ func startNATS(t testing.TB, extra string) *server {
 	return &server{Process: p, url: "nats://" + addr}
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // jsClient connects a test client, closed with the test.
 func jsClient(t testing.TB, url string, opts ...natsio.Option) jetstream.JetStream {
 	t.Helper()
@@ -66,7 +59,7 @@ func jsClient(t testing.TB, url string, opts ...natsio.Option) jetstream.JetStre
 // createStream creates stream CDC on cdc.> with a 2-minute duplicate window.
 func createStream(t testing.TB, js jetstream.JetStream) jetstream.Stream {
 	t.Helper()
-	st, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: "CDC", Subjects: []string{"cdc.>"},
+	st, err := js.CreateStream(sinktest.Context(t), jetstream.StreamConfig{Name: "CDC", Subjects: []string{"cdc.>"},
 		Duplicates: 2 * time.Minute, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
@@ -83,13 +76,13 @@ type stored struct {
 // readAll returns every message of the stream in order.
 func readAll(t testing.TB, st jetstream.Stream) []stored {
 	t.Helper()
-	info, err := st.Info(ctxT(t))
+	info, err := st.Info(sinktest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []stored
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctxT(t), seq)
+		m, err := st.GetMsg(sinktest.Context(t), seq)
 		if err != nil {
 			t.Fatalf("get message %d: %v", seq, err)
 		}
@@ -129,7 +122,7 @@ func checkStored(t testing.TB, msgs []stored, evs []*decoder.Event, subject stri
 
 func openSink(t testing.TB, cfg Config, set *metrics.Set) *Sink {
 	t.Helper()
-	s, err := Open(ctxT(t), cfg, Options{ActionID: "test.nats", Metrics: set})
+	s, err := Open(sinktest.Context(t), cfg, Options{ActionID: "test.nats", Metrics: set})
 	if err != nil {
 		t.Fatal(err)
 	}

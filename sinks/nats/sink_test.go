@@ -19,13 +19,6 @@ import (
 
 const subject = "cdc.{{ event.table }}.{{ event.op }}"
 
-func noDLQ(t *testing.T, d *sinktest.DLQ) {
-	t.Helper()
-	if l := d.Snapshot(); len(l) > 0 {
-		t.Fatalf("unexpected dead letters; got %d, first %v (class %s)", len(l), l[0].Err, sinks.Class(l[0].Err))
-	}
-}
-
 // letters checks that the DLQ holds n letters, each of class after attempts.
 func letters(t *testing.T, d *sinktest.DLQ, n int, class string, attempts int) {
 	t.Helper()
@@ -54,16 +47,16 @@ func TestPublish(t *testing.T) {
 	set := metrics.NewSet()
 	sink := openSink(t, Config{URL: srv.url, Subject: subject, Stream: "CDC"}, set)
 
-	noDLQ(t, sinktest.Run(t, noClose{sink}, evs[:1000], sinktest.RunOptions{}))
-	noDLQ(t, sinktest.Run(t, noClose{sink}, evs[1000:], sinktest.RunOptions{BatchSize: 64}))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[:1000], sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[1000:], sinktest.RunOptions{BatchSize: 64}))
 	if dups := checkStored(t, readAll(t, st), evs, "cdc.orders.INSERT"); dups != 0 || duplicates(set) != 0 {
 		t.Fatalf("unexpected duplicates; got %d stored, %d counted; want 0", dups, duplicates(set))
 	}
 
 	// Replay: everything again, one by one and in batches.
-	noDLQ(t, sinktest.Run(t, noClose{sink}, evs[:1000], sinktest.RunOptions{BatchSize: 64}))
-	noDLQ(t, sinktest.Run(t, noClose{sink}, evs[1000:], sinktest.RunOptions{}))
-	info, err := st.Info(ctxT(t))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[:1000], sinktest.RunOptions{BatchSize: 64}))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[1000:], sinktest.RunOptions{}))
+	info, err := st.Info(sinktest.Context(t))
 	if err != nil || info.State.Msgs != 2000 {
 		t.Fatalf("unexpected stream size after the replay; got %d, %v; want 2000", info.State.Msgs, err)
 	}
@@ -83,7 +76,7 @@ func TestServerRestart(t *testing.T) {
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 50,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 300, Strategy: pipeline.BackoffFixed, Initial: 200 * time.Millisecond}})
 	sink.Wait(t)
-	noDLQ(t, d)
+	sinktest.NoDLQ(t, d)
 	dups := checkStored(t, readAll(t, st), evs, "cdc.orders.INSERT")
 	t.Logf("%d duplicates stored", dups)
 }
@@ -134,24 +127,24 @@ func TestNoStream(t *testing.T) {
 		letters(t, d, 4, "no_stream", 2)
 	}
 
-	_, err := Open(ctxT(t), Config{URL: srv.url, Subject: "cdc.x", Stream: "MISSING"}, Options{})
+	_, err := Open(sinktest.Context(t), Config{URL: srv.url, Subject: "cdc.x", Stream: "MISSING"}, Options{})
 	if err == nil || !strings.Contains(err.Error(), `stream "MISSING" does not exist`) {
 		t.Fatalf("unexpected error for a missing stream; got %v", err)
 	}
 	createStream(t, jsClient(t, srv.url))
-	_, err = Open(ctxT(t), Config{URL: srv.url, Subject: "other.x", Stream: "CDC"}, Options{})
+	_, err = Open(sinktest.Context(t), Config{URL: srv.url, Subject: "other.x", Stream: "CDC"}, Options{})
 	if err == nil || !strings.Contains(err.Error(), `does not capture subject "other.x"`) {
 		t.Fatalf("unexpected error for a subject outside the stream; got %v", err)
 	}
 	s := openSink(t, Config{URL: srv.url, Subject: "cdc.orders", Stream: "CDC"}, nil)
-	if err := s.Deliver(ctxT(t), sinktest.Events(1, 1)[0]); err != nil {
+	if err := s.Deliver(sinktest.Context(t), sinktest.Events(1, 1)[0]); err != nil {
 		t.Fatal(err)
 	}
 
 	// A rendered subject that another stream captures is refused (expected stream
 	// mismatch), not stored there.
 	js := jsClient(t, srv.url)
-	other, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+	other, err := js.CreateStream(sinktest.Context(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +153,7 @@ func TestNoStream(t *testing.T) {
 		d := sinktest.Run(t, noClose{s}, sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: batch})
 		letters(t, d, 4, "js_10060", 1)
 	}
-	if info, err := other.Info(ctxT(t)); err != nil || info.State.Msgs != 0 {
+	if info, err := other.Info(sinktest.Context(t)); err != nil || info.State.Msgs != 0 {
 		t.Fatalf("unexpected messages in the other stream; got %d, %v", info.State.Msgs, err)
 	}
 }
@@ -202,7 +195,7 @@ func TestBadSubject(t *testing.T) {
 		d := sinktest.Run(t, noClose{sink}, evs, sinktest.RunOptions{BatchSize: batch})
 		letters(t, d, 5, "bad_subject", 1)
 	}
-	noDLQ(t, sinktest.Run(t, noClose{sink}, sinktest.Events(3, 3), sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, sinktest.Events(3, 3), sinktest.RunOptions{}))
 }
 
 // TestAuth connects with a token and with a user and password; wrong credentials
@@ -214,12 +207,12 @@ func TestAuth(t *testing.T) {
 		for _, c := range []*Config{&good, &bad} {
 			c.URL, c.Subject = srv.url, "cdc.orders"
 		}
-		if _, err := Open(ctxT(t), bad, Options{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		if _, err := Open(sinktest.Context(t), bad, Options{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 			t.Fatalf("unexpected error with wrong credentials; got %v", err)
 		}
 		createStream(t, jsClient(t, good.URL, client))
 		s := openSink(t, good, nil)
-		if err := s.Deliver(ctxT(t), sinktest.Events(1, 1)[0]); err != nil {
+		if err := s.Deliver(sinktest.Context(t), sinktest.Events(1, 1)[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,7 +224,7 @@ func TestAuth(t *testing.T) {
 // TestDown: with no server, Open fails within the dial timeout.
 func TestDown(t *testing.T) {
 	port := sinktest.FreePort(t)
-	_, err := Open(ctxT(t), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Subject: "cdc.x", DialTimeout: time.Second}, Options{})
+	_, err := Open(sinktest.Context(t), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Subject: "cdc.x", DialTimeout: time.Second}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "connect to nats") {
 		t.Fatalf("unexpected error; got %v", err)
 	}

@@ -14,10 +14,10 @@ import (
 // ca_file the sink publishes; with the system roots it cannot connect.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	sinktest.WriteCerts(t, dir)
+	certs := sinktest.NewCerts(t)
 	port := sinktest.FreePort(t)
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ntls { cert_file: %q, key_file: %q }\n",
-		port, filepath.Join(dir, "js"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+		port, filepath.Join(dir, "js"), certs.CertFile, certs.KeyFile)
 	path := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -25,13 +25,13 @@ func TestTLS(t *testing.T) {
 	sinktest.StartProcess(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", "-c", path)
 	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
 
-	if _, err := Open(ctxT(t), Config{URL: url, Subject: "cdc.orders"}, Options{}); err == nil ||
+	if _, err := Open(sinktest.Context(t), Config{URL: url, Subject: "cdc.orders"}, Options{}); err == nil ||
 		!strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("unexpected error without the CA; got %v", err)
 	}
-	s := openSink(t, Config{URL: url, Subject: "cdc.orders", CAFile: filepath.Join(dir, "ca.pem")}, nil)
+	s := openSink(t, Config{URL: url, Subject: "cdc.orders", CAFile: certs.CAFile}, nil)
 	st := createStream(t, s.js)
 	evs := sinktest.Events(10, 10)
-	noDLQ(t, sinktest.Run(t, noClose{s}, evs, sinktest.RunOptions{BatchSize: 5}))
+	sinktest.NoDLQ(t, sinktest.Run(t, noClose{s}, evs, sinktest.RunOptions{BatchSize: 5}))
 	checkStored(t, readAll(t, st), evs, "cdc.orders")
 }

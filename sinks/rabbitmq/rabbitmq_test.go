@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,46 +327,6 @@ func TestConnectErrors(t *testing.T) {
 	}
 }
 
-// gate is a sink wrapper for outage tests: after open successful deliveries it
-// holds the next ones until release is closed, and it counts failed deliveries.
-type gate struct {
-	*Sink
-	open      int64
-	delivered atomic.Int64
-	failed    atomic.Int64
-	reached   chan struct{}
-	release   chan struct{}
-	failedCh  chan struct{}
-	once      sync.Once
-	onceFail  sync.Once
-}
-
-func newGate(s *Sink, open int64) *gate {
-	return &gate{Sink: s, open: open, reached: make(chan struct{}), release: make(chan struct{}), failedCh: make(chan struct{})}
-}
-
-func (g *gate) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	if g.delivered.Load() >= g.open {
-		g.once.Do(func() { close(g.reached) })
-		<-g.release
-	}
-	g.Sink.DeliverBatch(ctx, evs, errs)
-	for _, err := range errs {
-		if err == nil {
-			g.delivered.Add(1)
-			continue
-		}
-		g.failed.Add(1)
-		g.onceFail.Do(func() { close(g.failedCh) })
-	}
-}
-
-func (g *gate) Deliver(ctx context.Context, ev *decoder.Event) error {
-	errs := []error{nil}
-	g.DeliverBatch(ctx, []*decoder.Event{ev}, errs)
-	return errs[0]
-}
-
 // TestBrokerKilledAndRestarted kills the node with SIGKILL mid-stream and starts it
 // again from its data directory: every event is in the durable queue at least once
 // with its stable id, and nothing went to the DLQ.
@@ -377,15 +335,15 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	bindQueue(t, n, "orders.*")
 	cfg := cdcConfig(n)
 	cfg.Timeout = 3 * time.Second
-	g := newGate(newSink(t, cfg), 300)
+	g := sinktest.NewGate(newSink(t, cfg), 300)
 	evs := sinktest.Events(2000, 50)
 	dlq := sinktest.Run(t, g, evs, sinktest.RunOptions{Concurrency: 4, BatchSize: 16, Timeout: 5 * time.Minute,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 1000, Strategy: pipeline.BackoffFixed, Initial: 200 * time.Millisecond},
 		During: func() {
-			<-g.reached
+			<-g.Reached
 			n.Kill()
-			close(g.release)
-			<-g.failedCh // deliveries fail while the broker is down
+			close(g.Release)
+			<-g.FirstFailure // deliveries fail while the broker is down
 			start := time.Now()
 			n.Start()
 			t.Logf("node restarted in %v", time.Since(start).Round(10*time.Millisecond))
@@ -393,29 +351,17 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	if l := dlq.Snapshot(); len(l) != 0 {
 		t.Fatalf("unexpected dead letters; got %d; want 0: %v", len(l), l[0].Err)
 	}
-	if g.failed.Load() == 0 {
+	if g.Failures() == 0 {
 		t.Fatal("no delivery failed: the broker was not down mid-stream")
 	}
-	t.Logf("failed deliveries during the outage: %d", g.failed.Load())
+	t.Logf("failed deliveries during the outage: %d", g.Failures())
 	checkMessages(t, drain(t, n), evs, false)
 }
 
 func TestConfigValidate(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			return
-		}
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
-		}
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Fatalf("error shows the password: %v", err)
-		}
+		sinktest.WantError(t, cfg.Validate(), want, "s3cret")
 	}
 	u := "amqp://obs:s3cret@127.0.0.1:5672/vh"
 	f(Config{URL: u, RoutingKey: "q"}, "")

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -30,9 +29,9 @@ func setKeys(t *testing.T, c *goredis.Client, keys ...string) {
 	t.Helper()
 	pipe := c.Pipeline()
 	for _, k := range keys {
-		pipe.Set(ctxT(t), k, "v", 0)
+		pipe.Set(sinktest.Context(t), k, "v", 0)
 	}
-	if _, err := pipe.Exec(ctxT(t)); err != nil {
+	if _, err := pipe.Exec(sinktest.Context(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -42,7 +41,7 @@ func exists(t *testing.T, c *goredis.Client, keys ...string) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
 	for _, k := range keys {
-		n, err := c.Exists(ctxT(t), k).Result()
+		n, err := c.Exists(sinktest.Context(t), k).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +58,6 @@ func withID(ev *decoder.Event, id string) *decoder.Event {
 		Key: &decoder.Row{Names: ev.Key.Names, Values: []json.RawMessage{json.RawMessage(id)}}}
 }
 
-func noDLQ(t *testing.T, d *sinktest.DLQ) {
-	t.Helper()
-	if l := d.Snapshot(); len(l) > 0 {
-		t.Fatalf("unexpected dead letters; got %d, first %v (class %s)", len(l), l[0].Err, sinks.Class(l[0].Err))
-	}
-}
-
 func TestCacheSingleKey(t *testing.T) {
 	srv := startRedis(t)
 	rc := srv.client(t)
@@ -75,7 +67,7 @@ func TestCacheSingleKey(t *testing.T) {
 	}
 	setKeys(t, rc, keys...)
 	evs := sinktest.Events(10, 10) // ids 0..9
-	noDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "order:{{ new.id }}"), evs, sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "order:{{ new.id }}"), evs, sinktest.RunOptions{}))
 	for k, ok := range exists(t, rc, keys...) {
 		var i int
 		fmt.Sscanf(k, "order:%d", &i)
@@ -98,7 +90,7 @@ func TestCachePattern(t *testing.T) {
 	all = append(all, "orders:10:0", "orders:1", "other:1:0")
 	setKeys(t, rc, all...)
 	evs := sinktest.Events(2, 2) // ids 0 and 1
-	noDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:*"), evs, sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:*"), evs, sinktest.RunOptions{}))
 	for k, ok := range exists(t, rc, all...) {
 		want := !(strings.HasPrefix(k, "orders:0:") || strings.HasPrefix(k, "orders:1:"))
 		if ok != want {
@@ -118,7 +110,7 @@ func TestCacheGlobInjection(t *testing.T) {
 		setKeys(t, rc, keys...)
 		ev := withID(sinktest.Events(1, 1)[0], id)
 		c := newCache(t, srv.url(), pattern)
-		if err := c.Deliver(ctxT(t), ev); err != nil {
+		if err := c.Deliver(sinktest.Context(t), ev); err != nil {
 			t.Fatalf("%s with %s: %v", pattern, id, err)
 		}
 		want := map[string]bool{}
@@ -152,8 +144,8 @@ func TestCacheOOM(t *testing.T) {
 	rc := srv.client(t)
 	fillOOM(t, rc, "orders:")
 	evs := sinktest.Events(20, 20)
-	noDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:*"), evs, sinktest.RunOptions{}))
-	noDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:0"), evs, sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:*"), evs, sinktest.RunOptions{}))
+	sinktest.NoDLQ(t, sinktest.Run(t, newCache(t, srv.url(), "orders:{{ new.id }}:0"), evs, sinktest.RunOptions{}))
 	for k, ok := range exists(t, rc, "orders:0:0", "orders:0:1", "orders:19:3", "orders:25:0") {
 		if want := k == "orders:25:0"; ok != want {
 			t.Errorf("unexpected existence of %s; got %v; want %v", k, ok, want)
@@ -166,7 +158,7 @@ func fillOOM(t *testing.T, rc *goredis.Client, prefix string) {
 	t.Helper()
 	val := strings.Repeat("x", 1000)
 	for i := 0; ; i++ {
-		err := rc.Set(ctxT(t), fmt.Sprintf("%s%d:%d", prefix, i%40, i/40), val, 0).Err()
+		err := rc.Set(sinktest.Context(t), fmt.Sprintf("%s%d:%d", prefix, i%40, i/40), val, 0).Err()
 		if goredis.IsOOMError(err) {
 			if i < 100 {
 				t.Fatalf("OOM after only %d keys", i)
@@ -217,9 +209,9 @@ func TestCacheServerRestart(t *testing.T) {
 	sink := sinktest.KillAfter(newCache(t, srv.url(), "order:{{ new.id }}"), n/4, srv.Process)
 	d := sinktest.Run(t, sink, sinktest.Events(n, n), sinktest.RunOptions{Retry: patient})
 	sink.Wait(t)
-	noDLQ(t, d)
+	sinktest.NoDLQ(t, d)
 	rc = srv.client(t)
-	left, err := rc.DBSize(ctxT(t)).Result()
+	left, err := rc.DBSize(sinktest.Context(t)).Result()
 	if err != nil || left != 0 {
 		t.Fatalf("unexpected keys left after the run; got %d, %v; want 0", left, err)
 	}
@@ -228,20 +220,7 @@ func TestCacheServerRestart(t *testing.T) {
 func TestCacheConfig(t *testing.T) {
 	f := func(cfg CacheConfig, key, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error; got %v", err)
-			}
-			return
-		}
-		var ke interface{ ConfigKey() string }
-		if err == nil || !errors.As(err, &ke) || ke.ConfigKey() != key || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want %s: ...%s...", err, key, want)
-		}
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Fatalf("error shows the password: %v", err)
-		}
+		sinktest.WantKeyError(t, cfg.Validate(), key, want, "s3cret")
 	}
 	conn := ConnConfig{URL: "redis://127.0.0.1:6390/2"}
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k:{{ new.id }}"}, "", "")

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -48,12 +47,6 @@ func (s *server) client(t *testing.T) *goredis.Client {
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, DialerRetries: 1})
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // patient retries for a minute at most: enough to ride out a server restart.

@@ -1,10 +1,7 @@
 package redis
 
 import (
-	"errors"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -28,7 +25,7 @@ func newStream(t *testing.T, cfg StreamConfig) *Stream {
 // readStream returns the stream's entries, failing the test on an error.
 func readStream(t *testing.T, rc *goredis.Client, key string) []goredis.XMessage {
 	t.Helper()
-	msgs, err := rc.XRange(ctxT(t), key, "-", "+").Result()
+	msgs, err := rc.XRange(sinktest.Context(t), key, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +77,7 @@ func TestStreamXAdd(t *testing.T) {
 	f := func(batch int) {
 		t.Helper()
 		cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc:{{ event.table }}", Fields: []string{"op", "table"}}
-		noDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: batch}))
+		sinktest.NoDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: batch}))
 		msgs := readStream(t, rc, "cdc:orders")
 		if dups := checkEntries(t, msgs, evs, map[string]func(*decoder.Event) string{
 			FieldTable: func(ev *decoder.Event) string { return "public.orders" },
@@ -88,7 +85,7 @@ func TestStreamXAdd(t *testing.T) {
 		}); dups != 0 {
 			t.Fatalf("unexpected duplicates without faults; got %d", dups)
 		}
-		rc.Del(ctxT(t), "cdc:orders")
+		rc.Del(sinktest.Context(t), "cdc:orders")
 	}
 	f(1)
 	f(50)
@@ -101,8 +98,8 @@ func TestStreamMaxLen(t *testing.T) {
 	rc := srv.client(t)
 	cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc", MaxLen: 200}
 	evs := sinktest.Events(3000, 100)
-	noDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: 20}))
-	n, err := rc.XLen(ctxT(t), "cdc").Result()
+	sinktest.NoDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: 20}))
+	n, err := rc.XLen(sinktest.Context(t), "cdc").Result()
 	if err != nil || n < 200 || n > 300 {
 		t.Fatalf("unexpected stream length; got %d, %v; want 200..300", n, err)
 	}
@@ -118,7 +115,7 @@ func TestStreamServerRestart(t *testing.T) {
 	sink := sinktest.KillAfter(newStream(t, cfg), 800, srv.Process)
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 25, Retry: patient})
 	sink.Wait(t)
-	noDLQ(t, d)
+	sinktest.NoDLQ(t, d)
 	dups := checkEntries(t, readStream(t, srv.client(t), "cdc"), evs, nil)
 	t.Logf("%d duplicate entries (replies lost to the kill)", dups)
 }
@@ -128,7 +125,7 @@ func TestStreamServerRestart(t *testing.T) {
 func TestStreamWrongType(t *testing.T) {
 	srv := startRedis(t)
 	rc := srv.client(t)
-	if err := rc.Set(ctxT(t), "cdc", "not a stream", 0).Err(); err != nil {
+	if err := rc.Set(sinktest.Context(t), "cdc", "not a stream", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	f := func(batch int) {
@@ -176,8 +173,8 @@ func TestStreamDown(t *testing.T) {
 	s := newStream(t, cfg)
 	evs := sinktest.Events(2, 2)
 	errs := make([]error, 2)
-	s.DeliverBatch(ctxT(t), evs, errs)
-	for _, err := range append(errs, s.Deliver(ctxT(t), evs[0])) {
+	s.DeliverBatch(sinktest.Context(t), evs, errs)
+	for _, err := range append(errs, s.Deliver(sinktest.Context(t), evs[0])) {
 		if sinks.Class(err) != "connection" || !pipeline.Retryable(err) {
 			t.Fatalf("unexpected error; got %v (class %s); want a transient connection error", err, sinks.Class(err))
 		}
@@ -187,17 +184,7 @@ func TestStreamDown(t *testing.T) {
 func TestStreamConfig(t *testing.T) {
 	f := func(cfg StreamConfig, key, want string) {
 		t.Helper()
-		err := cfg.Validate()
-		if want == "" {
-			if err != nil {
-				t.Fatalf("unexpected error; got %v", err)
-			}
-			return
-		}
-		var ke interface{ ConfigKey() string }
-		if err == nil || !errors.As(err, &ke) || ke.ConfigKey() != key || !strings.Contains(err.Error(), want) {
-			t.Fatalf("unexpected error; got %v; want %s: ...%s...", err, key, want)
-		}
+		sinktest.WantKeyError(t, cfg.Validate(), key, want)
 	}
 	conn := ConnConfig{URL: "rediss://u:p@h:6380/1"}
 	f(StreamConfig{ConnConfig: conn, Stream: "cdc:{{ event.table }}"}, "", "")
@@ -213,21 +200,20 @@ func TestStreamConfig(t *testing.T) {
 // TestTLS: rediss:// verifies the server's certificate: with the test CA as ca_file
 // the sink appends; with the system roots every attempt fails as a transient tls error.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	sinktest.WriteCerts(t, dir)
+	certs := sinktest.NewCerts(t)
 	port := sinktest.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	sinktest.StartProcess(t, addr, "redis-server", "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
-		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no", "--save", "", "--dir", dir)
+		"--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile,
+		"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no", "--save", "", "--dir", t.TempDir())
 	evs := sinktest.Events(10, 10)
 
 	bad := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr}, Stream: "cdc"})
-	if err := bad.Deliver(ctxT(t), evs[0]); sinks.Class(err) != "tls" || !pipeline.Retryable(err) {
+	if err := bad.Deliver(sinktest.Context(t), evs[0]); sinks.Class(err) != "tls" || !pipeline.Retryable(err) {
 		t.Fatalf("unexpected error without the CA; got %v (class %s); want a transient tls error", err, sinks.Class(err))
 	}
-	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr, CAFile: filepath.Join(dir, "ca.pem")}, Stream: "cdc"})
-	noDLQ(t, sinktest.Run(t, good, evs, sinktest.RunOptions{BatchSize: 5}))
+	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr, CAFile: certs.CAFile}, Stream: "cdc"})
+	sinktest.NoDLQ(t, sinktest.Run(t, good, evs, sinktest.RunOptions{BatchSize: 5}))
 	rc := goredis.NewClient(&goredis.Options{Addr: addr, TLSConfig: good.client.Options().TLSConfig})
 	defer rc.Close()
 	checkEntries(t, readStream(t, rc, "cdc"), evs, nil)

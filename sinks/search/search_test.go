@@ -2,7 +2,6 @@ package search
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -339,21 +338,12 @@ func TestAuthAndPath(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	good := func() Config { return Config{URL: "https://search.example.com:9200", Index: "orders"} }
-	f := func(name string, mod func(c *Config), key, msg string) {
+	// The first argument names the row; a failure reports the line of its call.
+	f := func(_ string, mod func(c *Config), key, msg string) {
 		t.Helper()
 		c := good()
 		mod(&c)
-		err := c.Validate()
-		if key == "" {
-			if err != nil {
-				t.Fatalf("%s: unexpected error: %v", name, err)
-			}
-			return
-		}
-		var ke *sinks.KeyError
-		if !errors.As(err, &ke) || ke.Key != key || !strings.Contains(err.Error(), msg) {
-			t.Fatalf("%s: unexpected error; got %v; want key %s and %q", name, err, key, msg)
-		}
+		sinktest.WantKeyError(t, c.Validate(), key, msg)
 	}
 	f("defaults", func(c *Config) {}, "", "")
 	f("missing url", func(c *Config) { c.URL = "" }, "url", "required")

@@ -2,7 +2,6 @@ package slack
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -195,20 +194,7 @@ func TestThroughPipeline(t *testing.T) {
 func TestValidate(t *testing.T) {
 	f := func(c Config, key, msg string) {
 		t.Helper()
-		err := c.Validate()
-		if key == "" {
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			return
-		}
-		var ke *sinks.KeyError
-		if !errors.As(err, &ke) || ke.Key != key || !strings.Contains(err.Error(), msg) {
-			t.Fatalf("unexpected error; got %v; want key %s and %q", err, key, msg)
-		}
-		if strings.Contains(err.Error(), "T000") {
-			t.Fatalf("unexpected URL in error %q", err)
-		}
+		sinktest.WantKeyError(t, c.Validate(), key, msg, "T000")
 	}
 	u := sinks.Secret("https://hooks.slack.com/services/T000/B000/XXXX")
 	f(Config{WebhookURL: u}, "", "")

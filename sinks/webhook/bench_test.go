@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,13 +21,7 @@ import (
 // (the duration of the Deliver or DeliverBatch call that carried it). Requests are
 // signed (fraiseql format), as in production.
 func BenchmarkDeliver(b *testing.B) {
-	n := 20000
-	if v := os.Getenv("SINK_BENCH_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("invalid SINK_BENCH_EVENTS %q", v)
-		}
-	}
+	n := sinktest.BenchEvents(b, 20000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 	}))

@@ -275,7 +275,7 @@ func TestGuardAtDelivery(t *testing.T) {
 			t.Fatalf("unexpected dead letter; got %v after %d attempts", dl.Err, dl.Attempts)
 		}
 	}
-	if n := r.accepted.Load(); n != 0 {
+	if n := r.conns.Accepted(); n != 0 {
 		t.Fatalf("unexpected accepted connections; got %d; want 0", n)
 	}
 	if n := set.GetOrCreateCounter(`observer_egress_blocked_total{action_type="webhook"}`).Get(); n != 3 {
@@ -329,7 +329,7 @@ func TestRedirectToBlocked(t *testing.T) {
 			}
 		}
 	}
-	if n := inner.accepted.Load(); n != 0 {
+	if n := inner.conns.Accepted(); n != 0 {
 		t.Fatalf("unexpected connections to the redirect target; got %d; want 0", n)
 	}
 	// The guard lets a redirect to an allowed target through, body and signature intact.

@@ -16,11 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -50,8 +51,8 @@ type request struct {
 // indexed by the request's Idempotency-Key and attempt number (from 0).
 type receiver struct {
 	*httptest.Server
-	accepted atomic.Int64
-	script   func(key string, attempt int) step
+	conns  *sinktest.CountingListener
+	script func(key string, attempt int) step
 
 	mu    sync.Mutex
 	reqs  []request
@@ -75,7 +76,8 @@ func newReceiverAt(t *testing.T, addr string, script func(key string, attempt in
 		t.Fatal(err)
 	}
 	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
-	r.Server.Listener = &countingListener{Listener: l, n: &r.accepted}
+	r.conns = &sinktest.CountingListener{Listener: l}
+	r.Server.Listener = r.conns
 	r.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
 	r.Server.Start()
 	t.Cleanup(r.Server.Close)
@@ -130,19 +132,6 @@ func (r *receiver) requests() []request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]request(nil), r.reqs...)
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 // verifyStandard verifies a request as a Standard Webhooks receiver does
