@@ -67,12 +67,15 @@ func TestPublish(t *testing.T) {
 
 // TestServerRestart kills nats-server mid-run and starts it again on the same store.
 // Every event ends up in the stream; events whose PubAck was lost are published again
-// with the same Nats-Msg-Id.
+// with the same Nats-Msg-Id. The server stays down longer than the publish timeout:
+// nats.go buffers publishes while it reconnects, so a shorter outage may cost no
+// delivery at all.
 func TestServerRestart(t *testing.T) {
 	srv := startNATS(t, "")
 	st := createStream(t, jsClient(t, srv.url))
 	evs := sinktest.Events(4000, 400)
 	sink := sinktest.KillAfter(openSink(t, Config{URL: srv.url, Subject: subject, Stream: "CDC", Timeout: 2 * time.Second}, nil), 1000, srv.Process)
+	sink.Down = 3 * time.Second
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 50,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 300, Strategy: pipeline.BackoffFixed, Initial: 200 * time.Millisecond}})
 	sink.Wait(t)
