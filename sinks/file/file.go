@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -161,13 +162,21 @@ func (s *Sink) write(evs []*decoder.Event) error {
 		s.buf = append(s.buf, '\n')
 	}
 	if _, err := s.w.Write(s.buf); err != nil {
-		return fmt.Errorf("write %s: %w", s.cfg.Path, err)
+		return s.pathError("write", err)
 	}
 	s.seq++
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
 	}
 	return nil
+}
+
+// pathError names the file in err unless the os package already did.
+func (s *Sink) pathError(op string, err error) error {
+	if _, ok := errors.AsType[*fs.PathError](err); ok {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, s.cfg.Path, err)
 }
 
 func (s *Sink) lastSeq() uint64 {
@@ -186,7 +195,7 @@ func (s *Sink) syncTo(seq uint64) error {
 	}
 	target := s.lastSeq()
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", s.cfg.Path, err)
+		return s.pathError("fsync", err)
 	}
 	s.sync = target
 	return nil
