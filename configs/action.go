@@ -16,6 +16,12 @@ type Action struct {
 	Type string
 	// Name is the optional name written in the file.
 	Name string
+	// Ordered, when set, delivers the action's events one at a time in commit
+	// order, whatever concurrent_execution says.
+	Ordered bool
+	// MaxConcurrency, when not 0, replaces concurrent_execution.max_concurrency
+	// for this action.
+	MaxConcurrency int
 	// ID identifies the action in checkpoints, the DLQ, metrics and logs:
 	// "<observer>.<name>", or "<observer>.<index>" (from 0) without a name.
 	// IDs are unique within a configuration.
@@ -28,7 +34,8 @@ type Action struct {
 	doc  *document
 }
 
-// Decode decodes the action's mapping, without its type and name keys, into
+// Decode decodes the action's mapping, without the keys every action has (type,
+// name, ordered, max_concurrency), into
 // the struct v points to, as strictly as the loader does: keys match `yaml`
 // struct tags (the lower-cased field name without one), unknown and mistyped
 // keys are errors, ${VAR} references are expanded, time.Duration fields take
@@ -49,7 +56,7 @@ func (a *Action) Decode(v any) error {
 	d.prefix = "action " + a.ID + ": "
 	d.reportDuplicates = false // the loader reported them
 	skip := func(entry) {}
-	d.decodeStruct(value{node: a.node, kind: kindMapping, pos: a.Pos}, rv.Elem(), "", customKeys{"type": skip, "name": skip})
+	d.decodeStruct(value{node: a.node, kind: kindMapping, pos: a.Pos}, rv.Elem(), "", customKeys{"type": skip, "name": skip, "ordered": skip, "max_concurrency": skip})
 	return errs.err()
 }
 

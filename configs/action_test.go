@@ -69,6 +69,22 @@ func TestActionDecode(t *testing.T) {
 	if !a.Has("url") || a.Has("url_env") {
 		t.Fatalf("unexpected Has results")
 	}
+	if a.Ordered || a.MaxConcurrency != 0 {
+		t.Fatalf("unexpected delivery settings; got ordered %v, max_concurrency %d; want the defaults", a.Ordered, a.MaxConcurrency)
+	}
+}
+
+// TestActionDeliveryKeys: ordered and max_concurrency are read by the loader for every
+// action type and are not passed on to the sink's options.
+func TestActionDeliveryKeys(t *testing.T) {
+	a := firstAction(t, "        url: https://example.com\n        ordered: true\n        max_concurrency: 3\n", nil)
+	if !a.Ordered || a.MaxConcurrency != 3 {
+		t.Fatalf("unexpected delivery settings; got ordered %v, max_concurrency %d; want true, 3", a.Ordered, a.MaxConcurrency)
+	}
+	var opts webhookOptions
+	if err := a.Decode(&opts); err != nil {
+		t.Fatalf("unexpected error:\n%v", err)
+	}
 }
 
 func TestActionDecodeErrors(t *testing.T) {

@@ -339,6 +339,16 @@ func (l *loader) decodeActions(o *Observer, e entry, path string) {
 					dupName = true
 				}
 				names[a.Name] = namePos
+			case "ordered":
+				l.d.decode(ae.value, reflect.ValueOf(&a.Ordered).Elem(), join(apath, "ordered"))
+			case "max_concurrency":
+				before := len(l.errs.List)
+				cv, ok := l.d.decode(ae.value, reflect.ValueOf(&a.MaxConcurrency).Elem(), join(apath, "max_concurrency"))
+				decoded := ok && cv.kind != kindNull && len(l.errs.List) == before
+				if decoded && (a.MaxConcurrency < 1 || a.MaxConcurrency > maxConcurrency) {
+					l.errorf(l.doc.posOf(ae.value), "%s: must be between 1 and %d, got %d", join(apath, "max_concurrency"), maxConcurrency, a.MaxConcurrency)
+					a.MaxConcurrency = 0
+				}
 			}
 		}
 		if !hasType || a.Type == "" {

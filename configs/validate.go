@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// maxConcurrency is the most workers an action may have.
+const maxConcurrency = 1024
+
 var (
 	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats = []string{"json", "console"}
@@ -35,8 +38,8 @@ func (l *loader) validate() {
 		l.errorf(at(&c.State.Schema, "state"), "state.schema: invalid schema name %s: %v", l.quote(&c.State.Schema), err)
 	}
 	l.positive(&c.Checkpoints.Interval, "checkpoints.interval", sec("checkpoints"))
-	if n := c.ConcurrentExecution.MaxConcurrency; n < 1 || n > 1024 {
-		l.errorf(at(&c.ConcurrentExecution.MaxConcurrency, "concurrent_execution"), "concurrent_execution.max_concurrency: must be between 1 and 1024, got %d", n)
+	if n := c.ConcurrentExecution.MaxConcurrency; n < 1 || n > maxConcurrency {
+		l.errorf(at(&c.ConcurrentExecution.MaxConcurrency, "concurrent_execution"), "concurrent_execution.max_concurrency: must be between 1 and %d, got %d", maxConcurrency, n)
 	}
 	if n := c.Deduplication.CacheEntries; n < 1 {
 		l.errorf(at(&c.Deduplication.CacheEntries, "deduplication"), "deduplication.cache_entries: must be at least 1, got %d", n)

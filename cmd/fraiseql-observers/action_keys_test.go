@@ -102,3 +102,46 @@ func wantError(t *testing.T, action string, env map[string]string, marker, msg s
 		t.Fatalf("unexpected error for:\n%s\ngot:  %v\nwant: %s... %s", action, err, want, msg)
 	}
 }
+
+// TestActionDeliverySettings: an action's ordered and max_concurrency override
+// concurrent_execution for that action only; concurrent_execution.enabled: false
+// orders every action.
+func TestActionDeliverySettings(t *testing.T) {
+	dir := t.TempDir()
+	base := "source:\n  dsn: postgres://app@db/app\n%sobservers:\n  o:\n    entity: public.orders\n    actions:\n" +
+		"      - {type: file, name: plain, path: " + dir + "/a}\n" +
+		"      - {type: file, name: ordered, path: " + dir + "/b, ordered: true}\n" +
+		"      - {type: file, name: narrow, path: " + dir + "/c, max_concurrency: 2}\n"
+	for _, c := range []struct {
+		section string
+		want    []string // per action: ordered/concurrency
+	}{
+		{"", []string{"false/10", "true/1", "false/2"}},
+		{"concurrent_execution: {max_concurrency: 4}\n", []string{"false/4", "true/1", "false/2"}},
+		{"concurrent_execution: {enabled: false}\n", []string{"true/1", "true/1", "true/1"}},
+	} {
+		cfg, _, err := configs.Parse("c.yaml", []byte(fmt.Sprintf(base, c.section)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet()}
+		obs, err := b.observers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range obs[0].Actions {
+			if c, ok := a.Sink.(pipeline.Closer); ok {
+				t.Cleanup(func() { c.Close() })
+			}
+			conc := a.Concurrency
+			if a.Ordered {
+				conc = 1 // the pipeline runs an ordered action with one worker
+			}
+			got = append(got, fmt.Sprintf("%v/%d", a.Ordered, conc))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Fatalf("%q: unexpected delivery settings; got %v; want %v", c.section, got, c.want)
+		}
+	}
+}

@@ -92,6 +92,9 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 			continue
 		}
 		conc := b.cfg.ConcurrentExecution.MaxConcurrency
+		if ca.MaxConcurrency > 0 {
+			conc = ca.MaxConcurrency
+		}
 		o.Actions = append(o.Actions, &pipeline.Action{
 			ID:          ca.ID,
 			Type:        ca.Type,
@@ -99,7 +102,7 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 			Retry:       retry,
 			OnFailure:   failure,
 			Concurrency: conc,
-			Ordered:     !b.cfg.ConcurrentExecution.Enabled,
+			Ordered:     ca.Ordered || !b.cfg.ConcurrentExecution.Enabled,
 			BatchSize:   b.cfg.Pipeline.BatchSize,
 		})
 	}

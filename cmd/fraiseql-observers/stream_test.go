@@ -29,15 +29,34 @@ type change struct {
 
 // TestFileExactlyOnceInCommitOrder runs many transactions of inserts, updates, deletes
 // and truncates and checks that the file receives each change exactly once, in commit
-// order, with the right images and stable ids.
+// order, with the right images and stable ids: with concurrent_execution off, and with
+// it on and the action ordered.
 func TestFileExactlyOnceInCommitOrder(t *testing.T) {
+	t.Run("concurrent_execution off", func(t *testing.T) {
+		fileInCommitOrder(t, func(db *pgtest.DB, out string) string {
+			return baseConfig(db, out, "concurrent_execution: {enabled: false}")
+		})
+	})
+	t.Run("ordered action", func(t *testing.T) {
+		fileInCommitOrder(t, func(db *pgtest.DB, out string) string {
+			return opsConfig(db, "", "", "concurrent_execution: {max_concurrency: 8}", fmt.Sprintf(`  everything:
+    entity: "*"
+    event_type: [INSERT, UPDATE, DELETE, TRUNCATE]
+    actions:
+      - {type: file, name: out, path: %q, ordered: true}
+`, out))
+		})
+	})
+}
+
+func fileInCommitOrder(t *testing.T, config func(db *pgtest.DB, out string) string) {
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t_a (id int PRIMARY KEY, v int NOT NULL, payload text);
 	         CREATE TABLE t_b (id int PRIMARY KEY, v int NOT NULL);
 	         ALTER TABLE t_b REPLICA IDENTITY FULL;
 	         CREATE PUBLICATION obs_pub FOR TABLE t_a, t_b`)
 	out := filepath.Join(t.TempDir(), "events.jsonl")
-	cfg := writeConfig(t, baseConfig(db, out, "concurrent_execution: {enabled: false}"))
+	cfg := writeConfig(t, config(db, out))
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
 	db.CreateSlot("oracle")
