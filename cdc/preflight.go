@@ -114,8 +114,7 @@ func (s *Session) Preflight(ctx context.Context, checkpoint lsn.LSN) (*Preflight
 	case slot.Database != db:
 		return nil, &PreflightError{Check: "slot", Msg: fmt.Sprintf("slot %q belongs to database %q, not %q", s.opts.Slot, slot.Database, db)}
 	case slot.WALStatus == "lost":
-		return nil, &GapError{Slot: s.opts.Slot, Reason: "the slot was invalidated (wal_status = lost): PostgreSQL removed WAL it still needed, so changes are missing; " +
-			"raise max_slot_wal_keep_size and decide how to recover before creating a new slot"}
+		return nil, &GapError{Slot: s.opts.Slot, Reason: "the slot was invalidated (wal_status = lost): " + lostAdvice}
 	case slot.Active:
 		return nil, &PreflightError{Check: "slot", Msg: fmt.Sprintf("replication slot %q is active for PID %d (another consumer is reading it)", s.opts.Slot, slot.ActivePID),
 			Err: &slotActive{pid: slot.ActivePID}, Hint: "stop the other consumer; only one reader per slot is possible"}
@@ -285,3 +284,7 @@ func checkServer(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return nil
 }
+
+// lostAdvice explains an invalidated slot to the operator.
+const lostAdvice = "PostgreSQL removed WAL it still needed, so changes are missing; " +
+	"raise max_slot_wal_keep_size and decide how to recover before creating a new slot (docs/troubleshooting.md, gap errors)"

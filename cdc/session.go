@@ -288,7 +288,7 @@ func (s *Session) recheck(ctx context.Context, durable lsn.LSN) error {
 	case !slot.Exists:
 		return &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the slot was dropped while the service was reconnecting (our position %s)", durable)}
 	case slot.WALStatus == "lost":
-		return &GapError{Slot: s.opts.Slot, Reason: "the slot was invalidated (wal_status = lost) while the service was reconnecting"}
+		return &GapError{Slot: s.opts.Slot, Reason: "the slot was invalidated (wal_status = lost) while the service was reconnecting: " + lostAdvice}
 	case slot.ConfirmedFlushLSN > durable:
 		return &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the slot's confirmed_flush_lsn %s moved past our position %s while we were disconnected", slot.ConfirmedFlushLSN, durable)}
 	}

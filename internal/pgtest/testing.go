@@ -75,7 +75,13 @@ type DB struct {
 // its replication slots, when t ends.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
-	s := Shared(t)
+	return NewDBOn(t, Shared(t))
+}
+
+// NewDBOn creates a database for t on s, a server of the test's own (a test that
+// needs settings the shared server must not have). It is dropped when t ends.
+func NewDBOn(t testing.TB, s *Server) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name, err := s.CreateDatabase(ctx, t.Name())
