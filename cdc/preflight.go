@@ -142,7 +142,10 @@ func (s *Session) checkPublication(ctx context.Context, conn *pgx.Conn, res *Pre
 		for i, t := range s.opts.PublicationTables {
 			tables[i] = quoteQualified(t)
 		}
-		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{s.opts.Publication}.Sanitize(), strings.Join(tables, ", "))
+		// Via the root, changes of a partitioned table arrive under its own name, the
+		// one observers are written for, rather than under each partition's.
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)",
+			pgx.Identifier{s.opts.Publication}.Sanitize(), strings.Join(tables, ", "))
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return &PreflightError{Check: "publication", Msg: fmt.Sprintf("cannot create publication %q", s.opts.Publication), Err: err,
 				Hint: "the role must own the tables (or be superuser)"}
@@ -178,7 +181,57 @@ ORDER BY 1, 2`, s.opts.Publication)
 			s.log.Warn().Str("check", w.Check).Str("table", t.Schema+"."+t.Table).Msg(w.Msg)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("preflight: read published tables: %w", err)
+	}
+	for _, t := range s.opts.ObservedTables {
+		msg, err := ObservedTableProblem(ctx, conn, s.opts.Publication, t)
+		if err != nil {
+			return err
+		}
+		if msg != "" {
+			w := Warning{Check: "observed_table", Msg: msg}
+			res.Warnings = append(res.Warnings, w)
+			s.log.Warn().Str("check", w.Check).Str("table", t).Msg(w.Msg)
+		}
+	}
+	return nil
+}
+
+// ObservedTableProblem explains why changes of table (schema.table) cannot reach
+// the observers watching it through publication pub, which must exist, or returns "".
+func ObservedTableProblem(ctx context.Context, conn *pgx.Conn, pub, table string) (string, error) {
+	schema, name, _ := strings.Cut(table, ".")
+	var kind, root string
+	var published, viaRoot, partitionsPublished, rootPublished bool
+	err := conn.QueryRow(ctx, `
+WITH t AS (SELECT c.oid, c.relkind, pg_partition_root(c.oid) AS root
+           FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', $2::text, $3::text)))
+SELECT t.relkind::text, coalesce((SELECT n.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = t.root), ''),
+       EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = p.pubname AND pt.schemaname = $2 AND pt.tablename = $3),
+       p.pubviaroot,
+       EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN pg_partition_tree(t.oid) tree ON tree.relid = to_regclass(format('%I.%I', pt.schemaname, pt.tablename))
+               WHERE pt.pubname = p.pubname AND tree.isleaf),
+       EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = p.pubname AND to_regclass(format('%I.%I', pt.schemaname, pt.tablename)) = t.root)
+FROM pg_publication p, t
+WHERE p.pubname = $1`, pub, schema, name).
+		Scan(&kind, &root, &published, &viaRoot, &partitionsPublished, &rootPublished)
+	switch {
+	case err == pgx.ErrNoRows:
+		return fmt.Sprintf("table %s does not exist: observers of it never fire until it is created and published", table), nil
+	case err != nil:
+		return "", fmt.Errorf("preflight: read observed table %s: %w", table, err)
+	case published:
+		return "", nil
+	case kind == "r" && viaRoot && rootPublished && root != "":
+		return fmt.Sprintf("%s is a partition of %s, and publication %s sends its changes under %s's name: observers of %s never fire; watch %s instead",
+			table, root, pub, root, table, root), nil
+	case kind == "p" && partitionsPublished && !viaRoot:
+		return fmt.Sprintf("%s is partitioned, and publication %s sends its changes under each partition's name: observers of %s never fire; "+
+			"ALTER PUBLICATION %s SET (publish_via_partition_root = true)", table, pub, table, pgx.Identifier{pub}.Sanitize()), nil
+	}
+	return fmt.Sprintf("%s is not in publication %s: observers of it never fire; ALTER PUBLICATION %s ADD TABLE %s",
+		table, pub, pgx.Identifier{pub}.Sanitize(), quoteQualified(table)), nil
 }
 
 func describeIdentity(t TableIdentity) string {

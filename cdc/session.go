@@ -49,6 +49,10 @@ type Options struct {
 	ManageSlot        bool
 	ManagePublication bool
 	PublicationTables []string
+	// ObservedTables are the "schema.table" names observers watch: preflight warns
+	// about each one whose changes cannot arrive (missing, not published, or
+	// partitioned and published under its partitions' names).
+	ObservedTables []string
 	// StatusInterval is the period of standby status updates (default 10s).
 	StatusInterval time.Duration
 	// ReconnectInitial and ReconnectMax bound the backoff between reconnects (1s, 60s).
@@ -195,6 +199,9 @@ func (s *Session) Status() Status {
 func (s *Session) Run(ctx context.Context) error {
 	pre, err := s.Preflight(ctx, s.opts.Checkpoint)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing was streamed, nothing to report
+		}
 		return err
 	}
 	// The slot is never ahead of our checkpoint here (Preflight reports that as a gap).

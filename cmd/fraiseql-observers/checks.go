@@ -134,15 +134,16 @@ func runChecks(ctx context.Context, cfg *configs.Config) []check {
 		if o.Wildcard || o.Entity == "" {
 			continue
 		}
-		out = append(out, checkTable(ctx, conn, cfg, o, published, allTables && pubExists))
+		out = append(out, checkTable(ctx, conn, cfg, o, published, pubExists))
 	}
 	out = append(out, checkState(ctx, conn, cfg, role)...)
 	return out
 }
 
-// checkTable checks that an observer's table exists, is published and logs the old
-// values its condition reads.
-func checkTable(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, o *configs.Observer, published map[string]bool, allTables bool) check {
+// checkTable checks that an observer's table exists, is published so that its
+// changes arrive under its name, and logs the old values its condition reads.
+// published lists the tables of a publication start will create (pubExists false).
+func checkTable(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, o *configs.Observer, published map[string]bool, pubExists bool) check {
 	t := o.Table.String()
 	name := "table " + t
 	var ident string
@@ -155,7 +156,15 @@ FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o
 	if err != nil {
 		return check{name, checkFail, fmt.Sprintf("cannot read table %s: %v", t, err)}
 	}
-	if !allTables && !published[t] {
+	if pubExists {
+		msg, err := cdc.ObservedTableProblem(ctx, conn, cfg.Source.Publication, t)
+		if err != nil {
+			return check{name, checkFail, err.Error()}
+		}
+		if msg != "" {
+			return check{name, checkFail, fmt.Sprintf("observer %s: %s", o.Name, msg)}
+		}
+	} else if !published[t] {
 		return check{name, checkFail, fmt.Sprintf("observer %s watches %s, which is not in publication %s: ALTER PUBLICATION %s ADD TABLE %s",
 			o.Name, t, cfg.Source.Publication, pgx.Identifier{cfg.Source.Publication}.Sanitize(), pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize())}
 	}

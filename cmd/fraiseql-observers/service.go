@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -224,6 +225,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		ManageSlot:           cfg.Source.ManageSlot,
 		ManagePublication:    cfg.Source.ManagePublication,
 		PublicationTables:    tableNames(cfg.Source.PublicationTables),
+		ObservedTables:       observedTables(cfg.Observers),
 		StatusInterval:       cfg.Source.StatusInterval,
 		ReconnectInitial:     cfg.Source.Reconnect.InitialDelay,
 		ReconnectMax:         cfg.Source.Reconnect.MaxDelay,
@@ -271,6 +273,17 @@ func tableNames(refs []configs.TableRef) []string {
 	out := make([]string, len(refs))
 	for i, r := range refs {
 		out[i] = r.String()
+	}
+	return out
+}
+
+// observedTables returns the tables observers name, each once, in order.
+func observedTables(obs []*configs.Observer) []string {
+	var out []string
+	for _, o := range obs {
+		if !o.Wildcard && o.Table.Table != "" && !slices.Contains(out, o.Table.String()) {
+			out = append(out, o.Table.String())
+		}
 	}
 	return out
 }

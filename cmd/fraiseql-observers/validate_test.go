@@ -54,7 +54,7 @@ observers:
 			"OK    publication obs_pub exists with 2 tables",
 			"OK    slot obs_slot does not exist yet; start creates it (manage_slot)",
 			"WARN  observer shipped's condition reads old values, but public.orders logs only its key",
-			"FAIL  observer others watches public.other, which is not in publication obs_pub: ALTER PUBLICATION",
+			"FAIL  observer others: public.other is not in publication obs_pub: observers of it never fire; ALTER PUBLICATION",
 			"FAIL  public.nokey has no usable replica identity",
 			"may create them in schema public at start",
 			"2 failed",
