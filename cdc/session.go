@@ -53,8 +53,14 @@ type Options struct {
 	// about each one whose changes cannot arrive (missing, not published, or
 	// partitioned and published under its partitions' names).
 	ObservedTables []string
-	// StatusInterval is the period of standby status updates (default 10s).
+	// StatusInterval is the period of standby status updates (default 10s). Each
+	// asks the server for a reply, so a live connection is never silent for long.
 	StatusInterval time.Duration
+	// ReceiveTimeout is how long the stream may stay silent while the session waits
+	// for it before the connection is taken for dead and replaced (default
+	// 2 × StatusInterval + 5s): a network that drops packets without closing the
+	// socket is noticed in seconds, not when TCP gives up.
+	ReceiveTimeout time.Duration
 	// ReconnectInitial and ReconnectMax bound the backoff between reconnects (1s, 60s).
 	ReconnectInitial, ReconnectMax time.Duration
 	// BatchSize is how many events the session hands over at once at most (100).
@@ -122,6 +128,9 @@ func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirm
 	}
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = 10 * time.Second
+	}
+	if opts.ReceiveTimeout <= 0 {
+		opts.ReceiveTimeout = 2*opts.StatusInterval + 5*time.Second
 	}
 	if opts.ReconnectInitial <= 0 {
 		opts.ReconnectInitial = time.Second

@@ -115,6 +115,9 @@ type streamState struct {
 	batch      []*decoder.Event
 	nextStatus time.Time
 	lastSent   lsn.LSN
+	// silent is how long the session has waited for the server since its last
+	// message (time spent waiting for the consumer does not count).
+	silent time.Duration
 }
 
 func (st *streamState) run(ctx context.Context) error {
@@ -125,7 +128,9 @@ func (st *streamState) run(ctx context.Context) error {
 			return st.finish(ctx)
 		}
 		if !time.Now().Before(st.nextStatus) {
-			if err := st.sendStatus(ctx, false); err != nil {
+			// Ask for a reply: the server answers with a keepalive, which proves the
+			// connection alive even when there is nothing to stream.
+			if err := st.sendStatus(ctx, true); err != nil {
 				return err
 			}
 		}
@@ -143,7 +148,8 @@ func (st *streamState) run(ctx context.Context) error {
 			continue
 		}
 		// Wake up at least every 250ms to notice rewind requests.
-		rctx, cancel := context.WithDeadline(ctx, minTime(st.nextStatus, time.Now().Add(250*time.Millisecond)))
+		began := time.Now()
+		rctx, cancel := context.WithDeadline(ctx, minTime(st.nextStatus, began.Add(250*time.Millisecond)))
 		msg, err := st.conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
@@ -152,10 +158,15 @@ func (st *streamState) run(ctx context.Context) error {
 			}
 			if pgconn.Timeout(err) {
 				st.flush()
+				st.silent += time.Since(began)
+				if st.silent > s.opts.ReceiveTimeout {
+					return fmt.Errorf("no message from the server for %s although every status update asks for one: taking the connection for dead", st.silent.Round(time.Second))
+				}
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
 		}
+		st.silent = 0
 		if err := st.handle(ctx, msg); err != nil {
 			return err
 		}

@@ -52,6 +52,9 @@ type Source struct {
 	PublicationTables []TableRef `yaml:"publication_tables"`
 	// StatusInterval is the period of standby status updates (0 < d ≤ 60s).
 	StatusInterval time.Duration `yaml:"status_interval"`
+	// ReceiveTimeout is how long the replication stream may stay silent before the
+	// connection is replaced; 0 means 2 × StatusInterval + 5s.
+	ReceiveTimeout time.Duration `yaml:"receive_timeout"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	Reconnect      Reconnect     `yaml:"reconnect"`
 	// MaxEventBytes sends larger changes to the DLQ; 0 is unlimited.

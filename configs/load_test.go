@@ -115,6 +115,8 @@ func TestMalformed(t *testing.T) {
 		{"duration in words", src + "  connect_timeout: 10 seconds\n", "c.yaml:3:20", `invalid duration "10 seconds": expected a duration such as "250ms"`},
 		{"negative interval", src + "checkpoints: {interval: -1s}\n", "c.yaml:3:25", "checkpoints.interval: must be positive, got -1s"},
 		{"zero interval", src + "  status_interval: 0s\n", "c.yaml:3:20", "source.status_interval: must be positive"},
+		{"receive timeout not above status interval", src + "  status_interval: 10s\n  receive_timeout: 10s\n", "c.yaml:4:20", "source.receive_timeout: must be longer than status_interval (10s)"},
+		{"negative receive timeout", src + "  receive_timeout: -1s\n", "c.yaml:3:20", "source.receive_timeout: must not be negative"},
 		{"status interval too long", src + "  status_interval: 2m\n", "c.yaml:3:20", "must be at most 60s"},
 		{"zero shutdown timeout", src + "pipeline: {shutdown_timeout: 0}\n", "c.yaml:3:30", "pipeline.shutdown_timeout: must be positive"},
 		{"negative heartbeat", src + "  heartbeat_interval: -5s\n", "c.yaml:3:23", "must not be negative"},

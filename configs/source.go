@@ -69,6 +69,9 @@ func (l *loader) validateSource() {
 	if s.StatusInterval > time.Minute {
 		l.errorf(at(&s.StatusInterval), "source.status_interval: must be at most 60s (wal_sender_timeout is 60s by default), got %s", s.StatusInterval)
 	}
+	if l.notNegative(&s.ReceiveTimeout, "source.receive_timeout", sourcePos) && s.ReceiveTimeout != 0 && s.ReceiveTimeout <= s.StatusInterval {
+		l.errorf(at(&s.ReceiveTimeout), "source.receive_timeout: must be longer than status_interval (%s), whose updates ask the server for a reply, got %s", s.StatusInterval, s.ReceiveTimeout)
+	}
 	l.positive(&s.ConnectTimeout, "source.connect_timeout", sourcePos)
 	l.positive(&s.Reconnect.InitialDelay, "source.reconnect.initial_delay", sourcePos)
 	if l.positive(&s.Reconnect.MaxDelay, "source.reconnect.max_delay", sourcePos) && s.Reconnect.MaxDelay < s.Reconnect.InitialDelay {

@@ -227,6 +227,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		PublicationTables:    tableNames(cfg.Source.PublicationTables),
 		ObservedTables:       observedTables(cfg.Observers),
 		StatusInterval:       cfg.Source.StatusInterval,
+		ReceiveTimeout:       cfg.Source.ReceiveTimeout,
 		ReconnectInitial:     cfg.Source.Reconnect.InitialDelay,
 		ReconnectMax:         cfg.Source.Reconnect.MaxDelay,
 		BatchSize:            cfg.Pipeline.BatchSize,
