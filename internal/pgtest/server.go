@@ -247,6 +247,49 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// StartStandby makes a physical streaming standby of s with pg_basebackup (which
+// also writes its primary_conninfo and standby.signal) in a new temporary directory,
+// and starts it on a free port. The standby has the primary's system identifier and
+// data, but none of its logical replication slots.
+func (s *Server) StartStandby() (*Server, error) {
+	dir, err := os.MkdirTemp("/tmp", "pgt")
+	if err != nil {
+		return nil, fmt.Errorf("create temp dir: %w", err)
+	}
+	st := &Server{
+		BinDir:    s.BinDir,
+		Dir:       dir,
+		DataDir:   filepath.Join(dir, "data"),
+		SocketDir: dir,
+		LogFile:   filepath.Join(dir, "postgres.log"),
+	}
+	if err := st.setOwner(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := st.run("pg_basebackup", "-h", s.SocketDir, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-D", st.DataDir,
+		"-R", "-X", "stream", "--no-sync", "--checkpoint=fast"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if st.Port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if lastErr = st.Start(); lastErr == nil {
+			return st, nil
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+// Promote turns a standby into a primary and waits until it accepts writes.
+func (s *Server) Promote() error {
+	return s.run("pg_ctl", "promote", "-w", "-t", "60", "-D", s.DataDir)
+}
+
 // Stop shuts the server down cleanly (fast mode) and waits for it to exit.
 func (s *Server) Stop() error { return s.stop("fast") }
 
