@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+// TestHugeTransactionKilledMidDelivery is reliability test R11 (a, d, e) with
+// protocol version 1: one transaction of 200k inserts, 50k of them rolled back to a
+// savepoint, decoded with logical_decoding_work_mem = 64kB so PostgreSQL spills it to
+// disk. The service is killed with SIGKILL in the middle of delivering it and
+// restarted: every committed row arrives, with one event id per row, none of the
+// rolled-back rows does, and the slot had not confirmed the transaction before the
+// kill (else the restart would have skipped it).
+func TestHugeTransactionKilledMidDelivery(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL); CREATE PUBLICATION obs_pub FOR TABLE t`)
+	dsn := db.DSN() + "&options=-c%20logical_decoding_work_mem%3D64kB"
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg := writeConfig(t, fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s}
+checkpoints: {enabled: true, interval: 200ms}
+pipeline: {max_in_flight_bytes: 4MiB}
+admin: {listen: ""}
+observers:
+  all:
+    entity: t
+    actions: [{type: file, path: %q, fsync: never}]
+`, dsn, out))
+	p := startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
+	before := pgtest.QueryValue[string](db, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'obs_slot'`)
+
+	db.Exec(`BEGIN;
+	         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100000) g;
+	         SAVEPOINT s;
+	         INSERT INTO t SELECT g, 'rolled back' FROM generate_series(100001, 150000) g;
+	         ROLLBACK TO SAVEPOINT s;
+	         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(150001, 200000) g;
+	         COMMIT`)
+	const want = 150000
+	waitFor(t, 120*time.Second, "the delivery to be under way", func() bool { return lineCount(t, out) >= 20000 })
+	p.kill()
+	delivered := len(readEvents(t, out))
+	t.Logf("killed with %d of %d events delivered", delivered, want)
+	if delivered >= want {
+		t.Fatalf("the whole transaction (%d events) was delivered before the kill; the test needs it killed mid-way", delivered)
+	}
+	if got := pgtest.QueryValue[string](db, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'obs_slot'`); got != before {
+		t.Fatalf("the slot confirmed %s (was %s) while the transaction was %d/%d delivered", got, before, delivered, want)
+	}
+	if spilled := pgtest.QueryValue[int64](db, `SELECT spill_txns FROM pg_stat_replication_slots WHERE slot_name = 'obs_slot'`); spilled == 0 {
+		t.Fatal("PostgreSQL did not spill the transaction to disk: the test does not exercise the path it is for")
+	}
+
+	p = startService(t, nil, "start", "--config", cfg)
+	var eventOf map[int]string // row id → event id
+	waitFor(t, 180*time.Second, fmt.Sprintf("%d distinct rows", want), func() bool {
+		if lineCount(t, out) < want { // parse the file only when it can be complete
+			return false
+		}
+		eventOf = map[int]string{}
+		for _, ev := range readEvents(t, out) {
+			var id int
+			if err := json.Unmarshal(ev.New["id"], &id); err != nil {
+				t.Fatalf("event without a numeric id: %s", ev.raw)
+			}
+			if id > 100000 && id <= 150000 {
+				t.Fatalf("row %d, rolled back to a savepoint, was delivered: %s", id, ev.raw)
+			}
+			if prev, seen := eventOf[id]; seen && prev != ev.ID {
+				t.Fatalf("row %d delivered with two event ids: %s and %s", id, prev, ev.ID)
+			}
+			eventOf[id] = ev.ID
+		}
+		return len(eventOf) == want
+	})
+	if code := p.stop(); code != 0 {
+		t.Fatalf("unexpected exit code after SIGTERM; got %d", code)
+	}
+	// One transaction: one commit LSN, ordinals 1..150000 in the order of the rows.
+	first := mustPosition(t, eventOf[1])
+	for id, eid := range eventOf {
+		pos := mustPosition(t, eid)
+		wantOrd := uint32(id)
+		if id > 150000 {
+			wantOrd = uint32(id - 50000)
+		}
+		if pos.Commit != first.Commit || pos.Ord != wantOrd {
+			t.Fatalf("row %d has event id %s; want %s:%d", id, eid, first.Commit, wantOrd)
+		}
+	}
+}
+
+// lineCount counts the complete lines of a file; a missing file has none.
+func lineCount(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(data, []byte("\n"))
+}
