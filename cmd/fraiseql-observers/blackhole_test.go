@@ -22,31 +22,30 @@ type pgProxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
-	frozen chan struct{} // closed: replication connections open now are frozen
-	repl   []*proxied    // replication connections seen so far
+	repl   []*proxied // replication connections seen so far
 	conns  []net.Conn
 }
 
 type proxied struct {
-	frozen <-chan struct{} // nil until the connection is frozen
-	mu     sync.Mutex
+	mu       sync.Mutex
+	toServer bool // bytes from the client are dropped
+	toClient bool // bytes from the server are dropped
 }
 
-func (c *proxied) freezeWith(ch <-chan struct{}) { c.mu.Lock(); c.frozen = ch; c.mu.Unlock() }
+func (c *proxied) freeze(toServer, toClient bool) {
+	c.mu.Lock()
+	c.toServer, c.toClient = toServer, toClient
+	c.mu.Unlock()
+}
 
-// stopped reports whether the connection is frozen.
-func (c *proxied) stopped() bool {
+// stopped reports whether bytes going to the server (or to the client) are dropped.
+func (c *proxied) stopped(toServer bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.frozen == nil {
-		return false
+	if toServer {
+		return c.toServer
 	}
-	select {
-	case <-c.frozen:
-		return true
-	default:
-		return false
-	}
+	return c.toClient
 }
 
 func startProxy(t *testing.T, target string) *pgProxy {
@@ -55,7 +54,7 @@ func startProxy(t *testing.T, target string) *pgProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pgProxy{ln: ln, target: target, frozen: make(chan struct{})}
+	p := &pgProxy{ln: ln, target: target}
 	t.Cleanup(func() {
 		ln.Close()
 		p.mu.Lock()
@@ -104,20 +103,24 @@ func (p *pgProxy) serve(client net.Conn) {
 		server.Close()
 		return
 	}
-	go pump(server, client, pc)
-	pump(client, server, pc)
+	go pump(client, server, pc, false)
+	pump(server, client, pc, true)
 }
 
-// pump copies from src to dst until either fails; a frozen connection's bytes are
-// read and dropped, and nothing is closed.
-func pump(dst io.Writer, src io.Reader, pc *proxied) {
+// pump copies from src to dst until either fails, then closes dst, as a network
+// passes on the end of a connection. Bytes of a frozen direction are read and
+// dropped, and its end is not passed on.
+func pump(dst net.Conn, src io.Reader, pc *proxied, toServer bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if err != nil {
+			if !pc.stopped(toServer) {
+				dst.Close()
+			}
 			return
 		}
-		if pc.stopped() {
+		if pc.stopped(toServer) {
 			continue
 		}
 		if _, err := dst.Write(buf[:n]); err != nil {
@@ -126,27 +129,45 @@ func pump(dst io.Writer, src io.Reader, pc *proxied) {
 	}
 }
 
-// freezeReplication freezes every replication connection open now; later ones
-// are forwarded normally. It returns how many it froze.
-func (p *pgProxy) freezeReplication() int {
+// freezeReplication freezes every replication connection open now, in the
+// directions given; later ones are forwarded normally. It returns how many it froze.
+func (p *pgProxy) freezeReplication(toServer, toClient bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ch := make(chan struct{})
-	close(ch)
 	for _, c := range p.repl {
-		c.freezeWith(ch)
+		c.freeze(toServer, toClient)
 	}
 	n := len(p.repl)
 	p.repl = nil
 	return n
 }
 
-// TestReplicationBlackhole is reliability test R4 (b): the network between the
-// service and PostgreSQL starts dropping every packet of the replication
+// TestReplicationNetworkFaults is reliability test R4 (b, d) through a proxy.
+//
+// Blackhole: the network starts dropping every packet of the replication
 // connection, without closing it. The service notices the silence after
 // receive_timeout, replaces the connection, waits out the old walsender (which
-// PostgreSQL ends after wal_sender_timeout) and streams again; nothing is lost.
-func TestReplicationBlackhole(t *testing.T) {
+// PostgreSQL ends after wal_sender_timeout) and streams again.
+//
+// Status updates lost: only the packets from the service to PostgreSQL are dropped.
+// PostgreSQL ends the walsender after wal_sender_timeout without replies; the service
+// sees the connection end, reconnects and streams again.
+//
+// Either way nothing is lost.
+func TestReplicationNetworkFaults(t *testing.T) {
+	t.Run("blackhole", func(t *testing.T) { replicationFault(t, true, true) })
+	t.Run("status updates lost", func(t *testing.T) {
+		log := replicationFault(t, true, false)
+		if !strings.Contains(log, "terminating walsender process due to replication timeout") {
+			t.Fatalf("PostgreSQL did not end the walsender for want of status updates:\n%s", log)
+		}
+	})
+}
+
+// replicationFault streams 100 rows, freezes the replication connection in the
+// directions given, and checks that the service streams again on a new connection
+// and delivers every row. It returns what PostgreSQL logged after the freeze.
+func replicationFault(t *testing.T, toServer, toClient bool) string {
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION obs_pub FOR TABLE t`)
 	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", db.Server.Port))
@@ -167,10 +188,11 @@ observers:
 	db.Exec(`INSERT INTO t SELECT g FROM generate_series(1, 100) g`)
 	waitFor(t, 30*time.Second, "the first 100 events", func() bool { return len(readEvents(t, out)) == 100 })
 
-	if n := proxy.freezeReplication(); n == 0 { // the streaming one, and the one that created the slot
+	logStart := len(db.Server.Log())
+	if n := proxy.freezeReplication(toServer, toClient); n == 0 { // the streaming one, and the one that created the slot
 		t.Fatal("no replication connection went through the proxy")
 	}
-	db.Exec(`INSERT INTO t SELECT g FROM generate_series(101, 200) g`) // sent into the void
+	db.Exec(`INSERT INTO t SELECT g FROM generate_series(101, 200) g`)
 	waitFor(t, 60*time.Second, "the service to stream on a new connection", func() bool {
 		pid := pgtest.QueryValue[int32](db, `SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = 'obs_slot'`)
 		return pid != 0 && pid != oldPID
@@ -186,7 +208,8 @@ observers:
 	if code := p.stop(); code != 0 {
 		t.Fatalf("unexpected exit code %d", code)
 	}
-	if !strings.Contains(p.output(), "no message from the server for") {
+	if toClient && !strings.Contains(p.output(), "no message from the server for") {
 		t.Fatalf("the service did not report the silent connection:\n%s", p.output())
 	}
+	return db.Server.Log()[logStart:]
 }
