@@ -204,15 +204,22 @@ func ObservedTableProblem(ctx context.Context, conn *pgx.Conn, pub, table string
 	schema, name, _ := strings.Cut(table, ".")
 	var kind, root string
 	var published, viaRoot, partitionsPublished, rootPublished bool
+	// Names are joined to pg_class rather than passed to to_regclass, which would
+	// need USAGE on every schema the planner lets it see (pg_toast among them).
 	err := conn.QueryRow(ctx, `
 WITH t AS (SELECT c.oid, c.relkind, pg_partition_root(c.oid) AS root
-           FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', $2::text, $3::text)))
-SELECT t.relkind::text, coalesce((SELECT n.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = t.root), ''),
-       EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = p.pubname AND pt.schemaname = $2 AND pt.tablename = $3),
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r', 'p')),
+     pub AS (SELECT c.oid FROM pg_publication_tables pt
+             JOIN pg_namespace n ON n.nspname = pt.schemaname
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+             WHERE pt.pubname = $1)
+SELECT t.relkind::text,
+       coalesce((SELECT n.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = t.root), ''),
+       t.oid IN (SELECT oid FROM pub),
        p.pubviaroot,
-       EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN pg_partition_tree(t.oid) tree ON tree.relid = to_regclass(format('%I.%I', pt.schemaname, pt.tablename))
-               WHERE pt.pubname = p.pubname AND tree.isleaf),
-       EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = p.pubname AND to_regclass(format('%I.%I', pt.schemaname, pt.tablename)) = t.root)
+       EXISTS (SELECT 1 FROM pg_partition_tree(t.oid) tree WHERE tree.isleaf AND tree.relid IN (SELECT oid FROM pub)),
+       coalesce(t.root IN (SELECT oid FROM pub), false)
 FROM pg_publication p, t
 WHERE p.pubname = $1`, pub, schema, name).
 		Scan(&kind, &root, &published, &viaRoot, &partitionsPublished, &rootPublished)
