@@ -160,6 +160,25 @@ func readEvents(t *testing.T, path string) []fileEvent {
 	return out
 }
 
+// eventIDsByRow reads the events of a file sink whose rows have an integer id
+// column and returns the event id of each row. A row delivered under two different
+// event ids fails the test: duplicates must carry the same id.
+func eventIDsByRow(t *testing.T, path string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	for _, ev := range readEvents(t, path) {
+		var id int
+		if err := json.Unmarshal(ev.New["id"], &id); err != nil {
+			t.Fatalf("event without a numeric id: %s", ev.raw)
+		}
+		if prev, seen := out[id]; seen && prev != ev.ID {
+			t.Fatalf("row %d delivered with two event ids: %s and %s", id, prev, ev.ID)
+		}
+		out[id] = ev.ID
+	}
+	return out
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,24 +65,16 @@ observers:
 		if lineCount(t, out) < want { // parse the file only when it can be complete
 			return false
 		}
-		eventOf = map[int]string{}
-		for _, ev := range readEvents(t, out) {
-			var id int
-			if err := json.Unmarshal(ev.New["id"], &id); err != nil {
-				t.Fatalf("event without a numeric id: %s", ev.raw)
-			}
-			if id > 100000 && id <= 150000 {
-				t.Fatalf("row %d, rolled back to a savepoint, was delivered: %s", id, ev.raw)
-			}
-			if prev, seen := eventOf[id]; seen && prev != ev.ID {
-				t.Fatalf("row %d delivered with two event ids: %s and %s", id, prev, ev.ID)
-			}
-			eventOf[id] = ev.ID
-		}
+		eventOf = eventIDsByRow(t, out)
 		return len(eventOf) == want
 	})
 	if code := p.stop(); code != 0 {
 		t.Fatalf("unexpected exit code after SIGTERM; got %d", code)
+	}
+	for id := 100001; id <= 150000; id++ {
+		if _, ok := eventOf[id]; ok {
+			t.Fatalf("row %d, rolled back to a savepoint, was delivered", id)
+		}
 	}
 	// One transaction: one commit LSN, ordinals 1..150000 in the order of the rows.
 	first := mustPosition(t, eventOf[1])

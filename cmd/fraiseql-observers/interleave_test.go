@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -72,18 +71,9 @@ func TestInterleavedTransactionsAcrossRestart(t *testing.T) {
 	want := 100 + 5 + len(rows) + 1000
 
 	p = startService(t, nil, "start", "--config", cfg)
-	eventOf := map[int]string{} // row id → event id
+	var eventOf map[int]string // row id → event id
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d rows in the file", want), func() bool {
-		for _, ev := range readEvents(t, out) {
-			var id int
-			if err := json.Unmarshal(ev.New["id"], &id); err != nil {
-				t.Fatalf("event without a numeric id: %s", ev.raw)
-			}
-			if prev, seen := eventOf[id]; seen && prev != ev.ID {
-				t.Fatalf("row %d delivered with two event ids: %s and %s", id, prev, ev.ID)
-			}
-			eventOf[id] = ev.ID
-		}
+		eventOf = eventIDsByRow(t, out)
 		return len(eventOf) == want
 	})
 	if code := p.stop(); code != 0 {
