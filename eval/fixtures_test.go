@@ -97,17 +97,6 @@ func indexOf(ss []string, s string) int {
 	return -1
 }
 
-func without(r *decoder.Row, name string) *decoder.Row {
-	out := &decoder.Row{}
-	for i, n := range r.Names {
-		if n != name {
-			out.Names = append(out.Names, n)
-			out.Values = append(out.Values, r.Values[i])
-		}
-	}
-	return out
-}
-
 func insertEvent() *decoder.Event { return event(decoder.OpInsert, orderRow(), nil, decoder.OldNone) }
 
 // updateFull: REPLICA IDENTITY FULL; status pending → shipped, state new → paid,

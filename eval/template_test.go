@@ -90,7 +90,7 @@ func TestTemplateJSONInjection(t *testing.T) {
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not JSON: %v\n%s", src, err, body)
 		}
-		if len(got) != 3 || strings.ToLower(got["name"].(string)) != strings.ToLower(evil) || got["admin"] != nil {
+		if len(got) != 3 || !strings.EqualFold(got["name"].(string), evil) || got["admin"] != nil {
 			t.Fatalf("%s: injected; got %v", src, got)
 		}
 		if got["note"] != "line\nbreak \\ \u2028 </script>" {

@@ -74,7 +74,6 @@ type Pipeline struct {
 	inflight atomic.Int64
 	ready    chan struct{}
 	settled  chan struct{} // signalled whenever in-flight bytes drop to zero
-	stopped  atomic.Bool
 
 	lastID   lsn.Position // router only: highest event id routed
 	cachePos lsn.Position // router only: id of the last event the row cache saw
