@@ -75,3 +75,79 @@ observers:
 		t.Fatalf("unexpected owner of observer_dlq %q", owner)
 	}
 }
+
+// TestDLQWriteFailureHoldsTheSlot: an event whose action failed for good cannot be
+// parked because the role lost INSERT on observer_dlq. It is neither delivered nor
+// parked, so the slot never confirms its transaction while the DLQ write keeps being
+// retried (and counted); once the privilege is back the letter is stored and the
+// slot moves on. Other rows are not held back.
+func TestDLQWriteFailureHoldsTheSlot(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v text);
+	         CREATE PUBLICATION obs_pub FOR TABLE t;
+	         CREATE ROLE observer_dlq_test LOGIN REPLICATION;
+	         CREATE SCHEMA observer_state AUTHORIZATION observer_dlq_test`)
+	t.Cleanup(func() { db.Exec(`DROP SCHEMA observer_state CASCADE; DROP ROLE observer_dlq_test`) })
+	dsn := fmt.Sprintf("postgres://observer_dlq_test@127.0.0.1:%d/%s?sslmode=disable", db.Server.Port, db.Name)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	rejecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	t.Cleanup(rejecting.Close)
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 500ms}
+state: {schema: observer_state}
+checkpoints: {enabled: true, interval: 200ms}
+admin: {listen: %q}
+observers:
+  all:
+    entity: t
+    actions: [{type: file, name: out, path: %q}]
+  broken:
+    entity: t
+    event_type: INSERT
+    condition: "new.v == 'reject'"
+    retry: {max_attempts: 1}
+    on_failure: dlq
+    actions: [{type: webhook, name: hook, url: %q, allow_private_networks: true}]
+`, dsn, addr, out, rejecting.URL))
+	p := startAndWait(t, cfg, addr)
+	db.Exec(`REVOKE INSERT ON observer_state.observer_dlq FROM observer_dlq_test`)
+
+	db.Exec(`INSERT INTO t VALUES (1, 'reject')`)
+	db.Exec(`INSERT INTO t SELECT g, 'fine' FROM generate_series(2, 50) g`)
+	waitFor(t, 30*time.Second, "50 events in the file", func() bool { return len(readEvents(t, out)) == 50 })
+	held := mustLSN(t, eventOfRow(t, out, 1).CommitLSN)
+	waitFor(t, 30*time.Second, "failed DLQ writes", func() bool {
+		return scrape(t, addr, "")[`observer_dlq_write_errors_total{action_type="webhook"}`] >= 2
+	})
+	for range 10 { // several status intervals
+		confirmed := mustLSN(t, pgtest.QueryValue[string](db, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'obs_slot'`))
+		if confirmed >= held {
+			t.Fatalf("the slot confirmed %s, past the unparked event's commit %s", confirmed, held)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	db.Exec(`GRANT INSERT ON observer_state.observer_dlq TO observer_dlq_test`)
+	waitFor(t, 60*time.Second, "the letter", func() bool {
+		return pgtest.QueryValue[int64](db, `SELECT count(*) FROM observer_state.observer_dlq`) == 1
+	})
+	waitFor(t, 30*time.Second, "the slot to confirm past the event", func() bool {
+		return mustLSN(t, pgtest.QueryValue[string](db, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'obs_slot'`)) > held
+	})
+	if code := p.stop(); code != 0 {
+		t.Fatalf("unexpected exit code %d", code)
+	}
+}
+
+// eventOfRow returns the file sink's event of the row with integer id.
+func eventOfRow(t *testing.T, path string, id int) fileEvent {
+	t.Helper()
+	for _, ev := range readEvents(t, path) {
+		if string(ev.New["id"]) == fmt.Sprint(id) {
+			return ev
+		}
+	}
+	t.Fatalf("no event of row %d in %s", id, path)
+	return fileEvent{}
+}
