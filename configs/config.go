@@ -159,8 +159,9 @@ type Observer struct {
 	MessagePrefix string
 	// Condition is the expression source; "" means always.
 	Condition string
-	// ConditionPos is where the condition's value is written, for compile
-	// errors; zero when absent.
+	// ConditionPos is where the condition's text starts (after an opening quote,
+	// on the first content line of a block scalar), for positions of compile
+	// errors and of columns the condition reads; zero when absent.
 	ConditionPos Pos
 	Actions      []*Action
 	Retry        Retry

@@ -101,7 +101,7 @@ func TestFullConfig(t *testing.T) {
 		{
 			Name: "order_shipped", Pos: pos(32, 3), Entity: "Order", EntityPos: pos(33, 13),
 			Table: TableRef{"public", "orders"}, Ops: []decoder.Op{decoder.OpUpdate},
-			Condition: "field_changed_to('status', 'shipped')", ConditionPos: pos(35, 16),
+			Condition: "field_changed_to('status', 'shipped')", ConditionPos: pos(35, 17), // after the quote
 			Actions: []*Action{
 				{Type: "webhook", Name: "notify", ID: "order_shipped.notify", Pos: pos(37, 9), TypePos: pos(37, 15)},
 				{Type: "slack", ID: "order_shipped.1", Pos: pos(41, 9), TypePos: pos(41, 15)},

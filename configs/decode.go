@@ -35,6 +35,7 @@ type yamlDecoder struct {
 // text before ${VAR} expansion.
 type fieldPos struct {
 	key, value Pos
+	text       Pos // where a scalar's text starts (after a quote; see textPos)
 	raw        string
 	expanded   bool
 	// ok is false when decoding the value failed (and was reported).
@@ -74,6 +75,15 @@ func (d *yamlDecoder) has(ptr any) bool {
 func (d *yamlDecoder) where(ptr any, fallback Pos) Pos {
 	if p, ok := d.pos[ptr]; ok {
 		return p.value
+	}
+	return fallback
+}
+
+// textWhere returns where the text of the string field ptr points to starts (see
+// document.textPos), or fallback when it was not written.
+func (d *yamlDecoder) textWhere(ptr any, fallback Pos) Pos {
+	if p, ok := d.pos[ptr]; ok {
+		return p.text
 	}
 	return fallback
 }
@@ -246,7 +256,7 @@ func (d *yamlDecoder) decodeStruct(v value, rv reflect.Value, path string, custo
 			continue
 		}
 		fv := rv.FieldByIndex(fields[i].index)
-		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value)}
+		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value), text: d.doc.textPos(e.value)}
 		before := len(d.errs.List)
 		d.literal = fv.Type() == envRefType
 		v, ok := d.decode(e.value, fv, join(path, e.key))

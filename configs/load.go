@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	yaml "github.com/goccy/go-yaml"
@@ -67,7 +68,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		return nil, nil, tooLarge(name, int64(len(data)))
 	}
 	l := &loader{
-		doc:   &document{file: name, lookup: lookupEnv},
+		doc:   &document{file: name, lookup: lookupEnv, lines: strings.Split(string(data), "\n")},
 		errs:  &Errors{},
 		start: Pos{File: name, Line: 1, Column: 1},
 	}

@@ -21,6 +21,7 @@ type document struct {
 	file    string
 	lookup  func(string) (string, bool)
 	anchors map[string][]*ast.AnchorNode // per name, in document order
+	lines   []string                     // the source, for textPos
 }
 
 // kind classifies a resolved node.
@@ -105,6 +106,27 @@ func (doc *document) posOf(n ast.Node) Pos {
 		return Pos{File: doc.file, Line: 1, Column: 1}
 	}
 	return doc.tokenPos(n.GetToken())
+}
+
+// textPos returns where the text of scalar n starts: after the quote of a quoted
+// scalar, on the first content line of a block scalar (| or >), else where n is.
+// Expression positions are counted from there.
+func (doc *document) textPos(n ast.Node) Pos {
+	pos := doc.posOf(n)
+	switch n := n.(type) {
+	case *ast.StringNode:
+		if tk := n.GetToken(); tk != nil && (tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType) {
+			pos.Column++
+		}
+	case *ast.LiteralNode:
+		for i := pos.Line; i < len(doc.lines); i++ { // lines[i] is line i+1
+			line := strings.TrimRight(doc.lines[i], "\r")
+			if text := strings.TrimLeft(line, " "); text != "" {
+				return Pos{File: doc.file, Line: i + 1, Column: len(line) - len(text) + 1}
+			}
+		}
+	}
+	return pos
 }
 
 func (doc *document) tokenPos(tk *token.Token) Pos {

@@ -156,7 +156,7 @@ func (l *loader) decodeObserver(oe entry, body value, path string) *Observer {
 	}
 
 	o.Condition = strings.TrimSpace(y.Condition)
-	o.ConditionPos = l.d.where(&y.Condition, Pos{})
+	o.ConditionPos = l.d.textWhere(&y.Condition, Pos{})
 
 	if actions == nil {
 		l.errorf(o.Pos, "%s: actions is required: a list of at least one action (type: webhook, ...)", path)

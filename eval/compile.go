@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -66,6 +67,8 @@ type program struct {
 	// ref is set when the expression is a plain column or row reference, which
 	// templates render from the row's JSON without running the program.
 	ref *colRef
+	// cols are the columns the expression reads by name.
+	cols []ColumnRef
 }
 
 // colRef is a plain reference: a column with constant keys (`name`, `new.total`,
@@ -126,7 +129,11 @@ func compile(src string, opts Options, asBool bool) (*program, error) {
 	if err != nil {
 		return nil, toError(err)
 	}
-	return &program{p: p, ref: ref}, nil
+	for i := range w.cols {
+		e := (&file.Error{Location: w.cols[i].at}).Bind(tree.Source)
+		w.cols[i].Line, w.cols[i].Column = max(e.Line, 1), e.Column+1
+	}
+	return &program{p: p, ref: ref, cols: w.cols}, nil
 }
 
 // columnRef recognises the plain references templates render from raw JSON.

@@ -34,5 +34,10 @@ func (c *Condition) Eval(env *Env) (bool, error) {
 	return b, nil
 }
 
+// Columns returns the columns the condition reads by a constant name, in source
+// order (a name read twice is listed twice). A check against the table's columns
+// finds names that can never match, such as a typo.
+func (c *Condition) Columns() []ColumnRef { return c.prog.cols }
+
 // String returns the condition's source.
 func (c *Condition) String() string { return c.src }

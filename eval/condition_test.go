@@ -347,3 +347,32 @@ func TestEvalNilEnv(t *testing.T) {
 		t.Fatal("unexpected success with a nil Env")
 	}
 }
+
+// TestConditionColumns: the columns a condition reads by name, with their positions,
+// for checking against the table.
+func TestConditionColumns(t *testing.T) {
+	f := func(src string, want string) {
+		t.Helper()
+		c, err := CompileCondition(src, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		var got []string
+		for _, col := range c.Columns() {
+			got = append(got, fmt.Sprintf("%s@%d:%d", col.Name, col.Line, col.Column))
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("%s: unexpected columns; got %q; want %q", src, strings.Join(got, " "), want)
+		}
+	}
+	f(`status == 'shipped'`, "status@1:1")
+	f(`new.total > 100 && old.total <= 100`, "total@1:5 total@1:24")
+	f(`data.customer.email != nil`, "customer@1:6")
+	f(`new['status'] == 'x'`, "status@1:5")
+	f(`field_changed_to('status', 'paid') || has_field('note')`, "status@1:18 note@1:49")
+	f(`changes.status.old == 'new'`, "status@1:9")
+	f("event.table == 'orders' &&\n  key.id > 3", "id@2:7")
+	f(`let s = new.status; s == 'x'`, "status@1:13")
+	f(`event_type == 'INSERT' && entity == 'Order'`, "")
+	f(`new[event.table] == 1`, "")
+}

@@ -31,6 +31,20 @@ type rewriter struct {
 	funcs map[string]bool // callable by users besides the helpers
 	vars  []string        // let variables in scope
 	err   *file.Error
+	cols  []ColumnRef // columns of the row the expression reads, in source order
+}
+
+// ColumnRef is a column an expression reads by a constant name: the first key of a
+// path into a row (`status`, `new.total`, `data.customer.email`, `changes.status`)
+// or the column argument of has_field and the field_changed helpers.
+type ColumnRef struct {
+	Name         string
+	Line, Column int // position in the expression, from 1
+	at           file.Location
+}
+
+func (w *rewriter) column(at ast.Node, name string) {
+	w.cols = append(w.cols, ColumnRef{Name: name, at: at.Location()})
 }
 
 func (w *rewriter) fail(n ast.Node, format string, args ...any) {
@@ -229,6 +243,9 @@ func (w *rewriter) call(p *ast.Node, n *ast.CallNode, depth int) {
 			w.fail(n, "%s takes %d argument(s), not %d", name, arity, len(n.Arguments))
 			return
 		}
+		if col, ok := n.Arguments[0].(*ast.StringNode); ok {
+			w.column(col, col.Value)
+		}
 		n.Arguments = append([]ast.Node{envNode()}, n.Arguments...)
 		return
 	}
@@ -307,6 +324,13 @@ func (w *rewriter) path(p *ast.Node, id *ast.IdentifierNode, keys []ast.Node, op
 		name.SetLocation(id.Location())
 		keys = append([]ast.Node{name}, keys...)
 		opt <<= 1
+	}
+	if root.isRow() || root == rootChanges {
+		if len(keys) > 0 {
+			if col, ok := keys[0].(*ast.StringNode); ok {
+				w.column(col, col.Value)
+			}
+		}
 	}
 	args := append([]ast.Node{envNode(), intNode(id, int(root)), intNode(id, int(opt)), boolNode(id, lenient)}, keys...)
 	*p = call(id, fnPath, args...) // errors point at the start of the path

@@ -168,6 +168,13 @@ FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o
 		return check{name, checkFail, fmt.Sprintf("observer %s watches %s, which is not in publication %s: ALTER PUBLICATION %s ADD TABLE %s",
 			o.Name, t, cfg.Source.Publication, pgx.Identifier{cfg.Source.Publication}.Sanitize(), pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize())}
 	}
+	problems, err := conditionColumnProblems(ctx, conn, o)
+	if err != nil {
+		return check{name, checkFail, err.Error()}
+	}
+	if len(problems) > 0 {
+		return check{name, checkFail, strings.Join(problems, "; ")}
+	}
 	changes := slices.Contains(o.Ops, decoder.OpUpdate) || slices.Contains(o.Ops, decoder.OpDelete)
 	full := pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize()
 	switch {

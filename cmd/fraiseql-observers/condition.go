@@ -28,19 +28,17 @@ func compileCondition(co *configs.Observer) (condition, error) {
 	return condition{c: c, meta: eval.Meta{Entity: observerEntity(co)}}, nil
 }
 
-// exprPos moves pos to where an expression error points within the expression.
-// A single-line YAML scalar keeps its text on pos's line; quoting shifts it by one.
+// exprPos moves pos, where the expression's text starts in the file, to where an
+// expression error points within the expression. A block scalar's lines share the
+// first line's indentation; a quoted or plain scalar continued on further lines is
+// only approximated there.
 func exprPos(pos configs.Pos, err error) configs.Pos {
 	var ee *eval.Error
 	if !errors.As(err, &ee) {
 		return pos
 	}
-	if ee.Line <= 1 {
-		pos.Column += ee.Column - 1
-	} else {
-		pos.Line += ee.Line - 1
-		pos.Column = ee.Column
-	}
+	pos.Line += max(ee.Line, 1) - 1
+	pos.Column += ee.Column - 1
 	return pos
 }
 

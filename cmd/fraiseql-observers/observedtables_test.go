@@ -141,4 +141,26 @@ func TestObservedTables(t *testing.T) {
 			t.Fatalf("unexpected events %+v; want the insert of row 2 only", evs)
 		}
 	})
+
+	t.Run("condition reads an unknown column", func(t *testing.T) {
+		db := pgtest.NewDB(t)
+		db.Exec(`CREATE TABLE orders (id int PRIMARY KEY, status text, total numeric); CREATE PUBLICATION obs_pub FOR TABLE orders`)
+		cfg := writeConfig(t, fmt.Sprintf(`source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true}
+admin: {listen: ""}
+observers:
+  shipped:
+    entity: orders
+    condition: "stauts == 'shipped' && new.total > 100 && field_changed('totl')"
+    actions: [{type: stdout}]
+`, db.DSN()))
+		at := func(col int) string { return fmt.Sprintf("%s:6:%d: ", cfg, col) }
+		problem1 := `observer shipped's condition reads column "stauts", which public.orders does not have, so it never matches (did you mean "status"?)`
+		problem2 := `observer shipped's condition reads column "totl", which public.orders does not have, so it never matches (did you mean "total"?)`
+		expectCLI(t, nil, exitPrefight, []string{"FAIL  " + at(17) + problem1 + "; " + at(73) + problem2}, "validate-config", cfg, "--detailed")
+		p := startService(t, nil, "start", "--config", cfg)
+		waitFor(t, 30*time.Second, "the warnings", func() bool {
+			out := strings.ReplaceAll(p.output(), `\"`, `"`)
+			return strings.Contains(out, problem1) && strings.Contains(out, problem2)
+		})
+	})
 }

@@ -173,6 +173,15 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	for _, o := range cfg.Observers {
+		problems, err := conditionColumnProblems(ctx, s.pool, o)
+		if err != nil {
+			log.Warn().Err(err).Str("observer", o.Name).Msg("cannot check the columns the condition reads")
+		}
+		for _, p := range problems {
+			log.Warn().Str("check", "condition_columns").Str("observer", o.Name).Msg(p)
+		}
+	}
 	start := map[string]lsn.Position{}
 	for id, pos := range loaded.Actions {
 		start[id] = pos

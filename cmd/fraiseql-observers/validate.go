@@ -23,8 +23,9 @@ to anything. Every problem is printed as file:line:column: message. On success i
 "Configuration is valid" and a summary; otherwise it exits with code 2.
 
 --detailed also connects to the source database and checks wal_level, the role's REPLICATION
-attribute, the publication and the slot, that every observed table exists, is published and
-has the replica identity its observers need (conditions that read old values need REPLICA
+attribute, the publication and the slot, that every observed table exists, is published
+under its own name, has the columns its observers' conditions read, and has the replica
+identity its observers need (conditions that read old values need REPLICA
 IDENTITY FULL, or the row cache for rows seen before), and that the role may use the
 service's tables in state.schema. A failed check exits with code 3.`,
 		Args: cobra.MaximumNArgs(1),

@@ -123,3 +123,35 @@ logging: {level: loud}
 		}
 	})
 }
+
+// TestConditionErrorPositions: a condition's compile error points at the offending
+// character in the file, whether the condition is quoted, plain or a block scalar.
+func TestConditionErrorPositions(t *testing.T) {
+	cfg := writeConfig(t, `source: {dsn: "postgres://app@db/app"}
+observers:
+  quoted:
+    entity: orders
+    condition: "status == 'shipped' && nosuch(1)"
+    actions: [{type: stdout}]
+  plain:
+    entity: orders
+    condition: status == 'shipped' && nosuch(1)
+    actions: [{type: stdout}]
+  block:
+    entity: orders
+    condition: |
+      status == 'shipped'
+        && nosuch(1)
+    actions: [{type: stdout}]
+`)
+	r := cli(t, nil, "validate-config", cfg)
+	for _, want := range []string{
+		cfg + ":5:40: observer quoted: condition: unknown function nosuch",
+		cfg + ":9:39: observer plain: condition: unknown function nosuch",
+		cfg + ":15:12: observer block: condition: unknown function nosuch",
+	} {
+		if r.code != exitConfig || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Fatalf("exit code %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+}

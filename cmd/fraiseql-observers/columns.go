@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
+)
+
+// querier is what the column check needs of a connection or pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// conditionColumnProblems reports each column an observer's condition reads by name
+// that its table does not have (a typo, or a column since dropped): such a condition
+// can never match, and every event of the table would be a condition error. It
+// returns nothing for observers without a table or condition, and for a table that
+// does not exist (reported by the table checks).
+func conditionColumnProblems(ctx context.Context, q querier, o *configs.Observer) ([]string, error) {
+	if o.Wildcard || o.Table.Table == "" || o.Condition == "" || (len(o.Ops) == 1 && o.Ops[0] == decoder.OpMessage) {
+		return nil, nil
+	}
+	c, err := eval.CompileCondition(o.Condition, eval.Options{})
+	if err != nil || len(c.Columns()) == 0 {
+		return nil, nil // a compile error is reported by the configuration check
+	}
+	rows, err := q.Query(ctx, `
+SELECT a.attname FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, o.Table.Schema, o.Table.Table)
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", o.Table, err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", o.Table, err)
+	}
+	if len(cols) == 0 {
+		return nil, nil
+	}
+	var out []string
+	reported := map[string]bool{}
+	for _, ref := range c.Columns() {
+		if slices.Contains(cols, ref.Name) || reported[ref.Name] {
+			continue
+		}
+		reported[ref.Name] = true
+		pos := exprPos(o.ConditionPos, &eval.Error{Line: ref.Line, Column: ref.Column})
+		out = append(out, fmt.Sprintf("%s: observer %s's condition reads column %q, which %s does not have, so it never matches%s",
+			pos, o.Name, ref.Name, o.Table, configs.DidYouMean(ref.Name, cols)))
+	}
+	return out, nil
+}
