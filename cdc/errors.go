@@ -60,8 +60,8 @@ func permanent(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "42704": // undefined_object: publication or slot vanished
-			return false // re-checked by preflight on the next attempt, which decides
+		case "42704": // undefined_object: a missing publication is told apart by
+			return false // Session.publicationProblem, a missing slot by recheck
 		case "28000", "28P01", "42501": // authentication / privilege
 			return true
 		}

@@ -235,6 +235,7 @@ func (s *Session) Run(ctx context.Context) error {
 	attempt := 0
 	var pendingRewind lsn.LSN
 	for {
+		began, receivedBefore := time.Now(), s.received.Load()
 		streamed, err := s.stream(ctx, start)
 		if streamed {
 			pendingRewind = 0
@@ -257,8 +258,14 @@ func (s *Session) Run(ctx context.Context) error {
 		if permanent(err) {
 			return err
 		}
+		if perr := s.publicationProblem(ctx, err); perr != nil {
+			return perr
+		}
 		s.lastErr.Store(err.Error())
-		if streamed {
+		// A session that streamed something, or for a while, was healthy: start the
+		// backoff afresh. One that failed at once (the server errs on the first
+		// change, say) keeps backing off instead of reconnecting in a hot loop.
+		if streamed && (s.received.Load() > receivedBefore || time.Since(began) >= time.Minute) {
 			attempt = 0
 		}
 		attempt++
@@ -284,6 +291,37 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn().Err(err).Msg("slot check before reconnect failed")
 		}
 	}
+}
+
+// publicationProblem turns the server's "publication ... does not exist" error
+// while streaming into a PreflightError: reconnecting cannot cure it. If the
+// publication exists, the slot predates it (PostgreSQL decodes each change with
+// the catalog as it was when the change was written); otherwise it was dropped.
+func (s *Session) publicationProblem(ctx context.Context, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42704" || !strings.Contains(pgErr.Message, "publication") {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, cerr := pgx.ConnectConfig(cctx, s.opts.ConnConfig.Copy())
+	if cerr != nil {
+		return nil // cannot tell now; the next attempt may
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if cerr := conn.QueryRow(cctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.opts.Publication).Scan(&exists); cerr != nil {
+		return nil
+	}
+	if exists {
+		return &PreflightError{Check: "publication", Err: err,
+			Msg: fmt.Sprintf("slot %q cannot be streamed with publication %q: the slot was created before the publication, and PostgreSQL decodes the changes written before the publication existed without it", s.opts.Slot, s.opts.Publication),
+			Hint: "create the slot after the publication: drop it and let manage_slot create it again (changes before that are not delivered), " +
+				"or move it past the publication's creation with pg_replication_slot_advance after deciding those changes do not matter"}
+	}
+	return &PreflightError{Check: "publication", Err: err,
+		Msg:  fmt.Sprintf("publication %q was dropped while the service streamed", s.opts.Publication),
+		Hint: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... again, then start the service", pgx.Identifier{s.opts.Publication}.Sanitize())}
 }
 
 // recheck re-reads the slot before a reconnect: a slot that vanished or was
