@@ -81,6 +81,23 @@ func TestPreflightFailures(t *testing.T) {
 		cfg := writeConfig(t, minimalConfig(dsn, ""))
 		expectExit(t, exitPrefight, `lacks the REPLICATION attribute.*ALTER ROLE`, "start", "--config", cfg)
 	})
+	t.Run("slot of another plugin", func(t *testing.T) {
+		db.Exec(`SELECT pg_create_logical_replication_slot('td_slot', 'test_decoding')`)
+		cfg := writeConfig(t, strings.Replace(minimalConfig(db.DSN(), ""), "slot: obs_slot", "slot: td_slot", 1))
+		expectExit(t, exitPrefight, `slot \\?"td_slot\\?" uses output plugin \\?"test_decoding\\?", not pgoutput`, "start", "--config", cfg)
+	})
+	t.Run("physical slot", func(t *testing.T) {
+		db.Exec(`SELECT pg_create_physical_replication_slot('phys_slot')`)
+		t.Cleanup(func() { db.Exec(`SELECT pg_drop_replication_slot('phys_slot')`) })
+		cfg := writeConfig(t, strings.Replace(minimalConfig(db.DSN(), ""), "slot: obs_slot", "slot: phys_slot", 1))
+		expectExit(t, exitPrefight, `slot \\?"phys_slot\\?" is a physical slot, not a logical one`, "start", "--config", cfg)
+	})
+	t.Run("slot of another database", func(t *testing.T) {
+		other := pgtest.NewDB(t)
+		other.CreateSlot("elsewhere_slot")
+		cfg := writeConfig(t, strings.Replace(minimalConfig(db.DSN(), ""), "slot: obs_slot", "slot: elsewhere_slot", 1))
+		expectExit(t, exitPrefight, `slot \\?"elsewhere_slot\\?" belongs to database \\?"`+other.Name, "start", "--config", cfg)
+	})
 	t.Run("table without usable replica identity warns", func(t *testing.T) {
 		cfg := writeConfig(t, minimalConfig(db.DSN(), ""))
 		p := startService(t, nil, "start", "--config", cfg)
