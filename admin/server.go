@@ -10,6 +10,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,6 +59,8 @@ type Options struct {
 	Listen string
 	// Token, when not empty, is required as a bearer token.
 	Token string
+	// TLSCertFile and TLSKeyFile, when set, make the endpoint serve HTTPS only.
+	TLSCertFile, TLSKeyFile string
 	// Metrics is the service's one metric set, served at /metrics together with the
 	// Go runtime and process metrics.
 	Metrics *metrics.Set
@@ -73,6 +76,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	handler http.Handler
+	tls     *tls.Config // nil: plain HTTP
 }
 
 // New returns a Server; it opens no socket and starts no goroutine.
@@ -84,6 +88,13 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("admin: listen address %q: %w", opts.Listen, err)
 	}
 	s := &Server{opts: opts}
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin: TLS certificate %s and key %s: %w", opts.TLSCertFile, opts.TLSKeyFile, err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -97,6 +108,9 @@ func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin endpoint: listen on %s: %w", s.opts.Listen, err)
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
 	}
 	return ln, nil
 }

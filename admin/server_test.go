@@ -2,12 +2,15 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -211,5 +215,53 @@ func TestServeShutsDown(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("unexpected error from Serve; got %v", err)
+	}
+}
+
+// TestTLS: with a certificate and key the endpoint speaks HTTPS only; a client
+// trusting the CA gets answers, a plain HTTP request does not, and an unreadable
+// key is an error at New.
+func TestTLS(t *testing.T) {
+	certs := sinktest.NewCerts(t)
+	s, err := New(Options{Listen: "127.0.0.1:0", TLSCertFile: certs.CertFile, TLSKeyFile: certs.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	pem, err := os.ReadFile(certs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("https://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("unexpected status over HTTPS; got %d", resp.StatusCode)
+	}
+	plain := &http.Client{Transport: &http.Transport{}}
+	defer plain.CloseIdleConnections()
+	if resp, err := plain.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the endpoint answered plain HTTP")
+		}
+	}
+
+	if _, err := New(Options{Listen: "127.0.0.1:0", TLSCertFile: certs.CertFile, TLSKeyFile: certs.CAFile}); err == nil || !strings.Contains(err.Error(), "admin: TLS certificate") {
+		t.Fatalf("unexpected result for a wrong key; got %v", err)
 	}
 }

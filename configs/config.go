@@ -120,6 +120,12 @@ type Admin struct {
 	Listen string `yaml:"listen"`
 	// TokenEnv names the environment variable holding the bearer token.
 	TokenEnv EnvRef `yaml:"token_env"`
+	// TLSCertFile and TLSKeyFile make the endpoint serve HTTPS (both or neither).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSCAFile is the CA the CLI verifies the endpoint's certificate with (default:
+	// the system's roots).
+	TLSCAFile string `yaml:"tls_ca_file"`
 }
 
 // Failover coordinates hot standbys through a lease in PostgreSQL.

@@ -151,6 +151,7 @@ func TestMalformed(t *testing.T) {
 		{"negative dlq size", src + "dlq: {max_dlq_size: -1}\n", "c.yaml:3:21", "dlq.max_dlq_size: must not be negative"},
 		{"batch size zero", src + "pipeline: {batch_size: 0}\n", "c.yaml:3:24", "pipeline.batch_size: must be between 1 and 100000"},
 		{"admin listen without port", src + "admin: {listen: localhost}\n", "c.yaml:3:17", `admin.listen: invalid address "localhost": expected host:port`},
+		{"admin certificate without key", src + "admin: {listen: \"127.0.0.1:9187\", tls_cert_file: a.pem}\n", "c.yaml:3:50", "admin.tls_key_file: required together with the other TLS file"},
 		{"admin token unset", src + "admin: {listen: \"127.0.0.1:9187\", token_env: ADMIN_TOKEN}\n", "c.yaml:3:46", "admin.token_env: environment variable ADMIN_TOKEN is not set"},
 		{"renew not below lease", src + "failover: {lease_duration: 5s, renew_interval: 5s}\n", "c.yaml:3:48", "failover.renew_interval: must be shorter than lease_duration (5s)"},
 		{"log level", src + "logging: {level: verbose}\n", "c.yaml:3:18", `logging.level: unknown level "verbose": expected "trace", "debug", "info", "warn" or "error"`},

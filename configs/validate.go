@@ -96,6 +96,9 @@ func (l *loader) validateAdmin(section Pos) {
 		if a.TokenEnv.IsSet() {
 			l.warnf(l.d.where(&a.TokenEnv, section), "admin.token_env: ignored because admin.listen is empty (the endpoint is off)")
 		}
+		if a.TLSCertFile != "" {
+			l.warnf(l.d.where(&a.TLSCertFile, section), "admin.tls_cert_file: ignored because admin.listen is empty (the endpoint is off)")
+		}
 		return
 	}
 	pos := l.d.where(&a.Listen, section)
@@ -107,6 +110,13 @@ func (l *loader) validateAdmin(section Pos) {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		l.errorf(pos, "admin.listen: invalid port in %s: expected a number from 0 to 65535", l.quote(&a.Listen))
 		return
+	}
+	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
+		missing, given := "tls_key_file", &a.TLSCertFile
+		if a.TLSCertFile == "" {
+			missing, given = "tls_cert_file", &a.TLSKeyFile
+		}
+		l.errorf(l.d.where(given, section), "admin.%s: required together with the other TLS file: HTTPS needs a certificate and its key", missing)
 	}
 	if !isLoopback(host) && !a.TokenEnv.IsSet() {
 		l.warnf(pos, "admin.listen: %s is reachable from other hosts and admin.token_env is not set: anyone who can connect can read metrics and retry or remove DLQ items", l.quote(&a.Listen))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,6 +119,8 @@ func (g *globals) newAdminClient(cfg *configs.Config) (*adminClient, error) {
 	switch {
 	case g.adminURL != "":
 		c.base = strings.TrimRight(g.adminURL, "/")
+	case cfg != nil && cfg.Admin.Listen != "" && cfg.Admin.TLSCertFile != "":
+		c.base = "https://" + dialable(cfg.Admin.Listen)
 	case cfg != nil && cfg.Admin.Listen != "":
 		c.base = "http://" + dialable(cfg.Admin.Listen)
 	case cfg != nil:
@@ -127,6 +131,17 @@ func (g *globals) newAdminClient(cfg *configs.Config) (*adminClient, error) {
 	if _, err := url.Parse(c.base); err != nil {
 		return nil, usageErr("--admin-url: %v", err)
 	}
+	if cfg != nil && cfg.Admin.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.Admin.TLSCAFile)
+		if err != nil {
+			return nil, &codeError{code: exitConfig, err: fmt.Errorf("admin.tls_ca_file: %w", err)}
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, &codeError{code: exitConfig, err: fmt.Errorf("admin.tls_ca_file: %s holds no PEM certificate", cfg.Admin.TLSCAFile)}
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
 	switch {
 	case g.tokenEnv != "":
 		c.token = os.Getenv(g.tokenEnv)
@@ -134,6 +149,16 @@ func (g *globals) newAdminClient(cfg *configs.Config) (*adminClient, error) {
 		c.token = cfg.Admin.TokenEnv.Value()
 	}
 	return c, nil
+}
+
+// untrustedCertificate reports whether err is a failed verification of the server's
+// TLS certificate.
+func untrustedCertificate(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 // dialable turns a listen address into one a client can dial: a wildcard host becomes
@@ -175,6 +200,11 @@ func (c *adminClient) do(ctx context.Context, method, path string, body any, out
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if untrustedCertificate(err) {
+			// The service answered: it runs, but this client cannot trust it.
+			return &codeError{code: exitConfig, err: fmt.Errorf("the admin endpoint at %s answered, but its certificate cannot be verified: %w "+
+				"(set admin.tls_ca_file to the CA that signed admin.tls_cert_file)", c.base, err)}
 		}
 		return &unreachableError{url: c.base, err: err}
 	}

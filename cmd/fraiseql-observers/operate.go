@@ -55,7 +55,8 @@ func (s *service) buildOperator(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.TokenEnv.Value(), Metrics: s.set,
+	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.TokenEnv.Value(),
+		TLSCertFile: cfg.Admin.TLSCertFile, TLSKeyFile: cfg.Admin.TLSKeyFile, Metrics: s.set,
 		Ready: s, Status: s, Events: s.pipe, Cache: s, Replay: s, Logger: s.log})
 	if err != nil {
 		return err
