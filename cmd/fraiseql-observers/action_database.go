@@ -65,7 +65,7 @@ func buildDatabase(b *builder, a *configs.Action) (pipeline.Sink, error) {
 		if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
 			pcfg.ConnConfig.RuntimeParams["application_name"] = "fraiseql-observers"
 		}
-		pcfg.MaxConns = int32(max(4, b.cfg.ConcurrentExecution.MaxConcurrency))
+		pcfg.MaxConns = int32(max(4, actionConcurrency(b.cfg, a)))
 		// NewWithConfig does not connect (MinConns is 0); connections are made by
 		// the first calls, each bounded by the action's timeout.
 		pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)

@@ -145,3 +145,23 @@ func TestActionDeliverySettings(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolSize: the service's pool has room for the widest database action that uses
+// it, plus connections for the service's own tables.
+func TestPoolSize(t *testing.T) {
+	f := func(actions string, want int32) {
+		t.Helper()
+		src := "source:\n  dsn: postgres://app@db/app\nobservers:\n  o:\n    entity: public.orders\n    actions:\n" + actions
+		cfg, _, err := configs.Parse("c.yaml", []byte(src), func(string) (string, bool) { return "DSN", true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := poolSize(cfg); got != want {
+			t.Fatalf("%s: unexpected pool size; got %d; want %d", actions, got, want)
+		}
+	}
+	f("      - {type: log}\n", 10)
+	f("      - {type: database, function_name: f}\n", 14)
+	f("      - {type: database, function_name: f, max_concurrency: 30}\n", 34)
+	f("      - {type: database, function_name: f, max_concurrency: 30, dsn_env: OTHER}\n", 10)
+}

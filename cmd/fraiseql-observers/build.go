@@ -91,10 +91,7 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 		if b.validateOnly {
 			continue
 		}
-		conc := b.cfg.ConcurrentExecution.MaxConcurrency
-		if ca.MaxConcurrency > 0 {
-			conc = ca.MaxConcurrency
-		}
+		conc := actionConcurrency(b.cfg, ca)
 		o.Actions = append(o.Actions, &pipeline.Action{
 			ID:          ca.ID,
 			Type:        ca.Type,
@@ -110,6 +107,30 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// actionConcurrency is the number of workers of action a: its own max_concurrency,
+// or concurrent_execution.max_concurrency.
+func actionConcurrency(cfg *configs.Config, a *configs.Action) int {
+	if a.MaxConcurrency > 0 {
+		return a.MaxConcurrency
+	}
+	return cfg.ConcurrentExecution.MaxConcurrency
+}
+
+// poolSize is the size of the service's pool of connections to the source database:
+// enough for the widest action that calls SQL functions through it (a database action
+// without a DSN of its own), plus a few for checkpoints, the DLQ and the monitors.
+func poolSize(cfg *configs.Config) int32 {
+	widest := 0
+	for _, o := range cfg.Observers {
+		for _, a := range o.Actions {
+			if a.Type == "database" && !a.Has("dsn_env") {
+				widest = max(widest, actionConcurrency(cfg, a))
+			}
+		}
+	}
+	return int32(max(4, cfg.ConcurrentExecution.MaxConcurrency, widest+4))
 }
 
 func actionTypes() []string {

@@ -123,7 +123,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		return fmt.Errorf("pool config: %w", err)
 	}
 	pcfg.ConnConfig = cc.Copy()
-	pcfg.MaxConns = int32(max(4, cfg.ConcurrentExecution.MaxConcurrency))
+	pcfg.MaxConns = poolSize(cfg)
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("state database pool: %w", err)
 	}
