@@ -18,35 +18,7 @@ import (
 // --detailed passes, the service creates its slot and tables, streams, writes
 // checkpoints, DLQ items and heartbeats, and status and dlq work as that role.
 func TestLeastPrivilege(t *testing.T) {
-	db := pgtest.NewDB(t)
-	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v text);
-	         CREATE PUBLICATION obs_pub FOR TABLE t;
-	         CREATE ROLE observer LOGIN REPLICATION;
-	         CREATE SCHEMA observer_state AUTHORIZATION observer`)
-	t.Cleanup(func() { db.Exec(`DROP SCHEMA observer_state CASCADE; DROP ROLE observer`) })
-	dsn := fmt.Sprintf("postgres://observer@127.0.0.1:%d/%s?sslmode=disable", db.Server.Port, db.Name)
-	dir := t.TempDir()
-	out := filepath.Join(dir, "events.jsonl")
-	rejecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
-	t.Cleanup(rejecting.Close)
-	addr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s, heartbeat_interval: 200ms}
-state: {schema: observer_state}
-checkpoints: {enabled: true, interval: 200ms}
-admin: {listen: %q}
-observers:
-  all:
-    entity: t
-    actions: [{type: file, name: out, path: %q}]
-  broken:
-    entity: t
-    event_type: INSERT
-    condition: "new.id == 3"
-    retry: {max_attempts: 1}
-    on_failure: dlq
-    actions: [{type: webhook, name: hook, url: %q, allow_private_networks: true}]
-`, dsn, addr, out, rejecting.URL))
+	db, cfg, addr, out := restrictedService(t, "observer", "new.id == 3")
 
 	r := expectCLI(t, nil, 0, []string{"role observer has REPLICATION"}, "validate-config", cfg, "--detailed")
 	if strings.Contains(r.stdout, "FAIL") || strings.Contains(r.stdout, "WARN") {
@@ -82,34 +54,7 @@ observers:
 // retried (and counted); once the privilege is back the letter is stored and the
 // slot moves on. Other rows are not held back.
 func TestDLQWriteFailureHoldsTheSlot(t *testing.T) {
-	db := pgtest.NewDB(t)
-	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v text);
-	         CREATE PUBLICATION obs_pub FOR TABLE t;
-	         CREATE ROLE observer_dlq_test LOGIN REPLICATION;
-	         CREATE SCHEMA observer_state AUTHORIZATION observer_dlq_test`)
-	t.Cleanup(func() { db.Exec(`DROP SCHEMA observer_state CASCADE; DROP ROLE observer_dlq_test`) })
-	dsn := fmt.Sprintf("postgres://observer_dlq_test@127.0.0.1:%d/%s?sslmode=disable", db.Server.Port, db.Name)
-	out := filepath.Join(t.TempDir(), "events.jsonl")
-	rejecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
-	t.Cleanup(rejecting.Close)
-	addr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 500ms}
-state: {schema: observer_state}
-checkpoints: {enabled: true, interval: 200ms}
-admin: {listen: %q}
-observers:
-  all:
-    entity: t
-    actions: [{type: file, name: out, path: %q}]
-  broken:
-    entity: t
-    event_type: INSERT
-    condition: "new.v == 'reject'"
-    retry: {max_attempts: 1}
-    on_failure: dlq
-    actions: [{type: webhook, name: hook, url: %q, allow_private_networks: true}]
-`, dsn, addr, out, rejecting.URL))
+	db, cfg, addr, out := restrictedService(t, "observer_dlq_test", "new.v == 'reject'")
 	p := startAndWait(t, cfg, addr)
 	db.Exec(`REVOKE INSERT ON observer_state.observer_dlq FROM observer_dlq_test`)
 
@@ -150,4 +95,41 @@ func eventOfRow(t *testing.T, path string, id int) fileEvent {
 	}
 	t.Fatalf("no event of row %d in %s", id, path)
 	return fileEvent{}
+}
+
+// restrictedService prepares a database where role has only LOGIN REPLICATION and
+// owns the schema observer_state, and a configuration running as that role: a file
+// action (out) for every row of table t, and for the rows matching condition an
+// action that always fails (a webhook answering 400), parked in the DLQ.
+func restrictedService(t *testing.T, role, condition string) (db *pgtest.DB, cfg, addr, out string) {
+	t.Helper()
+	db = pgtest.NewDB(t)
+	db.Exec(fmt.Sprintf(`CREATE TABLE t (id int PRIMARY KEY, v text);
+	         CREATE PUBLICATION obs_pub FOR TABLE t;
+	         CREATE ROLE %[1]s LOGIN REPLICATION;
+	         CREATE SCHEMA observer_state AUTHORIZATION %[1]s`, role))
+	t.Cleanup(func() { db.Exec(`DROP SCHEMA observer_state CASCADE; DROP ROLE ` + role) })
+	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", role, db.Server.Port, db.Name)
+	out = filepath.Join(t.TempDir(), "events.jsonl")
+	rejecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	t.Cleanup(rejecting.Close)
+	addr = freeAddr(t)
+	cfg = writeConfig(t, fmt.Sprintf(`
+source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 500ms, heartbeat_interval: 200ms}
+state: {schema: observer_state}
+checkpoints: {enabled: true, interval: 200ms}
+admin: {listen: %q}
+observers:
+  all:
+    entity: t
+    actions: [{type: file, name: out, path: %q}]
+  broken:
+    entity: t
+    event_type: INSERT
+    condition: %q
+    retry: {max_attempts: 1}
+    on_failure: dlq
+    actions: [{type: webhook, name: hook, url: %q, allow_private_networks: true}]
+`, dsn, addr, out, condition, rejecting.URL))
+	return db, cfg, addr, out
 }
