@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -89,11 +92,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts}
 	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin: TLS certificate %s and key %s: %w", opts.TLSCertFile, opts.TLSKeyFile, err)
+		r := &certReloader{certFile: opts.TLSCertFile, keyFile: opts.TLSKeyFile, log: opts.Logger}
+		if err := r.load(); err != nil {
+			return nil, err
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = &tls.Config{GetCertificate: r.get, MinVersion: tls.VersionTLS12}
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -152,4 +155,60 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	return s.Serve(ctx, ln)
+}
+
+// certReloader serves the certificate and key files, loading them again when
+// either file changes, so a renewed certificate takes effect without a restart. A
+// pair that fails to load (a half-written renewal) keeps the last good one in
+// service.
+type certReloader struct {
+	certFile, keyFile string
+	log               zerolog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string // modification times and sizes of the files loaded
+	checked time.Time
+}
+
+// stampOf identifies the current state of the two files.
+func (r *certReloader) stampOf() (string, error) {
+	var b strings.Builder
+	for _, f := range []string{r.certFile, r.keyFile} {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%d/%d;", st.ModTime().UnixNano(), st.Size())
+	}
+	return b.String(), nil
+}
+
+func (r *certReloader) load() error {
+	stamp, err := r.stampOf()
+	if err == nil {
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile); err == nil {
+			r.cert, r.stamp = &cert, stamp
+			return nil
+		}
+	}
+	return fmt.Errorf("admin: TLS certificate %s and key %s: %w", r.certFile, r.keyFile, err)
+}
+
+// get is tls.Config.GetCertificate: it looks at the files at most once a second.
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) >= time.Second {
+		r.checked = time.Now()
+		if stamp, err := r.stampOf(); err == nil && stamp != r.stamp {
+			if err := r.load(); err != nil {
+				r.log.Warn().Err(err).Msg("admin endpoint: keeping the previous TLS certificate")
+			} else {
+				r.log.Info().Str("cert", r.certFile).Msg("admin endpoint: TLS certificate reloaded")
+			}
+		}
+	}
+	return r.cert, nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/goleak"
@@ -219,8 +220,8 @@ func TestServeShutsDown(t *testing.T) {
 }
 
 // TestTLS: with a certificate and key the endpoint speaks HTTPS only; a client
-// trusting the CA gets answers, a plain HTTP request does not, and an unreadable
-// key is an error at New.
+// trusting the CA gets answers, a plain HTTP request does not, a renewed certificate
+// is served without a restart, and an unreadable key is an error at New.
 func TestTLS(t *testing.T) {
 	certs := sinktest.NewCerts(t)
 	s, err := New(Options{Listen: "127.0.0.1:0", TLSCertFile: certs.CertFile, TLSKeyFile: certs.KeyFile})
@@ -259,6 +260,35 @@ func TestTLS(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Fatal("the endpoint answered plain HTTP")
 		}
+	}
+
+	// A renewed certificate is served without a restart.
+	renewed := sinktest.NewCerts(t)
+	for _, f := range [][2]string{{renewed.CertFile, certs.CertFile}, {renewed.KeyFile, certs.KeyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	renewedRoots := x509.NewCertPool()
+	pem, _ = os.ReadFile(renewed.CAFile)
+	renewedRoots.AppendCertsFromPEM(pem)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: renewedRoots}}}
+		resp, err := c.Get("https://" + ln.Addr().String() + "/healthz")
+		c.CloseIdleConnections()
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the renewed certificate is not served: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	if _, err := New(Options{Listen: "127.0.0.1:0", TLSCertFile: certs.CertFile, TLSKeyFile: certs.CAFile}); err == nil || !strings.Contains(err.Error(), "admin: TLS certificate") {
