@@ -67,6 +67,15 @@ func openDLQ(ctx context.Context, g *globals) (*dlqEnv, error) {
 	return e, nil
 }
 
+// openDLQFormat reads --format, then opens the DLQ; the caller closes e.pool.
+func openDLQFormat(ctx context.Context, g *globals) (e *dlqEnv, asJSON bool, err error) {
+	if asJSON, err = g.json(); err != nil {
+		return nil, false, err
+	}
+	e, err = openDLQ(ctx, g)
+	return e, asJSON, err
+}
+
 // newDLQItemCmd builds a dlq command that works on the one item its ID argument
 // names: it reads --format, parses the id, opens the DLQ, and hands them to run,
 // which does the work and prints the result as JSON or text.
@@ -76,15 +85,11 @@ func newDLQItemCmd(g *globals, use, short string, run func(ctx context.Context, 
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
 			id, err := parseItemID(args[0])
 			if err != nil {
 				return err
 			}
-			e, err := openDLQ(cmd.Context(), g)
+			e, asJSON, err := openDLQFormat(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
@@ -109,11 +114,7 @@ func newDLQStatsCmd(g *globals) *cobra.Command {
 		Short: "Count pending items, optionally by observer or by error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			e, err := openDLQ(cmd.Context(), g)
+			e, asJSON, err := openDLQFormat(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
@@ -375,11 +376,7 @@ func newDLQRetryAllCmd(g *globals) *cobra.Command {
 		Short: "Deliver every pending item again, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			e, err := openDLQ(cmd.Context(), g)
+			e, asJSON, err := openDLQFormat(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
