@@ -35,7 +35,7 @@ type yamlDecoder struct {
 // text before ${VAR} expansion.
 type fieldPos struct {
 	key, value Pos
-	text       Pos // where a scalar's text starts (after a quote; see textPos)
+	node       ast.Node // the value as written, for textWhere
 	raw        string
 	expanded   bool
 	// ok is false when decoding the value failed (and was reported).
@@ -83,7 +83,7 @@ func (d *yamlDecoder) where(ptr any, fallback Pos) Pos {
 // document.textPos), or fallback when it was not written.
 func (d *yamlDecoder) textWhere(ptr any, fallback Pos) Pos {
 	if p, ok := d.pos[ptr]; ok {
-		return p.text
+		return d.doc.textPos(p.node)
 	}
 	return fallback
 }
@@ -256,7 +256,7 @@ func (d *yamlDecoder) decodeStruct(v value, rv reflect.Value, path string, custo
 			continue
 		}
 		fv := rv.FieldByIndex(fields[i].index)
-		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value), text: d.doc.textPos(e.value)}
+		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value), node: e.value}
 		before := len(d.errs.List)
 		d.literal = fv.Type() == envRefType
 		v, ok := d.decode(e.value, fv, join(path, e.key))
