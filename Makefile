@@ -2,14 +2,14 @@
 GO       ?= go
 BIN      := bin/fraiseql-observers
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 20s
 
 .PHONY: build demo test bench fuzz lint clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fraiseql-observers
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fraiseql-observers
 
 demo: build
 	./scripts/demo.sh
