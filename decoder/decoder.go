@@ -33,16 +33,11 @@ type Decoder struct {
 	types     map[uint32]Type
 
 	inTx   bool
-	begin  Begin
 	commit Commit
-	origin string
-	ord    uint32 // ordinals given out in the current (or last) transaction
+	asm    Assembler // ids, origin and Begin of the current (or last) transaction
 
-	// Scratch space reused from message to message.
+	// Tuples parsed from the current message, reused from message to message.
 	oldCols, newCols []TupleColumn
-	oldVals, newVals []span
-	values           valueDecoder
-	scratch          []byte
 }
 
 // New returns a Decoder with empty caches, outside any transaction.
@@ -51,6 +46,7 @@ func New(opts Options) *Decoder {
 		opts:      opts,
 		relations: make(map[uint32]*Relation),
 		types:     make(map[uint32]Type),
+		asm:       Assembler{maxBytes: opts.MaxEventBytes},
 	}
 }
 
@@ -77,7 +73,8 @@ func (d *Decoder) Decode(walStart lsn.LSN, data []byte, dst []*Event) ([]*Event,
 			r.protocol("Begin inside a transaction that has not committed")
 		}
 		if r.err == nil {
-			d.inTx, d.begin, d.origin, d.ord = true, m, "", 0
+			d.inTx = true
+			d.asm.Begin(m)
 		}
 	case KindCommit:
 		m := parseCommit(&r)
@@ -85,8 +82,8 @@ func (d *Decoder) Decode(walStart lsn.LSN, data []byte, dst []*Event) ([]*Event,
 		case r.err != nil:
 		case !d.inTx:
 			r.protocol("Commit outside a transaction")
-		case m.CommitLSN != d.begin.FinalLSN:
-			r.protocol(fmt.Sprintf("commit LSN %s differs from the final LSN %s of Begin", m.CommitLSN, d.begin.FinalLSN))
+		case m.CommitLSN != d.asm.begin.FinalLSN:
+			r.protocol(fmt.Sprintf("commit LSN %s differs from the final LSN %s of Begin", m.CommitLSN, d.asm.begin.FinalLSN))
 		default:
 			d.inTx, d.commit = false, m
 		}
@@ -96,7 +93,7 @@ func (d *Decoder) Decode(walStart lsn.LSN, data []byte, dst []*Event) ([]*Event,
 			r.protocol("Origin outside a transaction")
 		}
 		if r.err == nil {
-			d.origin = m.Name
+			d.asm.origin = m.Name
 		}
 	case KindRelation:
 		if rel := parseRelation(&r); rel != nil {
@@ -108,19 +105,23 @@ func (d *Decoder) Decode(walStart lsn.LSN, data []byte, dst []*Event) ([]*Event,
 			d.types[m.ID] = m
 		}
 	case KindInsert:
+		c := rowChange{at: walStart, op: OpInsert}
 		var relID uint32
 		relID, d.newCols = parseInsert(&r, d.newCols)
-		dst, err = d.change(&r, walStart, OpInsert, relID, 0, nil, d.newCols, dst)
+		c.newCols = d.newCols
+		dst, err = d.change(&r, relID, &c, dst)
 	case KindUpdate:
+		c := rowChange{at: walStart, op: OpUpdate}
 		var relID uint32
-		var oldKind byte
-		relID, oldKind, d.oldCols, d.newCols = parseUpdate(&r, d.oldCols, d.newCols)
-		dst, err = d.change(&r, walStart, OpUpdate, relID, oldKind, d.oldCols, d.newCols, dst)
+		relID, c.oldKind, d.oldCols, d.newCols = parseUpdate(&r, d.oldCols, d.newCols)
+		c.oldCols, c.newCols = d.oldCols, d.newCols
+		dst, err = d.change(&r, relID, &c, dst)
 	case KindDelete:
+		c := rowChange{at: walStart, op: OpDelete}
 		var relID uint32
-		var oldKind byte
-		relID, oldKind, d.oldCols = parseDelete(&r, d.oldCols)
-		dst, err = d.change(&r, walStart, OpDelete, relID, oldKind, d.oldCols, nil, dst)
+		relID, c.oldKind, d.oldCols = parseDelete(&r, d.oldCols)
+		c.oldCols = d.oldCols
+		dst, err = d.change(&r, relID, &c, dst)
 	case KindTruncate:
 		m := parseTruncate(&r)
 		dst, err = d.truncate(&r, walStart, &m, dst)
@@ -150,7 +151,7 @@ func (d *Decoder) InTransaction() bool { return d.inTx }
 
 // Begin returns the Begin of the current transaction, or of the last one after its
 // Commit (the zero Begin before the first).
-func (d *Decoder) Begin() Begin { return d.begin }
+func (d *Decoder) Begin() Begin { return d.asm.begin }
 
 // LastCommit returns the last Commit decoded (the zero Commit before the first). After
 // Decode returns KindCommit it is the Commit of the transaction just ended: EndLSN is the
@@ -160,10 +161,10 @@ func (d *Decoder) LastCommit() Commit { return d.commit }
 // Ordinal returns the number of event ordinals given out in the current transaction, or
 // in the last one after its Commit. It counts every change, including those that failed
 // with a *ValueError or *TooLargeError, so it is the ordinal of the last change sent.
-func (d *Decoder) Ordinal() uint32 { return d.ord }
+func (d *Decoder) Ordinal() uint32 { return d.asm.ord }
 
 // Origin returns the replication origin of the current transaction ("" when none).
-func (d *Decoder) Origin() string { return d.origin }
+func (d *Decoder) Origin() string { return d.asm.origin }
 
 // Relation returns the cached descriptor of relation id, or nil. The Relation is shared
 // and must not be modified.

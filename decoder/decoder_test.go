@@ -329,3 +329,15 @@ func TestInsertAllocations(t *testing.T) {
 		t.Fatalf("unexpected allocations per Insert; got %v; want at most 3", allocs)
 	}
 }
+
+// TestOldKeyTupleWithoutKeyColumns decodes a 'K' tuple of a relation that flags no key
+// column (a stream that does not follow PostgreSQL's rules): every sent column is kept,
+// named after the relation, and nothing panics.
+func TestOldKeyTupleWithoutKeyColumns(t *testing.T) {
+	d := New(Options{})
+	evs := run(t, d, mkBegin(0x500, 1), mkRelation(9, "public", "nokey", IdentityDefault, col{"a", 23, false}, col{"b", 25, false}),
+		mkDelete(9, 'K', txt("1"), null))
+	if got := rowJSON(evs[0].Old); evs[0].OldKind != OldKey || got != `{"a":1,"b":null}` || evs[0].Key != nil {
+		t.Fatalf("unexpected event: %s", evs[0].JSON())
+	}
+}

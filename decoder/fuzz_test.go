@@ -130,6 +130,7 @@ func (d *Decoder) clone() *Decoder {
 	c := New(d.opts)
 	maps.Copy(c.relations, d.relations)
 	maps.Copy(c.types, d.types)
-	c.inTx, c.begin, c.commit, c.origin, c.ord = d.inTx, d.begin, d.commit, d.origin, d.ord
+	c.inTx, c.commit = d.inTx, d.commit
+	c.asm.begin, c.asm.origin, c.asm.ord = d.asm.begin, d.asm.origin, d.asm.ord
 	return c
 }

@@ -60,9 +60,8 @@ func (d *Decoder) message(r *reader, walStart lsn.LSN, m *Message, dst []*Event)
 	ev := &b.ev
 	ev.LSN, ev.Op = walStart, OpMessage
 	if m.Transactional {
-		d.ord++
-		ev.ID = lsn.Position{Commit: d.begin.FinalLSN, Ord: d.ord}
-		ev.Xid, ev.CommitTime, ev.Origin = d.begin.Xid, d.begin.CommitTime, d.origin
+		ev.ID = d.asm.next()
+		ev.Xid, ev.CommitTime, ev.Origin = d.asm.begin.Xid, d.asm.begin.CommitTime, d.asm.origin
 	} else {
 		ev.ID = lsn.Position{Commit: m.LSN, Ord: 1}
 	}

@@ -68,10 +68,9 @@ func (d *Decoder) truncate(r *reader, walStart lsn.LSN, m *Truncate, dst []*Even
 			return dst, nil
 		}
 	}
-	first := lsn.Position{Commit: d.begin.FinalLSN, Ord: d.ord + 1}
-	d.ord += uint32(len(m.RelationIDs))
+	first := d.asm.take(uint32(len(m.RelationIDs)))
 	for _, id := range m.RelationIDs {
-		if rel := d.relations[id]; rel.hasBadName || !utf8.ValidString(d.origin) {
+		if rel := d.relations[id]; rel.hasBadName || !utf8.ValidString(d.asm.origin) {
 			return dst, &ValueError{ID: first, LSN: walStart, Schema: rel.Namespace, Table: rel.Name, Err: ErrInvalidUTF8}
 		}
 	}
@@ -81,7 +80,7 @@ func (d *Decoder) truncate(r *reader, walStart lsn.LSN, m *Truncate, dst []*Even
 		ev := &evs[i]
 		ev.ID = lsn.Position{Commit: first.Commit, Ord: first.Ord + uint32(i)}
 		ev.LSN, ev.Op = walStart, OpTruncate
-		ev.Xid, ev.CommitTime, ev.Origin = d.begin.Xid, d.begin.CommitTime, d.origin
+		ev.Xid, ev.CommitTime, ev.Origin = d.asm.begin.Xid, d.asm.begin.CommitTime, d.asm.origin
 		ev.Schema, ev.Table, ev.RelationID, ev.Relation = rel.Namespace, rel.Name, rel.ID, rel
 		dst = append(dst, ev)
 	}
