@@ -98,3 +98,31 @@ func BenchmarkDecodeMixed(b *testing.B) {
 		b.ReportMetric(float64(elapsed.Nanoseconds())/float64(events), "ns/event")
 	}
 }
+
+// BenchmarkRead builds the event of the row of BenchmarkDecode/Insert with
+// Assembler.Read, as a snapshot reader would.
+func BenchmarkRead(b *testing.B) {
+	before, msg := benchMessage(b, "mixed", KindInsert)
+	d := primed(b, before)
+	m, err := Parse(msg.data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ins := m.(*Insert)
+	rel := d.Relation(ins.RelationID)
+	values := make([][]byte, len(ins.New.Columns))
+	for i, c := range ins.New.Columns {
+		if c.Kind == TupleText {
+			values[i] = c.Data
+		}
+	}
+	a := NewAssembler(Options{})
+	a.Begin(Begin{FinalLSN: 0x1000})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg.data)))
+	for b.Loop() {
+		if _, err := a.Read(rel, values); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -33,6 +33,18 @@
 // counting from 1 over every event the transaction produces, in stream order. A
 // non-transactional message has the id {its LSN, 1}, Xid 0 and a zero CommitTime.
 //
+// The Decoder hands every row change to its Assembler, which decodes the values of the
+// tuples, fills unchanged TOAST values of the new tuple from the old one where it has
+// them, assembles the images and the key, and gives the event its id.
+//
+// # Events from table rows
+//
+// A reader of table rows (a snapshot) builds events through the same Assembler: it
+// describes the table from the catalog with NewRelation (column names, type OIDs, key
+// columns), starts the ids with Assembler.Begin and turns each row, read in the text
+// format, into an event of OpRead with Assembler.Read. Values are decoded as in the
+// stream, so a row read from a table and the same row streamed have the same JSON.
+//
 // Rows (Event.New, Old, Key) hold typed JSON values; docs/events.md is the contract.
 // In short: integers, floats and numeric are JSON numbers with the digits PostgreSQL
 // sent (NaN and infinities as strings); bool is true/false; json and jsonb are embedded

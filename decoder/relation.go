@@ -1,7 +1,9 @@
 package decoder
 
 import (
+	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -78,6 +80,33 @@ func parseRelation(r *reader) *Relation {
 		return nil
 	}
 	return m
+}
+
+// NewRelation returns the descriptor of a table learnt from the catalog rather than
+// from a Relation message, for Assembler.Read. Of desc it uses ID, Namespace, Name,
+// ReplicaIdentity and Columns (Name, TypeOID, TypeMod, and Key for the columns of the
+// replica identity key, as pgoutput flags them: every column under REPLICA IDENTITY
+// FULL); Names is derived from Columns, and Columns is copied.
+//
+// key plays the part of Options.KeyColumns: under REPLICA IDENTITY FULL it names the
+// columns of Event.Key (the primary key), otherwise it is not used and the Key columns
+// are the key. The Relation thus decodes values and picks keys exactly as one decoded
+// from a Relation message with the same columns by a Decoder whose KeyColumns returns
+// key. It is an error for key to name a column the table does not have.
+func NewRelation(desc Relation, key []string) (*Relation, error) {
+	rel := &Relation{ID: desc.ID, Namespace: desc.Namespace, Name: desc.Name,
+		ReplicaIdentity: desc.ReplicaIdentity, Columns: slices.Clone(desc.Columns)}
+	rel.Names = make([]string, len(rel.Columns))
+	for i, c := range rel.Columns {
+		rel.Names[i] = c.Name
+	}
+	for _, k := range key {
+		if !slices.Contains(rel.Names, k) {
+			return nil, fmt.Errorf("decoder: key column %q is not a column of %q.%q", k, rel.Namespace, rel.Name)
+		}
+	}
+	rel.prepare(func(*Relation) []string { return key })
+	return rel, nil
 }
 
 // prepare fills the derived fields of a relation the Decoder is about to cache.
