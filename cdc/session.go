@@ -24,11 +24,13 @@ import (
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
-// Consumer receives decoded events. Push must never block; Full and Ready implement
+// Consumer receives decoded events, each with the ticket of its position in the
+// session's watermark (tickets[i] is that of evs[i]), to acknowledge once the event is
+// settled; it owns both slices. Push must never block; Full and Ready implement
 // backpressure: while Full reports true the session stops reading the stream (it keeps
 // sending status updates) until Ready fires.
 type Consumer interface {
-	Push(evs []*decoder.Event)
+	Push(evs []*decoder.Event, tickets []lsn.Ticket)
 	Full() bool
 	Ready() <-chan struct{}
 }

@@ -113,6 +113,7 @@ type streamState struct {
 	conn       *pgconn.PgConn
 	dec        *decoder.Decoder
 	batch      []*decoder.Event
+	tickets    []lsn.Ticket // tickets[i] is the dispatch ticket of batch[i]
 	nextStatus time.Time
 	lastSent   lsn.LSN
 	// silent is how long the session has waited for the server since its last
@@ -263,7 +264,7 @@ func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte
 				continue
 			}
 		}
-		ev.Seq = s.wm.Dispatch(pos)
+		st.tickets = append(st.tickets, s.wm.Dispatch(pos))
 		kept = append(kept, ev)
 	}
 	st.batch = kept
@@ -291,8 +292,9 @@ func (st *streamState) flush() {
 		return
 	}
 	st.s.m.events.Add(len(st.batch))
-	st.s.out.Push(st.batch)
+	st.s.out.Push(st.batch, st.tickets)
 	st.batch = make([]*decoder.Event, 0, st.s.opts.BatchSize)
+	st.tickets = make([]lsn.Ticket, 0, st.s.opts.BatchSize)
 }
 
 // idleAdvance confirms the keepalive's WAL end when nothing is in flight, so an idle

@@ -155,9 +155,6 @@ type Event struct {
 	Unavailable []string
 	// Message is set for OpMessage.
 	Message *Message
-	// Seq is the dispatch ticket the replication session assigned when it handed the
-	// event on; the pipeline acknowledges it when every matching action has settled.
-	Seq lsn.Ticket
 
 	jsonOnce sync.Once
 	json     []byte

@@ -14,7 +14,7 @@ import (
 // ParseEvent parses an event in the JSON shape AppendJSON writes (docs/events.md),
 // as stored in the dead-letter queue, back into an Event: ids, positions, table,
 // operation, the key/new/old rows with their values as raw JSON (column order kept),
-// old_kind, changed, unavailable, origin and message. Relation, RelationID and Seq are
+// old_kind, changed, unavailable, origin and message. Relation and RelationID are
 // not part of the JSON and stay zero. The returned Event owns its memory; data may be
 // reused afterwards. AppendJSON of the result reproduces data when data came from
 // AppendJSON.

@@ -48,19 +48,20 @@ func BenchmarkPipeline(b *testing.B) {
 			for i := 0; i < b.N; i += 100 {
 				commit := lsn.LSN(1000 * (i/100 + 1))
 				batch := make([]*decoder.Event, 0, 100)
+				tickets := make([]lsn.Ticket, 0, 100)
 				for j := 0; j < 100 && i+j < b.N; j++ {
 					k := json.RawMessage(strconv.Itoa((i + j) % 1000))
 					ev := &decoder.Event{ID: lsn.Position{Commit: commit, Ord: uint32(j + 1)}, Schema: "public", Table: "t",
 						Op: decoder.OpUpdate, RelationID: 1, Relation: rel,
 						Key: &decoder.Row{Names: rel.Names[:1], Values: []json.RawMessage{k}},
 						New: &decoder.Row{Names: rel.Names, Values: []json.RawMessage{k, json.RawMessage(`"x"`)}}}
-					ev.Seq = wm.Dispatch(commit)
 					batch = append(batch, ev)
+					tickets = append(tickets, wm.Dispatch(commit))
 				}
 				for p.Full() {
 					<-p.Ready()
 				}
-				p.Push(batch)
+				p.Push(batch, tickets)
 				last = commit + 1
 				wm.Ack(wm.Dispatch(last))
 			}

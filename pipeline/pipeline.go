@@ -67,7 +67,7 @@ type Pipeline struct {
 	debug   *debugRing
 
 	inMu      sync.Mutex
-	inbox     [][]*decoder.Event
+	inbox     []pushed
 	routedMax lsn.Position // highest event id pushed (guarded by inMu)
 	inReady   chan struct{}
 
@@ -79,9 +79,16 @@ type Pipeline struct {
 	cachePos lsn.Position // router only: id of the last event the row cache saw
 }
 
+// pushed is one batch handed over by Push: events and their dispatch tickets.
+type pushed struct {
+	evs     []*decoder.Event
+	tickets []lsn.Ticket
+}
+
 // item is an event in flight with the number of actions that still have to settle it.
 type item struct {
 	ev      *decoder.Event
+	ticket  lsn.Ticket // acknowledged to the Acker once every action settled the event
 	size    int64
 	start   time.Time
 	pending atomic.Int32
@@ -134,9 +141,14 @@ func New(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// Push hands events over to the pipeline; it never blocks. The pipeline owns the
-// slice and the events from then on. Every event must carry its dispatch ticket in Seq.
-func (p *Pipeline) Push(evs []*decoder.Event) {
+// Push hands events over to the pipeline with their dispatch tickets: tickets[i] is
+// the ticket of evs[i], which the pipeline acknowledges to the Acker once every
+// matching action has settled the event. It never blocks. The pipeline owns both
+// slices and the events from then on. It panics if the slices differ in length.
+func (p *Pipeline) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
+	if len(evs) != len(tickets) {
+		panic(fmt.Sprintf("pipeline: Push of %d events with %d tickets", len(evs), len(tickets)))
+	}
 	if len(evs) == 0 {
 		return
 	}
@@ -151,7 +163,7 @@ func (p *Pipeline) Push(evs []*decoder.Event) {
 			p.routedMax = ev.ID
 		}
 	}
-	p.inbox = append(p.inbox, evs)
+	p.inbox = append(p.inbox, pushed{evs, tickets})
 	p.inMu.Unlock()
 	select {
 	case p.inReady <- struct{}{}:
@@ -235,8 +247,8 @@ func (p *Pipeline) route(ctx context.Context) {
 		batches := p.inbox
 		p.inbox = nil
 		p.inMu.Unlock()
-		for _, evs := range batches {
-			for _, ev := range evs {
+		for _, b := range batches {
+			for i, ev := range b.evs {
 				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
 				if rc := p.opts.RowCache; rc != nil {
 					if p.cachePos != (lsn.Position{}) && ev.ID.Compare(p.cachePos) <= 0 {
@@ -245,7 +257,7 @@ func (p *Pipeline) route(ctx context.Context) {
 					p.cachePos = ev.ID
 					rc.apply(ev)
 				}
-				matched = p.dispatch(ev, size, matched[:0])
+				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])
 			}
 			if p.opts.RowCache != nil {
 				p.opts.RowCache.endBatch()
@@ -259,9 +271,9 @@ func (p *Pipeline) route(ctx context.Context) {
 
 // dispatch matches one event and enqueues it for every matching action, recording the
 // verdicts for /debug/events.
-func (p *Pipeline) dispatch(ev *decoder.Event, size int64, matched []*Observer) []*Observer {
+func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, matched []*Observer) []*Observer {
 	now := time.Now()
-	it := &item{ev: ev, size: size, start: now}
+	it := &item{ev: ev, ticket: ticket, size: size, start: now}
 	p.m.processed.Inc()
 	if ev.ID.Compare(p.lastID) > 0 {
 		p.lastID = ev.ID
@@ -329,7 +341,7 @@ func (p *Pipeline) done(it *item) {
 
 // finish acknowledges a settled event and releases its bytes.
 func (p *Pipeline) finish(it *item) {
-	p.opts.Acker.Ack(it.ev.Seq)
+	p.opts.Acker.Ack(it.ticket)
 	p.m.processing.UpdateDuration(it.start)
 	left := p.inflight.Add(-it.size)
 	if left < p.opts.MaxInFlightBytes && left+it.size >= p.opts.MaxInFlightBytes {

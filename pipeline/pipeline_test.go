@@ -126,6 +126,7 @@ func (h *harness) push(txs, perTx, keys int) []*decoder.Event {
 	for tx := 1; tx <= txs; tx++ {
 		commit := lsn.LSN(tx * 1000)
 		var batch []*decoder.Event
+		var tickets []lsn.Ticket
 		for i := 1; i <= perTx; i++ {
 			k := n % keys
 			n++
@@ -133,10 +134,10 @@ func (h *harness) push(txs, perTx, keys int) []*decoder.Event {
 				ID: lsn.Position{Commit: commit, Ord: uint32(i)}, Schema: "public", Table: "t", Op: decoder.OpUpdate,
 				Key: &decoder.Row{Names: []string{"id"}, Values: []json.RawMessage{json.RawMessage(strconv.Itoa(k))}},
 			}
-			ev.Seq = h.wm.Dispatch(commit)
 			batch = append(batch, ev)
+			tickets = append(tickets, h.wm.Dispatch(commit))
 		}
-		h.p.Push(batch)
+		h.p.Push(batch, tickets)
 		h.wm.Ack(h.wm.Dispatch(commit + 100)) // commit marker at the end LSN
 		all = append(all, batch...)
 	}
@@ -263,12 +264,13 @@ func TestDedupDropsReplays(t *testing.T) {
 	d.Wait()
 	// Replay: the same events again with new tickets, as after a reconnect.
 	var replay []*decoder.Event
+	var tickets []lsn.Ticket
 	for _, ev := range evs {
 		cp := &decoder.Event{ID: ev.ID, Schema: ev.Schema, Table: ev.Table, Op: ev.Op, Key: ev.Key}
-		cp.Seq = h.wm.Dispatch(ev.ID.Commit)
 		replay = append(replay, cp)
+		tickets = append(tickets, h.wm.Dispatch(ev.ID.Commit))
 	}
-	h.p.Push(replay)
+	h.p.Push(replay, tickets)
 	h.wm.Ack(h.wm.Dispatch(6000))
 	h.waitAcked(6000)
 	if len(rec.all) != len(evs) {

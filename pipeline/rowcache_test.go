@@ -111,10 +111,11 @@ func TestRowCacheResetOnReplay(t *testing.T) {
 	rec := newRecorder()
 	h := start(t, Options{RowCache: rc, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
 	push := func(evs ...*decoder.Event) {
-		for _, ev := range evs {
-			ev.Seq = h.wm.Dispatch(ev.ID.Commit)
+		tickets := make([]lsn.Ticket, len(evs))
+		for i, ev := range evs {
+			tickets[i] = h.wm.Dispatch(ev.ID.Commit)
 		}
-		h.p.Push(evs)
+		h.p.Push(evs, tickets)
 	}
 	a := rowEvent(decoder.OpInsert, 1, "1", `"a"`, `{}`)
 	b := rowEvent(decoder.OpUpdate, 2, "1", `"b"`, `{}`)

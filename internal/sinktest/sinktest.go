@@ -113,11 +113,12 @@ func Run(t testing.TB, sink pipeline.Sink, evs []*decoder.Event, o RunOptions) *
 	var last lsn.LSN
 	for i := 0; i < len(evs); {
 		j := i
+		var tickets []lsn.Ticket
 		for j < len(evs) && evs[j].ID.Commit == evs[i].ID.Commit {
-			evs[j].Seq = wm.Dispatch(evs[j].ID.Commit)
+			tickets = append(tickets, wm.Dispatch(evs[j].ID.Commit))
 			j++
 		}
-		p.Push(evs[i:j])
+		p.Push(evs[i:j], tickets)
 		last = evs[i].ID.Commit + 1
 		wm.Ack(wm.Dispatch(last)) // the transaction's commit marker
 		i = j
