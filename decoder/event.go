@@ -51,7 +51,7 @@ const (
 	OldNone   OldKind = iota // no old image (INSERT, REPLICA IDENTITY NOTHING, or key unchanged)
 	OldKey                   // only the replica identity key columns
 	OldFull                  // every column (REPLICA IDENTITY FULL)
-	OldCached                // every column, from the row-image cache of the pipeline
+	OldCached                // every column, from the pipeline's row cache (never set by the Decoder)
 )
 
 var oldKindNames = [...]string{"none", "key", "full", "cached"}
@@ -114,8 +114,11 @@ func (r *Row) AppendJSON(b []byte) []byte {
 }
 
 // Event is one committed change, in the shape every sink receives. It is built by the
-// Decoder and is read-only once handed on: many goroutines may read it at once.
-// Pass it by pointer; it must not be copied after first use.
+// Decoder (or an Assembler) and is read-only once handed on to a consumer, which may
+// complete its images before any other goroutine sees it (the pipeline's row cache
+// fills Old, with OldKind OldCached, and unchanged TOAST columns of New); from then on
+// many goroutines may read it at once. Pass it by pointer; it must not be copied after
+// first use.
 type Event struct {
 	// ID is the stable event id: commit LSN of the transaction and ordinal of the change
 	// within it. It does not depend on filtering and is identical on every replay.

@@ -255,7 +255,9 @@ func (p *Pipeline) route(ctx context.Context) {
 						rc.reset() // a replay: the cache holds images from later in the stream
 					}
 					p.cachePos = ev.ID
-					rc.apply(ev)
+					if f, ok := rc.apply(ev); ok {
+						f.complete(ev)
+					}
 				}
 				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])
 			}

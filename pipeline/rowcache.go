@@ -135,19 +135,21 @@ func (rc *RowCache) get(k string, rel *decoder.Relation) *decoder.Row {
 	return e.row
 }
 
-// apply uses and updates the cache for one event, in stream order.
-func (rc *RowCache) apply(ev *decoder.Event) {
+// apply uses and updates the cache for one event, in stream order. It returns what the
+// cache supplies for the event, and false when it supplies nothing; it does not modify
+// the event (the router completes it with filled.complete before dispatching it).
+func (rc *RowCache) apply(ev *decoder.Event) (f filled, ok bool) {
 	rel := ev.Relation
 	switch ev.Op {
 	case decoder.OpTruncate:
 		rc.gen[ev.RelationID]++
-		return
+		return f, false
 	case decoder.OpInsert, decoder.OpUpdate, decoder.OpDelete:
 	default:
-		return
+		return f, false
 	}
 	if rel == nil || ev.Key == nil || ev.Key.Len() == 0 {
-		return // no key: the row cannot be found again
+		return f, false // no key: the row cannot be found again
 	}
 	newKey := rc.key(ev, ev.Key)
 	switch ev.Op {
@@ -160,21 +162,26 @@ func (rc *RowCache) apply(ev *decoder.Event) {
 		}
 		if ev.OldKind == decoder.OldNone || ev.OldKind == decoder.OldKey {
 			if img := rc.get(oldKey, rel); img != nil {
-				fill(ev, img)
+				f, ok = fill(ev, img), true
 			}
 		}
 		if oldKey != newKey {
 			rc.batch[oldKey] = nil
 		}
-		rc.put(newKey, rel, ev.New)
+		row := ev.New
+		if f.new != nil {
+			row = f.new // the new latest image is the filled one
+		}
+		rc.put(newKey, rel, row)
 	case decoder.OpDelete:
 		if ev.OldKind != decoder.OldFull {
 			if img := rc.get(newKey, rel); img != nil {
-				ev.Old, ev.OldKind = img, decoder.OldCached
+				f, ok = filled{old: img}, true
 			}
 		}
 		rc.batch[newKey] = nil
 	}
+	return f, ok
 }
 
 // put records the row's latest image, or forgets the row when the image is incomplete.
@@ -225,9 +232,34 @@ func (rc *RowCache) endBatch() {
 	rc.c.Wait()
 }
 
+// filled is what the row cache supplies for one event from the image of the row it
+// kept: the old image (old_kind "cached") and, for an UPDATE, the new image with the
+// unchanged TOAST columns filled in and the columns that changed.
+type filled struct {
+	old *decoder.Row
+	// new replaces the event's New, and unavailable its Unavailable, when new is set.
+	new         *decoder.Row
+	unavailable []string
+	// changed replaces the event's Changed when set.
+	changed []string
+}
+
+// complete puts what the cache supplied into ev, which no other goroutine sees yet.
+func (f *filled) complete(ev *decoder.Event) {
+	if f.new != nil {
+		ev.New, ev.Unavailable = f.new, f.unavailable
+	}
+	ev.Old, ev.OldKind = f.old, decoder.OldCached
+	if f.changed != nil {
+		ev.Changed = f.changed
+	}
+}
+
 // fill completes an UPDATE from the cached image of the row before it: the old image,
 // the unchanged TOAST columns of the new one, and the changed columns.
-func fill(ev *decoder.Event, img *decoder.Row) {
+func fill(ev *decoder.Event, img *decoder.Row) filled {
+	f := filled{old: img}
+	newRow := ev.New
 	if ev.New != nil && len(ev.Unavailable) > 0 {
 		names := ev.Relation.Names
 		vals := make([]json.RawMessage, 0, len(names))
@@ -242,22 +274,22 @@ func fill(ev *decoder.Event, img *decoder.Row) {
 			}
 		}
 		if len(still) == 0 {
-			ev.New = &decoder.Row{Names: names, Values: vals}
+			f.new = &decoder.Row{Names: names, Values: vals}
 		} else {
-			ev.New = rebuild(names, vals, still)
+			f.new = rebuild(names, vals, still)
 		}
-		ev.Unavailable = still
+		f.unavailable, newRow = still, f.new
 	}
-	ev.Old, ev.OldKind = img, decoder.OldCached
-	if ev.New == nil || ev.New.Len() != img.Len() {
-		return
+	if newRow == nil || newRow.Len() != img.Len() {
+		return f
 	}
-	ev.Changed = []string{}
-	for i, n := range ev.New.Names {
-		if !bytes.Equal(ev.New.Values[i], img.Values[i]) {
-			ev.Changed = append(ev.Changed, n)
+	f.changed = []string{}
+	for i, n := range newRow.Names {
+		if !bytes.Equal(newRow.Values[i], img.Values[i]) {
+			f.changed = append(f.changed, n)
 		}
 	}
+	return f
 }
 
 // rebuild makes a row of names minus the missing ones, with vals in that order.

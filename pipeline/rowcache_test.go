@@ -39,7 +39,9 @@ func TestRowCacheSuppliesOldImageAndToast(t *testing.T) {
 	}
 	defer rc.Close()
 	step := func(ev *decoder.Event) *decoder.Event {
-		rc.apply(ev)
+		if f, ok := rc.apply(ev); ok {
+			f.complete(ev)
+		}
 		rc.endBatch()
 		return ev
 	}
@@ -85,7 +87,13 @@ func TestRowCacheTruncateAndRelationChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	step := func(ev *decoder.Event) *decoder.Event { rc.apply(ev); rc.endBatch(); return ev }
+	step := func(ev *decoder.Event) *decoder.Event {
+		if f, ok := rc.apply(ev); ok {
+			f.complete(ev)
+		}
+		rc.endBatch()
+		return ev
+	}
 	step(rowEvent(decoder.OpInsert, 1, "1", `"a"`, `{}`))
 	step(&decoder.Event{ID: lsn.Position{Commit: 100, Ord: 2}, Op: decoder.OpTruncate, RelationID: 42, Relation: relOrders})
 	if ev := step(rowEvent(decoder.OpUpdate, 3, "1", `"b"`, `{}`)); ev.OldKind != decoder.OldNone {
@@ -130,5 +138,32 @@ func TestRowCacheResetOnReplay(t *testing.T) {
 	h.waitAcked(100)
 	if b2.OldKind != decoder.OldNone {
 		t.Fatalf("replayed event got an old image from later in the stream: %v", b2.Old)
+	}
+}
+
+// TestRowCacheReturnsWhatItFills checks that the cache leaves the event alone and
+// returns what it supplies; the router completes the event with it.
+func TestRowCacheReturnsWhatItFills(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, ok := rc.apply(rowEvent(decoder.OpInsert, 1, "1", `"pending"`, `{"big":true}`)); ok {
+		t.Fatalf("the cache supplied something for an INSERT")
+	}
+	rc.endBatch()
+	ev := rowEvent(decoder.OpUpdate, 2, "1", `"shipped"`, "")
+	f, ok := rc.apply(ev)
+	if !ok || f.old.Len() != 3 || f.new.Len() != 3 || f.unavailable != nil || !slices.Equal(f.changed, []string{"status"}) {
+		t.Fatalf("unexpected fill: %v %+v", ok, f)
+	}
+	if ev.OldKind != decoder.OldNone || ev.Old != nil || ev.New.Len() != 2 || ev.Changed != nil || len(ev.Unavailable) != 1 {
+		t.Fatalf("apply modified the event: %s", ev.JSON())
+	}
+	f.complete(ev)
+	if got := string(ev.JSON()); got != `{"id":"0/64:2","lsn":"0/0","commit_lsn":"0/64","xid":0,"commit_time":null,"schema":"public","table":"orders","op":"UPDATE",`+
+		`"key":{"id":1},"new":{"id":1,"status":"shipped","doc":{"big":true}},"old":{"id":1,"status":"pending","doc":{"big":true}},"old_kind":"cached","changed":["status"],"unavailable":null}` {
+		t.Fatalf("unexpected completed event %s", got)
 	}
 }
