@@ -39,7 +39,9 @@ type Action struct {
 // the struct v points to, as strictly as the loader does: keys match `yaml`
 // struct tags (the lower-cased field name without one), unknown and mistyped
 // keys are errors, ${VAR} references are expanded, time.Duration fields take
-// Go duration strings, Size and Secret and EnvRef fields work as in Config.
+// Go duration strings, Size and Secret fields and the env tag option (url and
+// url_env) work as in Config; giving both forms of a key is an error at the
+// *_env one ("url and url_env are mutually exclusive").
 // Fields whose key is absent or null keep their value, so v may hold defaults.
 //
 // The error is an *Errors with every problem, each at its file:line:column.
@@ -57,6 +59,9 @@ func (a *Action) Decode(v any) error {
 	d.reportDuplicates = false // the loader reported them
 	skip := func(entry) {}
 	d.decodeStruct(value{node: a.node, kind: kindMapping, pos: a.Pos}, rv.Elem(), "", customKeys{"type": skip, "name": skip, "ordered": skip, "max_concurrency": skip})
+	for _, c := range d.conflicts {
+		errs.add(c.envValue, "action %s: %s: %s and %s are mutually exclusive", a.ID, c.path, c.lit, c.env)
+	}
 	return errs.err()
 }
 

@@ -10,8 +10,7 @@ import (
 
 // webhookOptions is shaped like a sink's options struct.
 type webhookOptions struct {
-	URL           string            `yaml:"url"`
-	URLEnv        EnvRef            `yaml:"url_env"`
+	URL           string            `yaml:"url,env"`
 	Method        string            `yaml:"method"`
 	Headers       map[string]string `yaml:"headers"`
 	SigningSecret Secret            `yaml:"signing_secret"`
@@ -55,7 +54,7 @@ func TestActionDecode(t *testing.T) {
 	want := webhookOptions{
 		URL: "https://example.com/hook", Method: "POST",
 		Headers:       map[string]string{"X-Team": "fulfilment", "X-Id": "42"},
-		SigningSecret: "whsec_x", Timeout: 5 * time.Second, MaxBody: 1 << 20, Retries: &zero,
+		SigningSecret: NewSecret("whsec_x"), Timeout: 5 * time.Second, MaxBody: 1 << 20, Retries: &zero,
 		Params: map[string]any{"a": []any{int64(1), 2.5, true, nil, "x"}, "b": map[string]any{"c": "d"}},
 		common: common{Label: "blue"},
 	}

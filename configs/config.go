@@ -31,15 +31,15 @@ type Config struct {
 	Entities map[string]TableRef `yaml:"-"`
 	// Observers are in the order of the file.
 	Observers []*Observer `yaml:"-"`
+
+	unset []Unset // see Unset
 }
 
 // Source is where changes come from: the database, its slot and publication.
 type Source struct {
-	// DSN is a libpq connection string written in the file. Exactly one of DSN
-	// and DSNEnv is set; use Config.DSN to get the connection string.
-	DSN Secret `yaml:"dsn"`
-	// DSNEnv names the environment variable that holds the connection string.
-	DSNEnv EnvRef `yaml:"dsn_env"`
+	// DSN is the libpq connection string: source.dsn, or the value of the
+	// variable source.dsn_env names. Use Config.DSN to get it.
+	DSN Secret `yaml:"dsn,env"`
 	// Slot is the logical replication slot (pgoutput).
 	Slot string `yaml:"slot"`
 	// Publication is the publication the slot streams.
@@ -118,8 +118,9 @@ type Pipeline struct {
 type Admin struct {
 	// Listen is host:port; "" disables the endpoint.
 	Listen string `yaml:"listen"`
-	// TokenEnv names the environment variable holding the bearer token.
-	TokenEnv EnvRef `yaml:"token_env"`
+	// Token is the bearer token the endpoint requires, from the environment
+	// variable admin.token_env names.
+	Token Secret `yaml:"token_env,env"`
 	// TLSCertFile and TLSKeyFile make the endpoint serve HTTPS (both or neither).
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`

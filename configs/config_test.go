@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	cfg, warns := mustParse(t, src, nil)
 	want := Default()
 	want.File = "c.yaml"
-	want.Source.DSN = "postgres://app@db/app"
+	want.Source.DSN = NewSecret("postgres://app@db/app")
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("unexpected config; got\n%#v\nwant\n%#v", cfg, want)
 	}
@@ -70,7 +70,7 @@ func TestFullConfig(t *testing.T) {
 		File:       "full.yaml",
 		ListenerID: "listener-2",
 		Source: Source{
-			DSNEnv:            EnvRef{Name: "PGDSN", value: "postgres://app@db/app"},
+			DSN:               EnvSecret("PGDSN", "postgres://app@db/app"),
 			Slot:              "orders_slot",
 			Publication:       "orders_pub",
 			ManageSlot:        true,
@@ -89,7 +89,7 @@ func TestFullConfig(t *testing.T) {
 		Caching:             Caching{MaxBytes: 128 << 20},
 		DLQ:                 DLQ{MaxDLQSize: 10000},
 		Pipeline:            Pipeline{MaxInFlightBytes: 256 << 20, BatchSize: 500, ShutdownTimeout: 10 * time.Second},
-		Admin:               Admin{Listen: "0.0.0.0:9100", TokenEnv: EnvRef{Name: "ADMIN_TOKEN", value: "t0k3n"}},
+		Admin:               Admin{Listen: "0.0.0.0:9100", Token: EnvSecret("ADMIN_TOKEN", "t0k3n")},
 		Failover:            Failover{Enabled: true, LeaseDuration: 20 * time.Second, RenewInterval: 5 * time.Second},
 		ReplayWindow:        ReplayWindow{Bytes: 256 << 20},
 		Logging:             Logging{Level: "debug", Format: "console"},

@@ -29,6 +29,20 @@ type yamlDecoder struct {
 	// pos records where each decoded struct field was written, keyed by a
 	// pointer to the field.
 	pos map[any]fieldPos
+	// unset lists the references to variables that were not set, with
+	// document.deferEnv (otherwise they are errors).
+	unset []Unset
+	// conflicts lists the fields given both as key and key_env.
+	conflicts []conflict
+}
+
+// conflict is a field written both as key (lit) and as key_env (env).
+type conflict struct {
+	ptr      any // the field
+	lit, env string
+	path     string // of the *_env key
+	// envKey and envValue are where the key_env entry is.
+	envKey, envValue Pos
 }
 
 // fieldPos is where a key and its value were written; for a string, also the
@@ -38,8 +52,11 @@ type fieldPos struct {
 	node       ast.Node // the value as written, for textWhere
 	raw        string
 	expanded   bool
-	// ok is false when decoding the value failed (and was reported).
+	// ok is false when decoding the value failed (and was reported), or when it
+	// could not be read (an unset variable with document.deferEnv).
 	ok bool
+	// env is set when the value was given through the key's *_env form.
+	env bool
 }
 
 func newYAMLDecoder(doc *document, errs *Errors) *yamlDecoder {
@@ -79,6 +96,17 @@ func (d *yamlDecoder) where(ptr any, fallback Pos) Pos {
 	return fallback
 }
 
+// conflict returns the conflict of the field ptr points to (given both as key
+// and key_env), or nil.
+func (d *yamlDecoder) conflict(ptr any) *conflict {
+	for i := range d.conflicts {
+		if d.conflicts[i].ptr == ptr {
+			return &d.conflicts[i]
+		}
+	}
+	return nil
+}
+
 // textWhere returns where the text of the string field ptr points to starts (see
 // document.textPos), or fallback when it was not written.
 func (d *yamlDecoder) textWhere(ptr any, fallback Pos) Pos {
@@ -101,7 +129,7 @@ var (
 	durationType     = reflect.TypeFor[time.Duration]()
 	sizeType         = reflect.TypeFor[Size]()
 	replayWindowType = reflect.TypeFor[ReplayWindow]()
-	envRefType       = reflect.TypeFor[EnvRef]()
+	secretType       = reflect.TypeFor[Secret]()
 	tableRefType     = reflect.TypeFor[TableRef]()
 )
 
@@ -135,8 +163,13 @@ func (d *yamlDecoder) decodeValue(v value, rv reflect.Value, path string) {
 	case replayWindowType:
 		d.decodeReplayWindow(v, rv, path)
 		return
-	case envRefType:
-		d.decodeEnvRef(v, rv, path)
+	case secretType:
+		switch v.kind {
+		case kindString, kindInt, kindFloat, kindBool:
+			rv.Set(reflect.ValueOf(Secret{value: v.str}))
+		default:
+			d.typeError(v, path, "a string")
+		}
 		return
 	case tableRefType:
 		if v.kind != kindString {
@@ -245,6 +278,7 @@ func (d *yamlDecoder) decodeStruct(v value, rv reflect.Value, path string, custo
 		return
 	}
 	fields := fieldsOf(rv.Type())
+	given := map[string]entry{} // field (its index path) → the key that gave it
 	for _, e := range d.entries(v.mapping(), path) {
 		if h, ok := custom[e.key]; ok {
 			h(e)
@@ -255,19 +289,113 @@ func (d *yamlDecoder) decodeStruct(v value, rv reflect.Value, path string, custo
 			d.unknownKey(e, path, fields, custom)
 			continue
 		}
-		fv := rv.FieldByIndex(fields[i].index)
-		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value), node: e.value}
-		before := len(d.errs.List)
-		d.literal = fv.Type() == envRefType
-		v, ok := d.decode(e.value, fv, join(path, e.key))
-		d.literal = false
+		f := fields[i]
+		fv := rv.FieldByIndex(f.index)
+		var ptr any
+		if fv.CanAddr() {
+			ptr = fv.Addr().Interface()
+		}
+		field := fmt.Sprint(f.index)
+		if first, dup := given[field]; dup && f.alt {
+			// url and url_env: report at the *_env form, keep the first.
+			lit, envKey := first.key, e.key
+			envAt := e
+			if strings.HasSuffix(first.key, "_env") {
+				lit, envKey, envAt = e.key, first.key, first
+			}
+			d.conflicts = append(d.conflicts, conflict{ptr: ptr, lit: lit, env: envKey, path: join(path, envKey), envKey: envAt.keyPos, envValue: d.doc.posOf(envAt.value)})
+			continue
+		}
+		given[field] = e
+		fp := fieldPos{key: e.keyPos, value: d.doc.posOf(e.value), node: e.value, env: f.env}
+		before, unsetBefore := len(d.errs.List), len(d.unset)
+		var v value
+		var ok bool
+		if f.env {
+			v, ok = d.decodeEnv(e.value, fv, join(path, e.key))
+		} else {
+			v, ok = d.decode(e.value, fv, join(path, e.key))
+		}
 		if ok {
 			fp.value, fp.raw, fp.expanded = v.pos, v.raw, v.expanded
 		}
-		fp.ok = len(d.errs.List) == before
-		if fv.CanAddr() {
-			d.pos[fv.Addr().Interface()] = fp
+		fp.ok = len(d.errs.List) == before && len(d.unset) == unsetBefore
+		if len(d.unset) > unsetBefore && fv.Type() == secretType {
+			// Given, but its value is unknown until the variable is set.
+			fv.Set(reflect.ValueOf(Secret{env: d.unset[unsetBefore].envName(), unknown: true}))
 		}
+		if ptr != nil {
+			d.pos[ptr] = fp
+		}
+	}
+}
+
+// decodeEnv decodes the value of a *_env key: the name of an environment
+// variable (or, for a list field, a list of names), whose value goes into rv, a
+// string or a Secret (or a list of them).
+func (d *yamlDecoder) decodeEnv(n ast.Node, rv reflect.Value, path string) (value, bool) {
+	d.literal = true
+	v, ok := d.value(n, path)
+	d.literal = false
+	if !ok || v.kind == kindNull {
+		return v, ok
+	}
+	if rv.Kind() == reflect.Slice {
+		if v.kind != kindSequence {
+			d.typeError(v, path, "a list of environment variable names")
+			return v, true
+		}
+		els := v.sequence()
+		list := reflect.MakeSlice(rv.Type(), len(els), len(els))
+		for i, el := range els {
+			d.literal = true
+			ev, ok := d.value(el, index(path, i))
+			d.literal = false
+			if ok && ev.kind != kindNull {
+				d.setFromEnv(ev, list.Index(i), index(path, i))
+			}
+		}
+		rv.Set(list)
+		return v, true
+	}
+	d.setFromEnv(v, rv, path)
+	return v, true
+}
+
+// setFromEnv reads the variable v names into rv (a string or a Secret). An empty
+// name leaves rv as it is: the caller decides whether the key may be empty.
+func (d *yamlDecoder) setFromEnv(v value, rv reflect.Value, path string) {
+	if v.kind != kindString {
+		d.typeError(v, path, "the name of an environment variable")
+		return
+	}
+	name := strings.TrimSpace(v.str)
+	if name == "" {
+		return
+	}
+	if strings.HasPrefix(name, "$") {
+		d.errorf(v.pos, path, "expected the name of an environment variable (like PGDSN), not a reference to one: write %s", strings.Trim(name, "${}"))
+		return
+	}
+	if !validEnvName(name) {
+		// Not shown: a connection string or a token pasted here is a secret.
+		d.errorf(v.pos, path, "the value is not an environment variable name (letters, digits and _, not starting with a digit): this key names the variable that holds the secret")
+		return
+	}
+	val, ok := d.doc.lookup(name)
+	switch {
+	case (!ok || val == "") && d.doc.deferEnv:
+		d.unset = append(d.unset, Unset{Pos: v.pos, Key: path, Var: name, Empty: ok})
+	case !ok:
+		d.errorf(v.pos, path, "environment variable %s is not set", name)
+	case val == "":
+		d.errorf(v.pos, path, "environment variable %s is empty", name)
+	case rv.Type() == secretType:
+		rv.Set(reflect.ValueOf(Secret{value: val, env: name}))
+	case rv.Kind() == reflect.String:
+		rv.SetString(val)
+	default:
+		d.errorf(v.pos, path, "internal error: cannot read an environment variable into %s", rv.Type())
 	}
 }
 
@@ -337,6 +465,10 @@ func (d *yamlDecoder) decodeAny(v value, rv reflect.Value, path string) {
 type structField struct {
 	name  string
 	index []int
+	// env is set for a *_env key: its value names the environment variable that
+	// holds the field's value. alt is set for both keys of a field that has the
+	// two forms (url and url_env).
+	env, alt bool
 }
 
 var fieldCache sync.Map // reflect.Type → []structField
@@ -356,7 +488,8 @@ func fieldsOf(t reflect.Type) []structField {
 		inline := f.Anonymous && tag == "" || strings.Contains(","+opts+",", ",inline,")
 		if inline && f.Type.Kind() == reflect.Struct {
 			for _, sub := range fieldsOf(f.Type) {
-				fields = append(fields, structField{name: sub.name, index: append([]int{i}, sub.index...)})
+				sub.index = append([]int{i}, sub.index...)
+				fields = append(fields, sub)
 			}
 			continue
 		}
@@ -366,7 +499,15 @@ func fieldsOf(t reflect.Type) []structField {
 		if tag == "" {
 			tag = strings.ToLower(f.Name)
 		}
-		fields = append(fields, structField{name: tag, index: []int{i}})
+		switch {
+		case !strings.Contains(","+opts+",", ",env,"):
+			fields = append(fields, structField{name: tag, index: []int{i}})
+		case strings.HasSuffix(tag, "_env"):
+			fields = append(fields, structField{name: tag, index: []int{i}, env: true})
+		default:
+			fields = append(fields, structField{name: tag, index: []int{i}, alt: true},
+				structField{name: tag + "_env", index: []int{i}, env: true, alt: true})
+		}
 	}
 	fieldCache.Store(t, fields)
 	return fields

@@ -48,7 +48,7 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, bool, erro
 		case hasDef && v == "":
 			v = def
 		case !ok:
-			return "", false, fmt.Errorf("environment variable %s is not set (use ${%s:-default} for a default)", name, name)
+			return "", false, &unsetVarError{name: name}
 		}
 		b.WriteString(v)
 	}
@@ -68,4 +68,12 @@ func validEnvName(name string) bool {
 		}
 	}
 	return true
+}
+
+// unsetVarError is a ${NAME} reference, without a default, to a variable that is
+// not set.
+type unsetVarError struct{ name string }
+
+func (e *unsetVarError) Error() string {
+	return fmt.Sprintf("environment variable %s is not set (use ${%s:-default} for a default)", e.name, e.name)
 }

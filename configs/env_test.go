@@ -103,14 +103,14 @@ func TestEnvInConfig(t *testing.T) {
 	}
 }
 
-func TestEnvRef(t *testing.T) {
+func TestEnvSecret(t *testing.T) {
 	e := env{"PGDSN": "postgres://app:pw@db/app", "EMPTY": ""}
 	cfg, _ := mustParse(t, "source:\n  dsn_env: PGDSN\n", e)
 	if dsn, err := cfg.DSN(); err != nil || dsn != "postgres://app:pw@db/app" {
 		t.Fatalf("unexpected DSN; got %q, %v", dsn, err)
 	}
-	if cfg.Source.DSNEnv.String() != "PGDSN" {
-		t.Fatalf("unexpected EnvRef string; got %q", cfg.Source.DSNEnv.String())
+	if cfg.Source.DSN.Env() != "PGDSN" {
+		t.Fatalf("unexpected variable name; got %q", cfg.Source.DSN.Env())
 	}
 	errs := parseErrors(t, "source:\n  dsn_env: EMPTY\n", e)
 	if !hasError(errs, "c.yaml:2:12", "environment variable EMPTY is empty") {

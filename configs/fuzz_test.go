@@ -11,9 +11,9 @@ import (
 
 // fuzzSink is an options struct with every kind of field Action.Decode supports.
 type fuzzSink struct {
-	URL      string            `yaml:"url"`
-	URLEnv   EnvRef            `yaml:"url_env"`
-	Secret   Secret            `yaml:"signing_secret"`
+	URL      string            `yaml:"url,env"`
+	Secret   Secret            `yaml:"signing_secret,env"`
+	Secrets  []Secret          `yaml:"signing_secrets_env,env"`
 	Method   string            `yaml:"method"`
 	Headers  map[string]string `yaml:"headers"`
 	Timeout  time.Duration     `yaml:"timeout"`

@@ -27,6 +27,26 @@ const MaxFileSize = 4 << 20
 // the file is returned wrapped ("load config: open ...: no such file or
 // directory"); problems in its content are an *Errors.
 func Load(path string) (*Config, []Warning, error) {
+	return LoadWith(path, Options{})
+}
+
+// Options changes how LoadWith and ParseWith read a configuration. The zero value
+// is what Load and Parse do.
+type Options struct {
+	// Lookup resolves ${VAR} references and *_env keys; nil means os.LookupEnv.
+	Lookup func(string) (string, bool)
+	// DeferEnv accepts references to environment variables that are not set (and
+	// *_env keys naming empty ones): instead of errors they are listed by
+	// Config.Unset and Action.Unset, the values they would give stay unknown (a
+	// Secret is set but not Known, another key keeps its default), and the checks
+	// of those values are skipped. Commands that run without the service's whole
+	// environment (validate-config, the operator commands) load this way and ask
+	// with Config.Need for what they use; start loads strictly.
+	DeferEnv bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opts Options) (*Config, []Warning, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load config: %w", err)
@@ -39,7 +59,7 @@ func Load(path string) (*Config, []Warning, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load config: %w", err)
 	}
-	return Parse(path, data, os.LookupEnv)
+	return ParseWith(path, data, opts)
 }
 
 func tooLarge(name string, size int64) error {
@@ -61,6 +81,12 @@ func tooLarge(name string, size int64) error {
 // keep data; the Config and warnings belong to the caller. It is safe for
 // concurrent use when lookupEnv is, and never connects to anything.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, []Warning, error) {
+	return ParseWith(name, data, Options{Lookup: lookupEnv})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(name string, data []byte, opts Options) (*Config, []Warning, error) {
+	lookupEnv := opts.Lookup
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
 	}
@@ -68,7 +94,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		return nil, nil, tooLarge(name, int64(len(data)))
 	}
 	l := &loader{
-		doc:   &document{file: name, lookup: lookupEnv, lines: strings.Split(string(data), "\n")},
+		doc:   &document{file: name, lookup: lookupEnv, deferEnv: opts.DeferEnv, lines: strings.Split(string(data), "\n")},
 		errs:  &Errors{},
 		start: Pos{File: name, Line: 1, Column: 1},
 	}
@@ -82,6 +108,8 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if l.decodeTop(root) {
 		l.validate()
 	}
+	l.cfg.unset = l.d.unset
+	sortByPos(l.cfg.unset, func(u Unset) Pos { return u.Pos })
 	sortByPos(l.warnings, func(w Warning) Pos { return w.Pos })
 	if err := l.errs.err(); err != nil {
 		return nil, l.warnings, err
@@ -101,7 +129,13 @@ type loader struct {
 	sections map[string]Pos
 }
 
-func (l *loader) errorf(pos Pos, format string, args ...any) { l.errs.add(pos, format, args...) }
+// errorf reports an error at pos, unless pos is a value that could not be read
+// (Options.DeferEnv): it is not checked.
+func (l *loader) errorf(pos Pos, format string, args ...any) {
+	if !l.unresolved(pos) {
+		l.errs.add(pos, format, args...)
+	}
+}
 
 // quote quotes the string field ptr points to for a message; a value that
 // came from ${VAR} is shown as written, never expanded.

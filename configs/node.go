@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -18,10 +19,12 @@ const (
 // document is a parsed configuration shared by the loader and by every Action
 // decoded from it later.
 type document struct {
-	file    string
-	lookup  func(string) (string, bool)
-	anchors map[string][]*ast.AnchorNode // per name, in document order
-	lines   []string                     // the source, for textPos
+	file   string
+	lookup func(string) (string, bool)
+	// deferEnv turns unset variables from errors into Unset entries (Options.DeferEnv).
+	deferEnv bool
+	anchors  map[string][]*ast.AnchorNode // per name, in document order
+	lines    []string                     // the source, for textPos
 }
 
 // kind classifies a resolved node.
@@ -266,6 +269,11 @@ func (d *yamlDecoder) value(n ast.Node, path string) (value, bool) {
 	if v.kind == kindString && !d.literal {
 		v.raw = v.str
 		s, expanded, err := expandEnv(v.str, d.doc.lookup)
+		var unset *unsetVarError
+		if errors.As(err, &unset) && d.doc.deferEnv {
+			d.unset = append(d.unset, Unset{Pos: v.pos, Key: path, Var: unset.name, ref: true})
+			return value{}, false
+		}
 		if err != nil {
 			d.errorf(v.pos, path, "%v", err)
 			return value{}, false

@@ -134,7 +134,7 @@ func TestCanaryNeverShown(t *testing.T) {
 }
 
 func TestSecretFormatting(t *testing.T) {
-	s := Secret("hunter2")
+	s := NewSecret("hunter2")
 	for _, got := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %q %#v %+v", s, s, s, s, s)} {
 		if strings.Contains(got, "hunter2") {
 			t.Fatalf("unexpected secret in %q", got)
@@ -144,10 +144,10 @@ func TestSecretFormatting(t *testing.T) {
 	if string(js) != `{"S":"[redacted]"}` {
 		t.Fatalf("unexpected JSON; got %s", js)
 	}
-	if Secret("").String() != "" {
+	if (Secret{}).String() != "" {
 		t.Fatalf("unexpected string for an empty secret")
 	}
-	r := EnvRef{Name: "TOKEN", value: "hunter2"}
+	r := EnvSecret("TOKEN", "hunter2")
 	if got := fmt.Sprintf("%v %+v %#v %s", r, r, r, r); strings.Contains(got, "hunter2") {
 		t.Fatalf("unexpected secret in %q", got)
 	}

@@ -176,33 +176,3 @@ func (d *yamlDecoder) decodeReplayWindow(v value, rv reflect.Value, path string)
 		d.typeError(v, path, `a size such as "256MiB" or a duration such as "1h"`)
 	}
 }
-
-func (d *yamlDecoder) decodeEnvRef(v value, rv reflect.Value, path string) {
-	if v.kind != kindString {
-		d.typeError(v, path, "the name of an environment variable")
-		return
-	}
-	name := strings.TrimSpace(v.str)
-	if name == "" {
-		rv.Set(reflect.ValueOf(EnvRef{}))
-		return
-	}
-	if strings.HasPrefix(name, "$") {
-		d.errorf(v.pos, path, "expected the name of an environment variable (like PGDSN), not a reference to one: write %s", strings.Trim(name, "${}"))
-		return
-	}
-	if !validEnvName(name) {
-		// Not shown: a connection string or a token pasted here is a secret.
-		d.errorf(v.pos, path, "the value is not an environment variable name (letters, digits and _, not starting with a digit): this key names the variable that holds the secret")
-		return
-	}
-	val, ok := d.doc.lookup(name)
-	switch {
-	case !ok:
-		d.errorf(v.pos, path, "environment variable %s is not set", name)
-	case val == "":
-		d.errorf(v.pos, path, "environment variable %s is empty", name)
-	default:
-		rv.Set(reflect.ValueOf(EnvRef{Name: name, value: val}))
-	}
-}

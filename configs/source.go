@@ -2,23 +2,21 @@ package configs
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
 )
 
-// DSN returns the connection string: source.dsn, or the value source.dsn_env
-// named when the configuration was loaded. Never log it; log RedactDSN(dsn).
+// DSN returns the connection string: source.dsn, or the value of the variable
+// source.dsn_env names. Never log it; log RedactDSN(dsn). For a configuration
+// loaded with Options.DeferEnv whose variable was not set, the error is a
+// positioned *Errors naming it.
 func (c *Config) DSN() (string, error) {
-	switch {
-	case c.Source.DSN != "":
-		return string(c.Source.DSN), nil
-	case c.Source.DSNEnv.IsSet():
-		if v := c.Source.DSNEnv.Value(); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("source.dsn_env: environment variable %s is empty", c.Source.DSNEnv.Name)
+	if v := c.Source.DSN.Value(); v != "" {
+		return v, nil
+	}
+	if err := c.Need("source.dsn"); err != nil {
+		return "", err
 	}
 	return "", errors.New("source: no dsn or dsn_env")
 }
@@ -32,25 +30,22 @@ func (l *loader) validateSource() {
 		return
 	}
 	at := func(ptr any) Pos { return l.d.where(ptr, sourcePos) }
-	hasDSN, hasEnv := s.DSN != "" || l.d.has(&s.DSN), s.DSNEnv.IsSet() || l.d.has(&s.DSNEnv)
+	fp, written := l.d.pos[&s.DSN]
 	switch {
-	case hasDSN && hasEnv:
-		l.errorf(l.d.keyWhere(&s.DSNEnv, sourcePos), "source: give either dsn or dsn_env, not both")
-	case !hasDSN && !hasEnv:
+	case l.d.conflict(&s.DSN) != nil:
+		l.errorf(l.d.conflict(&s.DSN).envKey, "source: give either dsn or dsn_env, not both")
+	case !written:
 		l.errorf(sourcePos, "source: dsn or dsn_env is required (dsn_env: PGDSN reads the connection string from that environment variable)")
-	case hasDSN:
-		fp := l.d.pos[&s.DSN]
-		if !fp.ok {
-			break
-		}
-		l.checkDSN("source.dsn", string(s.DSN), at(&s.DSN))
-		if literalPassword(fp.raw, fp.expanded, string(s.DSN)) {
+	case !fp.ok:
+	case fp.env && s.DSN.Env() == "":
+		l.errorf(at(&s.DSN), "source.dsn_env: empty: name the environment variable that holds the connection string")
+	case fp.env:
+		l.checkDSN("source.dsn_env ("+s.DSN.Env()+")", s.DSN.Value(), at(&s.DSN))
+	default:
+		l.checkDSN("source.dsn", s.DSN.Value(), at(&s.DSN))
+		if literalPassword(fp.raw, fp.expanded, s.DSN.Value()) {
 			l.warnf(at(&s.DSN), "source.dsn: the password is written in the file: prefer dsn_env, a ${VAR} reference, or a .pgpass file")
 		}
-	case s.DSNEnv.IsSet():
-		l.checkDSN("source.dsn_env ("+s.DSNEnv.Name+")", s.DSNEnv.Value(), at(&s.DSNEnv))
-	case l.d.pos[&s.DSNEnv].ok:
-		l.errorf(at(&s.DSNEnv), "source.dsn_env: empty: name the environment variable that holds the connection string")
 	}
 
 	if err := checkSlotName(s.Slot); err != nil {

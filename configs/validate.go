@@ -93,8 +93,8 @@ func (l *loader) validate() {
 func (l *loader) validateAdmin(section Pos) {
 	a := &l.cfg.Admin
 	if a.Listen == "" {
-		if a.TokenEnv.IsSet() {
-			l.warnf(l.d.where(&a.TokenEnv, section), "admin.token_env: ignored because admin.listen is empty (the endpoint is off)")
+		if a.Token.IsSet() {
+			l.warnf(l.d.where(&a.Token, section), "admin.token_env: ignored because admin.listen is empty (the endpoint is off)")
 		}
 		if a.TLSCertFile != "" {
 			l.warnf(l.d.where(&a.TLSCertFile, section), "admin.tls_cert_file: ignored because admin.listen is empty (the endpoint is off)")
@@ -118,7 +118,7 @@ func (l *loader) validateAdmin(section Pos) {
 		}
 		l.errorf(l.d.where(given, section), "admin.%s: required together with the other TLS file: HTTPS needs a certificate and its key", missing)
 	}
-	if !isLoopback(host) && !a.TokenEnv.IsSet() {
+	if !isLoopback(host) && !a.Token.IsSet() {
 		l.warnf(pos, "admin.listen: %s is reachable from other hosts and admin.token_env is not set: anyone who can connect can read metrics and retry or remove DLQ items", l.quote(&a.Listen))
 	}
 }

@@ -18,3 +18,17 @@ func (e *KeyError) Unwrap() error { return e.Err }
 
 // ConfigKey returns the configuration key the error is about.
 func (e *KeyError) ConfigKey() string { return e.Key }
+
+// Warner is implemented by a Config that can be valid yet doubtful (an email server
+// reached in clear text). Warnings returns one *KeyError per finding; each is
+// logged at its key's position and stops nothing.
+type Warner interface {
+	Warnings() []error
+}
+
+// DBUser is implemented by a Config whose sink may call the source database
+// through Deps.DB: UsesDB reports whether this configuration does (a database
+// action without dsn_env). The service sizes its pool of connections for them.
+type DBUser interface {
+	UsesDB() bool
+}

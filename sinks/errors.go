@@ -1,7 +1,10 @@
-// Package sinks holds what the action sinks share: how a delivery error says whether
-// it is worth retrying. Each action type lives in its own sub-package (sinks/file,
-// sinks/webhook, ...) and implements the small Sink interface that package pipeline
-// declares; sinks never import pipeline.
+// Package sinks holds what the action sinks share: the contract every action type
+// follows (Deps, Batch, KeyError) and how a delivery error says whether it is worth
+// retrying (Error). Each action type lives in its own sub-package (sinks/file,
+// sinks/webhook, ...), exports a Config (yaml tags; Defaults fills absent keys,
+// Validate only checks) and New(ctx, cfg, Deps), and implements the small Sink
+// interface that package pipeline declares; sinks never import pipeline or cdc.
+// docs/contributing.md walks through adding one.
 package sinks
 
 import (

@@ -44,7 +44,7 @@ func buildTestActions(t *testing.T, actions string, env map[string]string, valid
 	}
 	var log sinktest.LockedBuffer
 	b := &builder{cfg: cfg, log: zerolog.New(&log), set: metrics.NewSet(), validateOnly: validateOnly}
-	obs, err := b.observers()
+	obs, err := b.observers(t.Context())
 	t.Cleanup(func() {
 		for _, o := range obs {
 			for _, a := range o.Actions {

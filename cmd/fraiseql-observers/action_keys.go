@@ -9,6 +9,42 @@ import (
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
+// sinkConfigErrors reports each of a sink's configuration errors (err may join
+// several) as sinkConfigError does. Errors Action.Decode returned are positioned
+// already. An error about a key whose value is unknown (its variable is unset,
+// configs.Options.DeferEnv) is left out: the value was not checked.
+func sinkConfigErrors(a *configs.Action, err error, unset []configs.Unset) error {
+	var out []error
+	for _, e := range leaves(err, nil) {
+		var ce *configs.Error
+		if errors.As(e, &ce) {
+			out = append(out, e)
+			continue
+		}
+		var ke *sinks.KeyError
+		if errors.As(e, &ke) && unknownKey(ke.Key, unset) {
+			continue
+		}
+		out = append(out, sinkConfigError(a, e))
+	}
+	return errors.Join(out...)
+}
+
+// unknownKey reports whether key ("url", "smtp.host") or its *_env form holds a
+// variable that was not set.
+func unknownKey(key string, unset []configs.Unset) bool {
+	for _, u := range unset {
+		k := u.Key
+		if i := strings.IndexByte(k, '['); i >= 0 {
+			k = k[:i]
+		}
+		if k == key || k == key+"_env" || k == key+"s_env" || strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
 // sinkConfigError reports a sink's configuration error at the position of the key it
 // names (a *sinks.KeyError), or of the key's *_env form when that is the one written;
 // a nested key ("smtp.port") at the value of its top-level key; other errors at the
@@ -34,33 +70,6 @@ func sinkConfigError(a *configs.Action, err error) error {
 		return &configs.Error{Pos: exprPos(a.KeyPos(key), ee), Msg: "action " + a.ID + ": " + key + ": " + exprMsg(ee)}
 	}
 	return a.ErrorfAt(key, "%v", ke.Err)
-}
-
-// exclusive returns an error at the second of keys written when more than one is.
-func exclusive(a *configs.Action, keys ...string) error {
-	var given []string
-	for _, k := range keys {
-		if a.Has(k) {
-			given = append(given, k)
-		}
-	}
-	if len(given) > 1 {
-		return a.ErrorfAt(given[1], "%s are mutually exclusive; give only one", strings.Join(keys, " and "))
-	}
-	return nil
-}
-
-// entity returns the entity name of the observer holding a, as its templates and
-// condition see it ("" for a wildcard observer: the event's schema.table).
-func (b *builder) entity(a *configs.Action) string {
-	for _, o := range b.cfg.Observers {
-		for _, oa := range o.Actions {
-			if oa == a {
-				return observerEntity(o)
-			}
-		}
-	}
-	return ""
 }
 
 // observerEntity is the `entity` an observer's conditions and templates see.

@@ -45,15 +45,30 @@ func buildSource(t *testing.T, name, src string, env map[string]string, validate
 	}
 	a := cfg.Observers[0].Actions[0]
 	b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet(), validateOnly: validateOnly}
-	build, ok := actionBuilders[a.Type]
-	if !ok {
-		t.Fatalf("unexpected: no builder registered for %q", a.Type)
+	if _, ok := actionTypes[a.Type]; !ok {
+		t.Fatalf("unexpected: no action type registered for %q", a.Type)
 	}
-	sink, err := build(b, a)
+	sink, _, err := b.action(t.Context(), cfg.Observers[0], a)
 	if c, ok := sink.(pipeline.Closer); ok && err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
 	return sink, err
+}
+
+// actionBatch builds action (validate-only) and returns the most events the
+// pipeline hands one delivery of it (1: one event at a time, from parallel workers).
+func actionBatch(t *testing.T, action string, env map[string]string) int {
+	t.Helper()
+	cfg, _, err := configs.Parse("c.yaml", []byte(actionConfig(action)), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet(), validateOnly: true}
+	_, batch, err := b.action(t.Context(), cfg.Observers[0], cfg.Observers[0].Actions[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return batch
 }
 
 // posOf returns "c.yaml:line:column" of the first occurrence of marker in the
@@ -125,7 +140,7 @@ func TestActionDeliverySettings(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := &builder{cfg: cfg, log: zerolog.Nop(), set: metrics.NewSet()}
-		obs, err := b.observers()
+		obs, err := b.observers(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

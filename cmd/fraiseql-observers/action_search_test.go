@@ -13,9 +13,13 @@ func TestSearchAction(t *testing.T) {
 	if _, ok := s.(pipeline.BatchSink); !ok {
 		t.Fatalf("unexpected sink %T: want a BatchSink (batch_size defaults to 100)", s)
 	}
-	s = wantBuilt(t, "type: search\nurl: http://10.0.0.5:9200\nallowed_hosts: [10.0.0.0/24]\nindex: orders\nid_template: \"{{ new.id }}\"\napi_key_env: ES_KEY\nbatch_size: 1\nevent_id_field: event_id\ntimeout: 2s", env)
-	if _, ok := s.(pipeline.BatchSink); ok {
-		t.Fatal("unexpected BatchSink for batch_size 1")
+	if n := actionBatch(t, "type: search\nurl_env: ES_URL\nindex: orders", env); n != 100 {
+		t.Fatalf("unexpected batch of %d: batch_size defaults to 100", n)
+	}
+	one := "type: search\nurl: http://10.0.0.5:9200\nallowed_hosts: [10.0.0.0/24]\nindex: orders\nid_template: \"{{ new.id }}\"\napi_key_env: ES_KEY\nbatch_size: 1\nevent_id_field: event_id\ntimeout: 2s"
+	wantBuilt(t, one, env)
+	if n := actionBatch(t, one, env); n != 1 {
+		t.Fatalf("unexpected batch of %d for batch_size 1", n)
 	}
 
 	wantError(t, "type: search\nindex: orders", env, "type: search", "url: a URL is required")

@@ -17,9 +17,19 @@ func TestWebhookAction(t *testing.T) {
 		"EMPTY":       "",
 	}
 	// Good configurations build, for validate-config and for real.
-	s := wantBuilt(t, "type: webhook\nurl: https://hooks.example.com/x", env)
-	if _, ok := s.(pipeline.BatchSink); ok {
-		t.Fatal("unexpected BatchSink for batch_size 1: the pipeline would serialize its requests")
+	wantBuilt(t, "type: webhook\nurl: https://hooks.example.com/x", env)
+	if n := actionBatch(t, "type: webhook\nurl: https://hooks.example.com/x", env); n != 1 {
+		t.Fatalf("unexpected batch of %d for batch_size 1: the pipeline would serialize its requests", n)
+	}
+	if n := actionBatch(t, "type: webhook\nurl: https://hooks.example.com/x\nbatch_size: 50", env); n != 50 {
+		t.Fatalf("unexpected batch of %d for batch_size 50", n)
+	}
+	if n := actionBatch(t, "type: webhook\nurl: https://hooks.example.com/x\nbatch_size: 500", env); n != 100 {
+		t.Fatalf("unexpected batch of %d for batch_size 500: want pipeline.batch_size, 100", n)
+	}
+	s := wantBuilt(t, "type: webhook\nurl: https://hooks.example.com/x\nbatch_size: 2", env)
+	if _, ok := s.(pipeline.BatchSink); !ok {
+		t.Fatalf("unexpected sink %T: want a BatchSink", s)
 	}
 	s = wantBuilt(t, `type: webhook
 name: fulfilment
@@ -90,7 +100,7 @@ follow_redirects: true`, env)
 // this file build through the registry.
 func TestHTTPActionsRegistered(t *testing.T) {
 	for _, typ := range []string{"webhook", "slack", "search", "log"} {
-		if _, ok := actionBuilders[typ]; !ok {
+		if _, ok := actionTypes[typ]; !ok {
 			t.Fatalf("unexpected: action type %q not registered", typ)
 		}
 	}

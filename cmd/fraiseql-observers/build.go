@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
-	"github.com/fraiseql/fraiseql-observers/sinks/file"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // builder turns configured observers into pipeline observers with real sinks.
@@ -20,24 +23,21 @@ type builder struct {
 	set  *metrics.Set
 	pool *pgxpool.Pool
 	// validateOnly checks every action's configuration without constructing sinks
-	// (validate-config); build functions then return a nil sink.
+	// (validate-config, and start before it connects).
 	validateOnly bool
-}
-
-// actionBuilders maps an action type to the function that decodes its configuration
-// and constructs its sink.
-var actionBuilders = map[string]func(b *builder, a *configs.Action) (pipeline.Sink, error){
-	"file":   buildFile,
-	"stdout": buildStdout,
+	// warnings collects the actions' references to environment variables that are
+	// not set, for validate-config of a configuration loaded with
+	// configs.Options.DeferEnv.
+	warnings []configs.Warning
 }
 
 // observers builds every observer; the error lists every problem, each at its
 // file:line:column.
-func (b *builder) observers() ([]*pipeline.Observer, error) {
+func (b *builder) observers(ctx context.Context) ([]*pipeline.Observer, error) {
 	var errs []error
 	var out []*pipeline.Observer
 	for _, co := range b.cfg.Observers {
-		o, err := b.observer(co)
+		o, err := b.observer(ctx, co)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -50,7 +50,7 @@ func (b *builder) observers() ([]*pipeline.Observer, error) {
 	return out, nil
 }
 
-func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
+func (b *builder) observer(ctx context.Context, co *configs.Observer) (*pipeline.Observer, error) {
 	o := &pipeline.Observer{
 		Name:          co.Name,
 		Ops:           co.Ops,
@@ -77,13 +77,7 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 		}
 	}
 	for _, ca := range co.Actions {
-		build, ok := actionBuilders[ca.Type]
-		if !ok {
-			errs = append(errs, &configs.Error{Pos: ca.TypePos, Msg: fmt.Sprintf("action %s: unknown action type %q%s",
-				ca.ID, ca.Type, configs.DidYouMean(ca.Type, actionTypes()))})
-			continue
-		}
-		sink, err := build(b, ca)
+		sink, batch, err := b.action(ctx, co, ca)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -91,22 +85,72 @@ func (b *builder) observer(co *configs.Observer) (*pipeline.Observer, error) {
 		if b.validateOnly {
 			continue
 		}
-		conc := actionConcurrency(b.cfg, ca)
 		o.Actions = append(o.Actions, &pipeline.Action{
 			ID:          ca.ID,
 			Type:        ca.Type,
 			Sink:        sink,
 			Retry:       retry,
 			OnFailure:   failure,
-			Concurrency: conc,
+			Concurrency: actionConcurrency(b.cfg, ca),
 			Ordered:     ca.Ordered || !b.cfg.ConcurrentExecution.Enabled,
-			BatchSize:   b.cfg.Pipeline.BatchSize,
+			BatchSize:   batch,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// action builds the sink of one action of co (in validateOnly mode, only checks
+// it) and returns it with the action's batch size: its batch_size (for a type that
+// batches; pipeline.batch_size when it has none), at most pipeline.batch_size.
+func (b *builder) action(ctx context.Context, co *configs.Observer, ca *configs.Action) (pipeline.Sink, int, error) {
+	t, ok := actionTypes[ca.Type]
+	if !ok {
+		return nil, 0, &configs.Error{Pos: ca.TypePos, Msg: fmt.Sprintf("action %s: unknown action type %q%s",
+			ca.ID, ca.Type, configs.DidYouMean(ca.Type, actionTypeNames()))}
+	}
+	unset := ca.Unset()
+	if len(unset) > 0 && !b.validateOnly {
+		// A sink is not built without the values of its variables.
+		errs := &configs.Errors{}
+		for _, u := range unset {
+			errs.List = append(errs.List, &configs.Error{Pos: u.Pos, Msg: "action " + ca.ID + ": " + u.String()})
+		}
+		return nil, 0, errs
+	}
+	for _, u := range unset {
+		b.warnings = append(b.warnings, configs.Warning{Pos: u.Pos, Msg: "action " + ca.ID + ": " + u.String() + " (its value is not checked)"})
+	}
+	log := b.log.With().Str("action", ca.ID).Logger()
+	deps := sinks.Deps{
+		ActionID:    ca.ID,
+		Logger:      log,
+		Metrics:     b.set,
+		Templates:   sinks.Templates{Meta: eval.Meta{Entity: observerEntity(co)}},
+		DB:          b.pool,
+		Concurrency: actionConcurrency(b.cfg, ca),
+	}
+	res, err := t.build(ctx, ca, deps, b.validateOnly)
+	for _, w := range res.warnings {
+		var ke *sinks.KeyError
+		where := ca.Pos
+		msg := w.Error()
+		if errors.As(w, &ke) {
+			top, _, _ := strings.Cut(ke.Key, ".")
+			where, msg = ca.KeyPos(top), ke.Err.Error()
+		}
+		log.Warn().Str("where", where.String()).Msg(msg)
+	}
+	if err != nil {
+		return nil, 0, sinkConfigErrors(ca, err, unset)
+	}
+	batch := res.batch
+	if batch == 0 || batch > b.cfg.Pipeline.BatchSize {
+		batch = b.cfg.Pipeline.BatchSize
+	}
+	return res.sink, batch, nil
 }
 
 // actionConcurrency is the number of workers of action a: its own max_concurrency,
@@ -125,7 +169,7 @@ func poolSize(cfg *configs.Config) int32 {
 	widest := 0
 	for _, o := range cfg.Observers {
 		for _, a := range o.Actions {
-			if a.Type == "database" && !a.Has("dsn_env") {
+			if t, ok := actionTypes[a.Type]; ok && t.usesDB(a) {
 				widest = max(widest, actionConcurrency(cfg, a))
 			}
 		}
@@ -133,47 +177,10 @@ func poolSize(cfg *configs.Config) int32 {
 	return int32(max(4, cfg.ConcurrentExecution.MaxConcurrency, widest+4))
 }
 
-func actionTypes() []string {
-	out := make([]string, 0, len(actionBuilders))
-	for t := range actionBuilders {
+func actionTypeNames() []string {
+	out := make([]string, 0, len(actionTypes))
+	for t := range actionTypes {
 		out = append(out, t)
 	}
 	return out
-}
-
-// decodeAction decodes the action's keys into cfg and runs its validation, reporting a
-// validation failure at the action's position.
-func decodeAction(a *configs.Action, cfg interface{ Validate() error }) error {
-	if err := a.Decode(cfg); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return a.Errorf("%v", err)
-	}
-	return nil
-}
-
-func buildFile(b *builder, a *configs.Action) (pipeline.Sink, error) {
-	var cfg file.Config
-	if err := decodeAction(a, &cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Path == "-" {
-		return nil, a.ErrorfAt("path", `use the stdout action to write to standard output`)
-	}
-	if b.validateOnly {
-		return nil, nil
-	}
-	return file.New(cfg)
-}
-
-func buildStdout(b *builder, a *configs.Action) (pipeline.Sink, error) {
-	cfg := file.Config{Path: "-", Fsync: file.FsyncNever}
-	if err := a.Decode(&struct{}{}); err != nil {
-		return nil, err
-	}
-	if b.validateOnly {
-		return nil, nil
-	}
-	return file.New(cfg)
 }

@@ -146,7 +146,7 @@ func (g *globals) newAdminClient(cfg *configs.Config) (*adminClient, error) {
 	case g.tokenEnv != "":
 		c.token = os.Getenv(g.tokenEnv)
 	case cfg != nil:
-		c.token = cfg.Admin.TokenEnv.Value()
+		c.token = cfg.Admin.Token.Value()
 	}
 	return c, nil
 }

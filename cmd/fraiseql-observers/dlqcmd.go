@@ -293,16 +293,12 @@ func newDeliverers(e *dlqEnv, g *globals) *deliverers {
 func (d *deliverers) deliver(ctx context.Context, it dlq.Item, ev *decoder.Event) error {
 	sink, ok := d.sinks[it.Action]
 	if !ok {
-		ca := findAction(d.b.cfg, it.Action)
+		co, ca := findAction(d.b.cfg, it.Action)
 		if ca == nil {
 			return fmt.Errorf("action %s is no longer in the configuration: remove the item or restore the action", it.Action)
 		}
-		build, ok := actionBuilders[ca.Type]
-		if !ok {
-			return fmt.Errorf("action %s: unknown action type %q", it.Action, ca.Type)
-		}
 		var err error
-		if sink, err = build(d.b, ca); err != nil {
+		if sink, _, err = d.b.action(ctx, co, ca); err != nil {
 			return fmt.Errorf("build action %s: %w", it.Action, err)
 		}
 		d.sinks[it.Action] = sink
@@ -320,15 +316,15 @@ func (d *deliverers) close() {
 	}
 }
 
-func findAction(cfg *configs.Config, id string) *configs.Action {
+func findAction(cfg *configs.Config, id string) (*configs.Observer, *configs.Action) {
 	for _, o := range cfg.Observers {
 		for _, a := range o.Actions {
 			if a.ID == id {
-				return a
+				return o, a
 			}
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func newDLQRetryCmd(g *globals) *cobra.Command {

@@ -55,7 +55,7 @@ func (s *service) buildOperator(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.TokenEnv.Value(),
+	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token.Value(),
 		TLSCertFile: cfg.Admin.TLSCertFile, TLSKeyFile: cfg.Admin.TLSKeyFile, Metrics: s.set,
 		Ready: s, Status: s, Events: s.pipe, Cache: s, Replay: s, Logger: s.log})
 	if err != nil {
@@ -64,7 +64,7 @@ func (s *service) buildOperator(ctx context.Context) error {
 	if op.admLn, err = op.adm.Listen(); err != nil {
 		return err
 	}
-	s.log.Info().Str("listen", op.admLn.Addr().String()).Bool("token", cfg.Admin.TokenEnv.IsSet()).Msg("admin endpoint listening")
+	s.log.Info().Str("listen", op.admLn.Addr().String()).Bool("token", cfg.Admin.Token.IsSet()).Msg("admin endpoint listening")
 	return nil
 }
 

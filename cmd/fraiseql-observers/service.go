@@ -108,7 +108,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	cfg, log := s.cfg, s.log
 	// Every configuration mistake (actions, templates, conditions) is reported before
 	// anything connects.
-	if _, err = (&builder{cfg: cfg, log: log, set: metrics.NewSet(), validateOnly: true}).observers(); err != nil {
+	if _, err = (&builder{cfg: cfg, log: log, set: metrics.NewSet(), validateOnly: true}).observers(ctx); err != nil {
 		return err
 	}
 	cc, err := connConfig(cfg)
@@ -169,7 +169,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		}
 	}
 	b := &builder{cfg: cfg, log: log, set: s.set, pool: s.pool}
-	observers, err := b.observers()
+	observers, err := b.observers(ctx)
 	if err != nil {
 		return err
 	}

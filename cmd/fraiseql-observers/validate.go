@@ -119,7 +119,7 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 	} else {
 		// What start checks before connecting: conditions and every action's settings.
 		b := &builder{cfg: cfg, log: newCLILogger(g), set: newSet(), validateOnly: true}
-		if _, err := b.observers(); err != nil {
+		if _, err := b.observers(ctx); err != nil {
 			for _, e := range leaves(err, nil) {
 				v.Errors = append(v.Errors, toProblem(e, path))
 			}

@@ -8,44 +8,32 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
-	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
-// BatchSink is a Sink that also delivers several events in one transaction: each call
-// runs inside its own savepoint, so an event whose call fails is rolled back alone
-// and keeps its own error, while the others commit together. When the COMMIT itself
-// fails (a deferred constraint, a serialization failure), nothing of the batch was
-// applied and every event is called again in its own transaction, so each still gets
-// its own outcome. It is safe for concurrent use.
-type BatchSink struct {
-	*Sink
-	size int
-}
-
-// NewBatch returns a sink whose DeliverBatch calls the function for up to size events
-// per transaction (size >= 2). It starts no goroutine.
-func NewBatch(cfg Config, opts Options, size int) (*BatchSink, error) {
-	if size < 2 {
-		return nil, sinks.KeyErrorf("batch_size", errors.New("must be at least 2 (leave it out for one transaction per event)"))
+// DeliverBatch sets errs[i] to the outcome of evs[i]. With batch_size 1 each event
+// is its own call and transaction (Deliver). Otherwise the function is called for
+// up to batch_size events per transaction, each call inside its own savepoint, so
+// an event whose call fails is rolled back alone and keeps its own error while the
+// others commit together. When the COMMIT itself fails (a deferred constraint, a
+// serialization failure), nothing of the batch was applied and every event is
+// called again in its own transaction, so each still gets its own outcome. The
+// configured timeout bounds each transaction.
+func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
+	size := s.cfg.BatchSize
+	if size <= 1 {
+		for i, ev := range evs {
+			errs[i] = s.Deliver(ctx, ev)
+		}
+		return
 	}
-	s, err := New(cfg, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &BatchSink{Sink: s, size: size}, nil
-}
-
-// DeliverBatch sets errs[i] to the outcome of evs[i], calling the function for up to
-// the batch size per transaction. The configured timeout bounds each transaction.
-func (s *BatchSink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	for start := 0; start < len(evs); start += s.size {
-		end := min(start+s.size, len(evs))
+	for start := 0; start < len(evs); start += size {
+		end := min(start+size, len(evs))
 		s.deliverTx(ctx, evs[start:end], errs[start:end])
 	}
 }
 
 // deliverTx delivers evs in one transaction.
-func (s *BatchSink) deliverTx(ctx context.Context, evs []*decoder.Event, errs []error) {
+func (s *Sink) deliverTx(ctx context.Context, evs []*decoder.Event, errs []error) {
 	args := make([]json.RawMessage, len(evs))
 	var todo []int // events to call, in order
 	for i, ev := range evs {
@@ -126,7 +114,7 @@ func (s *BatchSink) deliverTx(ctx context.Context, evs []*decoder.Event, errs []
 // events todo. It returns the position in todo of the first call that failed (its
 // error classified into errs), or -1 when all succeeded; err is a failure that is not
 // a call's own (the connection, a savepoint statement).
-func (s *BatchSink) runBatch(ctx, cctx context.Context, br pgx.BatchResults, todo []int, errs []error) (failed int, err error) {
+func (s *Sink) runBatch(ctx, cctx context.Context, br pgx.BatchResults, todo []int, errs []error) (failed int, err error) {
 	defer func() {
 		if cerr := br.Close(); err == nil && failed < 0 && cerr != nil {
 			err = cerr

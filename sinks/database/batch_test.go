@@ -40,9 +40,9 @@ BEGIN
 	INSERT INTO got (arg, xid) VALUES (arg, txid_current());
 END $$;`
 
-func newBatchSink(t *testing.T, pool *pgxpool.Pool, size int) *BatchSink {
+func newBatchSink(t *testing.T, pool *pgxpool.Pool, size int) *Sink {
 	t.Helper()
-	s, err := NewBatch(Config{FunctionName: "record"}, Options{Pool: pool}, size)
+	s, err := New(t.Context(), Config{FunctionName: "record", Batch: sinks.Batch{BatchSize: size}}, sinks.Deps{DB: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +136,23 @@ func TestBatchJSONNulAlone(t *testing.T) {
 	}
 }
 
-func TestNewBatchSize(t *testing.T) {
-	if _, err := NewBatch(Config{FunctionName: "f"}, Options{Pool: &pgxpool.Pool{}}, 1); err == nil {
-		t.Fatalf("a batch size of 1 was accepted")
+// TestBatchSize: batch_size is 1 to 10000; with 1 (the default) a delivery of
+// several events is one call and one transaction per event, not a batch.
+func TestBatchSize(t *testing.T) {
+	for _, size := range []int{-1, sinks.MaxBatchSize + 1} {
+		_, err := New(t.Context(), Config{FunctionName: "f", Batch: sinks.Batch{BatchSize: size}}, sinks.Deps{DB: &pgxpool.Pool{}})
+		sinktest.WantKeyError(t, err, "batch_size", "between 1 and")
+	}
+	db, pool := setup(t, batchRecorder)
+	evs := eventsWithStatus(5, nil)
+	errs := make([]error, len(evs))
+	newBatchSink(t, pool, 1).DeliverBatch(t.Context(), evs, errs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("unexpected error for event %d: %v", i, err)
+		}
+	}
+	if n := pgtest.QueryValue[int64](db, `SELECT count(DISTINCT xid) FROM got`); n != 5 {
+		t.Fatalf("unexpected transactions for 5 events with batch_size 1; got %d; want 5", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // BenchmarkDeliver pushes SINK_BENCH_EVENTS events (default 20000) per iteration
@@ -49,11 +50,12 @@ func benchDeliver(b *testing.B, batch int) {
 		p99() time.Duration
 	}
 	if batch > 1 {
-		bs, err := NewBatch(scfg, Options{Pool: pool}, batch)
+		scfg.BatchSize = batch
+		bs, err := New(b.Context(), scfg, sinks.Deps{DB: pool})
 		if err != nil {
 			b.Fatal(err)
 		}
-		sink = &timedBatch{timed: timed{Sink: bs.Sink}, b: bs}
+		sink = &timedBatch{timed: timed{Sink: bs}}
 	} else {
 		sink = &timed{Sink: newSink(b, scfg, pool)}
 	}
@@ -105,12 +107,11 @@ func (t *timed) p99() time.Duration {
 // timedBatch records how long each batch of the real batching sink takes.
 type timedBatch struct {
 	timed
-	b *BatchSink
 }
 
 func (t *timedBatch) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
 	start := time.Now()
-	t.b.DeliverBatch(ctx, evs, errs)
+	t.Sink.DeliverBatch(ctx, evs, errs)
 	d := time.Since(start)
 	t.mu.Lock()
 	t.durs = append(t.durs, d)

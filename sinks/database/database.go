@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -27,72 +28,153 @@ const DefaultTimeout = 10 * time.Second
 // maxIdentLen is PostgreSQL's identifier limit (NAMEDATALEN - 1).
 const maxIdentLen = 63
 
-// Config configures a database action.
+// minPoolConns is the floor of the pool an action with a dsn_env of its own
+// opens: max(MaxPoolConns, the action's workers) connections.
+const minPoolConns = 4
+
+// Config is the database action configuration (YAML keys of a `type: database`
+// action). Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
 	// FunctionName is "name" or "schema.name"; each part is 1–63 characters of
 	// letters, digits, _ and $, not starting with a digit or $. Parts are quoted when
 	// called, so case matters: "Notify" is not "notify".
-	FunctionName string
-	// Params is a JSON value passed as the envelope's "params" (default {}).
-	Params json.RawMessage
+	FunctionName string `yaml:"function_name"`
+	// Params is passed as the envelope's "params": a mapping from the YAML
+	// (map[string]any), or JSON text (json.RawMessage); default {}.
+	Params any `yaml:"params"`
+	// DSN (dsn_env) is the connection string of another database to call the
+	// function in, from the variable it names; unset, the source database's pool
+	// (sinks.Deps.DB) is used.
+	DSN configs.Secret `yaml:"dsn_env,env"`
 	// Timeout bounds one call (default 10s).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
+	// Batch is batch_size: more than 1 calls the function for up to that many
+	// events in one transaction, each in its own savepoint (default 1: one
+	// transaction per event).
+	sinks.Batch `yaml:",inline"`
 }
 
-// Validate checks the configuration and fills defaults. Its errors are
-// *sinks.KeyError values.
+// Defaults fills the keys left out: timeout 10s, batch_size 1.
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1
+	}
+}
+
+// UsesDB reports whether the action calls the function through the source
+// database's pool (no dsn_env).
+func (c *Config) UsesDB() bool { return !c.DSN.IsSet() }
+
+// params returns Params as JSON text ({} when unset).
+func (c *Config) params() (json.RawMessage, error) {
+	switch p := c.Params.(type) {
+	case nil:
+		return json.RawMessage(`{}`), nil
+	case json.RawMessage:
+		return p, nil
+	case []byte:
+		return p, nil
+	case map[string]any:
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, sinks.KeyErrorf("params", fmt.Errorf("cannot be written as JSON: %v", err))
+		}
+		return b, nil
+	}
+	return nil, sinks.KeyErrorf("params", errors.New("must be a mapping (it is passed as a JSON object)"))
+}
+
+// poolConfig parses DSN (nil when unset or unknown). Its error never shows the
+// password.
+func (c *Config) poolConfig() (*pgxpool.Config, error) {
+	if !c.DSN.IsSet() || !c.DSN.Known() {
+		return nil, nil
+	}
+	pcfg, err := pgxpool.ParseConfig(c.DSN.Value())
+	if err != nil {
+		// pgx's error may quote the connection string, password included.
+		return nil, sinks.KeyErrorf("dsn_env", fmt.Errorf("the connection string in %s cannot be parsed (%s): use a URL (postgres://user@host:5432/db?sslmode=verify-full) or key=value pairs",
+			c.DSN.Env(), configs.RedactDSN(c.DSN.Value())))
+	}
+	return pcfg, nil
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError values.
 func (c *Config) Validate() error {
+	params, err := c.params()
+	if err != nil {
+		return err
+	}
 	if _, err := ParseFunctionName(c.FunctionName); err != nil {
 		return sinks.KeyErrorf("function_name", err)
 	}
-	if len(c.Params) == 0 {
-		c.Params = json.RawMessage(`{}`)
-	}
-	if !json.Valid(c.Params) {
+	if !json.Valid(params) {
 		return sinks.KeyErrorf("params", errors.New("not valid JSON"))
 	}
-	if hasJSONNul(c.Params) {
+	if hasJSONNul(params) {
 		return sinks.KeyErrorf("params", errors.New(`holds a \u0000 character, which jsonb cannot store`))
 	}
 	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
 	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
+	if err := c.Batch.Check(); err != nil {
+		return err
 	}
-	return nil
+	_, err = c.poolConfig()
+	return err
 }
 
-// Options holds the connection pool the sink calls through.
-type Options struct {
-	// Pool is required: the source database's pool, or one of the action's own.
-	Pool *pgxpool.Pool
-	// ClosePool makes Close close Pool (set it when the pool belongs to this action).
-	ClosePool bool
-}
-
-// Sink calls the function once per event. It is safe for concurrent use; each call
+// Sink calls the function once per event, or, with batch_size > 1, for several
+// events per transaction (DeliverBatch). It is safe for concurrent use; each call
 // takes a connection from the pool.
 type Sink struct {
-	cfg   Config
-	pool  *pgxpool.Pool
-	close bool
-	name  pgx.Identifier
-	sql   string
+	cfg    Config
+	params json.RawMessage
+	pool   *pgxpool.Pool
+	close  bool
+	name   pgx.Identifier
+	sql    string
 }
 
-// New validates cfg and prepares the call. It fails without a pool (a database action
-// never pretends to deliver), does not connect and starts no goroutine.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and prepares the call, through deps.DB
+// or, with dsn_env, through a pool of its own of max(4, deps.Concurrency)
+// connections that Close closes. It fails without a pool (a database action never
+// pretends to deliver), connects to nothing and starts no goroutine: connections
+// are made by the first calls, each bounded by the timeout.
+func New(ctx context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Pool == nil {
+	if cfg.DSN.IsSet() && !cfg.DSN.Known() {
+		return nil, sinks.KeyErrorf("dsn_env", errors.New("unknown: its environment variable is not set"))
+	}
+	params, _ := cfg.params()
+	name, _ := ParseFunctionName(cfg.FunctionName)
+	s := &Sink{cfg: cfg, params: params, pool: deps.DB, name: name, sql: "SELECT " + name.Sanitize() + "($1::jsonb)"}
+	pcfg, err := cfg.poolConfig()
+	if err != nil {
+		return nil, err
+	}
+	if pcfg != nil {
+		if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+			pcfg.ConnConfig.RuntimeParams["application_name"] = "fraiseql-observers"
+		}
+		pcfg.MaxConns = int32(max(minPoolConns, deps.Concurrency))
+		// MinConns is 0: NewWithConfig does not connect.
+		if s.pool, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), pcfg); err != nil {
+			return nil, sinks.KeyErrorf("dsn_env", fmt.Errorf("connection pool: %w", err))
+		}
+		s.close = true
+	}
+	if s.pool == nil {
 		return nil, errors.New("database action: no connection pool")
 	}
-	name, _ := ParseFunctionName(cfg.FunctionName)
-	return &Sink{cfg: cfg, pool: opts.Pool, close: opts.ClosePool, name: name,
-		sql: "SELECT " + name.Sanitize() + "($1::jsonb)"}, nil
+	return s, nil
 }
 
 // ParseFunctionName splits "name" or "schema.name" into its parts, refusing anything
@@ -224,11 +306,11 @@ func (s *Sink) envelope(ev *decoder.Event) (json.RawMessage, error) {
 	if hasJSONNul(evJSON) {
 		return nil, sinks.Permanent("jsonb_nul", errors.New(`database action: the event holds a \u0000 character, which jsonb cannot store`))
 	}
-	b := make([]byte, 0, len(evJSON)+len(s.cfg.Params)+24)
+	b := make([]byte, 0, len(evJSON)+len(s.params)+24)
 	b = append(b, `{"event":`...)
 	b = append(b, evJSON...)
 	b = append(b, `,"params":`...)
-	b = append(b, s.cfg.Params...)
+	b = append(b, s.params...)
 	b = append(b, '}')
 	return b, nil
 }

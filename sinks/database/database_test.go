@@ -44,7 +44,7 @@ func setup(t *testing.T, sql string) (*pgtest.DB, *pgxpool.Pool) {
 
 func newSink(t testing.TB, cfg Config, pool *pgxpool.Pool) *Sink {
 	t.Helper()
-	s, err := New(cfg, Options{Pool: pool})
+	s, err := New(sinktest.Context(t), cfg, sinks.Deps{DB: pool})
 	if err != nil {
 		t.Fatalf("unexpected error from New: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestFunctionNames(t *testing.T) {
 		if (err == nil) != ok {
 			t.Fatalf("unexpected ParseFunctionName(%q) error; got %v; want ok=%v", name, err, ok)
 		}
-		_, err = New(Config{FunctionName: name}, Options{Pool: &pgxpool.Pool{}})
+		_, err = New(t.Context(), Config{FunctionName: name}, sinks.Deps{DB: &pgxpool.Pool{}})
 		if (err == nil) != ok {
 			t.Fatalf("unexpected New error for %q; got %v; want ok=%v", name, err, ok)
 		}
@@ -285,12 +285,12 @@ func TestFunctionNames(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	if _, err := New(Config{FunctionName: "record"}, Options{}); err == nil || !strings.Contains(err.Error(), "no connection pool") {
+	if _, err := New(t.Context(), Config{FunctionName: "record"}, sinks.Deps{}); err == nil || !strings.Contains(err.Error(), "no connection pool") {
 		t.Fatalf("unexpected error without a pool; got %v", err)
 	}
 	f := func(cfg Config, want string) {
 		t.Helper()
-		_, err := New(cfg, Options{Pool: &pgxpool.Pool{}})
+		_, err := New(t.Context(), cfg, sinks.Deps{DB: &pgxpool.Pool{}})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
 		}

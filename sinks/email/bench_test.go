@@ -6,6 +6,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/internal/smtptest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // BenchmarkDeliver sends SINK_BENCH_EVENTS messages (default 2000, at most 20000: one
@@ -15,7 +16,7 @@ import (
 func BenchmarkDeliver(b *testing.B) {
 	n := min(sinktest.BenchEvents(b, 2000), 20000)
 	srv := smtptest.Start(b, smtptest.Options{})
-	s, err := New(config(srv), Options{})
+	s, err := New(b.Context(), config(srv), sinks.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

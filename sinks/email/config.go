@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
@@ -32,72 +34,70 @@ const (
 	DefaultHeloName = "localhost"
 )
 
-// Config configures an email action. Username and Password are the secrets
-// themselves (the wiring code reads them from the environment); they never appear in
-// errors or logs.
+// Config is the email action configuration (YAML keys of a `type: email`
+// action). Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
+	// To lists the recipients: a string, or a list of strings ([]string in Go),
+	// each of which may hold several addresses separated by commas. Exactly one of
+	// To and ToTemplate is required.
+	To any `yaml:"to"`
+	// ToTemplate renders the recipients per event (EscapeNone template), a
+	// comma-separated address list.
+	ToTemplate string `yaml:"to_template"`
+	// Subject is a static subject; SubjectTemplate renders one per event. Exactly one
+	// is required.
+	Subject         string `yaml:"subject"`
+	SubjectTemplate string `yaml:"subject_template"`
+	// BodyTemplate renders the plain-text UTF-8 body (required).
+	BodyTemplate string `yaml:"body_template"`
+	// ReplyTo is an optional static address list for the Reply-To header.
+	ReplyTo string `yaml:"reply_to"`
+	// SMTP is the smtp block: the server and the sender. Its fields are promoted
+	// (c.Host is c.SMTP.Host).
+	SMTP `yaml:"smtp"`
+}
+
+// SMTP is the smtp block of an email action. Credentials come only from the
+// environment (username_env, password_env); they never appear in errors or logs.
+type SMTP struct {
 	// Host is the SMTP server's name or address; it is also the name the server
 	// certificate must be valid for.
-	Host string
+	Host string `yaml:"host"`
 	// Port defaults to 587, or 465 with TLSImplicit.
-	Port int
+	Port int `yaml:"port"`
+	// From is the sender, an RFC 5322 address ("Shop <no-reply@example.com>"); it is
+	// also the envelope sender (MAIL FROM).
+	From string `yaml:"from"`
 	// TLS is TLSStartTLS (default), TLSImplicit or TLSNone.
-	TLS string
+	TLS string `yaml:"tls"`
 	// CAFile is a PEM file of certificates to trust instead of the system roots, for
 	// a server with a certificate from a private CA. The certificate is always
 	// verified, hostname included.
-	CAFile string
+	CAFile string `yaml:"ca_file"`
 	// Username and Password, when Username is set, authenticate with AUTH PLAIN,
 	// only over TLS (or to a loopback server).
-	Username string
-	Password string
+	Username configs.Secret `yaml:"username_env,env"`
+	Password configs.Secret `yaml:"password_env,env"`
 	// HeloName is the name sent with EHLO (default "localhost").
-	HeloName string
+	HeloName string `yaml:"helo_name"`
 	// Timeout bounds one message's whole SMTP conversation, from dialling to the
 	// server's answer to the message (default 30s).
-	Timeout time.Duration
-
-	// From is the sender, an RFC 5322 address ("Shop <no-reply@example.com>"); it is
-	// also the envelope sender (MAIL FROM).
-	From string
-	// To lists the recipients; each entry may hold several addresses separated by
-	// commas. Exactly one of To and ToTemplate is required.
-	To []string
-	// ToTemplate renders the recipients per event (EscapeNone template), a
-	// comma-separated address list.
-	ToTemplate string
-	// Subject is a static subject; SubjectTemplate renders one per event. Exactly one
-	// is required.
-	Subject         string
-	SubjectTemplate string
-	// BodyTemplate renders the plain-text UTF-8 body (required).
-	BodyTemplate string
-	// ReplyTo is an optional static address list for the Reply-To header.
-	ReplyTo string
-	// ActionID, when set, becomes part of the Message-ID, so two email actions of
-	// one event produce distinct messages.
-	ActionID string
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 func keyErr(key, format string, args ...any) error {
 	return sinks.KeyErrorf(key, fmt.Errorf(format, args...))
 }
 
-// Validate checks the configuration and fills defaults. Its errors are
-// *sinks.KeyError values naming the key as the YAML does. It reads CAFile.
-func (c *Config) Validate() error {
-	if c.Host == "" {
-		return keyErr("smtp.host", "required")
+// Defaults fills the keys left out: smtp.tls start_tls, smtp.port 587 (465 with
+// tls), smtp.helo_name localhost, smtp.timeout 30s. Without an smtp block it
+// fills nothing: Validate reports the block missing.
+func (c *Config) Defaults() {
+	if c.SMTP == (SMTP{}) {
+		return
 	}
-	if strings.ContainsAny(c.Host, " /\r\n") {
-		return keyErr("smtp.host", "must be a host name or an IP address")
-	}
-	switch c.TLS {
-	case "":
+	if c.TLS == "" {
 		c.TLS = TLSStartTLS
-	case TLSStartTLS, TLSImplicit, TLSNone:
-	default:
-		return keyErr("smtp.tls", "must be start_tls, tls or none, not %q", c.TLS)
 	}
 	if c.Port == 0 {
 		c.Port = 587
@@ -105,37 +105,111 @@ func (c *Config) Validate() error {
 			c.Port = 465
 		}
 	}
-	if c.Port < 1 || c.Port > 65535 {
+	if c.HeloName == "" {
+		c.HeloName = DefaultHeloName
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+}
+
+// recipients returns To as a list of address lists.
+func (c *Config) recipients() ([]string, error) {
+	switch to := c.To.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{to}, nil
+	case []string:
+		return to, nil
+	case []any:
+		if len(to) == 0 {
+			return nil, keyErr("to", "the list is empty")
+		}
+		out := make([]string, 0, len(to))
+		for _, v := range to {
+			s, ok := v.(string)
+			if !ok {
+				return nil, keyErr("to", "must be an address or a list of addresses")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, keyErr("to", "must be an address or a list of addresses")
+}
+
+// Validate checks the configuration, compiling its templates and reading CAFile;
+// it changes nothing, and zero values pass as their defaults. Its errors are
+// *sinks.KeyError values naming the key as the YAML does (several template
+// errors are joined).
+func (c *Config) Validate() error {
+	if c.SMTP == (SMTP{}) {
+		return errors.New("smtp is required: a mapping with host, from and optionally port, tls, username_env, password_env")
+	}
+	to, err := c.recipients()
+	if err != nil {
+		return err
+	}
+	if c.To != nil && c.ToTemplate != "" {
+		return keyErr("to_template", "to and to_template are mutually exclusive")
+	}
+	if c.Subject != "" && c.SubjectTemplate != "" {
+		return keyErr("subject_template", "subject and subject_template are mutually exclusive")
+	}
+	var errs []error
+	for _, t := range []struct{ key, src string }{
+		{"to_template", c.ToTemplate}, {"subject_template", c.SubjectTemplate}, {"body_template", c.BodyTemplate},
+	} {
+		if t.src == "" {
+			continue
+		}
+		if _, err := eval.CompileTemplate(t.src, eval.EscapeNone, eval.Options{}); err != nil {
+			errs = append(errs, sinks.KeyErrorf(t.key, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if c.Host == "" {
+		return keyErr("smtp.host", "required")
+	}
+	if strings.ContainsAny(c.Host, " /\r\n") {
+		return keyErr("smtp.host", "must be a host name or an IP address")
+	}
+	mode := c.TLS
+	switch mode {
+	case "":
+		mode = TLSStartTLS
+	case TLSStartTLS, TLSImplicit, TLSNone:
+	default:
+		return keyErr("smtp.tls", "must be start_tls, tls or none, not %q", c.TLS)
+	}
+	if c.Port < 0 || c.Port > 65535 {
 		return keyErr("smtp.port", "must be between 1 and 65535, not %d", c.Port)
 	}
 	if c.CAFile != "" {
-		if c.TLS == TLSNone {
+		if mode == TLSNone {
 			return keyErr("smtp.ca_file", "has no use with tls: none")
 		}
 		if _, err := loadCAFile(c.CAFile); err != nil {
 			return keyErr("smtp.ca_file", "%v", err)
 		}
 	}
-	if c.Password != "" && c.Username == "" {
+	if c.Password.IsSet() && !c.Username.IsSet() {
 		return keyErr("smtp.password_env", "needs smtp.username_env")
 	}
-	if c.Username != "" && c.Password == "" {
+	if c.Username.IsSet() && !c.Password.IsSet() {
 		return keyErr("smtp.username_env", "needs smtp.password_env")
 	}
-	if c.Username != "" && c.TLS == TLSNone && !plainAuthLoopback(c.Host) {
+	if c.Username.IsSet() && mode == TLSNone && !plainAuthLoopback(c.Host) {
 		return keyErr("smtp.tls", "credentials would be sent in clear with tls: none; use start_tls or tls")
-	}
-	if c.HeloName == "" {
-		c.HeloName = DefaultHeloName
 	}
 	if strings.ContainsAny(c.HeloName, " \r\n") {
 		return keyErr("smtp.helo_name", "must be a host name")
 	}
 	if c.Timeout < 0 {
 		return keyErr("smtp.timeout", "must not be negative")
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
 	}
 
 	if c.From == "" {
@@ -144,21 +218,15 @@ func (c *Config) Validate() error {
 	if _, err := mail.ParseAddress(c.From); err != nil {
 		return keyErr("smtp.from", "not an address: %v", err)
 	}
-	switch {
-	case len(c.To) > 0 && c.ToTemplate != "":
-		return keyErr("to_template", "to and to_template are mutually exclusive")
-	case len(c.To) == 0 && c.ToTemplate == "":
+	if len(to) == 0 && c.ToTemplate == "" {
 		return keyErr("to", "one of to and to_template is required")
 	}
-	if len(c.To) > 0 {
-		if _, err := parseAddressList(strings.Join(c.To, ",")); err != nil {
+	if len(to) > 0 {
+		if _, err := parseAddressList(strings.Join(to, ",")); err != nil {
 			return keyErr("to", "%v", err)
 		}
 	}
-	switch {
-	case c.Subject != "" && c.SubjectTemplate != "":
-		return keyErr("subject_template", "subject and subject_template are mutually exclusive")
-	case c.Subject == "" && c.SubjectTemplate == "":
+	if c.Subject == "" && c.SubjectTemplate == "" {
 		return keyErr("subject", "one of subject and subject_template is required")
 	}
 	if err := checkHeaderValue(c.Subject); err != nil {
@@ -171,6 +239,15 @@ func (c *Config) Validate() error {
 		if _, err := parseAddressList(c.ReplyTo); err != nil {
 			return keyErr("reply_to", "%v", err)
 		}
+	}
+	return nil
+}
+
+// Warnings reports a server reached in clear text (smtp.tls: none) that is not on
+// the loopback interface.
+func (c *Config) Warnings() []error {
+	if c.TLS == TLSNone && !IsLoopback(c.Host) {
+		return []error{keyErr("smtp.tls", "email: smtp.tls is none: messages travel in clear text to a host that is not loopback")}
 	}
 	return nil
 }

@@ -27,19 +27,13 @@ import (
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
-// Options holds what the wiring code adds to a Config. The zero value is usable.
-type Options struct {
-	// Meta is the observer's environment for templates (its entity name).
-	Meta eval.Meta
-	// Now returns the time for the Date header; default time.Now.
-	Now func() time.Time
-}
-
 // Sink sends one email per event. It is safe for concurrent use: each delivery uses
 // its own SMTP connection, closed when the message is accepted or refused.
 type Sink struct {
 	cfg     Config
-	opts    Options
+	id      string // the action's, in Message-IDs
+	meta    eval.Meta
+	now     func() time.Time
 	addr    string
 	tls     *tls.Config // nil with TLSNone
 	from    *mail.Address
@@ -50,16 +44,20 @@ type Sink struct {
 	bodyT   *eval.Template
 }
 
-// New validates cfg, compiles its templates and reads its CA file. It does not
-// connect and starts no goroutine.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it, compiles its templates and reads its
+// CA file. It does not connect and starts no goroutine. deps.ActionID becomes
+// part of the Message-ID, so two email actions of one event produce distinct
+// messages; deps.Now gives the Date header.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if !cfg.Username.Known() || !cfg.Password.Known() {
+		return nil, keyErr("smtp.username_env", "unknown: its environment variable is not set")
 	}
-	s := &Sink{cfg: cfg, opts: opts, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))}
+	s := &Sink{cfg: cfg, id: deps.ActionID, meta: deps.Templates.Meta, now: deps.Clock(),
+		addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))}
 	if cfg.TLS != TLSNone {
 		s.tls = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
 		if cfg.CAFile != "" {
@@ -74,8 +72,12 @@ func New(cfg Config, opts Options) (*Sink, error) {
 	if s.from, err = mail.ParseAddress(cfg.From); err != nil {
 		return nil, fmt.Errorf("smtp.from: %w", err)
 	}
-	if len(cfg.To) > 0 {
-		if s.to, err = parseAddressList(strings.Join(cfg.To, ",")); err != nil {
+	to, err := cfg.recipients()
+	if err != nil {
+		return nil, err
+	}
+	if len(to) > 0 {
+		if s.to, err = parseAddressList(strings.Join(to, ",")); err != nil {
 			return nil, fmt.Errorf("to: %w", err)
 		}
 	}
@@ -95,7 +97,7 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		if t.src == "" {
 			continue
 		}
-		if *t.dst, err = eval.CompileTemplate(t.src, eval.EscapeNone, eval.Options{}); err != nil {
+		if *t.dst, err = deps.Templates.Compile(t.src, eval.EscapeNone); err != nil {
 			return nil, fmt.Errorf("%s: %w", t.key, err)
 		}
 	}
@@ -116,7 +118,7 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 
 // render builds the message for ev. It never sends anything.
 func (s *Sink) render(ev *decoder.Event) (*message, error) {
-	env := eval.NewEnv(ev, s.opts.Meta)
+	env := eval.NewEnv(ev, s.meta)
 	to := s.to
 	if s.toT != nil {
 		text, err := s.toT.Render(env)
@@ -147,7 +149,7 @@ func (s *Sink) render(ev *decoder.Event) (*message, error) {
 	}
 	id := ev.ID.String()
 	hs := []header{
-		{name: "Date", value: dateHeader(s.opts.Now())},
+		{name: "Date", value: dateHeader(s.now())},
 		{name: "From", addresses: []*mail.Address{s.from}},
 		{name: "To", addresses: to},
 	}
@@ -156,7 +158,7 @@ func (s *Sink) render(ev *decoder.Event) (*message, error) {
 	}
 	hs = append(hs,
 		header{name: "Subject", value: strings.TrimSpace(subject)},
-		header{name: "Message-ID", value: messageID(id, s.cfg.ActionID)},
+		header{name: "Message-ID", value: messageID(id, s.id)},
 		header{name: eventHeader, value: id},
 	)
 	data, err := buildMessage(hs, body)
@@ -208,11 +210,11 @@ func (s *Sink) send(ctx context.Context, msg *message) error {
 			return classify(ctx, "STARTTLS", err)
 		}
 	}
-	if s.cfg.Username != "" {
+	if s.cfg.Username.IsSet() {
 		if ok, _ := c.Extension("AUTH"); !ok {
 			return sinks.Transient("auth_unavailable", errors.New("smtp: the server does not offer AUTH; nothing was sent"), 0)
 		}
-		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, s.cfg.Host)); err != nil {
+		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username.Value(), s.cfg.Password.Value(), s.cfg.Host)); err != nil {
 			return classify(ctx, "AUTH", err)
 		}
 	}

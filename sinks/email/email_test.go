@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/internal/smtptest"
@@ -29,21 +30,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // config returns a configuration sending to srv, trusting its CA.
 func config(srv *smtptest.Server) Config {
 	return Config{
-		Host:         srv.Host,
-		Port:         srv.Port,
-		CAFile:       srv.CAFile,
-		From:         "Shop <no-reply@example.com>",
 		To:           []string{"ops@example.com"},
 		Subject:      "Order event",
 		BodyTemplate: "Order {{ new.id }} is {{ new.status }}.",
-		ActionID:     "orders.mail",
-		Timeout:      10 * time.Second,
+		SMTP: SMTP{
+			Host:    srv.Host,
+			Port:    srv.Port,
+			CAFile:  srv.CAFile,
+			From:    "Shop <no-reply@example.com>",
+			Timeout: 10 * time.Second,
+		},
 	}
 }
 
 func newSink(t *testing.T, cfg Config) *Sink {
 	t.Helper()
-	s, err := New(cfg, Options{Now: func() time.Time { return time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC) }})
+	s, err := New(t.Context(), cfg, sinks.Deps{ActionID: "orders.mail", Now: func() time.Time { return time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatalf("unexpected error from New: %v", err)
 	}
@@ -147,7 +149,7 @@ func TestASCIIBodyIs7bit(t *testing.T) {
 func TestAuth(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Username: "mailer", Password: "s3cr:et@%"})
 	cfg := config(srv)
-	cfg.Username, cfg.Password = "mailer", "s3cr:et@%"
+	cfg.Username, cfg.Password = configs.NewSecret("mailer"), configs.NewSecret("s3cr:et@%")
 	if err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
@@ -156,7 +158,7 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("unexpected messages; got %+v; want one from user mailer over TLS", msgs)
 	}
 
-	cfg.Password = "wrong"
+	cfg.Password = configs.NewSecret("wrong")
 	err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid"))
 	sinktest.WantClass(t, err, "smtp_535", false)
 	if strings.Contains(err.Error(), "wrong") {
@@ -168,7 +170,7 @@ func TestStartTLSRequired(t *testing.T) {
 	// The server offers AUTH in clear and no STARTTLS: nothing may be sent.
 	srv := smtptest.Start(t, smtptest.Options{TLS: smtptest.None, Username: "mailer", Password: "pw", AllowInsecureAuth: true})
 	cfg := config(srv)
-	cfg.Username, cfg.Password = "mailer", "pw"
+	cfg.Username, cfg.Password = configs.NewSecret("mailer"), configs.NewSecret("pw")
 	err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid"))
 	sinktest.WantClass(t, err, "starttls_unavailable", true)
 	mails, data, auths := srv.Counts()
@@ -181,7 +183,7 @@ func TestImplicitTLS(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{TLS: smtptest.Implicit, Username: "mailer", Password: "pw"})
 	cfg := config(srv)
 	cfg.TLS = TLSImplicit
-	cfg.Username, cfg.Password = "mailer", "pw"
+	cfg.Username, cfg.Password = configs.NewSecret("mailer"), configs.NewSecret("pw")
 	if err := sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")); err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
@@ -284,8 +286,8 @@ func TestServerStalls(t *testing.T) {
 			}
 		}()
 		defer func() { l.Close(); <-done }()
-		cfg := Config{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, From: "a@example.com",
-			To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b", Timeout: 300 * time.Millisecond}
+		cfg := Config{SMTP: SMTP{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, From: "a@example.com", Timeout: 300 * time.Millisecond},
+			To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b"}
 		sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")), "timeout", true)
 	})
 	t.Run("cancelled", func(t *testing.T) {
@@ -317,7 +319,7 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cfg := Config{Host: "127.0.0.1", Port: port, From: "a@example.com", To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b"}
+	cfg := Config{To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b", SMTP: SMTP{Host: "127.0.0.1", Port: port, From: "a@example.com"}}
 	sinktest.WantClass(t, sinktest.Deliver(t, newSink(t, cfg), withStatus("paid")), "connection", true)
 }
 
@@ -348,12 +350,12 @@ func TestRenderFailuresSendNothing(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	base := Config{Host: "smtp.example.com", From: "a@example.com", To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b"}
+	base := Config{To: []string{"b@example.com"}, Subject: "s", BodyTemplate: "b", SMTP: SMTP{Host: "smtp.example.com", From: "a@example.com"}}
 	f := func(mod func(*Config), want string) {
 		t.Helper()
 		c := base
 		mod(&c)
-		_, err := New(c, Options{})
+		_, err := New(t.Context(), c, sinks.Deps{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("unexpected error; got %v; want one containing %q", err, want)
 		}
@@ -362,8 +364,10 @@ func TestNewErrors(t *testing.T) {
 	f(func(c *Config) { c.TLS = "starttls" }, "smtp.tls: must be")
 	f(func(c *Config) { c.Port = 70000 }, "smtp.port")
 	f(func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }, "smtp.ca_file")
-	f(func(c *Config) { c.Username = "u" }, "smtp.username_env: needs smtp.password_env")
-	f(func(c *Config) { c.TLS, c.Username, c.Password = TLSNone, "u", "p" }, "in clear")
+	f(func(c *Config) { c.Username = configs.NewSecret("u") }, "smtp.username_env: needs smtp.password_env")
+	f(func(c *Config) {
+		c.TLS, c.Username, c.Password = TLSNone, configs.NewSecret("u"), configs.NewSecret("p")
+	}, "in clear")
 	f(func(c *Config) { c.From = "" }, "smtp.from: required")
 	f(func(c *Config) { c.From = "nope" }, "smtp.from: not an address")
 	f(func(c *Config) { c.ToTemplate = "{{ x }}" }, "mutually exclusive")
@@ -378,6 +382,7 @@ func TestNewErrors(t *testing.T) {
 	f(func(c *Config) { c.Timeout = -time.Second }, "smtp.timeout")
 
 	c := base
+	c.Defaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -386,6 +391,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	c = base
 	c.TLS = TLSImplicit
+	c.Defaults()
 	if err := c.Validate(); err != nil || c.Port != 465 {
 		t.Fatalf("unexpected implicit TLS default port; got %d (%v); want 465", c.Port, err)
 	}

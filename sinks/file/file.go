@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // Fsync policies.
@@ -23,9 +24,10 @@ const (
 	FsyncNever    = "never"    // acknowledge after the write; the OS flushes when it likes
 )
 
-// Config is the action configuration (YAML keys of a `type: file` action).
+// Config is the action configuration (YAML keys of a `type: file` action). Zero
+// values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// Path of the file; "-" writes to standard output (the stdout action).
+	// Path of the file.
 	Path string `yaml:"path"`
 	// Fsync is always (default), interval or never. With interval and never, events
 	// acknowledged shortly before a power loss can be missing from the file; a crash of
@@ -33,28 +35,54 @@ type Config struct {
 	Fsync string `yaml:"fsync"`
 	// FsyncInterval is the period of fsync under the interval policy (default 1s).
 	FsyncInterval time.Duration `yaml:"fsync_interval"`
+	// Batch is batch_size: the most events one write carries (default
+	// pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
 }
 
-// Validate checks the configuration and fills defaults.
+// Defaults fills the keys left out: fsync always, fsync_interval 1s.
+func (c *Config) Defaults() {
+	if c.Fsync == "" {
+		c.Fsync = FsyncAlways
+	}
+	if c.FsyncInterval == 0 {
+		c.FsyncInterval = time.Second
+	}
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults.
 func (c *Config) Validate() error {
 	if c.Path == "" {
 		return errors.New("path is required")
 	}
+	if c.Path == "-" {
+		return sinks.KeyErrorf("path", errors.New("use the stdout action to write to standard output"))
+	}
 	switch c.Fsync {
-	case "":
-		c.Fsync = FsyncAlways
-	case FsyncAlways, FsyncInterval, FsyncNever:
+	case "", FsyncAlways, FsyncInterval, FsyncNever:
 	default:
 		return fmt.Errorf("fsync must be always, interval or never, not %q", c.Fsync)
 	}
 	if c.FsyncInterval < 0 {
 		return errors.New("fsync_interval must not be negative")
 	}
-	if c.FsyncInterval == 0 {
-		c.FsyncInterval = time.Second
-	}
-	return nil
+	return c.Batch.Check()
 }
+
+// StdoutConfig is the configuration of a `type: stdout` action: every event as
+// one line of JSON on standard output, without fsync.
+type StdoutConfig struct {
+	// Batch is batch_size: the most events one write carries (default
+	// pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
+}
+
+// Defaults does nothing: stdout has no key with a default of its own.
+func (c *StdoutConfig) Defaults() {}
+
+// Validate checks batch_size.
+func (c *StdoutConfig) Validate() error { return c.Batch.Check() }
 
 // Sink appends events to a file. It is safe for concurrent use.
 type Sink struct {
@@ -73,17 +101,16 @@ type Sink struct {
 	closeErr  error
 }
 
-// New opens (creating if needed) the file for appending. A last line left incomplete by
-// a crash is cut off: it was never acknowledged, so its event comes again.
-func New(cfg Config) (*Sink, error) {
+// New fills cfg's defaults, validates it and opens (creating if needed) the file
+// for appending. A last line left incomplete by a crash is cut off: it was never
+// acknowledged, so its event comes again. With fsync: interval it starts the
+// goroutine that syncs; Close stops it.
+func New(_ context.Context, cfg Config, _ sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Sink{cfg: cfg}
-	if cfg.Path == "-" {
-		s.w = os.Stdout
-		return s, nil
-	}
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
@@ -98,6 +125,14 @@ func New(cfg Config) (*Sink, error) {
 		go s.syncLoop()
 	}
 	return s, nil
+}
+
+// NewStdout returns a sink writing to standard output.
+func NewStdout(_ context.Context, cfg StdoutConfig, _ sinks.Deps) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: Config{Path: "-", Fsync: FsyncNever, Batch: cfg.Batch}, w: os.Stdout}, nil
 }
 
 // repairTail truncates the file after its last newline.

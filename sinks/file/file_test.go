@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -39,7 +40,7 @@ func TestPoliciesWriteEveryEventOnce(t *testing.T) {
 	for _, policy := range []string{FsyncAlways, FsyncInterval, FsyncNever} {
 		t.Run(policy, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.jsonl")
-			s, err := New(Config{Path: path, Fsync: policy})
+			s, err := New(t.Context(), Config{Path: path, Fsync: policy}, sinks.Deps{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,7 +70,7 @@ func TestRepairCutsIncompleteLastLine(t *testing.T) {
 	if err := os.WriteFile(path, []byte(good+`{"id":"0/1:2","tab`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Path: path})
+	s, err := New(t.Context(), Config{Path: path}, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestRepairCutsIncompleteLastLine(t *testing.T) {
 
 func TestConcurrentDeliveriesShareFsync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
-	s, err := New(Config{Path: path})
+	s, err := New(t.Context(), Config{Path: path}, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func (s *Sink) classify(ctx context.Context, adm *kadm.Client, r *kgo.Record, er
 // limit, and a retry (in another batch) can succeed.
 func (s *Sink) tooLarge(ctx context.Context, adm *kadm.Client, r *kgo.Record, err error) error {
 	size := recordSize(r)
-	if size > s.cfg.MaxMessageBytes {
+	if size > int(s.cfg.MaxMessageBytes) {
 		return sinks.Permanent(classTooLarge, fmt.Errorf("produce: record of %d bytes over max_message_bytes: %w", size, err))
 	}
 	limit, lerr := s.topicLimit(ctx, adm, r.Topic)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -31,42 +32,90 @@ const (
 	DefaultMaxMessageBytes = 1000012 // franz-go's and the Java producer's default, under the broker's 1048588
 )
 
-// Config is the kafka action configuration. The zero value of every field but
-// Brokers and Topic means its documented default.
+// Config is the kafka action configuration (YAML keys of a `type: kafka` action).
+// Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// Brokers are the seed brokers, host:port.
-	Brokers []string
+	// Brokers are the seed brokers, host:port; or BrokersEnv (brokers_env) names a
+	// variable holding them separated by commas.
+	Brokers    []string       `yaml:"brokers"`
+	BrokersEnv configs.Secret `yaml:"brokers_env,env"`
 	// Topic is an EscapeNone template rendered per event
 	// ("cdc.{{ event.schema }}.{{ event.table }}").
-	Topic string
+	Topic string `yaml:"topic"`
 	// Timeout bounds one produce call, retries inside the client included (default 10s).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// Acks is all (default) or leader.
-	Acks string
+	Acks string `yaml:"acks"`
 	// Compression is none (default), snappy, lz4, zstd or gzip.
-	Compression string
+	Compression string `yaml:"compression"`
 	// MaxMessageBytes is the largest record batch the producer builds and so the
 	// largest event it sends (default 1000012). Keep it at or below the topics'
 	// max.message.bytes.
-	MaxMessageBytes int
+	MaxMessageBytes configs.Size `yaml:"max_message_bytes"`
 	// TLS, when non-nil, dials the brokers with TLS and verifies them.
-	TLS *sinks.TLSFiles
-	// SASLMechanism is "" (no SASL), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with
-	// Username and Password. PLAIN sends the password as is: use it with TLS only.
-	SASLMechanism string
-	Username      string
-	Password      string
+	TLS *sinks.TLSFiles `yaml:"tls"`
+	// SASLMechanism is "" (no SASL), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (in any
+	// case), with Username (username or username_env) and Password (password_env).
+	// PLAIN sends the password as is: use it with TLS only.
+	SASLMechanism string         `yaml:"sasl_mechanism"`
+	Username      configs.Secret `yaml:"username,env"`
+	Password      configs.Secret `yaml:"password_env,env"`
+	// Batch is batch_size: the most events produced together in one delivery
+	// (default pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
 }
 
-// Validate checks the configuration and fills defaults. Its messages name the key
-// at fault first ("topic: ...") and never contain the password.
-func (c *Config) Validate() error {
-	if len(c.Brokers) == 0 {
-		return sinks.KeyErrorf("brokers", errors.New("at least one broker is required"))
+// Defaults fills the keys left out: timeout 10s, acks all, compression none,
+// max_message_bytes 1000012. It also writes sasl_mechanism in upper case.
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
 	}
-	for _, b := range c.Brokers {
-		if b == "" || strings.ContainsAny(b, " /") || !strings.Contains(b, ":") {
-			return sinks.KeyErrorf("brokers", fmt.Errorf("%q is not host:port", b))
+	if c.Acks == "" {
+		c.Acks = AcksAll
+	}
+	if c.Compression == "" {
+		c.Compression = "none"
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	c.SASLMechanism = strings.ToUpper(c.SASLMechanism)
+}
+
+// brokers returns the seed brokers: brokers, or the list in brokers_env.
+func (c *Config) brokers() []string {
+	if !c.BrokersEnv.IsSet() {
+		return c.Brokers
+	}
+	var out []string
+	for _, s := range strings.Split(c.BrokersEnv.Value(), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError naming the key at fault and never
+// contain the password. It reads the TLS files.
+func (c *Config) Validate() error {
+	if c.BrokersEnv.IsSet() && len(c.Brokers) > 0 {
+		return sinks.KeyErrorf("brokers_env", errors.New("brokers and brokers_env are mutually exclusive"))
+	}
+	if c.MaxMessageBytes > 1<<30 {
+		return sinks.KeyErrorf("max_message_bytes", errors.New("must be at most 1GiB"))
+	}
+	if c.BrokersEnv.Known() {
+		brokers := c.brokers()
+		if len(brokers) == 0 {
+			return sinks.KeyErrorf("brokers", errors.New("at least one broker is required"))
+		}
+		for _, b := range brokers {
+			if b == "" || strings.ContainsAny(b, " /") || !strings.Contains(b, ":") {
+				return sinks.KeyErrorf("brokers", fmt.Errorf("%q is not host:port", b))
+			}
 		}
 	}
 	if c.Topic == "" {
@@ -84,39 +133,36 @@ func (c *Config) Validate() error {
 	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
 	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
 	switch c.Acks {
-	case "":
-		c.Acks = AcksAll
-	case AcksAll, AcksLeader:
+	case "", AcksAll, AcksLeader:
 	default:
 		return sinks.KeyErrorf("acks", fmt.Errorf("must be all or leader, not %q", c.Acks))
 	}
 	if _, err := codec(c.Compression); err != nil {
 		return err
 	}
-	if c.Compression == "" {
-		c.Compression = "none"
-	}
-	switch {
-	case c.MaxMessageBytes == 0:
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	case c.MaxMessageBytes < 512 || c.MaxMessageBytes > 1<<30:
+	if c.MaxMessageBytes != 0 && c.MaxMessageBytes < 512 {
 		return sinks.KeyErrorf("max_message_bytes", errors.New("must be between 512B and 1GiB"))
 	}
-	switch c.SASLMechanism {
+	switch sasl := strings.ToUpper(c.SASLMechanism); sasl {
 	case "":
-		if c.Username != "" || c.Password != "" {
+		if c.Username.IsSet() || c.Password.IsSet() {
 			return sinks.KeyErrorf("sasl_mechanism", errors.New("required with username and password"))
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
-		if c.Username == "" || c.Password == "" {
-			return sinks.KeyErrorf("sasl_mechanism", fmt.Errorf("%s needs a username and a password", c.SASLMechanism))
+		if !c.Username.IsSet() || !c.Password.IsSet() {
+			return sinks.KeyErrorf("sasl_mechanism", fmt.Errorf("%s needs a username and a password", sasl))
 		}
 	default:
 		return sinks.KeyErrorf("sasl_mechanism", fmt.Errorf("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not %q", c.SASLMechanism))
+	}
+	if err := c.Batch.Check(); err != nil {
+		return err
+	}
+	if c.TLS != nil {
+		if _, err := c.TLS.Config(); err != nil {
+			return sinks.KeyErrorf("tls", err)
+		}
 	}
 	return nil
 }

@@ -13,24 +13,16 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
-
-// Options are what the sink gets besides its configuration. The zero value logs
-// nothing.
-type Options struct {
-	// Logger receives the producer client's warnings and errors (never record
-	// contents).
-	Logger zerolog.Logger
-}
 
 // Sink produces events to Kafka. It is safe for concurrent use. New connects to
 // nothing and starts no goroutine: the client is created on the first delivery and
@@ -39,6 +31,7 @@ type Sink struct {
 	cfg   Config
 	opts  []kgo.Opt
 	topic *eval.Template
+	meta  eval.Meta
 
 	mu     sync.Mutex
 	cl     *kgo.Client
@@ -49,12 +42,20 @@ type Sink struct {
 	limits   map[string]int // topic → max.message.bytes, learnt after a broker refusal
 }
 
-// New validates cfg and prepares the producer options.
-func New(cfg Config, o Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and prepares the producer options.
+// deps.Logger receives the producer client's warnings and errors (never record
+// contents), and a warning at once with acks: leader.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t, err := eval.CompileTemplate(cfg.Topic, eval.EscapeNone, eval.Options{})
+	for key, sec := range map[string]configs.Secret{"brokers_env": cfg.BrokersEnv, "username": cfg.Username, "password_env": cfg.Password} {
+		if !sec.Known() {
+			return nil, sinks.KeyErrorf(key, errors.New("unknown: its environment variable is not set"))
+		}
+	}
+	t, err := deps.Templates.Compile(cfg.Topic, eval.EscapeNone)
 	if err != nil {
 		return nil, sinks.KeyErrorf("topic", err)
 	}
@@ -63,7 +64,7 @@ func New(cfg Config, o Options) (*Sink, error) {
 		return nil, err
 	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.SeedBrokers(cfg.brokers()...),
 		kgo.ProducerBatchCompression(cc),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxMessageBytes)),
 		// A delivery is bounded by Timeout: records still in flight when it expires are
@@ -72,9 +73,10 @@ func New(cfg Config, o Options) (*Sink, error) {
 		kgo.RecordDeliveryTimeout(cfg.Timeout),
 		kgo.ProduceRequestTimeout(cfg.Timeout),
 		kgo.DialTimeout(min(cfg.Timeout, DefaultTimeout)),
-		kgo.WithLogger(logger{o.Logger}),
+		kgo.WithLogger(logger{deps.Logger}),
 	}
 	if cfg.Acks == AcksLeader {
+		deps.Logger.Warn().Msg("kafka acks: leader; an acknowledged event is lost if the partition leader fails before followers copy it")
 		// franz-go's idempotent producer requires acks=all.
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	} else {
@@ -89,13 +91,13 @@ func New(cfg Config, o Options) (*Sink, error) {
 	}
 	switch cfg.SASLMechanism {
 	case SASLPlain:
-		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.Username, Pass: cfg.Password}.AsMechanism()))
+		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.Username.Value(), Pass: cfg.Password.Value()}.AsMechanism()))
 	case SASLScramSHA256:
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.Username, Pass: cfg.Password}.AsSha256Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.Username.Value(), Pass: cfg.Password.Value()}.AsSha256Mechanism()))
 	case SASLScramSHA512:
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.Username, Pass: cfg.Password}.AsSha512Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.Username.Value(), Pass: cfg.Password.Value()}.AsSha512Mechanism()))
 	}
-	return &Sink{cfg: cfg, opts: opts, topic: t, limits: map[string]int{}}, nil
+	return &Sink{cfg: cfg, opts: opts, topic: t, meta: deps.Templates.Meta, limits: map[string]int{}}, nil
 }
 
 // client returns the producer, creating it on first use.

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -46,7 +47,7 @@ func newSink(t testing.TB, cfg Config) *Sink {
 	if cfg.Topic == "" {
 		cfg.Topic = "cdc.{{ event.schema }}.{{ event.table }}"
 	}
-	s, err := New(cfg, Options{})
+	s, err := New(sinktest.Context(t), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,9 +386,10 @@ func TestConfigValidate(t *testing.T) {
 	f(Config{Brokers: ok.Brokers, Topic: "t", Compression: "brotli"}, "compression: must be")
 	f(Config{Brokers: ok.Brokers, Topic: "t", MaxMessageBytes: 10}, "max_message_bytes")
 	f(Config{Brokers: ok.Brokers, Topic: "t", SASLMechanism: "PLAIN"}, "needs a username")
-	f(Config{Brokers: ok.Brokers, Topic: "t", Username: "u", Password: "p"}, "sasl_mechanism: required")
-	f(Config{Brokers: ok.Brokers, Topic: "t", SASLMechanism: "GSSAPI", Username: "u", Password: "p"}, "must be PLAIN")
+	f(Config{Brokers: ok.Brokers, Topic: "t", Username: configs.NewSecret("u"), Password: configs.NewSecret("p")}, "sasl_mechanism: required")
+	f(Config{Brokers: ok.Brokers, Topic: "t", SASLMechanism: "GSSAPI", Username: configs.NewSecret("u"), Password: configs.NewSecret("p")}, "must be PLAIN")
 	cfg := ok
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil || cfg.Timeout != DefaultTimeout || cfg.Acks != AcksAll ||
 		cfg.Compression != "none" || cfg.MaxMessageBytes != DefaultMaxMessageBytes {
 		t.Fatalf("unexpected defaults: %+v (%v)", cfg, err)
@@ -403,7 +405,7 @@ func TestSASL(t *testing.T) {
 	f := func(mech, user, pass string, wantClass string) {
 		t.Run(mech+"/"+user+"/"+pass, func(t *testing.T) {
 			s := newSink(t, Config{Brokers: c.ListenAddrs(), Topic: topic, Timeout: time.Second,
-				SASLMechanism: mech, Username: user, Password: pass})
+				SASLMechanism: mech, Username: configs.NewSecret(user), Password: configs.NewSecret(pass)})
 			err := s.Deliver(context.Background(), ev)
 			if wantClass == "" {
 				if err != nil {

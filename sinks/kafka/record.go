@@ -30,7 +30,7 @@ func (s *Sink) record(ev *decoder.Event) (*kgo.Record, error) {
 	topic := s.cfg.Topic
 	if !s.topic.Static() {
 		var err error
-		if topic, err = s.topic.Render(eval.NewEnv(ev, eval.Meta{})); err != nil {
+		if topic, err = s.topic.Render(eval.NewEnv(ev, s.meta)); err != nil {
 			return nil, sinks.Permanent("template", fmt.Errorf("render topic: %w", err))
 		}
 		if err := checkTopic(topic); err != nil {
@@ -47,7 +47,7 @@ func (s *Sink) record(ev *decoder.Event) (*kgo.Record, error) {
 			{Key: HeaderOp, Value: []byte(ev.Op.String())},
 		},
 	}
-	if n := recordSize(r); n > s.cfg.MaxMessageBytes {
+	if n := recordSize(r); n > int(s.cfg.MaxMessageBytes) {
 		return nil, sinks.Permanent("too_large", fmt.Errorf("record of %d bytes exceeds max_message_bytes (%d)", n, s.cfg.MaxMessageBytes))
 	}
 	return r, nil

@@ -31,16 +31,21 @@ var levels = map[string]zerolog.Level{
 	"warn": zerolog.WarnLevel, "error": zerolog.ErrorLevel,
 }
 
-// Validate checks the configuration and fills defaults; errors are *sinks.KeyError.
-func (c *Config) Validate() error {
+// Defaults fills the keys left out: level info, message_template "event".
+func (c *Config) Defaults() {
 	if c.Level == "" {
 		c.Level = "info"
 	}
-	if _, ok := levels[c.Level]; !ok {
-		return sinks.KeyErrorf("level", fmt.Errorf("must be trace, debug, info, warn or error, not %q", c.Level))
-	}
 	if c.MessageTemplate == "" {
 		c.MessageTemplate = DefaultMessage
+	}
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError.
+func (c *Config) Validate() error {
+	if _, ok := levels[c.Level]; !ok && c.Level != "" {
+		return sinks.KeyErrorf("level", fmt.Errorf("must be trace, debug, info, warn or error, not %q", c.Level))
 	}
 	if _, err := eval.CompileTemplate(c.MessageTemplate, eval.EscapeNone, eval.Options{}); err != nil {
 		return sinks.KeyErrorf("message_template", err)
@@ -48,16 +53,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// LogLevel returns the configured level; call after Validate.
+// LogLevel returns the configured level; call after Defaults.
 func (c *Config) LogLevel() zerolog.Level { return levels[c.Level] }
-
-// Options are the sink's dependencies.
-type Options struct {
-	// Logger receives the lines; the builder adds the action id to it.
-	Logger zerolog.Logger
-	// Entity is the observer's entity name, seen by message_template as `entity`.
-	Entity string
-}
 
 // Sink writes events as log lines. It is safe for concurrent use as far as the
 // logger's writer is.
@@ -68,17 +65,23 @@ type Sink struct {
 	meta  eval.Meta
 }
 
-// New validates cfg and returns a sink. A level below the logger's own level
-// writes nothing, and every event still counts as delivered.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and returns a sink writing to
+// deps.Logger. A level below the logger's own level writes nothing, and every
+// event still counts as delivered: New warns about it once.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t, err := eval.CompileTemplate(cfg.MessageTemplate, eval.EscapeNone, eval.Options{})
+	t, err := deps.Templates.Compile(cfg.MessageTemplate, eval.EscapeNone)
 	if err != nil {
 		return nil, sinks.KeyErrorf("message_template", err)
 	}
-	return &Sink{log: opts.Logger, level: cfg.LogLevel(), msg: t, meta: eval.Meta{Entity: opts.Entity}}, nil
+	if lvl := cfg.LogLevel(); lvl < deps.Logger.GetLevel() {
+		deps.Logger.Warn().Str("level", cfg.Level).Str("logging_level", deps.Logger.GetLevel().String()).
+			Msg("log action level is below the logging level: its lines will not be written")
+	}
+	return &Sink{log: deps.Logger, level: cfg.LogLevel(), msg: t, meta: deps.Templates.Meta}, nil
 }
 
 // Deliver writes one line: level, event_id, table ("schema.table"), op and the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -38,7 +40,7 @@ func logLines(t *testing.T, buf *sinktest.LockedBuffer) []map[string]any {
 // "event"; no row value.
 func TestDefaultLine(t *testing.T) {
 	var buf sinktest.LockedBuffer
-	s, err := New(Config{}, Options{Logger: zerolog.New(&buf).With().Str("action", "o.log").Logger()})
+	s, err := New(t.Context(), Config{}, sinks.Deps{Logger: zerolog.New(&buf).With().Str("action", "o.log").Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +75,19 @@ func TestLevelsAndTemplate(t *testing.T) {
 	f := func(level string, loggerLevel zerolog.Level, tmpl, wantMsg string) {
 		t.Helper()
 		var buf sinktest.LockedBuffer
-		s, err := New(Config{Level: level, MessageTemplate: tmpl}, Options{Logger: zerolog.New(&buf).Level(loggerLevel), Entity: "Order"})
+		s, err := New(t.Context(), Config{Level: level, MessageTemplate: tmpl},
+			sinks.Deps{Logger: zerolog.New(&buf).Level(loggerLevel), Templates: sinks.Templates{Meta: eval.Meta{Entity: "Order"}}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		built := logLines(t, &buf) // New warns about a level below the logger's
+		if below := wantMsg == ""; len(built) != 0 != below || below && !strings.Contains(fmt.Sprint(built[0]["message"]), "below the logging level") {
+			t.Fatalf("unexpected lines from New; got %v; want one warning only for a level below the logger's", built)
 		}
 		if err := s.Deliver(t.Context(), ev); err != nil {
 			t.Fatal(err)
 		}
-		lines := logLines(t, &buf)
+		lines := logLines(t, &buf)[len(built):]
 		if wantMsg == "" {
 			if len(lines) != 0 {
 				t.Fatalf("unexpected line below the logger's level: %v", lines)
@@ -99,7 +106,7 @@ func TestLevelsAndTemplate(t *testing.T) {
 	f("trace", zerolog.DebugLevel, "x", "")
 
 	// A template that fails for the event is a permanent failure.
-	s, _ := New(Config{MessageTemplate: "{{ new.missing }}"}, Options{Logger: zerolog.Nop()})
+	s, _ := New(t.Context(), Config{MessageTemplate: "{{ new.missing }}"}, sinks.Deps{Logger: zerolog.Nop()})
 	bad := &decoder.Event{Op: decoder.OpInsert, New: ev.New}
 	if err := s.Deliver(t.Context(), bad); sinks.Class(err) != "template" || pipeline.Retryable(err) {
 		t.Fatalf("unexpected error; got %v", err)
@@ -117,6 +124,7 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("unexpected error for a bad template; got %v", err)
 	}
 	c = Config{}
+	c.Defaults()
 	if err := c.Validate(); err != nil || c.Level != "info" || c.MessageTemplate != "event" {
 		t.Fatalf("unexpected defaults: %+v, %v", c, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // BenchmarkDeliver publishes SINK_BENCH_EVENTS events (20000 by default) to a file
@@ -13,7 +15,7 @@ import (
 func BenchmarkDeliver(b *testing.B) {
 	srv := startNATS(b, "")
 	createStream(b, jsClient(b, srv.url))
-	s, err := Open(sinktest.Context(b), Config{URL: srv.url, Subject: subject, Stream: "CDC"}, Options{})
+	s, err := New(sinktest.Context(b), Config{URL: configs.NewSecret(srv.url), Subject: subject, Stream: "CDC"}, sinks.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -27,13 +29,14 @@ const (
 	MaxPending = 4000
 )
 
-// Config is the configuration of a `type: nats` action. The secret fields (Password,
-// Token, NKeySeed) come from environment variables named in the configuration file
-// (password_env, ...); the wiring code fills them.
+// Config is the configuration of a `type: nats` action. The credentials come only
+// from environment variables (user_env, password_env, token_env, nkey_seed_env).
+// Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
 	// URL is nats://host:port or tls://host:port (TLS, the server certificate verified
-	// against the system roots or CAFile), or several separated by commas. Required.
-	URL string `yaml:"url"`
+	// against the system roots or CAFile), or several separated by commas: url, or
+	// url_env naming the variable that holds it. Required.
+	URL configs.Secret `yaml:"url,env"`
 	// CAFile is a PEM file of CA certificates to verify the server with, instead of the
 	// system roots. It turns TLS on.
 	CAFile string `yaml:"ca_file"`
@@ -54,30 +57,54 @@ type Config struct {
 	// DialTimeout bounds connecting to a server (5s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 
-	// User and Password authenticate with a user name and password.
-	User     string `yaml:"-"`
-	Password string `yaml:"-"`
-	// Token authenticates with a token.
-	Token string `yaml:"-"`
-	// NKeySeed authenticates with an nkey: the user seed ("SU...").
-	NKeySeed string `yaml:"-"`
+	// Batch is batch_size: the most events one asynchronous batch publishes
+	// (default pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
 
-	tmpl *eval.Template
+	// User and Password (user_env, password_env) authenticate with a user name
+	// and password.
+	User     configs.Secret `yaml:"user_env,env"`
+	Password configs.Secret `yaml:"password_env,env"`
+	// Token (token_env) authenticates with a token.
+	Token configs.Secret `yaml:"token_env,env"`
+	// NKeySeed (nkey_seed_env) authenticates with an nkey: the user seed ("SU...").
+	NKeySeed configs.Secret `yaml:"nkey_seed_env,env"`
 }
 
-// Validate checks the configuration, compiles the subject template and fills
+// Defaults fills the keys left out: timeout 5s, dial_timeout 5s.
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+}
+
+// Validate checks the configuration, compiling the subject template and looking
+// at the files it names; it changes nothing, and zero values pass as their
 // defaults. Its errors never quote a secret or the URL.
 func (c *Config) Validate() error {
-	if c.URL == "" {
-		return keyErr("url", errors.New("is required"))
+	if !c.URL.IsSet() {
+		return keyErr("url", errors.New("url or url_env is required"))
 	}
-	for _, u := range strings.Split(c.URL, ",") {
-		if err := checkURL(strings.TrimSpace(u)); err != nil {
-			return keyErr("url", err)
+	for key, path := range map[string]string{"creds_file": c.CredsFile, "ca_file": c.CAFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return keyErr(key, err)
+		}
+	}
+	if c.URL.Known() {
+		for _, u := range strings.Split(c.URL.Value(), ",") {
+			if err := checkURL(strings.TrimSpace(u)); err != nil {
+				return keyErr("url", err)
+			}
 		}
 	}
 	methods := 0
-	for _, set := range []bool{c.CredsFile != "", c.NKeySeed != "", c.User != "" || c.Password != "", c.Token != ""} {
+	for _, set := range []bool{c.CredsFile != "", c.NKeySeed.IsSet(), c.User.IsSet() || c.Password.IsSet(), c.Token.IsSet()} {
 		if set {
 			methods++
 		}
@@ -85,7 +112,7 @@ func (c *Config) Validate() error {
 	if methods > 1 {
 		return keyErr("creds_file", errors.New("use one way to authenticate: creds_file, nkey_seed_env, user_env with password_env, or token_env"))
 	}
-	if (c.User == "") != (c.Password == "") {
+	if c.User.IsSet() != c.Password.IsSet() {
 		return keyErr("user_env", errors.New("user_env and password_env go together"))
 	}
 	if c.Subject == "" {
@@ -100,7 +127,6 @@ func (c *Config) Validate() error {
 			return keyErr("subject", err)
 		}
 	}
-	c.tmpl = t
 	if c.Stream != "" && !validStreamName(c.Stream) {
 		return keyErr("stream", errors.New("a stream name has no spaces, '.', '*', '>', '/' or '\\'"))
 	}
@@ -110,13 +136,7 @@ func (c *Config) Validate() error {
 	case c.DialTimeout < 0:
 		return keyErr("dial_timeout", errors.New("must not be negative"))
 	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	return nil
+	return c.Batch.Check()
 }
 
 // checkURL checks one server URL without quoting it (it may hold a password).

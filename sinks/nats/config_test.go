@@ -10,6 +10,7 @@ import (
 	natsio "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -20,14 +21,14 @@ func TestConfig(t *testing.T) {
 		t.Helper()
 		sinktest.WantKeyError(t, cfg.Validate(), key, want, "s3cret")
 	}
-	ok := Config{URL: "nats://127.0.0.1:4222", Subject: subject}
+	ok := Config{URL: configs.NewSecret("nats://127.0.0.1:4222"), Subject: subject}
 	f(ok, "", "")
 	with := func(m func(*Config)) Config { c := ok; m(&c); return c }
-	f(with(func(c *Config) { c.URL = "tls://a:4222, nats://u:s3cret@b:4222" }), "", "")
-	f(with(func(c *Config) { c.URL = "" }), "url", "required")
-	f(with(func(c *Config) { c.URL = "http://a:4222" }), "url", "scheme")
-	f(with(func(c *Config) { c.URL = "nats://u:s3cret@a:4222/x" }), "url", "path or query")
-	f(with(func(c *Config) { c.URL = "nats://u:s3cret@a:4222\x7f" }), "url", "not a valid URL")
+	f(with(func(c *Config) { c.URL = configs.NewSecret("tls://a:4222, nats://u:s3cret@b:4222") }), "", "")
+	f(with(func(c *Config) { c.URL = configs.NewSecret("") }), "url", "required")
+	f(with(func(c *Config) { c.URL = configs.NewSecret("http://a:4222") }), "url", "scheme")
+	f(with(func(c *Config) { c.URL = configs.NewSecret("nats://u:s3cret@a:4222/x") }), "url", "path or query")
+	f(with(func(c *Config) { c.URL = configs.NewSecret("nats://u:s3cret@a:4222\x7f") }), "url", "not a valid URL")
 	f(with(func(c *Config) { c.Subject = "" }), "subject", "required")
 	f(with(func(c *Config) { c.Subject = "cdc.>" }), "subject", "wildcard")
 	f(with(func(c *Config) { c.Subject = "cdc..x" }), "subject", "empty token")
@@ -35,11 +36,14 @@ func TestConfig(t *testing.T) {
 	f(with(func(c *Config) { c.Subject = "cdc.{{ new.id " }), "subject", "unclosed")
 	f(with(func(c *Config) { c.Stream = "a.b" }), "stream", "stream name")
 	f(with(func(c *Config) { c.Timeout = -1 }), "timeout", "negative")
-	f(with(func(c *Config) { c.Token, c.User, c.Password = "s3cret", "u", "s3cret" }), "creds_file", "one way")
-	f(with(func(c *Config) { c.User = "u" }), "user_env", "go together")
-	f(with(func(c *Config) { c.Token = "s3cret" }), "", "")
+	f(with(func(c *Config) {
+		c.Token, c.User, c.Password = configs.NewSecret("s3cret"), configs.NewSecret("u"), configs.NewSecret("s3cret")
+	}), "creds_file", "one way")
+	f(with(func(c *Config) { c.User = configs.NewSecret("u") }), "user_env", "go together")
+	f(with(func(c *Config) { c.Token = configs.NewSecret("s3cret") }), "", "")
 
 	c := ok
+	c.Defaults()
 	if err := c.Validate(); err != nil || c.Timeout != DefaultTimeout || c.DialTimeout != DefaultDialTimeout {
 		t.Fatalf("unexpected defaults; got %+v, %v", c, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -122,7 +123,7 @@ func checkStored(t testing.TB, msgs []stored, evs []*decoder.Event, subject stri
 
 func openSink(t testing.TB, cfg Config, set *metrics.Set) *Sink {
 	t.Helper()
-	s, err := Open(sinktest.Context(t), cfg, Options{ActionID: "test.nats", Metrics: set})
+	s, err := New(sinktest.Context(t), cfg, sinks.Deps{ActionID: "test.nats", Metrics: set})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -22,42 +23,47 @@ import (
 // publishes already wait for their PubAck.
 const StallWait = 200 * time.Millisecond
 
-// Options are what the sink gets from the wiring besides its configuration.
-type Options struct {
-	// Logger receives connection events (disconnected, reconnected, asynchronous
-	// errors) and debug lines; never row values or secrets. The zero Logger discards.
-	Logger zerolog.Logger
-	// ActionID names the action in log lines and metric labels.
-	ActionID string
-	// Metrics receives observer_nats_duplicates_total{action="..."}; nil means a
-	// private set.
-	Metrics *metrics.Set
-}
-
 // Sink publishes events to JetStream. It is safe for concurrent use.
 type Sink struct {
 	cfg        Config
+	tmpl       *eval.Template
+	meta       eval.Meta
 	nc         *natsio.Conn
 	js         jetstream.JetStream
 	log        zerolog.Logger
 	duplicates *metrics.Counter
 }
 
-// Open validates cfg, connects (bounded by the dial timeout) and, when cfg.Stream is
-// set, checks the stream (bounded by ctx). Unlike a New, it does I/O and the NATS
-// client starts its reader, flusher and callback goroutines, which reconnect on their
-// own (forever) when the connection drops; Close stops them. A server that cannot be
-// reached, refused credentials or a missing stream are errors.
-func Open(ctx context.Context, cfg Config, o Options) (*Sink, error) {
+// New fills cfg's defaults, validates it, connects (bounded by the dial timeout)
+// and, when cfg.Stream is set, checks the stream (bounded by ctx and the timeout).
+// Unlike most sinks' New it does I/O, and the NATS client starts its reader,
+// flusher and callback goroutines, which reconnect on their own (forever) when
+// the connection drops; Close stops them. A server that cannot be reached,
+// refused credentials or a missing stream are errors. deps.Logger receives
+// connection events (disconnected, reconnected, asynchronous errors);
+// deps.Metrics receives observer_nats_duplicates_total{action="..."}.
+func New(ctx context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := o.Logger.With().Str("action", o.ActionID).Logger()
+	for key, sec := range map[string]configs.Secret{"url": cfg.URL, "user_env": cfg.User, "password_env": cfg.Password, "token_env": cfg.Token, "nkey_seed_env": cfg.NKeySeed} {
+		if !sec.Known() {
+			return nil, keyErr(key, errors.New("unknown: its environment variable is not set"))
+		}
+	}
+	t, err := deps.Templates.Compile(cfg.Subject, eval.EscapeNone)
+	if err != nil {
+		return nil, keyErr("subject", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+cfg.Timeout+time.Second)
+	defer cancel()
+	log := deps.Logger
 	opts, err := connectOptions(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := natsio.Connect(cfg.URL, opts...)
+	nc, err := natsio.Connect(cfg.URL.Value(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
@@ -67,12 +73,8 @@ func Open(ctx context.Context, cfg Config, o Options) (*Sink, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	set := o.Metrics
-	if set == nil {
-		set = metrics.NewSet()
-	}
-	s := &Sink{cfg: cfg, nc: nc, js: js, log: log,
-		duplicates: set.GetOrCreateCounter(`observer_nats_duplicates_total{action=` + strconv.Quote(o.ActionID) + `}`)}
+	s := &Sink{cfg: cfg, tmpl: t, meta: deps.Templates.Meta, nc: nc, js: js, log: log,
+		duplicates: deps.MetricSet().GetOrCreateCounter(`observer_nats_duplicates_total{action=` + strconv.Quote(deps.ActionID) + `}`)}
 	if cfg.Stream != "" {
 		if err := s.checkStream(ctx); err != nil {
 			nc.Close()
@@ -102,8 +104,8 @@ func connectOptions(cfg Config, log zerolog.Logger) ([]natsio.Option, error) {
 	switch {
 	case cfg.CredsFile != "":
 		opts = append(opts, natsio.UserCredentials(cfg.CredsFile))
-	case cfg.NKeySeed != "":
-		kp, err := nkeys.FromSeed([]byte(cfg.NKeySeed))
+	case cfg.NKeySeed.IsSet():
+		kp, err := nkeys.FromSeed([]byte(cfg.NKeySeed.Value()))
 		if err != nil {
 			return nil, keyErr("nkey_seed_env", errors.New("not a valid nkey seed"))
 		}
@@ -112,10 +114,10 @@ func connectOptions(cfg Config, log zerolog.Logger) ([]natsio.Option, error) {
 			return nil, keyErr("nkey_seed_env", errors.New("not a user nkey seed (SU...)"))
 		}
 		opts = append(opts, natsio.Nkey(pub, kp.Sign))
-	case cfg.User != "":
-		opts = append(opts, natsio.UserInfo(cfg.User, cfg.Password))
-	case cfg.Token != "":
-		opts = append(opts, natsio.Token(cfg.Token))
+	case cfg.User.IsSet():
+		opts = append(opts, natsio.UserInfo(cfg.User.Value(), cfg.Password.Value()))
+	case cfg.Token.IsSet():
+		opts = append(opts, natsio.Token(cfg.Token.Value()))
 	}
 	return opts, nil
 }
@@ -132,7 +134,7 @@ func (s *Sink) checkStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("look up stream %q: %w", s.cfg.Stream, err)
 	}
-	if !s.cfg.tmpl.Static() {
+	if !s.tmpl.Static() {
 		return nil
 	}
 	subjects := st.CachedInfo().Config.Subjects
@@ -148,9 +150,9 @@ func (s *Sink) checkStream(ctx context.Context) error {
 // when a stream is configured).
 func (s *Sink) msg(ev *decoder.Event) (*natsio.Msg, error) {
 	subject := s.cfg.Subject
-	if !s.cfg.tmpl.Static() {
+	if !s.tmpl.Static() {
 		var err error
-		if subject, err = s.cfg.tmpl.Render(eval.NewEnv(ev, eval.Meta{})); err != nil {
+		if subject, err = s.tmpl.Render(eval.NewEnv(ev, s.meta)); err != nil {
 			return nil, sinks.Permanent("template", fmt.Errorf("render subject: %w", err))
 		}
 		if err := CheckSubject(subject); err != nil {

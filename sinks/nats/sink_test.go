@@ -11,6 +11,7 @@ import (
 	natsio "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -45,7 +46,7 @@ func TestPublish(t *testing.T) {
 	st := createStream(t, jsClient(t, srv.url))
 	evs := sinktest.Events(2000, 200)
 	set := metrics.NewSet()
-	sink := openSink(t, Config{URL: srv.url, Subject: subject, Stream: "CDC"}, set)
+	sink := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: subject, Stream: "CDC"}, set)
 
 	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[:1000], sinktest.RunOptions{}))
 	sinktest.NoDLQ(t, sinktest.Run(t, noClose{sink}, evs[1000:], sinktest.RunOptions{BatchSize: 64}))
@@ -74,7 +75,7 @@ func TestServerRestart(t *testing.T) {
 	srv := startNATS(t, "")
 	st := createStream(t, jsClient(t, srv.url))
 	evs := sinktest.Events(4000, 400)
-	sink := sinktest.KillAfter(openSink(t, Config{URL: srv.url, Subject: subject, Stream: "CDC", Timeout: 2 * time.Second}, nil), 1000, srv.Process)
+	sink := sinktest.KillAfter(openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: subject, Stream: "CDC", Timeout: 2 * time.Second}, nil), 1000, srv.Process)
 	sink.Down = 3 * time.Second
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 50,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 300, Strategy: pipeline.BackoffFixed, Initial: 200 * time.Millisecond}})
@@ -104,7 +105,7 @@ func TestMaxPayload(t *testing.T) {
 	for i := 0; i < len(evs); i += 4 {
 		evs[i] = bigEvent(evs[i], 2000)
 	}
-	sink := openSink(t, Config{URL: srv.url, Subject: subject}, nil)
+	sink := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: subject}, nil)
 	for _, batch := range []int{1, 8} {
 		d := sinktest.Run(t, noClose{sink}, evs, sinktest.RunOptions{BatchSize: batch})
 		letters(t, d, 5, "too_large", 1)
@@ -123,23 +124,23 @@ func TestMaxPayload(t *testing.T) {
 // the stream key, the missing stream is an error at start.
 func TestNoStream(t *testing.T) {
 	srv := startNATS(t, "")
-	sink := openSink(t, Config{URL: srv.url, Subject: "nowhere.{{ event.table }}", Timeout: time.Second}, nil)
+	sink := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: "nowhere.{{ event.table }}", Timeout: time.Second}, nil)
 	retry := pipeline.RetryPolicy{MaxAttempts: 2, Strategy: pipeline.BackoffFixed}
 	for _, batch := range []int{1, 4} {
 		d := sinktest.Run(t, noClose{sink}, sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: batch, Retry: retry})
 		letters(t, d, 4, "no_stream", 2)
 	}
 
-	_, err := Open(sinktest.Context(t), Config{URL: srv.url, Subject: "cdc.x", Stream: "MISSING"}, Options{})
+	_, err := New(sinktest.Context(t), Config{URL: configs.NewSecret(srv.url), Subject: "cdc.x", Stream: "MISSING"}, sinks.Deps{})
 	if err == nil || !strings.Contains(err.Error(), `stream "MISSING" does not exist`) {
 		t.Fatalf("unexpected error for a missing stream; got %v", err)
 	}
 	createStream(t, jsClient(t, srv.url))
-	_, err = Open(sinktest.Context(t), Config{URL: srv.url, Subject: "other.x", Stream: "CDC"}, Options{})
+	_, err = New(sinktest.Context(t), Config{URL: configs.NewSecret(srv.url), Subject: "other.x", Stream: "CDC"}, sinks.Deps{})
 	if err == nil || !strings.Contains(err.Error(), `does not capture subject "other.x"`) {
 		t.Fatalf("unexpected error for a subject outside the stream; got %v", err)
 	}
-	s := openSink(t, Config{URL: srv.url, Subject: "cdc.orders", Stream: "CDC"}, nil)
+	s := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: "cdc.orders", Stream: "CDC"}, nil)
 	if err := s.Deliver(sinktest.Context(t), sinktest.Events(1, 1)[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestNoStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = openSink(t, Config{URL: srv.url, Subject: "other.{{ event.table }}", Stream: "CDC"}, nil)
+	s = openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: "other.{{ event.table }}", Stream: "CDC"}, nil)
 	for _, batch := range []int{1, 4} {
 		d := sinktest.Run(t, noClose{s}, sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: batch})
 		letters(t, d, 4, "js_10060", 1)
@@ -176,7 +177,7 @@ func TestPubAckTimeout(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	nc.Flush()
-	sink := openSink(t, Config{URL: srv.url, Subject: "silent.{{ event.table }}", Timeout: 300 * time.Millisecond}, nil)
+	sink := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: "silent.{{ event.table }}", Timeout: 300 * time.Millisecond}, nil)
 	for _, batch := range []int{1, 4} {
 		d := sinktest.Run(t, noClose{sink}, sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: batch,
 			Retry: pipeline.RetryPolicy{MaxAttempts: 2, Strategy: pipeline.BackoffFixed}})
@@ -189,7 +190,7 @@ func TestPubAckTimeout(t *testing.T) {
 func TestBadSubject(t *testing.T) {
 	srv := startNATS(t, "")
 	createStream(t, jsClient(t, srv.url))
-	sink := openSink(t, Config{URL: srv.url, Subject: "cdc.{{ new.status }}"}, nil)
+	sink := openSink(t, Config{URL: configs.NewSecret(srv.url), Subject: "cdc.{{ new.status }}"}, nil)
 	evs := sinktest.Events(5, 5)
 	for i, status := range []string{"", "a b", "a.*", "a.>", "a..b"} {
 		evs[i] = withStatus(evs[i], status)
@@ -208,26 +209,26 @@ func TestAuth(t *testing.T) {
 		t.Helper()
 		srv := startNATS(t, extra)
 		for _, c := range []*Config{&good, &bad} {
-			c.URL, c.Subject = srv.url, "cdc.orders"
+			c.URL, c.Subject = configs.NewSecret(srv.url), "cdc.orders"
 		}
-		if _, err := Open(sinktest.Context(t), bad, Options{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		if _, err := New(sinktest.Context(t), bad, sinks.Deps{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 			t.Fatalf("unexpected error with wrong credentials; got %v", err)
 		}
-		createStream(t, jsClient(t, good.URL, client))
+		createStream(t, jsClient(t, good.URL.Value(), client))
 		s := openSink(t, good, nil)
 		if err := s.Deliver(sinktest.Context(t), sinktest.Events(1, 1)[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f(`authorization { token: "s3cret-token" }`, Config{Token: "s3cret-token"}, Config{Token: "wrong"}, natsio.Token("s3cret-token"))
-	f(`authorization { user: "obs", password: "s3cret-pass" }`, Config{User: "obs", Password: "s3cret-pass"}, Config{User: "obs", Password: "wrong"},
+	f(`authorization { token: "s3cret-token" }`, Config{Token: configs.NewSecret("s3cret-token")}, Config{Token: configs.NewSecret("wrong")}, natsio.Token("s3cret-token"))
+	f(`authorization { user: "obs", password: "s3cret-pass" }`, Config{User: configs.NewSecret("obs"), Password: configs.NewSecret("s3cret-pass")}, Config{User: configs.NewSecret("obs"), Password: configs.NewSecret("wrong")},
 		natsio.UserInfo("obs", "s3cret-pass"))
 }
 
-// TestDown: with no server, Open fails within the dial timeout.
+// TestDown: with no server, New fails within the dial timeout.
 func TestDown(t *testing.T) {
 	port := sinktest.FreePort(t)
-	_, err := Open(sinktest.Context(t), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Subject: "cdc.x", DialTimeout: time.Second}, Options{})
+	_, err := New(sinktest.Context(t), Config{URL: configs.NewSecret("nats://127.0.0.1:" + strconv.Itoa(port)), Subject: "cdc.x", DialTimeout: time.Second}, sinks.Deps{})
 	if err == nil || !strings.Contains(err.Error(), "connect to nats") {
 		t.Fatalf("unexpected error; got %v", err)
 	}

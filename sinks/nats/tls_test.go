@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // TestTLS: a tls:// URL verifies the server's certificate: with the test CA as
@@ -25,11 +27,11 @@ func TestTLS(t *testing.T) {
 	sinktest.StartProcess(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", "-c", path)
 	url := fmt.Sprintf("tls://127.0.0.1:%d", port)
 
-	if _, err := Open(sinktest.Context(t), Config{URL: url, Subject: "cdc.orders"}, Options{}); err == nil ||
+	if _, err := New(sinktest.Context(t), Config{URL: configs.NewSecret(url), Subject: "cdc.orders"}, sinks.Deps{}); err == nil ||
 		!strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("unexpected error without the CA; got %v", err)
 	}
-	s := openSink(t, Config{URL: url, Subject: "cdc.orders", CAFile: certs.CAFile}, nil)
+	s := openSink(t, Config{URL: configs.NewSecret(url), Subject: "cdc.orders", CAFile: certs.CAFile}, nil)
 	st := createStream(t, s.js)
 	evs := sinktest.Events(10, 10)
 	sinktest.NoDLQ(t, sinktest.Run(t, noClose{s}, evs, sinktest.RunOptions{BatchSize: 5}))

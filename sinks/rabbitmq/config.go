@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -16,30 +17,34 @@ const (
 	DefaultMaxMessageBytes = 128 << 20 // RabbitMQ's default max_message_size (3.8+)
 )
 
-// Config is the rabbitmq action configuration. The zero value of every field but
-// URL and RoutingKey means its documented default.
+// Config is the rabbitmq action configuration (YAML keys of a `type: rabbitmq`
+// action). Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// URL is amqp://user:pass@host:port/vhost or amqps://... (TLS, verified).
-	URL string
+	// URL is amqp://user:pass@host:port/vhost or amqps://... (TLS, verified): url,
+	// or url_env naming the variable that holds it.
+	URL configs.Secret `yaml:"url,env"`
 	// Exchange is an EscapeNone template naming the exchange; "" is the default
 	// exchange, which routes by queue name.
-	Exchange string
+	Exchange string `yaml:"exchange"`
 	// RoutingKey is an EscapeNone template ("{{ event.table }}.{{ event.op }}").
-	RoutingKey string
-	// AllowUnroutable publishes without the mandatory flag: a message no queue is
-	// bound for is dropped by the broker and the delivery still succeeds. By default
-	// (false) it is returned and the delivery fails permanently (class unroutable).
-	AllowUnroutable bool
+	RoutingKey string `yaml:"routing_key"`
+	// Mandatory (default true) publishes with the mandatory flag: a message no
+	// queue is bound for is returned and the delivery fails permanently (class
+	// unroutable). With false the broker drops it and the delivery still succeeds.
+	Mandatory *bool `yaml:"mandatory"`
 	// Timeout bounds one delivery: connecting, publishing and waiting for the
 	// publisher confirms (default 10s).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// MaxMessageBytes refuses larger messages before publishing (default 128MiB,
 	// RabbitMQ's default max_message_size).
-	MaxMessageBytes int
+	MaxMessageBytes configs.Size `yaml:"max_message_bytes"`
 	// Declare, when set, declares an exchange on every (re)connection.
-	Declare *Declare
+	Declare *Declare `yaml:"declare"`
 	// TLS configures amqps:// connections (default: verify against the system roots).
-	TLS *sinks.TLSFiles
+	TLS *sinks.TLSFiles `yaml:"tls"`
+	// Batch is batch_size: the most events one delivery publishes on one channel
+	// (default pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
 }
 
 // Declare describes an exchange to declare.
@@ -52,27 +57,57 @@ type Declare struct {
 	Durable bool `yaml:"durable"`
 }
 
-// Validate checks the configuration and fills defaults. Its messages name the key
-// at fault first ("routing_key: ...") and never contain the URL's password.
+// Defaults fills the keys left out: timeout 10s, max_message_bytes 128MiB, and
+// declare's name (the exchange, when it has no placeholder) and kind (topic).
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Declare != nil {
+		d := *c.Declare // the caller's Declare stays as it is
+		if ex, err := eval.CompileTemplate(c.Exchange, eval.EscapeNone, eval.Options{}); d.Name == "" && err == nil && ex.Static() {
+			d.Name = c.Exchange
+		}
+		if d.Kind == "" {
+			d.Kind = "topic"
+		}
+		c.Declare = &d
+	}
+}
+
+// AllowUnroutable reports whether mandatory is false.
+func (c *Config) AllowUnroutable() bool { return c.Mandatory != nil && !*c.Mandatory }
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its messages name the key at fault first ("routing_key: ...")
+// and never contain the URL's password. It reads the TLS files.
 func (c *Config) Validate() error {
-	if c.URL == "" {
+	if c.MaxMessageBytes > 1<<30 {
+		return sinks.KeyErrorf("max_message_bytes", errors.New("must be at most 1GiB"))
+	}
+	if !c.URL.IsSet() {
 		return sinks.KeyErrorf("url", errors.New("required"))
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return sinks.KeyErrorf("url", errors.New("not a valid URL")) // url errors repeat the URL, password included
-	}
-	switch u.Scheme {
-	case "amqp":
-		if c.TLS != nil {
-			return sinks.KeyErrorf("tls", errors.New("needs an amqps:// url"))
+	if c.URL.Known() {
+		u, err := url.Parse(c.URL.Value())
+		if err != nil {
+			return sinks.KeyErrorf("url", errors.New("not a valid URL")) // url errors repeat the URL, password included
 		}
-	case "amqps":
-	default:
-		return sinks.KeyErrorf("url", fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme))
-	}
-	if u.Host == "" {
-		return sinks.KeyErrorf("url", errors.New("no host"))
+		switch u.Scheme {
+		case "amqp":
+			if c.TLS != nil {
+				return sinks.KeyErrorf("tls", errors.New("needs an amqps:// url"))
+			}
+		case "amqps":
+		default:
+			return sinks.KeyErrorf("url", fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme))
+		}
+		if u.Host == "" {
+			return sinks.KeyErrorf("url", errors.New("no host"))
+		}
 	}
 	ex, err := eval.CompileTemplate(c.Exchange, eval.EscapeNone, eval.Options{})
 	if err != nil {
@@ -87,28 +122,25 @@ func (c *Config) Validate() error {
 	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
 	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
 	if c.MaxMessageBytes < 0 {
 		return sinks.KeyErrorf("max_message_bytes", errors.New("must not be negative"))
 	}
-	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
 	if d := c.Declare; d != nil {
-		if d.Name == "" {
-			if !ex.Static() || c.Exchange == "" {
-				return sinks.KeyErrorf("declare", errors.New("name is required when exchange is a template or the default exchange"))
-			}
-			d.Name = c.Exchange
+		if d.Name == "" && (!ex.Static() || c.Exchange == "") {
+			return sinks.KeyErrorf("declare", errors.New("name is required when exchange is a template or the default exchange"))
 		}
 		switch d.Kind {
-		case "":
-			d.Kind = "topic"
-		case "direct", "fanout", "topic", "headers":
+		case "", "direct", "fanout", "topic", "headers":
 		default:
 			return sinks.KeyErrorf("declare", fmt.Errorf("kind must be direct, fanout, topic or headers, not %q", d.Kind))
+		}
+	}
+	if err := c.Batch.Check(); err != nil {
+		return err
+	}
+	if c.TLS != nil {
+		if _, err := c.TLS.Config(); err != nil {
+			return sinks.KeyErrorf("tls", err)
 		}
 	}
 	return nil

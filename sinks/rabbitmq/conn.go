@@ -198,9 +198,9 @@ func (s *Sink) dial(timeout time.Duration) (*amqp.Connection, error) {
 		Dial:            amqp.DefaultDial(max(timeout, 100*time.Millisecond)),
 		Properties:      amqp.Table{"connection_name": "fraiseql-observers"},
 	}
-	conn, err := amqp.DialConfig(s.cfg.URL, cfg)
+	conn, err := amqp.DialConfig(s.cfg.URL.Value(), cfg)
 	if err != nil {
-		return nil, redact(err, s.cfg.URL)
+		return nil, redact(err, s.cfg.URL.Value())
 	}
 	return conn, nil
 }

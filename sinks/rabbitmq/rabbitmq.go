@@ -29,14 +29,6 @@ const (
 	HeaderOp    = "op"    // INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE
 )
 
-// Options are what the sink gets besides its configuration. The zero value logs
-// nothing.
-type Options struct {
-	// Logger receives connection losses and reconnections (never message bodies or
-	// the URL's password).
-	Logger zerolog.Logger
-}
-
 // Sink publishes events to RabbitMQ. It is safe for concurrent use: each delivery
 // uses a confirm channel of its own (channels are pooled). New connects to nothing
 // and starts no goroutine; the connection is opened by the first delivery, reopened
@@ -44,6 +36,7 @@ type Options struct {
 type Sink struct {
 	cfg        Config
 	log        zerolog.Logger
+	meta       eval.Meta
 	exchange   *eval.Template
 	routingKey *eval.Template
 	tls        *tls.Config
@@ -59,20 +52,26 @@ type Sink struct {
 	closed     bool
 }
 
-// New validates cfg and prepares the sink.
-func New(cfg Config, o Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and prepares the sink. deps.Logger
+// receives connection losses and reconnections (never message bodies or the
+// URL's password).
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, log: o.Logger}
+	if !cfg.URL.Known() {
+		return nil, sinks.KeyErrorf("url", errors.New("unknown: its environment variable is not set"))
+	}
+	s := &Sink{cfg: cfg, log: deps.Logger, meta: deps.Templates.Meta}
 	var err error
-	if s.exchange, err = eval.CompileTemplate(cfg.Exchange, eval.EscapeNone, eval.Options{}); err != nil {
+	if s.exchange, err = deps.Templates.Compile(cfg.Exchange, eval.EscapeNone); err != nil {
 		return nil, sinks.KeyErrorf("exchange", err)
 	}
-	if s.routingKey, err = eval.CompileTemplate(cfg.RoutingKey, eval.EscapeNone, eval.Options{}); err != nil {
+	if s.routingKey, err = deps.Templates.Compile(cfg.RoutingKey, eval.EscapeNone); err != nil {
 		return nil, sinks.KeyErrorf("routing_key", err)
 	}
-	if strings.HasPrefix(cfg.URL, "amqps:") {
+	if strings.HasPrefix(cfg.URL.Value(), "amqps:") {
 		files := sinks.TLSFiles{}
 		if cfg.TLS != nil {
 			files = *cfg.TLS
@@ -81,7 +80,7 @@ func New(cfg Config, o Options) (*Sink, error) {
 			return nil, sinks.KeyErrorf("tls", err)
 		}
 		if s.tls.ServerName == "" {
-			u, _ := url.Parse(cfg.URL)
+			u, _ := url.Parse(cfg.URL.Value())
 			s.tls.ServerName = u.Hostname()
 		}
 	}
@@ -97,7 +96,7 @@ type message struct {
 }
 
 func (s *Sink) message(ev *decoder.Event) (message, error) {
-	env := eval.NewEnv(ev, eval.Meta{})
+	env := eval.NewEnv(ev, s.meta)
 	m := message{exchange: s.cfg.Exchange, key: s.cfg.RoutingKey}
 	var err error
 	if !s.exchange.Static() {
@@ -114,7 +113,7 @@ func (s *Sink) message(ev *decoder.Event) (message, error) {
 		return m, sinks.Permanent("invalid_name", errors.New("rendered exchange or routing key longer than 255 bytes"))
 	}
 	body := ev.JSON()
-	if len(body) > s.cfg.MaxMessageBytes {
+	if len(body) > int(s.cfg.MaxMessageBytes) {
 		return m, sinks.Permanent("too_large", fmt.Errorf("message of %d bytes exceeds max_message_bytes (%d)", len(body), s.cfg.MaxMessageBytes))
 	}
 	table := ""
@@ -198,7 +197,7 @@ func (s *Sink) publish(ctx context.Context, ms []message, out []error) *amqp.Err
 	}
 	dcs := make([]*amqp.DeferredConfirmation, len(ms))
 	for j, m := range ms {
-		dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, !s.cfg.AllowUnroutable, false, m.pub)
+		dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, !s.cfg.AllowUnroutable(), false, m.pub)
 		if err != nil {
 			for k := j; k < len(ms); k++ {
 				out[k] = classifyPublishErr(err)

@@ -13,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -30,13 +31,13 @@ const (
 // cdcConfig publishes to a durable topic exchange "cdc" with routing key
 // "<table>.<op>" ("orders.INSERT").
 func cdcConfig(n *node) Config {
-	return Config{URL: n.URL, Exchange: exchange, RoutingKey: "{{ event.table }}.{{ event.op }}",
+	return Config{URL: configs.NewSecret(n.URL), Exchange: exchange, RoutingKey: "{{ event.table }}.{{ event.op }}",
 		Declare: &Declare{Kind: "topic", Durable: true}}
 }
 
 func newSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
-	s, err := New(cfg, Options{})
+	s, err := New(sinktest.Context(t), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestPublishConfirmed(t *testing.T) {
 	checkMessages(t, drain(t, n), evs, true)
 
 	// One by one, to the default exchange: the routing key names the queue.
-	s1 := newSink(t, Config{URL: n.URL, RoutingKey: queue})
+	s1 := newSink(t, Config{URL: configs.NewSecret(n.URL), RoutingKey: queue})
 	for _, ev := range evs[:3] {
 		if err := s1.Deliver(context.Background(), ev); err != nil {
 			t.Fatal(err)
@@ -186,7 +187,8 @@ func TestUnroutableGoesToDLQ(t *testing.T) {
 	checkMessages(t, drain(t, n), append(append([]*decoder.Event(nil), evs[:7]...), evs[8:]...), true)
 
 	// With mandatory off the broker drops it and the delivery succeeds.
-	cfg.AllowUnroutable = true
+	mandatory := false
+	cfg.Mandatory = &mandatory
 	if err := newSink(t, cfg).Deliver(context.Background(), lost); err != nil {
 		t.Fatalf("unexpected error with mandatory off: %v", err)
 	}
@@ -224,7 +226,7 @@ func TestTooLargeGoesToDLQAtOnce(t *testing.T) {
 
 func TestExchangeNotFoundIsTransient(t *testing.T) {
 	n := startNode(t, nodeOptions{})
-	s := newSink(t, Config{URL: n.URL, Exchange: "later", RoutingKey: "k", Timeout: 5 * time.Second})
+	s := newSink(t, Config{URL: configs.NewSecret(n.URL), Exchange: "later", RoutingKey: "k", Timeout: 5 * time.Second})
 	ev := sinktest.Events(1, 1)[0]
 	err := s.Deliver(context.Background(), ev)
 	if sinks.Class(err) != "not_found" || !pipeline.Retryable(err) {
@@ -267,7 +269,7 @@ ssl_options.fail_if_no_peer_cert = false
 		if _, err := ch.QueueDeclare("full", true, false, false, false, args); err != nil {
 			t.Fatal(err)
 		}
-		s := newSink(t, Config{URL: n.URL, RoutingKey: "full"})
+		s := newSink(t, Config{URL: configs.NewSecret(n.URL), RoutingKey: "full"})
 		if err := s.Deliver(context.Background(), ev[0]); err != nil {
 			t.Fatalf("unexpected error for the first message: %v", err)
 		}
@@ -281,7 +283,7 @@ ssl_options.fail_if_no_peer_cert = false
 	tlsURL := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", tlsPort)
 	f := func(name string, tf *sinks.TLSFiles, ok bool) {
 		t.Run("tls/"+name, func(t *testing.T) {
-			s := newSink(t, Config{URL: tlsURL, RoutingKey: "tls-q", AllowUnroutable: true, Timeout: 5 * time.Second, TLS: tf})
+			s := newSink(t, Config{URL: configs.NewSecret(tlsURL), RoutingKey: "tls-q", Mandatory: new(bool), Timeout: 5 * time.Second, TLS: tf})
 			err := s.Deliver(context.Background(), ev[0])
 			if ok != (err == nil) {
 				t.Fatalf("unexpected result; got %v; want success=%v", err, ok)
@@ -304,7 +306,7 @@ func TestConnectErrors(t *testing.T) {
 	ev := sinktest.Events(1, 1)[0]
 
 	// Wrong credentials: ACCESS_REFUSED, permanent, and the password is not shown.
-	s := newSink(t, Config{URL: strings.Replace(n.URL, "guest:guest", "guest:Wr0ngPa55", 1), RoutingKey: "q"})
+	s := newSink(t, Config{URL: configs.NewSecret(strings.Replace(n.URL, "guest:guest", "guest:Wr0ngPa55", 1)), RoutingKey: "q"})
 	err := s.Deliver(context.Background(), ev)
 	if sinks.Class(err) != "access_refused" || pipeline.Retryable(err) {
 		t.Fatalf("unexpected error; got %v (class %s); want a permanent access_refused", err, sinks.Class(err))
@@ -316,7 +318,7 @@ func TestConnectErrors(t *testing.T) {
 
 	// Nothing listens: a transient error, then a fast one while the reconnection
 	// backs off; neither waits past the timeout.
-	dead := Config{URL: "amqp://guest:guest@127.0.0.1:" + strconv.Itoa(sinktest.FreePort(t)) + "/", RoutingKey: "q", Timeout: 2 * time.Second}
+	dead := Config{URL: configs.NewSecret("amqp://guest:guest@127.0.0.1:" + strconv.Itoa(sinktest.FreePort(t)) + "/"), RoutingKey: "q", Timeout: 2 * time.Second}
 	s = newSink(t, dead)
 	for i, want := range []string{"connection_closed", "disconnected"} {
 		err := s.Deliver(context.Background(), ev)
@@ -364,18 +366,19 @@ func TestConfigValidate(t *testing.T) {
 		sinktest.WantError(t, cfg.Validate(), want, "s3cret")
 	}
 	u := "amqp://obs:s3cret@127.0.0.1:5672/vh"
-	f(Config{URL: u, RoutingKey: "q"}, "")
-	f(Config{URL: "amqps://obs:s3cret@mq.internal/", Exchange: "cdc", TLS: &sinks.TLSFiles{ServerName: "mq"}}, "")
+	f(Config{URL: configs.NewSecret(u), RoutingKey: "q"}, "")
+	f(Config{URL: configs.NewSecret("amqps://obs:s3cret@mq.internal/"), Exchange: "cdc", TLS: &sinks.TLSFiles{ServerName: "mq"}}, "")
 	f(Config{RoutingKey: "q"}, "url: required")
-	f(Config{URL: "http://obs:s3cret@h/", RoutingKey: "q"}, "url: scheme must be amqp or amqps")
-	f(Config{URL: "amqp://obs:s3cret@h:bad port/", RoutingKey: "q"}, "url: not a valid URL")
-	f(Config{URL: u, RoutingKey: "q", TLS: &sinks.TLSFiles{}}, "tls: needs an amqps:// url")
-	f(Config{URL: u}, "routing_key: required with the default exchange")
-	f(Config{URL: u, RoutingKey: "{{ oops"}, "routing_key:")
-	f(Config{URL: u, Exchange: "{{ oops", RoutingKey: "k"}, "exchange:")
-	f(Config{URL: u, Exchange: "cdc.{{ event.table }}", RoutingKey: "k", Declare: &Declare{}}, "declare: name is required")
-	f(Config{URL: u, Exchange: "cdc", RoutingKey: "k", Declare: &Declare{Kind: "x-delayed"}}, "declare: kind must be")
-	cfg := Config{URL: u, Exchange: "cdc", RoutingKey: "k", Declare: &Declare{}}
+	f(Config{URL: configs.NewSecret("http://obs:s3cret@h/"), RoutingKey: "q"}, "url: scheme must be amqp or amqps")
+	f(Config{URL: configs.NewSecret("amqp://obs:s3cret@h:bad port/"), RoutingKey: "q"}, "url: not a valid URL")
+	f(Config{URL: configs.NewSecret(u), RoutingKey: "q", TLS: &sinks.TLSFiles{}}, "tls: needs an amqps:// url")
+	f(Config{URL: configs.NewSecret(u)}, "routing_key: required with the default exchange")
+	f(Config{URL: configs.NewSecret(u), RoutingKey: "{{ oops"}, "routing_key:")
+	f(Config{URL: configs.NewSecret(u), Exchange: "{{ oops", RoutingKey: "k"}, "exchange:")
+	f(Config{URL: configs.NewSecret(u), Exchange: "cdc.{{ event.table }}", RoutingKey: "k", Declare: &Declare{}}, "declare: name is required")
+	f(Config{URL: configs.NewSecret(u), Exchange: "cdc", RoutingKey: "k", Declare: &Declare{Kind: "x-delayed"}}, "declare: kind must be")
+	cfg := Config{URL: configs.NewSecret(u), Exchange: "cdc", RoutingKey: "k", Declare: &Declare{}}
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil || cfg.Timeout != DefaultTimeout || cfg.MaxMessageBytes != DefaultMaxMessageBytes ||
 		cfg.Declare.Name != "cdc" || cfg.Declare.Kind != "topic" {
 		t.Fatalf("unexpected defaults: %+v %+v (%v)", cfg, cfg.Declare, err)

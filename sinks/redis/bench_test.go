@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // BenchmarkDeliver appends SINK_BENCH_EVENTS events (20000 by default) to a stream on
@@ -15,8 +17,8 @@ func BenchmarkDeliver(b *testing.B) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	sinktest.StartProcess(b, addr, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", b.TempDir())
-	s, err := NewStream(StreamConfig{ConnConfig: ConnConfig{URL: "redis://" + addr}, Stream: "cdc:{{ event.table }}",
-		MaxLen: 100000}, Options{})
+	s, err := NewStream(b.Context(), StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://" + addr)}, Stream: "cdc:{{ event.table }}",
+		MaxLen: 100000}, sinks.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

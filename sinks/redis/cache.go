@@ -26,7 +26,8 @@ const ScanCount = 1000
 // DefaultScanTimeout bounds one pattern invalidation (all its SCAN and UNLINK calls).
 const DefaultScanTimeout = 30 * time.Second
 
-// CacheConfig is the configuration of a `type: cache` action.
+// CacheConfig is the configuration of a `type: cache` action. Zero values mean
+// the documented defaults, which Defaults fills.
 type CacheConfig struct {
 	ConnConfig
 	// KeyPattern is a template rendering the key to invalidate, such as
@@ -41,16 +42,25 @@ type CacheConfig struct {
 	// (30s). A SCAN pass that does not finish in time is a transient failure; the
 	// retry starts a new pass (UNLINK is idempotent).
 	ScanTimeout time.Duration `yaml:"scan_timeout"`
-
-	tmpl *eval.Template
 }
 
-// Validate checks the configuration, compiles the key pattern and fills defaults.
+// Defaults fills the keys left out: action invalidate, scan_timeout 30s, and the
+// connection's.
+func (c *CacheConfig) Defaults() {
+	if c.Action == "" {
+		c.Action = ActionInvalidate
+	}
+	if c.ScanTimeout == 0 {
+		c.ScanTimeout = DefaultScanTimeout
+	}
+	c.ConnConfig.Defaults()
+}
+
+// Validate checks the configuration, compiling the key pattern; it changes
+// nothing, and zero values pass as their defaults.
 func (c *CacheConfig) Validate() error {
 	switch c.Action {
-	case "":
-		c.Action = ActionInvalidate
-	case ActionInvalidate:
+	case "", ActionInvalidate:
 	case "refresh":
 		return keyErr("action", errors.New(`refresh is not supported (a refresh would need the loader of the cached value); use invalidate`))
 	default:
@@ -59,47 +69,42 @@ func (c *CacheConfig) Validate() error {
 	if c.KeyPattern == "" {
 		return keyErr("key_pattern", errors.New("is required"))
 	}
-	t, err := eval.CompileTemplate(c.KeyPattern, eval.EscapeGlob, eval.Options{})
-	if err != nil {
+	if _, err := eval.CompileTemplate(c.KeyPattern, eval.EscapeGlob, eval.Options{}); err != nil {
 		return keyErr("key_pattern", err)
 	}
-	c.tmpl = t
 	if c.ScanTimeout < 0 {
 		return keyErr("scan_timeout", errors.New("must not be negative"))
 	}
-	if c.ScanTimeout == 0 {
-		c.ScanTimeout = DefaultScanTimeout
-	}
 	return c.ConnConfig.Validate()
-}
-
-// Options are what a Redis sink gets from the wiring besides its configuration.
-type Options struct {
-	// Logger receives debug lines per delivery (event id and counts, never keys or
-	// row values). The zero Logger discards.
-	Logger zerolog.Logger
-	// ActionID names the action in log lines.
-	ActionID string
 }
 
 // Cache is the cache-invalidation sink. It is safe for concurrent use.
 type Cache struct {
 	cfg    CacheConfig
+	tmpl   *eval.Template
+	meta   eval.Meta
 	client *goredis.Client
 	log    zerolog.Logger
 }
 
-// NewCache validates cfg and builds the sink. It does no I/O and starts no goroutine:
-// the first delivery connects. Close releases the connections.
-func NewCache(cfg CacheConfig, o Options) (*Cache, error) {
+// NewCache fills cfg's defaults, validates it and builds the sink. It does no I/O
+// and starts no goroutine: the first delivery connects. Close releases the
+// connections. deps.Logger receives debug lines per delivery (event id and
+// counts, never keys or row values).
+func NewCache(_ context.Context, cfg CacheConfig, deps sinks.Deps) (*Cache, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := cfg.newClient()
+	t, err := deps.Templates.Compile(cfg.KeyPattern, eval.EscapeGlob)
+	if err != nil {
+		return nil, keyErr("key_pattern", err)
+	}
+	client, err := cfg.newClient(deps.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{cfg: cfg, client: client, log: o.Logger.With().Str("action", o.ActionID).Logger()}, nil
+	return &Cache{cfg: cfg, tmpl: t, meta: deps.Templates.Meta, client: client, log: deps.Logger}, nil
 }
 
 // Deliver invalidates the event's key or keys. A key pattern without glob characters
@@ -107,7 +112,7 @@ func NewCache(cfg CacheConfig, o Options) (*Cache, error) {
 // keyspace, ScanCount keys per call, and each call's matches are removed with one
 // UNLINK. A missing key is no error: the invalidation has nothing to do.
 func (c *Cache) Deliver(ctx context.Context, ev *decoder.Event) error {
-	key, err := c.cfg.tmpl.Render(eval.NewEnv(ev, eval.Meta{}))
+	key, err := c.tmpl.Render(eval.NewEnv(ev, c.meta))
 	if err != nil {
 		return sinks.Permanent("template", fmt.Errorf("render key_pattern: %w", err))
 	}
@@ -115,7 +120,7 @@ func (c *Cache) Deliver(ctx context.Context, ev *decoder.Event) error {
 		return sinks.Permanent("empty_key", errors.New("key_pattern rendered an empty key"))
 	}
 	var n int64
-	pattern := c.cfg.tmpl.HasGlob()
+	pattern := c.tmpl.HasGlob()
 	if pattern {
 		n, err = c.scanUnlink(ctx, key)
 	} else {

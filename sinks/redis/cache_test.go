@@ -8,6 +8,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -16,7 +17,7 @@ import (
 
 func newCache(t *testing.T, url, pattern string) *Cache {
 	t.Helper()
-	c, err := NewCache(CacheConfig{ConnConfig: ConnConfig{URL: url}, KeyPattern: pattern}, Options{ActionID: "test.cache"})
+	c, err := NewCache(t.Context(), CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(url)}, KeyPattern: pattern}, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestCacheConfig(t *testing.T) {
 		t.Helper()
 		sinktest.WantKeyError(t, cfg.Validate(), key, want, "s3cret")
 	}
-	conn := ConnConfig{URL: "redis://127.0.0.1:6390/2"}
+	conn := ConnConfig{URL: configs.NewSecret("redis://127.0.0.1:6390/2")}
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k:{{ new.id }}"}, "", "")
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k:{{ new.id }}", Action: "invalidate"}, "", "")
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k", Action: "refresh"}, "action", "not supported")
@@ -230,17 +231,18 @@ func TestCacheConfig(t *testing.T) {
 	f(CacheConfig{ConnConfig: conn}, "key_pattern", "required")
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k:{{ new.id "}, "key_pattern", "unclosed")
 	f(CacheConfig{KeyPattern: "k"}, "url", "required")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "http://x"}, KeyPattern: "k"}, "url", "scheme")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://:s3cret@h:1?read_timeout=-1"}, KeyPattern: "k"}, "url", "query parameters")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://:s3cret@h:1/x"}, KeyPattern: "k"}, "url", "not a valid Redis URL")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://:s3cret@h:1\x7f"}, KeyPattern: "k"}, "url", "not a valid URL")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://h", Timeout: -1}, KeyPattern: "k"}, "timeout", "negative")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("http://x")}, KeyPattern: "k"}, "url", "scheme")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://:s3cret@h:1?read_timeout=-1")}, KeyPattern: "k"}, "url", "query parameters")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://:s3cret@h:1/x")}, KeyPattern: "k"}, "url", "not a valid Redis URL")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://:s3cret@h:1\x7f")}, KeyPattern: "k"}, "url", "not a valid URL")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://h"), Timeout: -1}, KeyPattern: "k"}, "timeout", "negative")
 	f(CacheConfig{ConnConfig: conn, KeyPattern: "k", ScanTimeout: -1}, "scan_timeout", "negative")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "redis://h", CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "needs a rediss")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "rediss://h", CAFile: "/nonexistent.pem"}, KeyPattern: "k"}, "ca_file", "no such file")
-	f(CacheConfig{ConnConfig: ConnConfig{URL: "rediss://h", CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "no PEM certificate")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://h"), CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "needs a rediss")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("rediss://h"), CAFile: "/nonexistent.pem"}, KeyPattern: "k"}, "ca_file", "no such file")
+	f(CacheConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("rediss://h"), CAFile: "/etc/hostname"}, KeyPattern: "k"}, "ca_file", "no PEM certificate")
 
 	c := CacheConfig{ConnConfig: conn, KeyPattern: "k"}
+	c.Defaults()
 	if err := c.Validate(); err != nil || c.DialTimeout != DefaultDialTimeout || c.Timeout != DefaultTimeout ||
 		c.ScanTimeout != DefaultScanTimeout || c.Action != ActionInvalidate {
 		t.Fatalf("unexpected defaults; got %+v, %v", c, err)

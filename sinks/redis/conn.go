@@ -13,9 +13,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observers/sinks"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // Connection defaults.
@@ -30,8 +33,9 @@ type ConnConfig struct {
 	// server certificate is verified against the system roots and the host name).
 	// Query parameters are refused: timeouts and pool size are keys of their own, so
 	// no URL can switch a timeout off. The URL may hold a password: it is never
-	// printed, and error messages never quote it.
-	URL string `yaml:"url"`
+	// printed, and error messages never quote it. url, or url_env naming the
+	// variable that holds it.
+	URL configs.Secret `yaml:"url,env"`
 	// DialTimeout bounds establishing a connection, TLS handshake included (5s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// Timeout bounds each command, or each pipeline of commands, from write to the
@@ -43,30 +47,36 @@ type ConnConfig struct {
 	// CAFile is a PEM file of CA certificates to verify a rediss:// server with,
 	// instead of the system roots.
 	CAFile string `yaml:"ca_file"`
-
-	roots *x509.CertPool
 }
 
-// Validate checks the connection settings and fills defaults.
+// Defaults fills the connection keys left out: dial_timeout 5s, timeout 2s.
+func (c *ConnConfig) Defaults() {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+}
+
+// Validate checks the connection settings; it changes nothing. It reads CAFile.
+// A URL whose variable was not set (configs.Options.DeferEnv) is not checked.
 func (c *ConnConfig) Validate() error {
-	if c.URL == "" {
-		return keyErr("url", errors.New("is required"))
+	if !c.URL.IsSet() {
+		return keyErr("url", errors.New("url or url_env is required"))
 	}
-	o, err := c.options()
-	if err != nil {
-		return keyErr("url", err)
-	}
-	if c.CAFile != "" {
-		if o.TLSConfig == nil {
+	if c.URL.Known() {
+		o, err := c.options()
+		if err != nil {
+			return keyErr("url", err)
+		}
+		if c.CAFile != "" && o.TLSConfig == nil {
 			return keyErr("ca_file", errors.New("needs a rediss:// url"))
 		}
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
+	}
+	if c.CAFile != "" {
+		if _, err := c.roots(); err != nil {
 			return keyErr("ca_file", err)
-		}
-		c.roots = x509.NewCertPool()
-		if !c.roots.AppendCertsFromPEM(pem) {
-			return keyErr("ca_file", errors.New("no PEM certificate in the file"))
 		}
 	}
 	switch {
@@ -77,19 +87,26 @@ func (c *ConnConfig) Validate() error {
 	case c.PoolSize < 0:
 		return keyErr("pool_size", errors.New("must not be negative"))
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
 	return nil
+}
+
+// roots reads CAFile.
+func (c *ConnConfig) roots() (*x509.CertPool, error) {
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in the file")
+	}
+	return roots, nil
 }
 
 // options turns the URL into go-redis options. Errors never quote the URL, which may
 // hold a password.
 func (c *ConnConfig) options() (*goredis.Options, error) {
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(c.URL.Value())
 	if err != nil {
 		return nil, errors.New("not a valid URL")
 	}
@@ -102,15 +119,20 @@ func (c *ConnConfig) options() (*goredis.Options, error) {
 	if u.Host == "" {
 		return nil, errors.New("has no host")
 	}
-	o, err := goredis.ParseURL(c.URL)
+	o, err := goredis.ParseURL(c.URL.Value())
 	if err != nil {
 		return nil, errors.New("not a valid Redis URL (redis[s]://[user:password@]host[:port][/db])")
 	}
 	return o, nil
 }
 
-// newClient builds the client; it connects lazily, at the first command.
-func (c *ConnConfig) newClient() (*goredis.Client, error) {
+// newClient builds the client; it connects lazily, at the first command. It
+// routes the client library's own diagnostics to log, once per process.
+func (c *ConnConfig) newClient(log zerolog.Logger) (*goredis.Client, error) {
+	if !c.URL.Known() {
+		return nil, keyErr("url", errors.New("unknown: its environment variable is not set"))
+	}
+	clientLoggerOnce.Do(func() { SetClientLogger(log) })
 	o, err := c.options()
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
@@ -127,8 +149,12 @@ func (c *ConnConfig) newClient() (*goredis.Client, error) {
 	o.DialerRetries = 1
 	o.ClientName = "fraiseql-observers"
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if c.roots != nil {
-		o.TLSConfig.RootCAs = c.roots
+	if c.CAFile != "" {
+		roots, err := c.roots()
+		if err != nil {
+			return nil, keyErr("ca_file", err)
+		}
+		o.TLSConfig.RootCAs = roots
 	}
 	return goredis.NewClient(o), nil
 }

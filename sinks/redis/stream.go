@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -22,9 +23,13 @@ const (
 	FieldOp      = "op"       // INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE
 )
 
-// StreamConfig is the configuration of a `type: redis_stream` action.
+// StreamConfig is the configuration of a `type: redis_stream` action. Zero values
+// mean the documented defaults, which Defaults fills.
 type StreamConfig struct {
 	ConnConfig
+	// Batch is batch_size: the most events one pipeline of XADDs carries (default
+	// pipeline.batch_size).
+	sinks.Batch `yaml:",inline"`
 	// Stream is a template rendering the stream's key, such as "cdc:{{ event.table }}".
 	// Values are written as they are (no escaping). Required.
 	Stream string `yaml:"stream"`
@@ -34,41 +39,37 @@ type StreamConfig struct {
 	// Fields lists the optional entry fields to add: table, op. event_id and event
 	// are always written and may be listed.
 	Fields []string `yaml:"fields"`
-
-	tmpl      *eval.Template
-	withTable bool
-	withOp    bool
 }
 
-// Validate checks the configuration, compiles the stream template and fills defaults.
+// Defaults fills the connection keys left out.
+func (c *StreamConfig) Defaults() { c.ConnConfig.Defaults() }
+
+// Validate checks the configuration, compiling the stream template; it changes
+// nothing, and zero values pass as their defaults.
 func (c *StreamConfig) Validate() error {
 	if c.Stream == "" {
 		return keyErr("stream", errors.New("is required"))
 	}
-	t, err := eval.CompileTemplate(c.Stream, eval.EscapeNone, eval.Options{})
-	if err != nil {
+	if _, err := eval.CompileTemplate(c.Stream, eval.EscapeNone, eval.Options{}); err != nil {
 		return keyErr("stream", err)
 	}
-	c.tmpl = t
 	if c.MaxLen < 0 {
 		return keyErr("maxlen", errors.New("must not be negative"))
 	}
 	seen := map[string]bool{}
-	c.withTable, c.withOp = false, false
 	for _, f := range c.Fields {
 		if seen[f] {
 			return keyErr("fields", fmt.Errorf("%q is listed twice", f))
 		}
 		seen[f] = true
 		switch f {
-		case FieldEventID, FieldEvent:
-		case FieldTable:
-			c.withTable = true
-		case FieldOp:
-			c.withOp = true
+		case FieldEventID, FieldEvent, FieldTable, FieldOp:
 		default:
 			return keyErr("fields", fmt.Errorf("unknown field %q (fields are event_id, event, table, op)", f))
 		}
+	}
+	if err := c.Batch.Check(); err != nil {
+		return err
 	}
 	return c.ConnConfig.Validate()
 }
@@ -78,27 +79,40 @@ func (c *StreamConfig) Validate() error {
 // or unanswered attempt appears twice; consumers deduplicate by the event_id field.
 // It is safe for concurrent use.
 type Stream struct {
-	cfg    StreamConfig
-	client *goredis.Client
-	log    zerolog.Logger
+	cfg       StreamConfig
+	tmpl      *eval.Template
+	meta      eval.Meta
+	withTable bool
+	withOp    bool
+	client    *goredis.Client
+	log       zerolog.Logger
 }
 
-// NewStream validates cfg and builds the sink. It does no I/O and starts no
-// goroutine: the first delivery connects. Close releases the connections.
-func NewStream(cfg StreamConfig, o Options) (*Stream, error) {
+// NewStream fills cfg's defaults, validates it and builds the sink. It does no I/O
+// and starts no goroutine: the first delivery connects. Close releases the
+// connections.
+func NewStream(_ context.Context, cfg StreamConfig, deps sinks.Deps) (*Stream, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := cfg.newClient()
+	t, err := deps.Templates.Compile(cfg.Stream, eval.EscapeNone)
+	if err != nil {
+		return nil, keyErr("stream", err)
+	}
+	client, err := cfg.newClient(deps.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return &Stream{cfg: cfg, client: client, log: o.Logger.With().Str("action", o.ActionID).Logger()}, nil
+	s := &Stream{cfg: cfg, tmpl: t, meta: deps.Templates.Meta, client: client, log: deps.Logger}
+	s.withTable = slices.Contains(cfg.Fields, FieldTable)
+	s.withOp = slices.Contains(cfg.Fields, FieldOp)
+	return s, nil
 }
 
 // args builds the XADD arguments of ev.
 func (s *Stream) args(ev *decoder.Event) (*goredis.XAddArgs, error) {
-	stream, err := s.cfg.tmpl.Render(eval.NewEnv(ev, eval.Meta{}))
+	stream, err := s.tmpl.Render(eval.NewEnv(ev, s.meta))
 	if err != nil {
 		return nil, sinks.Permanent("template", fmt.Errorf("render stream: %w", err))
 	}
@@ -107,10 +121,10 @@ func (s *Stream) args(ev *decoder.Event) (*goredis.XAddArgs, error) {
 	}
 	values := make([]any, 0, 8)
 	values = append(values, FieldEventID, ev.ID.String(), FieldEvent, ev.JSON())
-	if s.cfg.withTable {
+	if s.withTable {
 		values = append(values, FieldTable, ev.Schema+"."+ev.Table)
 	}
-	if s.cfg.withOp {
+	if s.withOp {
 		values = append(values, FieldOp, ev.Op.String())
 	}
 	a := &goredis.XAddArgs{Stream: stream, ID: "*", Values: values}

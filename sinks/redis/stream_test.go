@@ -6,6 +6,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -14,7 +15,7 @@ import (
 
 func newStream(t *testing.T, cfg StreamConfig) *Stream {
 	t.Helper()
-	s, err := NewStream(cfg, Options{ActionID: "test.stream"})
+	s, err := NewStream(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestStreamXAdd(t *testing.T) {
 	evs := sinktest.Events(1000, 100)
 	f := func(batch int) {
 		t.Helper()
-		cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc:{{ event.table }}", Fields: []string{"op", "table"}}
+		cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(srv.url())}, Stream: "cdc:{{ event.table }}", Fields: []string{"op", "table"}}
 		sinktest.NoDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: batch}))
 		msgs := readStream(t, rc, "cdc:orders")
 		if dups := checkEntries(t, msgs, evs, map[string]func(*decoder.Event) string{
@@ -96,7 +97,7 @@ func TestStreamXAdd(t *testing.T) {
 func TestStreamMaxLen(t *testing.T) {
 	srv := startRedis(t)
 	rc := srv.client(t)
-	cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc", MaxLen: 200}
+	cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(srv.url())}, Stream: "cdc", MaxLen: 200}
 	evs := sinktest.Events(3000, 100)
 	sinktest.NoDLQ(t, sinktest.Run(t, newStream(t, cfg), evs, sinktest.RunOptions{BatchSize: 20}))
 	n, err := rc.XLen(sinktest.Context(t), "cdc").Result()
@@ -111,7 +112,7 @@ func TestStreamMaxLen(t *testing.T) {
 func TestStreamServerRestart(t *testing.T) {
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	evs := sinktest.Events(3000, 300)
-	cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc"}
+	cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(srv.url())}, Stream: "cdc"}
 	sink := sinktest.KillAfter(newStream(t, cfg), 800, srv.Process)
 	d := sinktest.Run(t, sink, evs, sinktest.RunOptions{BatchSize: 25, Retry: patient})
 	sink.Wait(t)
@@ -130,7 +131,7 @@ func TestStreamWrongType(t *testing.T) {
 	}
 	f := func(batch int) {
 		t.Helper()
-		cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc"}
+		cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(srv.url())}, Stream: "cdc"}
 		d := sinktest.Run(t, newStream(t, cfg), sinktest.Events(10, 10), sinktest.RunOptions{BatchSize: batch})
 		letters := d.Snapshot()
 		if len(letters) != 10 {
@@ -151,7 +152,7 @@ func TestStreamWrongType(t *testing.T) {
 func TestStreamOOM(t *testing.T) {
 	srv := startRedis(t, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
 	fillOOM(t, srv.client(t), "fill:")
-	cfg := StreamConfig{ConnConfig: ConnConfig{URL: srv.url()}, Stream: "cdc"}
+	cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret(srv.url())}, Stream: "cdc"}
 	d := sinktest.Run(t, newStream(t, cfg), sinktest.Events(4, 4), sinktest.RunOptions{BatchSize: 4,
 		Retry: pipeline.RetryPolicy{MaxAttempts: 2, Strategy: pipeline.BackoffFixed}})
 	letters := d.Snapshot()
@@ -169,7 +170,7 @@ func TestStreamOOM(t *testing.T) {
 // transient connection error.
 func TestStreamDown(t *testing.T) {
 	port := sinktest.FreePort(t)
-	cfg := StreamConfig{ConnConfig: ConnConfig{URL: "redis://127.0.0.1:" + strconv.Itoa(port)}, Stream: "cdc"}
+	cfg := StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://127.0.0.1:" + strconv.Itoa(port))}, Stream: "cdc"}
 	s := newStream(t, cfg)
 	evs := sinktest.Events(2, 2)
 	errs := make([]error, 2)
@@ -186,7 +187,7 @@ func TestStreamConfig(t *testing.T) {
 		t.Helper()
 		sinktest.WantKeyError(t, cfg.Validate(), key, want)
 	}
-	conn := ConnConfig{URL: "rediss://u:p@h:6380/1"}
+	conn := ConnConfig{URL: configs.NewSecret("rediss://u:p@h:6380/1")}
 	f(StreamConfig{ConnConfig: conn, Stream: "cdc:{{ event.table }}"}, "", "")
 	f(StreamConfig{ConnConfig: conn, Stream: "s", Fields: []string{"event_id", "event", "table", "op"}}, "", "")
 	f(StreamConfig{ConnConfig: conn}, "stream", "required")
@@ -194,7 +195,7 @@ func TestStreamConfig(t *testing.T) {
 	f(StreamConfig{ConnConfig: conn, Stream: "s", MaxLen: -1}, "maxlen", "negative")
 	f(StreamConfig{ConnConfig: conn, Stream: "s", Fields: []string{"op", "op"}}, "fields", "twice")
 	f(StreamConfig{ConnConfig: conn, Stream: "s", Fields: []string{"new"}}, "fields", "unknown field")
-	f(StreamConfig{ConnConfig: ConnConfig{URL: "redis://h", PoolSize: -1}, Stream: "s"}, "pool_size", "negative")
+	f(StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("redis://h"), PoolSize: -1}, Stream: "s"}, "pool_size", "negative")
 }
 
 // TestTLS: rediss:// verifies the server's certificate: with the test CA as ca_file
@@ -208,11 +209,11 @@ func TestTLS(t *testing.T) {
 		"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no", "--save", "", "--dir", t.TempDir())
 	evs := sinktest.Events(10, 10)
 
-	bad := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr}, Stream: "cdc"})
+	bad := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("rediss://" + addr)}, Stream: "cdc"})
 	if err := bad.Deliver(sinktest.Context(t), evs[0]); sinks.Class(err) != "tls" || !pipeline.Retryable(err) {
 		t.Fatalf("unexpected error without the CA; got %v (class %s); want a transient tls error", err, sinks.Class(err))
 	}
-	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: "rediss://" + addr, CAFile: certs.CAFile}, Stream: "cdc"})
+	good := newStream(t, StreamConfig{ConnConfig: ConnConfig{URL: configs.NewSecret("rediss://" + addr), CAFile: certs.CAFile}, Stream: "cdc"})
 	sinktest.NoDLQ(t, sinktest.Run(t, good, evs, sinktest.RunOptions{BatchSize: 5}))
 	rc := goredis.NewClient(&goredis.Options{Addr: addr, TLSConfig: good.client.Options().TLSConfig})
 	defer rc.Close()

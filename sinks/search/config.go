@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/sinks/egress"
@@ -16,7 +17,7 @@ import (
 const (
 	DefaultTimeout   = 10 * time.Second
 	DefaultBatchSize = 100
-	MaxBatchSize     = 10000
+	MaxBatchSize     = sinks.MaxBatchSize
 	// MaxIDBytes is the longest document id Elasticsearch accepts.
 	MaxIDBytes = 512
 	// MaxIndexBytes is the longest index name Elasticsearch accepts.
@@ -24,12 +25,11 @@ const (
 )
 
 // Config is the action configuration (YAML keys of a `type: search` action).
-// url_env, username_env, password_env and api_key_env are resolved by the
-// configuration loader into URL, Username, Password and APIKey.
+// Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// URL is the cluster's base URL ("https://search.internal:9200"); requests go
-	// to URL + "/_bulk".
-	URL string `yaml:"url"`
+	// URL is the cluster's base URL ("https://search.internal:9200"), url or
+	// url_env; requests go to URL + "/_bulk".
+	URL configs.Secret `yaml:"url,env"`
 	// Index is a template naming the target index ("orders-{{ event.table }}").
 	Index string `yaml:"index"`
 	// IDTemplate renders the document id; empty means "<schema>.<table>:<key values>".
@@ -37,37 +37,51 @@ type Config struct {
 	// EventIDField, when set, adds the event id to each indexed document under this
 	// field name.
 	EventIDField string `yaml:"event_id_field"`
-	// Username and Password give HTTP basic authentication; APIKey gives
-	// "Authorization: ApiKey <key>" (the encoded key as Elasticsearch returns it).
-	Username sinks.Secret `yaml:"-"`
-	Password sinks.Secret `yaml:"-"`
-	APIKey   sinks.Secret `yaml:"-"`
+	// Username and Password (username_env, password_env) give HTTP basic
+	// authentication; APIKey (api_key_env) gives "Authorization: ApiKey <key>"
+	// (the encoded key as Elasticsearch returns it).
+	Username configs.Secret `yaml:"username_env,env"`
+	Password configs.Secret `yaml:"password_env,env"`
+	APIKey   configs.Secret `yaml:"api_key_env,env"`
 	// Timeout bounds each bulk request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
-	// BatchSize is the most events per bulk request (default 100).
-	BatchSize int `yaml:"batch_size"`
+	// Batch is batch_size, the most events per bulk request (default 100).
+	sinks.Batch `yaml:",inline"`
 	// Policy is allow_private_networks and allowed_hosts.
 	egress.Policy `yaml:",inline"`
 }
 
-// Validate checks the configuration and fills defaults. Its errors are
-// *sinks.KeyError and never hold a credential.
+// Defaults fills the keys left out: timeout 10s, batch_size 100.
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError and never hold a credential. A
+// URL whose variable was not set (configs.Options.DeferEnv) is not checked.
 func (c *Config) Validate() error {
-	if c.URL == "" {
+	if !c.URL.IsSet() {
 		return sinks.KeyErrorf("url", errors.New("a URL is required (url or url_env)"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
-	if err := egress.CheckURL(c.URL, c.Policy); err != nil {
-		return sinks.KeyErrorf("url", egress.WithHint(err))
-	}
-	u, _ := url.Parse(c.URL)
-	switch {
-	case u.User != nil:
-		return sinks.KeyErrorf("url", errors.New("credentials in the URL are not allowed; use username_env and password_env, or api_key_env"))
-	case u.RawQuery != "" || u.Fragment != "":
-		return sinks.KeyErrorf("url", errors.New("the base URL must not have a query or a fragment"))
+	if c.URL.Known() {
+		if err := egress.CheckURL(c.URL.Value(), c.Policy); err != nil {
+			return sinks.KeyErrorf("url", egress.WithHint(err))
+		}
+		u, _ := url.Parse(c.URL.Value())
+		switch {
+		case u.User != nil:
+			return sinks.KeyErrorf("url", errors.New("credentials in the URL are not allowed; use username_env and password_env, or api_key_env"))
+		case u.RawQuery != "" || u.Fragment != "":
+			return sinks.KeyErrorf("url", errors.New("the base URL must not have a query or a fragment"))
+		}
 	}
 	if c.Index == "" {
 		return sinks.KeyErrorf("index", errors.New("an index is required"))
@@ -90,24 +104,15 @@ func (c *Config) Validate() error {
 		return sinks.KeyErrorf("event_id_field", errors.New("must be a field name of at most 256 bytes without control characters"))
 	}
 	switch {
-	case c.APIKey != "" && (c.Username != "" || c.Password != ""):
+	case c.APIKey.IsSet() && (c.Username.IsSet() || c.Password.IsSet()):
 		return sinks.KeyErrorf("api_key_env", errors.New("use either api_key_env or username_env and password_env, not both"))
-	case (c.Username == "") != (c.Password == ""):
+	case c.Username.IsSet() != c.Password.IsSet():
 		return sinks.KeyErrorf("username_env", errors.New("username_env and password_env go together"))
 	}
-	switch {
-	case c.Timeout < 0:
+	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
-	case c.Timeout == 0:
-		c.Timeout = DefaultTimeout
 	}
-	switch {
-	case c.BatchSize < 0 || c.BatchSize > MaxBatchSize:
-		return sinks.KeyErrorf("batch_size", fmt.Errorf("must be between 1 and %d, got %d", MaxBatchSize, c.BatchSize))
-	case c.BatchSize == 0:
-		c.BatchSize = DefaultBatchSize
-	}
-	return nil
+	return c.Batch.Check()
 }
 
 // checkIndex applies Elasticsearch's index name rules: lower case, not "." or "..",

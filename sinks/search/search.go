@@ -8,7 +8,6 @@ package search
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,9 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/rs/zerolog"
-
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -28,20 +25,6 @@ import (
 // filterPath trims the bulk response to what the sink reads. status is present in
 // every item, so no item is filtered out and positions still match the request.
 const filterPath = "errors,items.*.status,items.*.result,items.*.error.type"
-
-// Options are the sink's dependencies. The zero value is usable.
-type Options struct {
-	// Logger receives one debug line when the sink is built (host and index only).
-	Logger zerolog.Logger
-	// Metrics receives observer_egress_blocked_total{action_type="search"}.
-	Metrics *metrics.Set
-	// Entity is the observer's entity name, seen by the templates as `entity`.
-	Entity string
-	// Resolver resolves host names (nil: the system resolver).
-	Resolver egress.Resolver
-	// TLSConfig, if set, is used for https clusters (for example a private CA).
-	TLSConfig *tls.Config
-}
 
 // Sink indexes events. It is safe for concurrent use; Deliver and DeliverBatch
 // block until the cluster answered, the timeout passed or ctx is done.
@@ -56,17 +39,28 @@ type Sink struct {
 	meta    eval.Meta
 }
 
-// New validates cfg and returns a sink. It connects to nothing and starts no
-// goroutine.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and returns a sink. It connects to
+// nothing and starts no goroutine. deps.Logger receives one debug line (host and
+// index only); deps.Metrics receives observer_egress_blocked_total{action_type="search"};
+// deps.TLS, if set, is used for https clusters.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
+	for _, sec := range []struct {
+		key string
+		s   configs.Secret
+	}{{"url", cfg.URL}, {"username_env", cfg.Username}, {"password_env", cfg.Password}, {"api_key_env", cfg.APIKey}} {
+		if !sec.s.Known() {
+			return nil, sinks.KeyErrorf(sec.key, errors.New("unknown: its environment variable is not set"))
+		}
+	}
+	u, err := url.Parse(cfg.URL.Value())
 	if err != nil {
 		return nil, sinks.KeyErrorf("url", errors.New("invalid URL"))
 	}
-	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "search", Metrics: opts.Metrics, Resolver: opts.Resolver})
+	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "search", Metrics: deps.Metrics, Resolver: deps.Resolver})
 	if err != nil {
 		return nil, sinks.KeyErrorf("allowed_hosts", err)
 	}
@@ -78,26 +72,26 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		cfg:     cfg,
 		url:     u,
 		bulkURL: bu.String(),
-		client:  guard.Client(egress.ClientOptions{TLSConfig: opts.TLSConfig}),
-		meta:    eval.Meta{Entity: opts.Entity},
+		client:  guard.Client(egress.ClientOptions{TLSConfig: deps.TLS}),
+		meta:    deps.Templates.Meta,
 	}
 	switch {
-	case cfg.APIKey != "":
-		s.auth = "ApiKey " + string(cfg.APIKey)
-	case cfg.Username != "":
+	case cfg.APIKey.IsSet():
+		s.auth = "ApiKey " + cfg.APIKey.Value()
+	case cfg.Username.IsSet():
 		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(string(cfg.Username), string(cfg.Password))
+		r.SetBasicAuth(cfg.Username.Value(), cfg.Password.Value())
 		s.auth = r.Header.Get("Authorization")
 	}
-	if s.index, err = eval.CompileTemplate(cfg.Index, eval.EscapeNone, eval.Options{}); err != nil {
+	if s.index, err = deps.Templates.Compile(cfg.Index, eval.EscapeNone); err != nil {
 		return nil, sinks.KeyErrorf("index", err)
 	}
 	if cfg.IDTemplate != "" {
-		if s.id, err = eval.CompileTemplate(cfg.IDTemplate, eval.EscapeNone, eval.Options{}); err != nil {
+		if s.id, err = deps.Templates.Compile(cfg.IDTemplate, eval.EscapeNone); err != nil {
 			return nil, sinks.KeyErrorf("id_template", err)
 		}
 	}
-	opts.Logger.Debug().Str("target", egress.RedactURL(u)).Str("index", cfg.Index).Int("batch_size", cfg.BatchSize).
+	deps.Logger.Debug().Str("target", egress.RedactURL(u)).Str("index", cfg.Index).Int("batch_size", cfg.BatchSize).
 		Bool("auth", s.auth != "").Msg("search action ready")
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -18,12 +19,12 @@ import (
 )
 
 func cfgFor(es *esServer) Config {
-	return Config{URL: es.URL, Index: "orders-{{ event.table }}", Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
+	return Config{URL: configs.NewSecret(es.URL), Index: "orders-{{ event.table }}", Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
 }
 
 func newSink(t *testing.T, cfg Config) *Sink {
 	t.Helper()
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,14 +316,14 @@ func TestTemplatesAndFields(t *testing.T) {
 func TestAuthAndPath(t *testing.T) {
 	es := newES(t)
 	cfg := cfgFor(es)
-	cfg.URL = es.URL + "/es-proxy/"
-	cfg.Username, cfg.Password = "elastic", "pa:ss"
+	cfg.URL = configs.NewSecret(es.URL + "/es-proxy/")
+	cfg.Username, cfg.Password = configs.NewSecret("elastic"), configs.NewSecret("pa:ss")
 	s := newSink(t, cfg)
 	if err := s.Deliver(t.Context(), changes(decoder.OpInsert, 1, 0, "")[0]); err != nil {
 		t.Fatal(err)
 	}
-	cfg.URL = es.URL
-	cfg.Username, cfg.Password, cfg.APIKey = "", "", "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+	cfg.URL = configs.NewSecret(es.URL)
+	cfg.Username, cfg.Password, cfg.APIKey = configs.Secret{}, configs.Secret{}, configs.NewSecret("VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==")
 	s2 := newSink(t, cfg)
 	if err := s2.Deliver(t.Context(), changes(decoder.OpInsert, 1, 0, "")[0]); err != nil {
 		t.Fatal(err)
@@ -331,13 +332,15 @@ func TestAuthAndPath(t *testing.T) {
 	if q[0].path != "/es-proxy/_bulk" || q[0].header.Get("Authorization") != "Basic ZWxhc3RpYzpwYTpzcw==" {
 		t.Fatalf("unexpected first request: %s %q", q[0].path, q[0].header.Get("Authorization"))
 	}
-	if q[1].path != "/_bulk" || q[1].header.Get("Authorization") != "ApiKey "+string(cfg.APIKey) {
+	if q[1].path != "/_bulk" || q[1].header.Get("Authorization") != "ApiKey "+cfg.APIKey.Value() {
 		t.Fatalf("unexpected second request: %s %q", q[1].path, q[1].header.Get("Authorization"))
 	}
 }
 
 func TestValidate(t *testing.T) {
-	good := func() Config { return Config{URL: "https://search.example.com:9200", Index: "orders"} }
+	good := func() Config {
+		return Config{URL: configs.NewSecret("https://search.example.com:9200"), Index: "orders"}
+	}
 	// The first argument names the row; a failure reports the line of its call.
 	f := func(_ string, mod func(c *Config), key, msg string) {
 		t.Helper()
@@ -346,12 +349,15 @@ func TestValidate(t *testing.T) {
 		sinktest.WantKeyError(t, c.Validate(), key, msg)
 	}
 	f("defaults", func(c *Config) {}, "", "")
-	f("missing url", func(c *Config) { c.URL = "" }, "url", "required")
-	f("scheme", func(c *Config) { c.URL = "ftp://search.example.com" }, "url", "only http and https")
-	f("private literal", func(c *Config) { c.URL = "http://10.0.0.5:9200" }, "url", "allowed_hosts")
-	f("private allowed", func(c *Config) { c.URL = "http://10.0.0.5:9200"; c.AllowedHosts = []string{"10.0.0.0/24"} }, "", "")
-	f("credentials in url", func(c *Config) { c.URL = "https://elastic:pw@search.example.com" }, "url", "credentials")
-	f("query in url", func(c *Config) { c.URL = "https://search.example.com/?pretty" }, "url", "query")
+	f("missing url", func(c *Config) { c.URL = configs.NewSecret("") }, "url", "required")
+	f("scheme", func(c *Config) { c.URL = configs.NewSecret("ftp://search.example.com") }, "url", "only http and https")
+	f("private literal", func(c *Config) { c.URL = configs.NewSecret("http://10.0.0.5:9200") }, "url", "allowed_hosts")
+	f("private allowed", func(c *Config) {
+		c.URL = configs.NewSecret("http://10.0.0.5:9200")
+		c.AllowedHosts = []string{"10.0.0.0/24"}
+	}, "", "")
+	f("credentials in url", func(c *Config) { c.URL = configs.NewSecret("https://elastic:pw@search.example.com") }, "url", "credentials")
+	f("query in url", func(c *Config) { c.URL = configs.NewSecret("https://search.example.com/?pretty") }, "url", "query")
 	f("missing index", func(c *Config) { c.Index = "" }, "index", "required")
 	f("upper-case index", func(c *Config) { c.Index = "Orders" }, "index", "lower case")
 	f("index with slash", func(c *Config) { c.Index = "a/b" }, "index", "cannot contain")
@@ -361,14 +367,16 @@ func TestValidate(t *testing.T) {
 	f("index template", func(c *Config) { c.Index = "orders-{{ event.table }}" }, "", "")
 	f("index template error", func(c *Config) { c.Index = "orders-{{ event.table" }, "index", "unclosed")
 	f("id template error", func(c *Config) { c.IDTemplate = "{{ }}" }, "id_template", "empty placeholder")
-	f("api key and basic", func(c *Config) { c.APIKey, c.Username, c.Password = "k", "u", "p" }, "api_key_env", "either")
-	f("username alone", func(c *Config) { c.Username = "u" }, "username_env", "together")
+	f("api key and basic", func(c *Config) {
+		c.APIKey, c.Username, c.Password = configs.NewSecret("k"), configs.NewSecret("u"), configs.NewSecret("p")
+	}, "api_key_env", "either")
+	f("username alone", func(c *Config) { c.Username = configs.NewSecret("u") }, "username_env", "together")
 	f("batch size", func(c *Config) { c.BatchSize = MaxBatchSize + 1 }, "batch_size", "between")
 	f("timeout", func(c *Config) { c.Timeout = -1 }, "timeout", "negative")
 	f("event id field", func(c *Config) { c.EventIDField = "a\nb" }, "event_id_field", "control")
 	c := good()
-	c.Validate()
-	if c.Timeout != DefaultTimeout || c.BatchSize != DefaultBatchSize {
+	c.Defaults()
+	if err := c.Validate(); err != nil || c.Timeout != DefaultTimeout || c.BatchSize != DefaultBatchSize {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }

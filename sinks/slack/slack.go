@@ -8,7 +8,6 @@ package slack
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/rs/zerolog"
-
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -35,11 +32,12 @@ const DefaultTimeout = 10 * time.Second
 const MaxChannelLen = 256
 
 // Config is the action configuration (YAML keys of a `type: slack` action).
-// webhook_url_env is resolved by the configuration loader into WebhookURL.
+// Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// WebhookURL is the incoming-webhook URL. It is a credential: it is never
-	// logged or put in an error beyond its scheme and host.
-	WebhookURL sinks.Secret `yaml:"webhook_url"`
+	// WebhookURL is the incoming-webhook URL (webhook_url, or webhook_url_env
+	// naming the variable that holds it). It is a credential: it is never logged
+	// or put in an error beyond its scheme and host.
+	WebhookURL configs.Secret `yaml:"webhook_url,env"`
 	// Channel overrides the webhook's channel when set ("#ops").
 	Channel string `yaml:"channel"`
 	// MessageTemplate renders the text (plain substitution); empty means
@@ -51,17 +49,27 @@ type Config struct {
 	egress.Policy `yaml:",inline"`
 }
 
-// Validate checks the configuration and fills defaults. Its errors are
-// *sinks.KeyError and never hold the URL.
+// Defaults fills the keys left out: timeout 10s.
+func (c *Config) Defaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+}
+
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError and never hold the URL. A URL
+// whose variable was not set (configs.Options.DeferEnv) is not checked.
 func (c *Config) Validate() error {
-	if c.WebhookURL == "" {
+	if !c.WebhookURL.IsSet() {
 		return sinks.KeyErrorf("webhook_url", errors.New("a webhook URL is required (webhook_url or webhook_url_env)"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
-	if err := egress.CheckURL(string(c.WebhookURL), c.Policy); err != nil {
-		return sinks.KeyErrorf("webhook_url", egress.WithHint(err))
+	if c.WebhookURL.Known() {
+		if err := egress.CheckURL(c.WebhookURL.Value(), c.Policy); err != nil {
+			return sinks.KeyErrorf("webhook_url", egress.WithHint(err))
+		}
 	}
 	if len(c.Channel) > MaxChannelLen || !utf8.ValidString(c.Channel) {
 		return sinks.KeyErrorf("channel", fmt.Errorf("must be valid UTF-8 of at most %d bytes", MaxChannelLen))
@@ -71,27 +79,10 @@ func (c *Config) Validate() error {
 			return sinks.KeyErrorf("message_template", err)
 		}
 	}
-	switch {
-	case c.Timeout < 0:
+	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
-	case c.Timeout == 0:
-		c.Timeout = DefaultTimeout
 	}
 	return nil
-}
-
-// Options are the sink's dependencies. The zero value is usable.
-type Options struct {
-	// Logger receives one debug line when the sink is built (host only).
-	Logger zerolog.Logger
-	// Metrics receives observer_egress_blocked_total{action_type="slack"}.
-	Metrics *metrics.Set
-	// Entity is the observer's entity name, seen by message_template as `entity`.
-	Entity string
-	// Resolver resolves host names (nil: the system resolver).
-	Resolver egress.Resolver
-	// TLSConfig, if set, is used for https targets.
-	TLSConfig *tls.Config
 }
 
 // Sink posts events to Slack. It is safe for concurrent use; Deliver blocks until
@@ -104,27 +95,33 @@ type Sink struct {
 	meta   eval.Meta
 }
 
-// New validates cfg and returns a sink. It connects to nothing and starts no
-// goroutine.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and returns a sink. It connects to
+// nothing and starts no goroutine. deps.Logger receives one debug line (host
+// only); deps.Metrics receives observer_egress_blocked_total{action_type="slack"};
+// deps.TLS, if set, is used for https targets.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(string(cfg.WebhookURL))
+	if !cfg.WebhookURL.Known() {
+		return nil, sinks.KeyErrorf("webhook_url", errors.New("the URL is unknown: its environment variable is not set"))
+	}
+	u, err := url.Parse(cfg.WebhookURL.Value())
 	if err != nil {
 		return nil, sinks.KeyErrorf("webhook_url", errors.New("invalid URL"))
 	}
-	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "slack", Metrics: opts.Metrics, Resolver: opts.Resolver})
+	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "slack", Metrics: deps.Metrics, Resolver: deps.Resolver})
 	if err != nil {
 		return nil, sinks.KeyErrorf("allowed_hosts", err)
 	}
-	s := &Sink{cfg: cfg, url: u, client: guard.Client(egress.ClientOptions{TLSConfig: opts.TLSConfig}), meta: eval.Meta{Entity: opts.Entity}}
+	s := &Sink{cfg: cfg, url: u, client: guard.Client(egress.ClientOptions{TLSConfig: deps.TLS}), meta: deps.Templates.Meta}
 	if cfg.MessageTemplate != "" {
-		if s.text, err = eval.CompileTemplate(cfg.MessageTemplate, eval.EscapeNone, eval.Options{}); err != nil {
+		if s.text, err = deps.Templates.Compile(cfg.MessageTemplate, eval.EscapeNone); err != nil {
 			return nil, sinks.KeyErrorf("message_template", err)
 		}
 	}
-	opts.Logger.Debug().Str("target", egress.RedactURL(u)).Bool("channel", cfg.Channel != "").Msg("slack action ready")
+	deps.Logger.Debug().Str("target", egress.RedactURL(u)).Bool("channel", cfg.Channel != "").Msg("slack action ready")
 	return s, nil
 }
 
@@ -161,7 +158,7 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, string(s.cfg.WebhookURL), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.cfg.WebhookURL.Value(), bytes.NewReader(body))
 	if err != nil {
 		return sinks.Permanent("request", fmt.Errorf("build request to %s", egress.RedactURL(s.url)))
 	}

@@ -13,7 +13,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -74,12 +76,12 @@ func (s *slackServer) received() []message {
 }
 
 func cfgFor(s *slackServer) Config {
-	return Config{WebhookURL: sinks.Secret(s.URL + "/services/T000/B000/XXXXSECRETXXXX"), Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
+	return Config{WebhookURL: configs.NewSecret(s.URL + "/services/T000/B000/XXXXSECRETXXXX"), Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
 }
 
 func TestDefaultMessage(t *testing.T) {
 	srv := newSlack(t, nil)
-	s, err := New(cfgFor(srv), Options{})
+	s, err := New(t.Context(), cfgFor(srv), sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestTemplateAndChannel(t *testing.T) {
 	cfg := cfgFor(srv)
 	cfg.Channel = "#ops"
 	cfg.MessageTemplate = "Order {{ new.id }} is {{ new.status }} ({{ entity }})"
-	s, err := New(cfg, Options{Entity: "Order"})
+	s, err := New(t.Context(), cfg, sinks.Deps{Templates: sinks.Templates{Meta: eval.Meta{Entity: "Order"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func TestClassification(t *testing.T) {
 	f := func(code int, body string, hdr map[string]string, class string, retry bool, after time.Duration) {
 		t.Helper()
 		srv := newSlack(t, func(message, int) (int, string, map[string]string) { return code, body, hdr })
-		s, err := New(cfgFor(srv), Options{})
+		s, err := New(t.Context(), cfgFor(srv), sinks.Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +176,7 @@ func TestThroughPipeline(t *testing.T) {
 		}
 		return 200, "ok", nil
 	})
-	s, err := New(cfgFor(srv), Options{})
+	s, err := New(t.Context(), cfgFor(srv), sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,17 +198,17 @@ func TestValidate(t *testing.T) {
 		t.Helper()
 		sinktest.WantKeyError(t, c.Validate(), key, msg, "T000")
 	}
-	u := sinks.Secret("https://hooks.slack.com/services/T000/B000/XXXX")
+	u := configs.NewSecret("https://hooks.slack.com/services/T000/B000/XXXX")
 	f(Config{WebhookURL: u}, "", "")
 	f(Config{}, "webhook_url", "required")
-	f(Config{WebhookURL: "ftp://hooks.slack.com/services/T000"}, "webhook_url", "only http and https")
-	f(Config{WebhookURL: "http://127.0.0.1/services/T000"}, "webhook_url", "loopback")
+	f(Config{WebhookURL: configs.NewSecret("ftp://hooks.slack.com/services/T000")}, "webhook_url", "only http and https")
+	f(Config{WebhookURL: configs.NewSecret("http://127.0.0.1/services/T000")}, "webhook_url", "loopback")
 	f(Config{WebhookURL: u, MessageTemplate: "{{ new.x "}, "message_template", "unclosed")
 	f(Config{WebhookURL: u, Timeout: -1}, "timeout", "negative")
 	f(Config{WebhookURL: u, Channel: strings.Repeat("c", MaxChannelLen+1)}, "channel", "at most")
 	c := Config{WebhookURL: u}
-	c.Validate()
-	if c.Timeout != DefaultTimeout {
+	c.Defaults()
+	if err := c.Validate(); err != nil || c.Timeout != DefaultTimeout {
 		t.Fatalf("unexpected default timeout %v", c.Timeout)
 	}
 }

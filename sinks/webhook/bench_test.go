@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // BenchmarkDeliver sends SINK_BENCH_EVENTS events (default 20000) per iteration to a
@@ -34,8 +36,8 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
 			cfg := loopback(srv.URL)
 			cfg.BatchSize = batch
-			cfg.SigningSecret = "bench-secret"
-			s, err := New(cfg, Options{})
+			cfg.SigningSecret = configs.NewSecret("bench-secret")
+			s, err := New(b.Context(), cfg, sinks.Deps{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -72,7 +72,7 @@ func TestClassification(t *testing.T) {
 			r := newReceiver(t, tc.script)
 			cfg := loopback(r.URL + "/hook")
 			cfg.Timeout = tc.timeout
-			s, err := New(cfg, Options{})
+			s, err := New(t.Context(), cfg, sinks.Deps{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestDeliverClasses(t *testing.T) {
 		fmt.Sscan(key, &code)
 		return step{status: code, header: map[string]string{"Retry-After": "7"}}
 	})
-	s, err := New(loopback(r.URL), Options{})
+	s, err := New(t.Context(), loopback(r.URL), sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/sinks/egress"
@@ -27,18 +28,18 @@ const (
 // Defaults and limits.
 const (
 	DefaultTimeout = 30 * time.Second
-	MaxBatchSize   = 10000
+	MaxBatchSize   = sinks.MaxBatchSize
 	// MinStandardSecretBytes is the shortest Standard Webhooks secret accepted (after
 	// base64 decoding), as the specification requires.
 	MinStandardSecretBytes = 24
 )
 
 // Config is the action configuration (YAML keys of a `type: webhook` action).
-// url_env, signing_secret_env and signing_secrets_env are resolved by the
-// configuration loader into URL, SigningSecret and SigningSecrets.
+// Zero values mean the documented defaults, which Defaults fills.
 type Config struct {
-	// URL is the target, http or https.
-	URL string `yaml:"url"`
+	// URL is the target, http or https: url, or url_env naming the variable that
+	// holds it.
+	URL configs.Secret `yaml:"url,env"`
 	// Method is POST (default), PUT, PATCH or DELETE.
 	Method string `yaml:"method"`
 	// Headers are static headers added to every request.
@@ -49,19 +50,40 @@ type Config struct {
 	// Timeout bounds each attempt: connecting, sending, and reading the response
 	// (default 30s).
 	Timeout time.Duration `yaml:"timeout"`
-	// SigningSecret signs every request; SigningSecrets (from signing_secrets_env)
-	// lists several during a rotation, each producing one signature.
-	SigningSecret  sinks.Secret   `yaml:"signing_secret"`
-	SigningSecrets []sinks.Secret `yaml:"-"`
-	// SignatureFormat is fraiseql (default) or standard.
+	// SigningSecret signs every request (signing_secret or signing_secret_env);
+	// SigningSecrets (signing_secrets_env, a list of variables) lists several
+	// during a rotation, each producing one signature.
+	SigningSecret  configs.Secret   `yaml:"signing_secret,env"`
+	SigningSecrets []configs.Secret `yaml:"signing_secrets_env,env"`
+	// SignatureFormat is fraiseql (default when signed) or standard.
 	SignatureFormat string `yaml:"signature_format"`
-	// BatchSize > 1 sends up to that many events as one JSON array per request.
-	BatchSize int `yaml:"batch_size"`
+	// Batch is batch_size: more than 1 sends up to that many events as one JSON
+	// array per request (default 1).
+	sinks.Batch `yaml:",inline"`
 	// FollowRedirects follows up to 3 method-preserving redirects, each target
 	// checked by the egress guard.
 	FollowRedirects bool `yaml:"follow_redirects"`
 	// Policy is allow_private_networks and allowed_hosts.
 	egress.Policy `yaml:",inline"`
+}
+
+// Defaults fills the keys left out: method POST, timeout 30s, signature_format
+// fraiseql when a secret is set, batch_size 1. It also writes the method in
+// upper case.
+func (c *Config) Defaults() {
+	c.Method = strings.ToUpper(c.Method)
+	if c.Method == "" {
+		c.Method = http.MethodPost
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.SignatureFormat == "" && len(c.secrets()) > 0 {
+		c.SignatureFormat = FormatFraiseQL
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 1
+	}
 }
 
 // reservedHeaders are set by the sink; a configured header may not replace them.
@@ -74,26 +96,31 @@ var reservedHeaders = map[string]bool{
 
 var methods = map[string]bool{http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true}
 
-// Validate checks the configuration and fills defaults; it may be called again on
-// its result. Its errors are
-// *sinks.KeyError naming the key at fault; they never hold a secret or a header
-// value.
+// Validate checks the configuration; it changes nothing, and zero values pass as
+// their defaults. Its errors are *sinks.KeyError naming the key at fault; they
+// never hold a secret or a header value. A secret whose variable was not set
+// (configs.Options.DeferEnv) counts as given; its value is not checked.
 func (c *Config) Validate() error {
-	if c.URL == "" {
+	if c.SigningSecret.IsSet() && c.SigningSecrets != nil {
+		return sinks.KeyErrorf("signing_secrets_env", errors.New("signing_secret and signing_secrets_env are mutually exclusive; give only one"))
+	}
+	if c.SigningSecrets != nil && len(c.SigningSecrets) == 0 {
+		return sinks.KeyErrorf("signing_secrets_env", errors.New("lists no environment variable"))
+	}
+	if !c.URL.IsSet() {
 		return sinks.KeyErrorf("url", errors.New("a URL is required (url or url_env)"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
-	if err := egress.CheckURL(c.URL, c.Policy); err != nil {
-		return sinks.KeyErrorf("url", egress.WithHint(err))
+	if c.URL.Known() {
+		if err := egress.CheckURL(c.URL.Value(), c.Policy); err != nil {
+			return sinks.KeyErrorf("url", egress.WithHint(err))
+		}
 	}
 	m := strings.ToUpper(c.Method)
 	switch {
-	case m == "":
-		c.Method = http.MethodPost
-	case methods[m]:
-		c.Method = m
+	case m == "" || methods[m]:
 	case validToken(m):
 		return sinks.KeyErrorf("method", fmt.Errorf("%q is not a method that sends a body; use POST, PUT, PATCH or DELETE", c.Method))
 	default:
@@ -107,18 +134,12 @@ func (c *Config) Validate() error {
 			return sinks.KeyErrorf("body_template", err)
 		}
 	}
-	switch {
-	case c.Timeout < 0:
+	if c.Timeout < 0 {
 		return sinks.KeyErrorf("timeout", errors.New("must not be negative"))
-	case c.Timeout == 0:
-		c.Timeout = DefaultTimeout
 	}
 	secrets := c.secrets()
 	switch c.SignatureFormat {
 	case "":
-		if len(secrets) > 0 {
-			c.SignatureFormat = FormatFraiseQL
-		}
 	case FormatFraiseQL, FormatStandard:
 		if len(secrets) == 0 {
 			return sinks.KeyErrorf("signature_format", errors.New("is set but no signing secret is configured"))
@@ -129,18 +150,14 @@ func (c *Config) Validate() error {
 	if _, err := signingKeys(c.SignatureFormat, secrets); err != nil {
 		return sinks.KeyErrorf("signing_secret", err)
 	}
-	switch {
-	case c.BatchSize < 0 || c.BatchSize > MaxBatchSize:
-		return sinks.KeyErrorf("batch_size", fmt.Errorf("must be between 1 and %d, got %d", MaxBatchSize, c.BatchSize))
-	case c.BatchSize == 0:
-		c.BatchSize = 1
-	}
-	return nil
+	return c.Batch.Check()
 }
 
-func (c *Config) secrets() []sinks.Secret {
-	var out []sinks.Secret
-	if c.SigningSecret != "" {
+// secrets returns the signing secrets that are set (with DeferEnv, perhaps with
+// an unknown value).
+func (c *Config) secrets() []configs.Secret {
+	var out []configs.Secret
+	if c.SigningSecret.IsSet() {
 		out = append(out, c.SigningSecret)
 	}
 	return append(out, c.SigningSecrets...)
@@ -148,18 +165,22 @@ func (c *Config) secrets() []sinks.Secret {
 
 // signingKeys returns the HMAC keys of secrets: the bytes as written for the
 // fraiseql format; for the standard format the base64 secret (with or without the
-// whsec_ prefix) decoded, at least MinStandardSecretBytes long.
-func signingKeys(format string, secrets []sinks.Secret) ([][]byte, error) {
+// whsec_ prefix) decoded, at least MinStandardSecretBytes long. A secret whose
+// value is unknown (configs.Options.DeferEnv) is skipped.
+func signingKeys(format string, secrets []configs.Secret) ([][]byte, error) {
 	keys := make([][]byte, 0, len(secrets))
 	for i, s := range secrets {
-		if s == "" {
+		if !s.Known() {
+			continue
+		}
+		if s.Value() == "" {
 			return nil, fmt.Errorf("signing secret %d is empty", i+1)
 		}
 		if format != FormatStandard {
-			keys = append(keys, []byte(s))
+			keys = append(keys, []byte(s.Value()))
 			continue
 		}
-		b64 := strings.TrimPrefix(string(s), "whsec_")
+		b64 := strings.TrimPrefix(s.Value(), "whsec_")
 		key, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
 			key, err = base64.RawStdEncoding.DecodeString(b64)

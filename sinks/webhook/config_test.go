@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
-	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/sinks/egress"
 )
 
 func TestValidate(t *testing.T) {
-	good := func() Config { return Config{URL: "https://hooks.example.com/orders"} }
+	good := func() Config { return Config{URL: configs.NewSecret("https://hooks.example.com/orders")} }
 	// The first argument names the row; a failure reports the line of its call.
 	f := func(_ string, mod func(c *Config), key, msg string) {
 		t.Helper()
@@ -21,49 +21,49 @@ func TestValidate(t *testing.T) {
 		sinktest.WantKeyError(t, c.Validate(), key, msg)
 	}
 	f("defaults", func(c *Config) {}, "", "")
-	f("missing url", func(c *Config) { c.URL = "" }, "url", "required")
-	f("file scheme", func(c *Config) { c.URL = "file:///etc/passwd" }, "url", "only http and https")
-	f("unix scheme", func(c *Config) { c.URL = "unix:///run/x.sock" }, "url", "only http and https")
-	f("no host", func(c *Config) { c.URL = "http:///x" }, "url", "no host")
-	f("literal loopback", func(c *Config) { c.URL = "http://127.0.0.1:8080/" }, "url", "loopback")
-	f("literal metadata", func(c *Config) { c.URL = "http://169.254.169.254/" }, "url", "link_local")
-	f("literal private", func(c *Config) { c.URL = "http://10.1.2.3/" }, "url", "allowed_hosts")
-	f("localhost", func(c *Config) { c.URL = "http://localhost:8080/" }, "url", "loopback")
-	f("numeric host", func(c *Config) { c.URL = "http://2130706433/" }, "url", "legacy numeric")
+	f("missing url", func(c *Config) { c.URL = configs.NewSecret("") }, "url", "required")
+	f("file scheme", func(c *Config) { c.URL = configs.NewSecret("file:///etc/passwd") }, "url", "only http and https")
+	f("unix scheme", func(c *Config) { c.URL = configs.NewSecret("unix:///run/x.sock") }, "url", "only http and https")
+	f("no host", func(c *Config) { c.URL = configs.NewSecret("http:///x") }, "url", "no host")
+	f("literal loopback", func(c *Config) { c.URL = configs.NewSecret("http://127.0.0.1:8080/") }, "url", "loopback")
+	f("literal metadata", func(c *Config) { c.URL = configs.NewSecret("http://169.254.169.254/") }, "url", "link_local")
+	f("literal private", func(c *Config) { c.URL = configs.NewSecret("http://10.1.2.3/") }, "url", "allowed_hosts")
+	f("localhost", func(c *Config) { c.URL = configs.NewSecret("http://localhost:8080/") }, "url", "loopback")
+	f("numeric host", func(c *Config) { c.URL = configs.NewSecret("http://2130706433/") }, "url", "legacy numeric")
 	f("allow-listed private", func(c *Config) {
-		c.URL = "http://10.1.2.3/"
+		c.URL = configs.NewSecret("http://10.1.2.3/")
 		c.AllowedHosts = []string{"10.1.0.0/16"}
 	}, "", "")
-	f("allow private networks", func(c *Config) { c.URL = "http://127.0.0.1/"; c.AllowPrivateNetworks = true }, "", "")
+	f("allow private networks", func(c *Config) { c.URL = configs.NewSecret("http://127.0.0.1/"); c.AllowPrivateNetworks = true }, "", "")
 	f("bad allow-list entry", func(c *Config) { c.AllowedHosts = []string{"10.0.0.0/99"} }, "allowed_hosts", "invalid CIDR")
-	f("public name", func(c *Config) { c.URL = "http://internal-looking.example:9000/x" }, "", "")
+	f("public name", func(c *Config) { c.URL = configs.NewSecret("http://internal-looking.example:9000/x") }, "", "")
 	f("lower-case method", func(c *Config) { c.Method = "put" }, "", "")
 	f("GET", func(c *Config) { c.Method = "GET" }, "method", "not a method that sends a body")
 	f("HEAD", func(c *Config) { c.Method = "HEAD" }, "method", "not a method that sends a body")
 	f("bad verb", func(c *Config) { c.Method = "PO ST" }, "method", "not an HTTP method")
 	f("verb with CRLF", func(c *Config) { c.Method = "POST\r\nX: y" }, "method", "not an HTTP method")
 	f("negative timeout", func(c *Config) { c.Timeout = -time.Second }, "timeout", "negative")
-	f("unknown format", func(c *Config) { c.SigningSecret = "s"; c.SignatureFormat = "hmac" }, "signature_format", "fraiseql or standard")
+	f("unknown format", func(c *Config) { c.SigningSecret = configs.NewSecret("s"); c.SignatureFormat = "hmac" }, "signature_format", "fraiseql or standard")
 	f("format without secret", func(c *Config) { c.SignatureFormat = FormatStandard }, "signature_format", "no signing secret")
 	f("short standard secret", func(c *Config) {
 		c.SignatureFormat = FormatStandard
-		c.SigningSecret = "whsec_" + "c2hvcnQ=" // "short"
+		c.SigningSecret = configs.NewSecret("whsec_" + "c2hvcnQ=") // "short"
 	}, "signing_secret", "at least 24")
 	f("23-byte standard secret", func(c *Config) {
 		c.SignatureFormat = FormatStandard
-		c.SigningSecret = "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM=" // 23 bytes
+		c.SigningSecret = configs.NewSecret("whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM=") // 23 bytes
 	}, "signing_secret", "got 23")
 	f("non-base64 standard secret", func(c *Config) {
 		c.SignatureFormat = FormatStandard
-		c.SigningSecret = "whsec_not base64!"
+		c.SigningSecret = configs.NewSecret("whsec_not base64!")
 	}, "signing_secret", "base64")
 	f("standard secret without prefix", func(c *Config) {
 		c.SignatureFormat = FormatStandard
-		c.SigningSecret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		c.SigningSecret = configs.NewSecret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	}, "", "")
 	f("short rotated standard secret", func(c *Config) {
 		c.SignatureFormat = FormatStandard
-		c.SigningSecrets = []sinks.Secret{secretA, "whsec_c2hvcnQ="}
+		c.SigningSecrets = []configs.Secret{configs.NewSecret(secretA), configs.NewSecret("whsec_c2hvcnQ=")}
 	}, "signing_secret", "at least 24")
 	f("body template does not compile", func(c *Config) { c.BodyTemplate = `{"a": {{ new.x + }}}` }, "body_template", "")
 	f("body template unclosed", func(c *Config) { c.BodyTemplate = `{"a": {{ new.x }` }, "body_template", "unclosed")
@@ -100,11 +100,11 @@ func TestValidate(t *testing.T) {
 	}, "", "")
 
 	// Secrets and header values never appear in errors.
-	c := Config{URL: "https://h.example/", Headers: map[string]string{"X-Token": "s3cr3t\r\n"}}
+	c := Config{URL: configs.NewSecret("https://h.example/"), Headers: map[string]string{"X-Token": "s3cr3t\r\n"}}
 	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("unexpected error; got %v; want one without the header value", err)
 	}
-	c = Config{URL: "https://h.example/", SignatureFormat: FormatStandard, SigningSecret: "whsec_c2hvcnQ="}
+	c = Config{URL: configs.NewSecret("https://h.example/"), SignatureFormat: FormatStandard, SigningSecret: configs.NewSecret("whsec_c2hvcnQ=")}
 	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "c2hvcnQ") {
 		t.Fatalf("unexpected error; got %v; want one without the secret", err)
 	}
@@ -114,20 +114,27 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateDefaults(t *testing.T) {
-	c := Config{URL: "https://hooks.example.com/", SigningSecret: "x", Policy: egress.Policy{}}
+	c := Config{URL: configs.NewSecret("https://hooks.example.com/"), SigningSecret: configs.NewSecret("x"), Policy: egress.Policy{}}
+	c.Defaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Method != "POST" || c.Timeout != 30*time.Second || c.SignatureFormat != FormatFraiseQL || c.BatchSize != 1 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
-	// Validate accepts its own result (New validates again).
-	for _, c := range []Config{{URL: "https://h.example/"}, {URL: "https://h.example/", SigningSecret: secretA, SignatureFormat: FormatStandard}} {
+	// Validate only checks: it accepts a configuration before and after Defaults,
+	// and changes nothing.
+	for _, c := range []Config{{URL: configs.NewSecret("https://h.example/"), Method: "put"}, {URL: configs.NewSecret("https://h.example/"), SigningSecret: configs.NewSecret(secretA), SignatureFormat: FormatStandard}} {
+		before := fmt.Sprintf("%#v", c)
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
+		if after := fmt.Sprintf("%#v", c); after != before {
+			t.Fatalf("unexpected change by Validate; got\n%s\nwant\n%s", after, before)
+		}
+		c.Defaults()
 		if err := c.Validate(); err != nil {
-			t.Fatalf("unexpected error validating a validated config: %v", err)
+			t.Fatalf("unexpected error validating a configuration with its defaults: %v", err)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -29,7 +30,7 @@ func TestRequestShape(t *testing.T) {
 	cfg := loopback(r.URL + "/orders?src=cdc")
 	cfg.Method = "put"
 	cfg.Headers = map[string]string{"X-Source": "fraiseql-observers", "authorization": "Bearer t0k3n"}
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestRequestShape(t *testing.T) {
 	}
 	// A configured Content-Type wins.
 	cfg.Headers = map[string]string{"content-type": "application/cloudevents+json"}
-	s2, err := New(cfg, Options{})
+	s2, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestBodyTemplateInjection(t *testing.T) {
 	r := newReceiver(t, nil)
 	cfg := loopback(r.URL)
 	cfg.BodyTemplate = `{"id": {{ new.id }}, "status": "{{ new.status }}", "event": "{{ event.id }}"}`
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestDataBody(t *testing.T) {
 	r := newReceiver(t, nil)
 	cfg := loopback(r.URL)
 	cfg.BodyTemplate = "{{ data }}"
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +149,8 @@ func TestBatching(t *testing.T) {
 	cfg := loopback(r.URL)
 	cfg.BatchSize = 10
 	cfg.SignatureFormat = FormatStandard
-	cfg.SigningSecret = secretA
-	s, err := New(cfg, Options{})
+	cfg.SigningSecret = configs.NewSecret(secretA)
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestBatchTemplateFailure(t *testing.T) {
 	cfg := loopback(r.URL)
 	cfg.BatchSize = 5
 	cfg.BodyTemplate = `{"id": {{ new.id }}, "status": "{{ new.status }}"}`
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestGuardAtDelivery(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := New(Config{URL: fmt.Sprintf("http://hooks.test:%d/hook", port)}, Options{Metrics: set, Resolver: res})
+	s, err := New(t.Context(), Config{URL: configs.NewSecret(fmt.Sprintf("http://hooks.test:%d/hook", port))}, sinks.Deps{Metrics: set, Resolver: res})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestGuardAtDelivery(t *testing.T) {
 	}
 	// A literal loopback URL is refused when the sink is built.
 	var ke *sinks.KeyError
-	if _, err := New(Config{URL: r.URL}, Options{}); !errors.As(err, &ke) || ke.Key != "url" {
+	if _, err := New(t.Context(), Config{URL: configs.NewSecret(r.URL)}, sinks.Deps{}); !errors.As(err, &ke) || ke.Key != "url" {
 		t.Fatalf("unexpected New error for a loopback URL; got %v", err)
 	}
 }
@@ -313,8 +314,8 @@ func TestRedirectToBlocked(t *testing.T) {
 	} {
 		location.Store(loc)
 		for _, follow := range []bool{true, false} {
-			cfg := Config{URL: r.URL, FollowRedirects: follow, Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
-			s, err := New(cfg, Options{Resolver: res})
+			cfg := Config{URL: configs.NewSecret(r.URL), FollowRedirects: follow, Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}}
+			s, err := New(t.Context(), cfg, sinks.Deps{Resolver: res})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -334,8 +335,8 @@ func TestRedirectToBlocked(t *testing.T) {
 	}
 	// The guard lets a redirect to an allowed target through, body and signature intact.
 	location.Store(inner.URL + "/moved")
-	cfg := Config{URL: r.URL, FollowRedirects: true, SigningSecret: "k", Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1", "127.0.0.2"}}}
-	s, err := New(cfg, Options{})
+	cfg := Config{URL: configs.NewSecret(r.URL), FollowRedirects: true, SigningSecret: configs.NewSecret("k"), Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1", "127.0.0.2"}}}
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -28,7 +29,7 @@ func stepClock() func() time.Time {
 }
 
 func loopback(url string) Config {
-	return Config{URL: url, Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1/32"}}}
+	return Config{URL: configs.NewSecret(url), Policy: egress.Policy{AllowedHosts: []string{"127.0.0.1/32"}}}
 }
 
 // TestStandardWebhooks: a receiver written from the Standard Webhooks spec verifies
@@ -44,8 +45,8 @@ func TestStandardWebhooks(t *testing.T) {
 	})
 	cfg := loopback(r.URL + "/hook")
 	cfg.SignatureFormat = FormatStandard
-	cfg.SigningSecret = secretA
-	s, err := New(cfg, Options{Now: stepClock()})
+	cfg.SigningSecret = configs.NewSecret(secretA)
+	s, err := New(t.Context(), cfg, sinks.Deps{Now: stepClock()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +130,8 @@ func TestStandardRotation(t *testing.T) {
 	r := newReceiver(t, nil)
 	cfg := loopback(r.URL)
 	cfg.SignatureFormat = FormatStandard
-	cfg.SigningSecrets = []sinks.Secret{secretB, secretA}
-	s, err := New(cfg, Options{})
+	cfg.SigningSecrets = []configs.Secret{configs.NewSecret(secretB), configs.NewSecret(secretA)}
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +159,9 @@ func TestStandardRotation(t *testing.T) {
 func TestFraiseQLSignature(t *testing.T) {
 	r := newReceiver(t, nil)
 	cfg := loopback(r.URL)
-	cfg.SigningSecret = "plain-secret-bytes"
+	cfg.SigningSecret = configs.NewSecret("plain-secret-bytes")
 	cfg.BodyTemplate = `{"order": {{ new.id }}, "status": "{{ new.status }}"}`
-	s, err := New(cfg, Options{})
+	s, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +194,9 @@ func TestFraiseQLSignature(t *testing.T) {
 		t.Fatal("unexpected verification success with another secret")
 	}
 
-	cfg.SigningSecret = ""
-	cfg.SigningSecrets = []sinks.Secret{"new-secret", "old-secret"}
-	s2, err := New(cfg, Options{})
+	cfg.SigningSecret = configs.NewSecret("")
+	cfg.SigningSecrets = []configs.Secret{configs.NewSecret("new-secret"), configs.NewSecret("old-secret")}
+	s2, err := New(t.Context(), cfg, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,9 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/rs/zerolog"
-
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -31,25 +27,6 @@ import (
 
 // HeaderIdempotencyKey carries the event id (or the batch id) on every request.
 const HeaderIdempotencyKey = "Idempotency-Key"
-
-// Options are the sink's dependencies. The zero value is usable.
-type Options struct {
-	// Logger receives one debug line when the sink is built (target host, method,
-	// header names with secret-looking values redacted); nothing per event.
-	Logger zerolog.Logger
-	// Metrics receives observer_egress_blocked_total{action_type="webhook"}.
-	Metrics *metrics.Set
-	// Entity is the observer's entity name, seen by body_template as `entity`.
-	Entity string
-	// Resolver resolves host names (nil: the system resolver). Tests use it to map
-	// names to loopback addresses.
-	Resolver egress.Resolver
-	// TLSConfig, if set, is used for https targets (for example a private CA).
-	TLSConfig *tls.Config
-	// Now returns the time used for signature timestamps and Retry-After dates
-	// (nil: time.Now).
-	Now func() time.Time
-}
 
 // Sink sends events to a webhook. It is safe for concurrent use; Deliver and
 // DeliverBatch block until the receiver answered, the attempt's timeout passed or
@@ -65,17 +42,25 @@ type Sink struct {
 	now    func() time.Time
 }
 
-// New validates cfg and returns a sink. It connects to nothing and starts no
-// goroutine; connections are opened by deliveries and closed by Close.
-func New(cfg Config, opts Options) (*Sink, error) {
+// New fills cfg's defaults, validates it and returns a sink. It connects to
+// nothing and starts no goroutine; connections are opened by deliveries and
+// closed by Close. deps.Logger receives one debug line (target host, method,
+// header names with secret-looking values redacted); deps.Metrics receives
+// observer_egress_blocked_total{action_type="webhook"}; deps.TLS, if set, is used
+// for https targets; deps.Now gives signature timestamps.
+func New(_ context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
+	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
+	if !cfg.URL.Known() {
+		return nil, sinks.KeyErrorf("url", errors.New("the URL is unknown: its environment variable is not set"))
+	}
+	u, err := url.Parse(cfg.URL.Value())
 	if err != nil {
 		return nil, sinks.KeyErrorf("url", errors.New("invalid URL"))
 	}
-	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "webhook", Metrics: opts.Metrics, Resolver: opts.Resolver})
+	guard, err := egress.New(egress.Options{Policy: cfg.Policy, ActionType: "webhook", Metrics: deps.Metrics, Resolver: deps.Resolver})
 	if err != nil {
 		return nil, sinks.KeyErrorf("allowed_hosts", err)
 	}
@@ -83,12 +68,9 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		cfg:    cfg,
 		url:    u,
 		header: http.Header{},
-		client: guard.Client(egress.ClientOptions{FollowRedirects: cfg.FollowRedirects, TLSConfig: opts.TLSConfig}),
-		meta:   eval.Meta{Entity: opts.Entity},
-		now:    opts.Now,
-	}
-	if s.now == nil {
-		s.now = time.Now
+		client: guard.Client(egress.ClientOptions{FollowRedirects: cfg.FollowRedirects, TLSConfig: deps.TLS}),
+		meta:   deps.Templates.Meta,
+		now:    deps.Clock(),
 	}
 	s.header.Set("Content-Type", "application/json")
 	s.header.Set("User-Agent", "fraiseql-observers")
@@ -96,7 +78,7 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		s.header.Set(n, v)
 	}
 	if cfg.BodyTemplate != "" {
-		if s.body, err = eval.CompileTemplate(cfg.BodyTemplate, eval.EscapeJSON, eval.Options{}); err != nil {
+		if s.body, err = deps.Templates.Compile(cfg.BodyTemplate, eval.EscapeJSON); err != nil {
 			return nil, sinks.KeyErrorf("body_template", err)
 		}
 	}
@@ -105,9 +87,12 @@ func New(cfg Config, opts Options) (*Sink, error) {
 		if err != nil {
 			return nil, sinks.KeyErrorf("signing_secret", err)
 		}
+		if len(keys) < len(secrets) {
+			return nil, sinks.KeyErrorf("signing_secret", errors.New("a signing secret is unknown: its environment variable is not set"))
+		}
 		s.signer = &signer{format: cfg.SignatureFormat, keys: keys}
 	}
-	opts.Logger.Debug().Str("target", egress.RedactURL(u)).Str("method", cfg.Method).
+	deps.Logger.Debug().Str("target", egress.RedactURL(u)).Str("method", cfg.Method).
 		Interface("headers", cfg.RedactedHeaders()).Bool("signed", s.signer != nil).
 		Str("signature_format", cfg.SignatureFormat).Int("batch_size", cfg.BatchSize).
 		Msg("webhook action ready")
@@ -133,7 +118,8 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 }
 
 // DeliverBatch sends the events in requests of at most batch_size events each, one
-// request after another; errs[i] receives the outcome of evs[i]. The result of a
+// request after another (the pipeline hands it at most batch_size events, so
+// usually one request); errs[i] receives the outcome of evs[i]. The result of a
 // request applies to all of its events. An event whose body template fails gets
 // its own permanent error and is left out of the request.
 func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
@@ -214,7 +200,7 @@ func (s *Sink) render(buf []byte, ev *decoder.Event) ([]byte, error) {
 func (s *Sink) send(ctx context.Context, body []byte, id string) error {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, s.cfg.Method, s.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, s.cfg.Method, s.cfg.URL.Value(), bytes.NewReader(body))
 	if err != nil {
 		return sinks.Permanent("request", fmt.Errorf("build %s request to %s", s.cfg.Method, egress.RedactURL(s.url)))
 	}
