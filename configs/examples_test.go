@@ -23,7 +23,7 @@ func TestExamples(t *testing.T) {
 		"SMTP_USERNAME":                  "mailer",
 		"SMTP_PASSWORD":                  "pw",
 		"NATS_URL":                       "nats://nats.internal:4222",
-		"NATS_CREDS":                     "/etc/nats/observer.creds",
+		"NATS_TOKEN":                     "nats-token",
 	}
 	for _, name := range []string{"demo.yaml", "production.yaml"} {
 		t.Run(name, func(t *testing.T) {

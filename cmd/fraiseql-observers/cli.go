@@ -61,10 +61,12 @@ func usageErr(format string, args ...any) error {
 	return &codeError{code: exitConfig, err: fmt.Errorf(format, args...)}
 }
 
-// loadConfig loads the configuration named by --config, printing its warnings on
-// stderr.
+// loadConfig loads the configuration named by --config for an operator command,
+// printing its warnings on stderr. Environment variables it refers to may be
+// unset (configs.Options.DeferEnv): a command asks with Config.Need for the keys
+// it uses, so it runs with only what it needs in the environment.
 func (g *globals) loadConfig() (*configs.Config, error) {
-	cfg, warnings, err := configs.Load(g.config)
+	cfg, warnings, err := configs.LoadWith(g.config, configs.Options{DeferEnv: true})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, &codeError{code: exitConfig, err: fmt.Errorf("%w (give the configuration with --config FILE)", err)}
@@ -130,6 +132,18 @@ func (g *globals) newAdminClient(cfg *configs.Config) (*adminClient, error) {
 	}
 	if _, err := url.Parse(c.base); err != nil {
 		return nil, usageErr("--admin-url: %v", err)
+	}
+	if cfg != nil {
+		need := []string{"admin.listen", "admin.tls_ca_file"}
+		if g.tokenEnv == "" {
+			need = append(need, "admin.token_env")
+		}
+		if g.adminURL != "" {
+			need = need[1:]
+		}
+		if err := cfg.Need(need...); err != nil {
+			return nil, &codeError{code: exitConfig, err: err}
+		}
 	}
 	if cfg != nil && cfg.Admin.TLSCAFile != "" {
 		pem, err := os.ReadFile(cfg.Admin.TLSCAFile)

@@ -94,7 +94,7 @@ func runDebugEvent(ctx context.Context, g *globals, history int, id string) erro
 // eventNotRemembered explains a miss and points to the DLQ when the event is there.
 func eventNotRemembered(ctx context.Context, g *globals, id string) error {
 	msg := fmt.Sprintf("event %s is not in the service's recent event history (it remembers the last %d events since it started)", id, pipeline.DefaultDebugHistory)
-	cfg, _, err := configs.Load(g.config)
+	cfg, _, err := configs.LoadWith(g.config, configs.Options{DeferEnv: true})
 	if err != nil {
 		return errors.New(msg)
 	}

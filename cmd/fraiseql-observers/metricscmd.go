@@ -50,7 +50,7 @@ type quantile struct {
 // adminFromConfig loads the configuration unless --admin-url makes it unnecessary.
 func (g *globals) adminFromConfig() (*adminClient, error) {
 	if g.adminURL != "" {
-		cfg, _, err := configs.Load(g.config)
+		cfg, _, err := configs.LoadWith(g.config, configs.Options{DeferEnv: true})
 		if err != nil {
 			cfg = nil
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fraiseql/fraiseql-observers/cdc"
+	"github.com/fraiseql/fraiseql-observers/configs"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -45,6 +46,13 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 	var doc statusDoc
 	note := ""
 	client, err := g.newAdminClient(cfg)
+	var unset *configs.Errors
+	if errors.As(err, &unset) && cfg.Need("admin.listen", "admin.tls_ca_file") == nil {
+		// Only the token's variable is missing: read the state from PostgreSQL,
+		// which needs only the DSN.
+		err = &codeError{code: exitUnavailable, err: err}
+		note = unset.List[0].Msg + " (the admin endpoint needs its token): showing state from PostgreSQL"
+	}
 	if err == nil {
 		err = client.do(ctx, "GET", "/status", nil, &doc)
 		if err == nil {
@@ -60,7 +68,9 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 		if !errors.As(err, &ce) || ce.code != exitUnavailable {
 			return err
 		}
-		note = "service admin endpoint disabled (admin.listen is empty): showing state from PostgreSQL"
+		if note == "" {
+			note = "service admin endpoint disabled (admin.listen is empty): showing state from PostgreSQL"
+		}
 	}
 	pool, err := statePool(ctx, cfg)
 	if err != nil {

@@ -217,6 +217,10 @@ func slotFromHealth(h cdc.SlotHealth) slotDoc {
 
 // statePool opens a small pool on the configuration's database for CLI commands.
 func statePool(ctx context.Context, cfg *configs.Config) (*pgxpool.Pool, error) {
+	// What reading the service's state uses (loaded with configs.Options.DeferEnv).
+	if err := cfg.Need("source", "state", "listener_id"); err != nil {
+		return nil, &codeError{code: exitConfig, err: err}
+	}
 	cc, err := connConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -19,10 +19,11 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check a configuration file (and, with --detailed, the database it points to)",
 		Long: `Load FILE (default: --config, config.yaml) and check it the way start does: YAML syntax,
 keys and values, every observer's condition and every action's settings, without connecting
-to anything. Every problem is printed as file:line:column: message. On success it prints
+to anything and without needing the environment: a variable the file refers to that is not
+set is a warning, and the value it would give is not checked. Every problem is printed as file:line:column: message. On success it prints
 "Configuration is valid" and a summary; otherwise it exits with code 2.
 
---detailed also connects to the source database and checks wal_level, the role's REPLICATION
+--detailed needs every variable, as start does, and also connects to the source database and checks wal_level, the role's REPLICATION
 attribute, the publication and the slot, that every observed table exists, is published
 under its own name, has the columns its observers' conditions read, and has the replica
 identity its observers need (conditions that read old values need REPLICA
@@ -104,9 +105,14 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 		return usageErr("validate-config: %v", err)
 	}
 	v := validation{File: path, Errors: []problem{}, Warnings: []problem{}}
-	cfg, warnings, err := configs.Load(path)
-	for _, w := range warnings {
-		v.Warnings = append(v.Warnings, problem{File: w.Pos.File, Line: w.Pos.Line, Column: w.Pos.Column, Message: w.Msg})
+	// Without --detailed nothing needs the environment: a variable that is not set
+	// is a warning and its value is not checked (CI runs this without secrets).
+	// --detailed checks the database with everything start reads.
+	cfg, warnings, err := configs.LoadWith(path, configs.Options{DeferEnv: !detailed})
+	if cfg != nil {
+		for _, u := range cfg.Unset() {
+			warnings = append(warnings, configs.Warning{Pos: u.Pos, Msg: u.String() + " (its value is not checked)"})
+		}
 	}
 	if err != nil {
 		var errs *configs.Errors
@@ -124,6 +130,14 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 				v.Errors = append(v.Errors, toProblem(e, path))
 			}
 		}
+		warnings = append(warnings, b.warnings...)
+	}
+	sort.SliceStable(warnings, func(i, j int) bool {
+		a, b := warnings[i].Pos, warnings[j].Pos
+		return a.Line < b.Line || (a.Line == b.Line && a.Column < b.Column)
+	})
+	for _, w := range warnings {
+		v.Warnings = append(v.Warnings, problem{File: w.Pos.File, Line: w.Pos.Line, Column: w.Pos.Column, Message: w.Msg})
 	}
 	sort.SliceStable(v.Errors, func(i, j int) bool {
 		a, b := v.Errors[i], v.Errors[j]
