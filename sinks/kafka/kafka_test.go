@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -497,4 +498,19 @@ func TestTLS(t *testing.T) {
 	f("unknown authority", &sinks.TLSFiles{}, false)
 	f("wrong server name", &sinks.TLSFiles{CAFile: certs.CAFile, ServerName: "other.example"}, false)
 	f("plaintext to a TLS listener", nil, false)
+}
+
+// TestTopicSeesEntity: a topic template sees the observer's entity as `entity`, as
+// every action's templates do (here an alias; the event's table is public.orders).
+func TestTopicSeesEntity(t *testing.T) {
+	s, err := New(t.Context(), Config{Brokers: []string{"127.0.0.1:1"}, Topic: "cdc.{{ entity }}.{{ event.op }}"},
+		sinks.Deps{Templates: sinks.Templates{Meta: eval.Meta{Entity: "Order"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.record(sinktest.Events(1, 1)[0])
+	if err != nil || r.Topic != "cdc.Order.INSERT" {
+		t.Fatalf("unexpected topic; got %q, %v; want cdc.Order.INSERT", r.Topic, err)
+	}
 }
