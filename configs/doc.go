@@ -7,9 +7,17 @@
 // one [*Errors], so an operator fixes a file in one pass.
 //
 // String values may refer to environment variables as ${NAME} or
-// ${NAME:-default}; "$${" writes a literal "${". Secrets never appear in errors,
+// ${NAME:-default}; "$${" writes a literal "${". Keys ending in _env name the
+// variable that holds a secret: one mechanism for every key, the env option of a
+// yaml tag on a [Secret] (or string) field (`yaml:"url,env"` takes url or url_env,
+// `yaml:"password_env,env"` only the variable). Secrets never appear in errors,
 // warnings or formatted values: DSN passwords are removed with [RedactDSN], env
 // variables are named but never echoed, and [Secret] formats as "[redacted]".
+//
+// [Load] refuses a reference to a variable that is not set. [LoadWith] with
+// [Options].DeferEnv lists it instead ([Config.Unset], [Action.Unset]), leaves its
+// value unknown and unchecked, and lets a command ask with [Config.Need] for the
+// keys it uses: the operator commands and validate-config run so.
 //
 // Actions are kept as raw YAML: the package does not know the sinks. The wiring
 // code decodes each [Action] into the sink's own options struct with
