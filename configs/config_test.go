@@ -265,14 +265,14 @@ func TestBOMAndCRLF(t *testing.T) {
 func TestFileSize(t *testing.T) {
 	big := bytes.Repeat([]byte("# padding padding padding padding\n"), 10<<20/34+1)
 	_, _, err := Parse("big.yaml", big, nil)
-	if err == nil || !strings.HasPrefix(err.Error(), "big.yaml:1:1: the file is 10.0 MiB, larger than the 4.0 MiB") {
+	if err == nil || !strings.HasPrefix(err.Error(), "big.yaml:1:1: the file is 10.0 MiB, larger than the 1.0 MiB") {
 		t.Fatalf("unexpected error for a 10 MB file; got %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "big.yaml")
 	if err := os.WriteFile(path, big, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than the 4.0 MiB") {
+	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than the 1.0 MiB") {
 		t.Fatalf("unexpected error loading a 10 MB file; got %v", err)
 	}
 }

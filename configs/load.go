@@ -14,13 +14,14 @@ import (
 
 	yaml "github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
 // MaxFileSize is the largest configuration Load and Parse accept. A real
 // configuration is a few kilobytes; a multi-megabyte one is a mistake (a log or
 // a dump saved under the wrong name), and parsing it would only waste time.
-const MaxFileSize = 4 << 20
+const MaxFileSize = 1 << 20
 
 // Load reads and parses the configuration file at path, resolving ${VAR}
 // references and *_env keys with os.LookupEnv. See Parse. An error reading
@@ -162,7 +163,19 @@ func (l *loader) parseYAML(data []byte) ast.Node {
 	}
 	// CRLF → LF keeps every line and column, and keeps \r out of block scalars.
 	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
-	file, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	// The parser's work grows with the square of the nesting depth and of the
+	// width of a mapping: check the shape before it runs, cheaply on the bytes,
+	// then exactly on the scanner's tokens.
+	if se := prescanShape(data); se != nil {
+		l.errorf(se.pos(l.doc.file, data), "%s", se.msg)
+		return nil
+	}
+	tokens := lexer.Tokenize(string(data))
+	if se := checkTokens(tokens); se != nil {
+		l.errorf(se.pos(l.doc.file, data), "%s", se.msg)
+		return nil
+	}
+	file, err := parser.Parse(tokens, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) {
