@@ -4,12 +4,14 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -67,7 +69,29 @@ func (c *Config) Validate() error {
 	if c.FsyncInterval < 0 {
 		return errors.New("fsync_interval must not be negative")
 	}
+	if err := c.checkPath(); err != nil {
+		return sinks.KeyErrorf("path", err)
+	}
 	return c.Batch.Check()
+}
+
+// checkPath checks, without creating anything, that the file can be opened where
+// Path says: its directory exists and Path is not a directory.
+func (c *Config) checkPath() error {
+	dir := filepath.Dir(c.Path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("directory %s does not exist", dir)
+	case err != nil:
+		return err // "stat DIR: reason"
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if st, err := os.Stat(c.Path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory", c.Path)
+	}
+	return nil
 }
 
 // StdoutConfig is the configuration of a `type: stdout` action: every event as
@@ -86,24 +110,29 @@ func (c *StdoutConfig) Validate() error { return c.Batch.Check() }
 
 // Sink appends events to a file. It is safe for concurrent use.
 type Sink struct {
-	cfg  Config
-	w    io.Writer
-	f    *os.File // nil for stdout
-	wmu  sync.Mutex
-	buf  []byte
-	seq  uint64 // writes done, guarded by wmu
-	smu  sync.Mutex
-	sync uint64 // writes covered by the last fsync, guarded by smu
-	stop chan struct{}
-	done chan struct{}
+	cfg Config
+	w   io.Writer
+	f   *os.File // nil for stdout
+	wmu sync.Mutex
+	buf []byte
+	seq uint64 // writes done, guarded by wmu
+	// torn is set when a failed write left a partial line that could not be cut
+	// off yet; nothing more is written until it is. Guarded by wmu.
+	torn bool
+	// regular reports whether the file is a regular file, which can be truncated.
+	regular bool
+	smu     sync.Mutex
+	sync    uint64 // writes covered by the last fsync, guarded by smu
+	stop    chan struct{}
+	done    chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New fills cfg's defaults, validates it and opens (creating if needed) the file
-// for appending. A last line left incomplete by a crash is cut off: it was never
-// acknowledged, so its event comes again. With fsync: interval it starts the
+// for appending (its directory must exist). A last line left incomplete by a crash
+// is cut off: it was never acknowledged, so its event comes again. With fsync: interval it starts the
 // goroutine that syncs; Close stops it.
 func New(_ context.Context, cfg Config, _ sinks.Deps) (*Sink, error) {
 	cfg.Defaults()
@@ -113,11 +142,19 @@ func New(_ context.Context, cfg Config, _ sinks.Deps) (*Sink, error) {
 	s := &Sink{cfg: cfg}
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
+		return nil, sinks.KeyErrorf("path", err) // an *fs.PathError: "open PATH: reason"
 	}
-	if err := repairTail(f); err != nil {
+	st, err := f.Stat()
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("repair %s: %w", cfg.Path, err)
+		return nil, sinks.KeyErrorf("path", err)
+	}
+	s.regular = st.Mode().IsRegular()
+	if s.regular {
+		if err := repairTail(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("repair %s: %w", cfg.Path, err)
+		}
 	}
 	s.f, s.w = f, f
 	if cfg.Fsync == FsyncInterval {
@@ -177,32 +214,75 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 }
 
 // DeliverBatch appends the events with one write and, under the always policy, waits
-// for an fsync covering them.
+// for an fsync covering them. When the write fails part way (a full disk), the events
+// whose lines were written whole are delivered, the partial line after them is cut
+// off before anything else is written, and the other events fail.
 func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	err := s.write(evs)
-	if err == nil && s.f != nil && s.cfg.Fsync == FsyncAlways {
-		err = s.syncTo(s.lastSeq())
+	whole, err := s.write(evs)
+	var serr error
+	if whole > 0 && s.f != nil && s.cfg.Fsync == FsyncAlways {
+		serr = s.syncTo(s.lastSeq())
 	}
 	for i := range errs {
-		errs[i] = err
+		switch {
+		case serr != nil:
+			errs[i] = serr
+		case i < whole:
+			errs[i] = nil
+		default:
+			errs[i] = err
+		}
 	}
 }
 
-func (s *Sink) write(evs []*decoder.Event) error {
+// write appends the events' lines and returns how many of them were written whole.
+func (s *Sink) write(evs []*decoder.Event) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.torn {
+		if err := s.cutTorn(); err != nil {
+			return 0, err
+		}
+	}
 	s.buf = s.buf[:0]
 	for _, ev := range evs {
 		s.buf = append(s.buf, ev.JSON()...)
 		s.buf = append(s.buf, '\n')
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
-		return s.pathError("write", err)
+	n, err := s.w.Write(s.buf)
+	whole := len(evs)
+	if err != nil {
+		whole = bytes.Count(s.buf[:n], []byte{'\n'})
+		err = s.pathError("write", err)
+		if n > 0 && s.buf[n-1] != '\n' {
+			// A partial line: cut it off now, so that no later line is fused to it.
+			s.torn = true
+			if cerr := s.cutTorn(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
 	}
-	s.seq++
+	if whole > 0 {
+		s.seq++
+	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
 	}
+	return whole, err
+}
+
+// cutTorn cuts the file after its last complete line, which a failed write left
+// incomplete. Standard output, pipes and devices cannot be cut: their reader sees
+// the partial line.
+func (s *Sink) cutTorn() error {
+	if s.f == nil || !s.regular {
+		s.torn = false
+		return nil
+	}
+	if err := repairTail(s.f); err != nil {
+		return fmt.Errorf("cut the partial last line of %s (nothing more is written until it is): %w", s.cfg.Path, err)
+	}
+	s.torn = false
 	return nil
 }
 

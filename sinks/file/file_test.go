@@ -2,15 +2,23 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
@@ -116,5 +124,139 @@ func TestValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Fatalf("expected an error for %+v", c)
 		}
+	}
+}
+
+// smallTmpfs mounts a tmpfs of size bytes on a temporary directory and returns it.
+// Mounting needs root: elsewhere the test is skipped, but under CI=true it fails.
+func smallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	fail := t.Skipf
+	if os.Getenv("CI") == "true" {
+		fail = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		fail("mounting a small tmpfs needs root")
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		fail("mount a %d-byte tmpfs: %v: %s", size, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// bigEvents returns n events of about 1 KB of JSON each.
+func bigEvents(n int) []*decoder.Event {
+	evs := sinktest.Events(n, n)
+	for _, ev := range evs {
+		row := *ev.New
+		row.Names = append(append([]string(nil), row.Names...), "doc")
+		row.Values = append(append([]json.RawMessage(nil), row.Values...), json.RawMessage(`"`+strings.Repeat("x", 900)+`"`))
+		ev.New = &row
+	}
+	return evs
+}
+
+// fileIDs returns the ids of the lines of path, failing the test when the file does
+// not end with a newline or holds a line that is not JSON.
+func fileIDs(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Fatalf("the file ends with a partial line: %q", data[max(0, len(data)-80):])
+	}
+	var ids []string
+	for line := range bytes.Lines(data) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("line %d is not JSON (%v): %.120q", len(ids)+1, err, line)
+		}
+		ids = append(ids, m["id"].(string))
+	}
+	return ids
+}
+
+// TestDiskFullCutsPartialLine: on a full 64 KiB tmpfs a write stops in the middle of
+// a line. The partial line is cut at once, so the file holds exactly the acknowledged
+// events, and once space is back the next event starts on a line of its own (it was
+// fused to the partial line before).
+func TestDiskFullCutsPartialLine(t *testing.T) {
+	dir := smallTmpfs(t, 64<<10)
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 16<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "out.jsonl")
+	s, err := New(t.Context(), Config{Path: path}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs := bigEvents(200)
+	var delivered []string
+	failed := 0
+	next := 0
+	for ; next < len(evs) && failed < 5; next++ {
+		if err := s.Deliver(t.Context(), evs[next]); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("unexpected error %v; want ENOSPC", err)
+			}
+			failed++
+			continue
+		}
+		if failed > 0 {
+			t.Fatalf("event %d delivered after a failure on a full disk", next)
+		}
+		delivered = append(delivered, evs[next].ID.String())
+	}
+	if failed == 0 || len(delivered) == 0 {
+		t.Fatalf("unexpected outcome: %d delivered, %d failed; the disk never filled", len(delivered), failed)
+	}
+	if got := fileIDs(t, path); !slices.Equal(got, delivered) {
+		t.Fatalf("the file does not hold exactly the delivered events; got %d lines; want %d", len(got), len(delivered))
+	}
+
+	// Space comes back: the next event is a line of its own.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(t.Context(), evs[next]); err != nil {
+		t.Fatal(err)
+	}
+	delivered = append(delivered, evs[next].ID.String())
+	next++
+	if got := fileIDs(t, path); !slices.Equal(got, delivered) {
+		t.Fatalf("unexpected lines after space came back; got %d; want %d", len(got), len(delivered))
+	}
+
+	// A batch that fills the disk again: the events written whole are delivered,
+	// the rest fail, and nothing partial stays.
+	batch := evs[next : next+30]
+	errs := make([]error, len(batch))
+	s.DeliverBatch(t.Context(), batch, errs)
+	whole := 0
+	for whole < len(errs) && errs[whole] == nil {
+		delivered = append(delivered, batch[whole].ID.String())
+		whole++
+	}
+	for i := whole; i < len(errs); i++ {
+		if errs[i] == nil {
+			t.Fatalf("batch event %d delivered after event %d failed", i, whole)
+		}
+	}
+	if whole == 0 || whole == len(batch) {
+		t.Fatalf("unexpected batch outcome: %d of %d delivered; want a partial write", whole, len(batch))
+	}
+	if got := fileIDs(t, path); !slices.Equal(got, delivered) {
+		t.Fatalf("unexpected lines after a partial batch; got %d; want %d", len(got), len(delivered))
 	}
 }
