@@ -93,19 +93,61 @@ type BlockedError struct {
 
 func (e *BlockedError) Error() string {
 	switch {
+	case e.Reason == reasonLegacyNumeric:
+		return fmt.Sprintf("egress blocked: %s is a legacy numeric form of %s: write addresses in canonical form", e.Host, e.Addr)
 	case e.Addr.IsValid() && e.Host != "" && e.Host != e.Addr.String():
-		return fmt.Sprintf("egress blocked: %s resolves to %s, a %s address", e.Host, e.Addr, e.Reason)
+		return fmt.Sprintf("egress blocked: %s resolves to %s, %s", e.Host, e.Addr, describeClass(e.Reason))
 	case e.Addr.IsValid():
-		return fmt.Sprintf("egress blocked: %s is a %s address", e.Addr, e.Reason)
+		return fmt.Sprintf("egress blocked: %s is %s", e.Addr, describeClass(e.Reason))
+	case e.Reason == reasonLoopbackName:
+		return fmt.Sprintf("egress blocked: %s is a loopback name", e.Host)
 	}
 	return fmt.Sprintf("egress blocked: %s: %s", e.Host, e.Reason)
+}
+
+// Reasons of a *BlockedError that are not address classes.
+const (
+	reasonLegacyNumeric = "legacy numeric address"
+	reasonLoopbackName  = ClassLoopback + " name"
+)
+
+// classPhrases describe the address classes in errors, with their article.
+var classPhrases = map[string]string{
+	ClassLoopback:      "a loopback address",
+	ClassUnspecified:   "an unspecified address",
+	ClassPrivate:       "a private address",
+	ClassLinkLocal:     "a link-local address",
+	ClassCGNAT:         "a shared (CGNAT) address",
+	ClassUniqueLocal:   "a unique local address",
+	ClassSiteLocal:     "a site-local address",
+	ClassMulticast:     "a multicast address",
+	ClassReserved:      "a reserved address",
+	ClassDocumentation: "a documentation address",
+	ClassBenchmarking:  "a benchmarking address",
+	ClassIPv4Compat:    "an IPv4-compatible IPv6 address",
+	ClassNAT64Local:    "a local-use NAT64 address",
+	"invalid":          "an invalid address",
+}
+
+// describeClass returns the phrase for an address class ("a link-local address"),
+// keeping the form that carried it ("a private address (IPv4-mapped)").
+func describeClass(class string) string {
+	base, form, _ := strings.Cut(class, " (")
+	p, ok := classPhrases[base]
+	if !ok {
+		return "a blocked address (" + class + ")"
+	}
+	if form != "" {
+		p += " (" + form
+	}
+	return p
 }
 
 // WithHint adds to a *BlockedError for an internal address how to allow it, for
 // configuration errors; other errors are returned as they are.
 func WithHint(err error) error {
 	var be *BlockedError
-	if errors.As(err, &be) && !strings.HasPrefix(be.Reason, "legacy") &&
+	if errors.As(err, &be) && be.Reason != reasonLegacyNumeric &&
 		(be.Addr.IsValid() || strings.HasPrefix(be.Reason, ClassLoopback)) {
 		return fmt.Errorf("%w (list it in allowed_hosts, or set allow_private_networks: true)", err)
 	}
@@ -206,13 +248,13 @@ func checkHost(host string, allowAll bool, prefixes []netip.Prefix, names map[st
 	ip, name, numeric := parseHost(host)
 	switch {
 	case numeric:
-		return &BlockedError{Host: host, Addr: ip, Reason: "legacy numeric address (write addresses in canonical form)"}
+		return &BlockedError{Host: host, Addr: ip, Reason: reasonLegacyNumeric}
 	case ip.IsValid():
 		return checkAddr(ip, host, allowAll, prefixes)
 	case allowAll || names[name]:
 		return nil
 	case isLocalhostName(name):
-		return &BlockedError{Host: host, Reason: ClassLoopback + " name"}
+		return &BlockedError{Host: host, Reason: reasonLoopbackName}
 	}
 	return nil
 }

@@ -391,3 +391,40 @@ func TestUntrustedCertificate(t *testing.T) {
 		t.Fatalf("unexpected result with the CA trusted: %v", err)
 	}
 }
+
+// TestBlockedErrorMessages: each refusal reads as a sentence: no doubled
+// "address", and the right article before each class.
+func TestBlockedErrorMessages(t *testing.T) {
+	res := newResolver(map[string][]string{"hooks.test": {"127.0.0.1"}})
+	g, err := New(Options{Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dialErr := g.DialContext(t.Context(), "tcp", "hooks.test:80")
+	f := func(err error, want string) {
+		t.Helper()
+		if err == nil || err.Error() != want {
+			t.Fatalf("unexpected error; got %v; want %q", err, want)
+		}
+	}
+	f(CheckURL("http://2130706433/x", Policy{}), "egress blocked: 2130706433 is a legacy numeric form of 127.0.0.1: write addresses in canonical form")
+	f(CheckURL("http://0x7f.1/x", Policy{}), "egress blocked: 0x7f.1 is a legacy numeric form of 127.0.0.1: write addresses in canonical form")
+	f(CheckURL("http://0.0.0.0/x", Policy{}), "egress blocked: 0.0.0.0 is an unspecified address")
+	f(CheckURL("http://169.254.169.254/latest", Policy{}), "egress blocked: 169.254.169.254 is a link-local address")
+	f(CheckURL("http://[fd00::1]/", Policy{}), "egress blocked: fd00::1 is a unique local address")
+	f(CheckURL("http://[::ffff:10.0.0.1]/", Policy{}), "egress blocked: ::ffff:10.0.0.1 is a private address (IPv4-mapped)")
+	f(CheckURL("http://localhost/", Policy{}), "egress blocked: localhost is a loopback name")
+	f(CheckURL("ftp://example.com/", Policy{}), "egress blocked: ftp://: only http and https URLs are allowed")
+	var be *BlockedError
+	if !errors.As(dialErr, &be) {
+		t.Fatalf("unexpected dial error %v", dialErr)
+	}
+	f(be, "egress blocked: hooks.test resolves to 127.0.0.1, a loopback address")
+	f(WithHint(CheckURL("http://10.1.2.3/", Policy{})), "egress blocked: 10.1.2.3 is a private address (list it in allowed_hosts, or set allow_private_networks: true)")
+	f(WithHint(CheckURL("http://2130706433/", Policy{})), "egress blocked: 2130706433 is a legacy numeric form of 127.0.0.1: write addresses in canonical form")
+	for _, r := range blockedRanges {
+		if _, ok := classPhrases[r.class]; !ok {
+			t.Errorf("class %s has no phrase for errors", r.class)
+		}
+	}
+}

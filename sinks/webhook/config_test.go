@@ -26,10 +26,13 @@ func TestValidate(t *testing.T) {
 	f("unix scheme", func(c *Config) { c.URL = configs.NewSecret("unix:///run/x.sock") }, "url", "only http and https")
 	f("no host", func(c *Config) { c.URL = configs.NewSecret("http:///x") }, "url", "no host")
 	f("literal loopback", func(c *Config) { c.URL = configs.NewSecret("http://127.0.0.1:8080/") }, "url", "loopback")
-	f("literal metadata", func(c *Config) { c.URL = configs.NewSecret("http://169.254.169.254/") }, "url", "link_local")
+	f("literal metadata", func(c *Config) { c.URL = configs.NewSecret("http://169.254.169.254/") }, "url", "169.254.169.254 is a link-local address")
 	f("literal private", func(c *Config) { c.URL = configs.NewSecret("http://10.1.2.3/") }, "url", "allowed_hosts")
 	f("localhost", func(c *Config) { c.URL = configs.NewSecret("http://localhost:8080/") }, "url", "loopback")
 	f("numeric host", func(c *Config) { c.URL = configs.NewSecret("http://2130706433/") }, "url", "legacy numeric")
+	f("templated url", func(c *Config) { c.URL = configs.NewSecret("https://hooks.example.com/orders/{{ new.id }}") }, "url", `holds "{": url is not a template`)
+	f("closing brace", func(c *Config) { c.URL = configs.NewSecret("https://hooks.example.com/x}") }, "url", `holds "}"`)
+	f("escaped brace", func(c *Config) { c.URL = configs.NewSecret("https://hooks.example.com/%7Bx%7D") }, "", "")
 	f("allow-listed private", func(c *Config) {
 		c.URL = configs.NewSecret("http://10.1.2.3/")
 		c.AllowedHosts = []string{"10.1.0.0/16"}
