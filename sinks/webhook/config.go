@@ -110,6 +110,13 @@ func (c *Config) Validate() error {
 	if !c.URL.IsSet() {
 		return sinks.KeyErrorf("url", errors.New("a URL is required (url or url_env)"))
 	}
+	if u := c.URL.Value(); strings.ContainsAny(u, "{}") {
+		// Templates are not rendered in url: "{{ new.id }}" would be sent as
+		// %7B%7B%20new.id%20%7D%7D to every event's request.
+		brace := u[strings.IndexAny(u, "{}"):][:1]
+		return sinks.KeyErrorf("url", fmt.Errorf("holds %q: url is not a template, it is sent as written for every event; "+
+			"put per-event values in body_template (or write a literal brace as %%7B or %%7D)", brace))
+	}
 	if err := c.Policy.Validate(); err != nil {
 		return sinks.KeyErrorf("allowed_hosts", err)
 	}
