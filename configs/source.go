@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // DSN returns the connection string: source.dsn, or the value of the variable
@@ -91,13 +94,64 @@ func (l *loader) checkDSN(key, dsn string, pos Pos) {
 		// Do not show url.Parse's error: it quotes the URL, password included.
 		if _, err := url.Parse(dsn); err != nil {
 			l.errorf(pos, "%s: %q is not a valid connection URL: percent-encode special characters (@ : / %% ? #) in the user name and password", key, RedactDSN(dsn))
+			return
 		}
+		l.parseDSN(key, dsn, pos)
 		return
 	}
 	var removed []string
 	if _, ok := redactKeywordValue(dsn, &removed); !ok || !strings.Contains(dsn, "=") {
 		l.errorf(pos, "%s: %q is neither a postgres:// URL nor keyword=value pairs (host=... dbname=...): quote values with spaces in single quotes", key, RedactDSN(dsn))
+		return
 	}
+	l.parseDSN(key, dsn, pos)
+}
+
+// parseDSN parses dsn with the parser start uses (pgx.ParseConfig), offline: it
+// reads PG* environment variables and files the DSN names (sslrootcert, a
+// passfile), and connects to nothing.
+func (l *loader) parseDSN(key, dsn string, pos Pos) {
+	if err := CheckConnString(dsn); err != nil {
+		l.errorf(pos, "%s: %q cannot be used: %v", key, RedactDSN(dsn), err)
+	}
+}
+
+// CheckConnString parses dsn as start does (pgx.ParseConfig, which also applies
+// PG* environment variables), without connecting. Its error says what is wrong
+// but never holds the DSN's password.
+func CheckConnString(dsn string) error {
+	_, err := pgx.ParseConfig(dsn)
+	if err == nil {
+		return nil
+	}
+	msg := "it cannot be parsed"
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// Its message without the connection string it quotes.
+		bare := *pe
+		bare.ConnString = ""
+		msg = strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+	}
+	// pgx's messages quote parts of the DSN (a database name, a host), not its
+	// password; replace it anyway should it appear (not when it is too short to
+	// tell from other text).
+	_, removed := redactDSN(dsn)
+	for _, secret := range removed {
+		for _, s := range []string{secret, strings.Trim(secret, "'"), unescapeURL(secret)} {
+			if len(s) >= 3 {
+				msg = strings.ReplaceAll(msg, s, redactedPassword)
+			}
+		}
+	}
+	return errors.New(msg)
+}
+
+// unescapeURL percent-decodes s, or returns it as it is.
+func unescapeURL(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 // literalPassword reports whether a DSN written in the file (raw, before
