@@ -16,8 +16,8 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 	}
 	want := sha256.Sum256([]byte(s.opts.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		got, ok := bearerToken(r.Header.Get("Authorization"))
+		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fraiseql-observers"`)
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
@@ -26,4 +26,16 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken returns the credentials of an Authorization header of the Bearer
+// scheme. The scheme name is case-insensitive and may be followed by several
+// spaces (RFC 9110 section 11.1, RFC 6750 section 2.1).
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimLeft(h, " \t"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.Trim(token, " \t")
+	return token, token != ""
 }

@@ -110,6 +110,24 @@ func TestTokenAuth(t *testing.T) {
 		f(p, "s3cret-and-more", http.StatusUnauthorized)
 		f(p, "s3cret", http.StatusOK)
 	}
+	// The scheme is case-insensitive (RFC 9110 section 11.1); other schemes and an
+	// empty token are refused.
+	for header, want := range map[string]int{
+		"Bearer s3cret": http.StatusOK, "bearer s3cret": http.StatusOK, "BEARER s3cret": http.StatusOK,
+		"bEaReR   s3cret ": http.StatusOK, "Bearer": http.StatusUnauthorized, "Bearer ": http.StatusUnauthorized,
+		"Basic s3cret": http.StatusUnauthorized, "Bearers3cret": http.StatusUnauthorized, "s3cret": http.StatusUnauthorized,
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+"/status", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("Authorization %q: unexpected status; got %d; want %d", header, resp.StatusCode, want)
+		}
+	}
 	// Probes reveal nothing and need no token.
 	f("/healthz", "", http.StatusOK)
 	f("/readyz", "", http.StatusOK)
