@@ -26,7 +26,7 @@ func appendJSONText(b []byte, s []byte) ([]byte, bool) {
 }
 
 // appendQuoted appends s as a JSON string literal, escaping what JSON requires plus
-// U+2028 and U+2029. A byte that is not valid UTF-8 is written as \ufffd when replace
+// the runes escapedRune names. A byte that is not valid UTF-8 is written as \ufffd when replace
 // is set; otherwise appendQuoted stops there and reports false, with b unusable.
 func appendQuoted[T string | []byte](b []byte, s T, replace bool) ([]byte, bool) {
 	b = append(b, '"')
@@ -68,10 +68,9 @@ func appendQuoted[T string | []byte](b []byte, s T, replace bool) ([]byte, bool)
 			start = i
 			continue
 		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript string literals.
-		if r == '\u2028' || r == '\u2029' {
+		if escapedRune(r) {
 			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			b = appendRuneEscape(b, r)
 			i += size
 			start = i
 			continue
@@ -80,6 +79,20 @@ func appendQuoted[T string | []byte](b []byte, s T, replace bool) ([]byte, bool)
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"'), true
+}
+
+// escapedRune reports whether r is written as a \u escape although JSON allows it
+// raw: U+2028 and U+2029, which break JavaScript string literals, and the C1
+// control characters U+0080–U+009F, among them U+0085 (NEL), which line-oriented
+// readers (Python's splitlines, some log shippers) take for a line break and
+// terminals for a control sequence.
+func escapedRune(r rune) bool {
+	return r >= 0x80 && r <= 0x9f || r == '\u2028' || r == '\u2029'
+}
+
+// appendRuneEscape appends r (below U+10000) as \uXXXX.
+func appendRuneEscape(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[r>>12&0xF], hexDigits[r>>8&0xF], hexDigits[r>>4&0xF], hexDigits[r&0xF])
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar (RFC 8259 §6).
@@ -127,19 +140,28 @@ func isJSONNumber(s []byte) bool {
 }
 
 // appendCompactJSON appends valid JSON text src without the whitespace outside strings,
-// so that every event stays on one line. Everything else (key order, duplicate keys,
-// number spelling, escapes) is kept byte for byte.
+// so that every event stays on one line, escaping in strings the runes escapedRune
+// names. Everything else (key order, duplicate keys, number spelling, escapes) is
+// kept byte for byte.
 func appendCompactJSON(b, src []byte) []byte {
 	inString := false
 	start := 0
 	for i := 0; i < len(src); i++ {
 		c := src[i]
 		if inString {
-			switch c {
-			case '\\':
+			switch {
+			case c == '\\':
 				i++
-			case '"':
+			case c == '"':
 				inString = false
+			case c >= utf8.RuneSelf:
+				r, size := utf8.DecodeRune(src[i:])
+				if escapedRune(r) {
+					b = append(b, src[start:i]...)
+					b = appendRuneEscape(b, r)
+					start = i + size
+				}
+				i += size - 1
 			}
 			continue
 		}

@@ -1,6 +1,9 @@
 package decoder
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
 
 // maxJSONDepth bounds the recursion of appendJSON; deeper documents are checked by
 // encoding/json instead.
@@ -115,7 +118,8 @@ func (p *jsonParser) container(open byte, depth int) bool {
 	}
 }
 
-// string copies a string literal, checking its escapes.
+// string copies a string literal, checking its escapes; runes that escapedRune
+// names are written escaped, as in text values.
 func (p *jsonParser) string() bool {
 	start := p.i
 	p.i++ // opening quote
@@ -126,6 +130,14 @@ func (p *jsonParser) string() bool {
 			p.i++
 			p.out = append(p.out, p.src[start:p.i]...)
 			return true
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(p.src[p.i:])
+			if escapedRune(r) {
+				p.out = append(p.out, p.src[start:p.i]...)
+				p.out = appendRuneEscape(p.out, r)
+				start = p.i + size
+			}
+			p.i += size
 		case c == '\\':
 			if p.i+1 >= len(p.src) {
 				return false
