@@ -33,6 +33,9 @@ type Options struct {
 	Username, Password string
 	// AllowInsecureAuth offers AUTH on a connection without TLS.
 	AllowInsecureAuth bool
+	// AuthReply, when set, answers every AUTH with the error it returns for the
+	// credentials received (a server that echoes them, for redaction tests).
+	AuthReply func(username, password string) error
 	// Rcpt, when set, answers RCPT TO (nil accepts).
 	Rcpt func(to string) error
 	// Data, when set, answers a message after it was read; n counts messages from 1.
@@ -163,6 +166,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if ss.s.opts.AuthReply != nil {
+			return ss.s.opts.AuthReply(username, password)
+		}
 		if username != ss.s.opts.Username || password != ss.s.opts.Password {
 			return smtp.ErrAuthFailed
 		}

@@ -9,18 +9,22 @@
 package email
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/mail"
 	"net/smtp"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
@@ -177,11 +181,11 @@ func (s *Sink) send(ctx context.Context, msg *message) error {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
-		return classify(ctx, "dial", err)
+		return s.classify(ctx, "dial", err)
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(deadline); err != nil {
-		return classify(ctx, "dial", err)
+		return s.classify(ctx, "dial", err)
 	}
 	// Cancelling ctx interrupts any read or write in progress.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -190,24 +194,24 @@ func (s *Sink) send(ctx context.Context, msg *message) error {
 	if s.cfg.TLS == TLSImplicit {
 		tc := tls.Client(conn, s.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return classify(ctx, "tls handshake", err)
+			return s.classify(ctx, "tls handshake", err)
 		}
 		conn = tc
 	}
 	c, err := smtp.NewClient(conn, s.cfg.Host)
 	if err != nil {
-		return classify(ctx, "greeting", err)
+		return s.classify(ctx, "greeting", err)
 	}
 	defer c.Close()
 	if err := c.Hello(s.cfg.HeloName); err != nil {
-		return classify(ctx, "EHLO", err)
+		return s.classify(ctx, "EHLO", err)
 	}
 	if s.cfg.TLS == TLSStartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
 			return sinks.Transient("starttls_unavailable", errors.New("smtp: the server does not offer STARTTLS; nothing was sent (tls: start_tls requires it)"), 0)
 		}
 		if err := c.StartTLS(s.tls); err != nil {
-			return classify(ctx, "STARTTLS", err)
+			return s.classify(ctx, "STARTTLS", err)
 		}
 	}
 	if s.cfg.Username.IsSet() {
@@ -215,33 +219,34 @@ func (s *Sink) send(ctx context.Context, msg *message) error {
 			return sinks.Transient("auth_unavailable", errors.New("smtp: the server does not offer AUTH; nothing was sent"), 0)
 		}
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username.Value(), s.cfg.Password.Value(), s.cfg.Host)); err != nil {
-			return classify(ctx, "AUTH", err)
+			return s.classify(ctx, "AUTH", err)
 		}
 	}
 	if err := c.Mail(msg.from.Address); err != nil {
-		return classify(ctx, "MAIL FROM", err)
+		return s.classify(ctx, "MAIL FROM", err)
 	}
 	for _, a := range msg.to {
 		if err := c.Rcpt(a.Address); err != nil {
-			return classify(ctx, "RCPT TO", err)
+			return s.classify(ctx, "RCPT TO", err)
 		}
 	}
 	w, err := c.Data()
 	if err != nil {
-		return classify(ctx, "DATA", err)
+		return s.classify(ctx, "DATA", err)
 	}
 	if _, err := w.Write(msg.data); err != nil {
-		return classify(ctx, "DATA", err)
+		return s.classify(ctx, "DATA", err)
 	}
 	if err := w.Close(); err != nil { // the server's answer to the message
-		return classify(ctx, "end of DATA", err)
+		return s.classify(ctx, "end of DATA", err)
 	}
 	c.Quit() // the message is accepted; a failing QUIT changes nothing
 	return nil
 }
 
-// classify turns an SMTP conversation error into a *sinks.Error.
-func classify(ctx context.Context, step string, err error) error {
+// classify turns an SMTP conversation error into a *sinks.Error. A server's reply
+// is kept for the operator, with credentials and addresses taken out (redactReply).
+func (s *Sink) classify(ctx context.Context, step string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(cerr, context.Canceled) {
 			return fmt.Errorf("smtp %s: %w", step, cerr)
@@ -250,7 +255,7 @@ func classify(ctx context.Context, step string, err error) error {
 	}
 	var reply *textproto.Error
 	if errors.As(err, &reply) {
-		e := fmt.Errorf("smtp %s: server replied %d %s", step, reply.Code, redactReply(reply.Msg))
+		e := fmt.Errorf("smtp %s: server replied %d %s", step, reply.Code, redactReply(reply.Msg, s.cfg.Username.Value(), s.cfg.Password.Value()))
 		class := "smtp_" + strconv.Itoa(reply.Code)
 		switch {
 		case reply.Code >= 500 && reply.Code < 600:
@@ -284,18 +289,94 @@ func isTLSError(err error) bool {
 		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
-// redactReply keeps a server reply's text but hides words holding an "@": replies
-// often echo the recipient, which is a row value.
-func redactReply(msg string) string {
-	words := strings.Fields(msg)
-	for i, w := range words {
-		if strings.Contains(w, "@") {
-			words[i] = "[address]"
+// redactReply keeps a server reply's text for errors, logs and the DLQ, without what
+// could be a credential or a row value:
+//   - a line that mentions AUTH (a server echoing the command, with its base64
+//     credentials) is replaced as a whole;
+//   - words holding the configured user name or password, in clear or base64
+//     (also inside a SASL PLAIN blob), a base64 word that decodes to text with
+//     a NUL (a SASL PLAIN response), and the word after "password", "secret" or "token" (or
+//     the value of such a key=value) become [redacted];
+//   - words holding an "@" become [address]: replies often echo the recipient,
+//     which is a row value.
+//
+// The result is one line of at most 200 bytes (and "...").
+func redactReply(msg, username, password string) string {
+	var out []string
+	for _, line := range strings.Split(msg, "\n") {
+		words := strings.Fields(line)
+		if slices.ContainsFunc(words, func(w string) bool { return strings.EqualFold(strings.Trim(w, ".,:;()[]<>\"'"), "AUTH") }) {
+			out = append(out, "[AUTH line redacted]")
+			continue
 		}
+		for i, w := range words {
+			switch {
+			case i > 0 && credentialKey(words[i-1]):
+				words[i] = "[redacted]"
+			case credentialWord(w, username, password):
+				words[i] = "[redacted]"
+			case strings.Contains(w, "@"):
+				words[i] = "[address]"
+			}
+		}
+		out = append(out, words...)
 	}
-	s := strings.Join(words, " ")
+	s := strings.Join(out, " ")
 	if len(s) > 200 {
-		s = s[:200] + "..."
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
 	return s
+}
+
+// credentialKey reports whether w names a secret whose value follows it
+// ("password", "Password:", "token=").
+func credentialKey(w string) bool {
+	w = strings.ToLower(strings.TrimRight(w, ":="))
+	switch w {
+	case "password", "passwd", "pass", "pwd", "secret", "token":
+		return true
+	}
+	return false
+}
+
+// credentialWord reports whether w is or holds a credential: the configured user
+// name (3 bytes or more) or password, in clear or base64, a key=value whose key
+// names a secret, or base64 that decodes to text holding a NUL (a SASL PLAIN
+// response).
+func credentialWord(w, username, password string) bool {
+	if k, _, ok := strings.Cut(w, "="); ok && credentialKey(k) {
+		return true
+	}
+	secrets := []string{password}
+	if len(username) >= 3 {
+		secrets = append(secrets, username)
+	}
+	for _, sec := range secrets {
+		if sec != "" && strings.Contains(w, sec) {
+			return true
+		}
+	}
+	token := strings.Trim(w, ".,:;()[]<>\"'")
+	if len(token) < 8 {
+		return false
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		b, err := enc.DecodeString(token)
+		if err != nil {
+			continue
+		}
+		if bytes.IndexByte(b, 0) >= 0 { // SASL PLAIN: authzid NUL user NUL password
+			return true
+		}
+		for _, sec := range secrets {
+			if sec != "" && bytes.Contains(b, []byte(sec)) {
+				return true
+			}
+		}
+	}
+	return false
 }

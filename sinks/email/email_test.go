@@ -3,6 +3,7 @@ package email
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -462,4 +463,55 @@ func TestNeedsEncoding(t *testing.T) {
 	f("nul\x00", true)
 	f(strings.Repeat("x", 998), false)
 	f(strings.Repeat("x", 999), true)
+}
+
+// TestServerReplyRedacted: a server reply can echo the AUTH command with its
+// base64 credentials, or the credentials themselves. Before it becomes the
+// delivery error (logged, and stored in the DLQ's error column), AUTH lines,
+// the user name and password in clear or base64, SASL blobs and key=value
+// secrets are taken out; the reply code and the rest of the text stay.
+func TestServerReplyRedacted(t *testing.T) {
+	const user, pass = "mailer", "s3cr:et@%"
+	blob := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	passB64 := base64.StdEncoding.EncodeToString([]byte(pass))
+	cases := []struct {
+		name  string
+		opts  smtptest.Options
+		class string
+		keep  []string
+	}{
+		{"auth reply echoes the command", smtptest.Options{AuthReply: func(u, p string) error {
+			return smtptest.Error(535, "5.7.8 Authentication credentials invalid\nreceived: AUTH PLAIN "+blob+"\nauth plain "+blob)
+		}}, "smtp_535", []string{"server replied 535", "Authentication credentials invalid", "[AUTH line redacted]"}},
+		{"auth reply echoes the credentials", smtptest.Options{AuthReply: func(u, p string) error {
+			return smtptest.Error(535, "5.7.8 user "+u+" password "+p+" (b64 "+passB64+") token=abc123 rejected")
+		}}, "smtp_535", []string{"server replied 535", "5.7.8 user [redacted] password [redacted] (b64 [redacted] [redacted] rejected"}},
+		{"rcpt reply echoes a SASL blob", smtptest.Options{Rcpt: func(to string) error {
+			return smtptest.Error(550, "5.1.1 <"+to+"> unknown; last client data "+blob)
+		}}, "smtp_550", []string{"5.1.1 [address] unknown; last client data [redacted]"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.Username, c.opts.Password = user, pass
+			srv := smtptest.Start(t, c.opts)
+			cfg := config(srv)
+			cfg.Username, cfg.Password = configs.NewSecret(user), configs.NewSecret(pass)
+			dlq := sinktest.Run(t, newSink(t, cfg), sinktest.Events(1, 1), sinktest.RunOptions{})
+			letters := dlq.Snapshot()
+			if len(letters) != 1 || sinks.Class(letters[0].Err) != c.class {
+				t.Fatalf("unexpected dead letters %+v; want one of class %s", letters, c.class)
+			}
+			stored := letters[0].Err.Error()
+			for _, secret := range []string{pass, user, blob, passB64, "abc123", "PLAIN", "ops@example.com"} {
+				if strings.Contains(stored, secret) {
+					t.Fatalf("the stored error holds %q: %s", secret, stored)
+				}
+			}
+			for _, k := range c.keep {
+				if !strings.Contains(stored, k) {
+					t.Fatalf("the stored error lacks %q: %s", k, stored)
+				}
+			}
+		})
+	}
 }
