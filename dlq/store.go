@@ -121,10 +121,7 @@ func (s *Store) Put(ctx context.Context, dl pipeline.DeadLetter) error {
 		}
 	}
 	ev := dl.Event
-	class := "transient"
-	if !pipeline.Retryable(dl.Err) {
-		class = "permanent"
-	}
+	class := pipeline.ErrorClass(dl.Err)
 	msg := "unknown error"
 	if dl.Err != nil {
 		msg = dl.Err.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
+	"github.com/fraiseql/fraiseql-observers/sinks/egress"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
@@ -51,7 +53,7 @@ func TestPutIsIdempotentAndComplete(t *testing.T) {
 		t.Fatalf("unexpected count %d, %v; want 1", n, err)
 	}
 	row := pgtest.QueryValue[string](db, `SELECT concat_ws('|', event_id, observer, action, action_type, error, error_class, attempts, op, table_name) FROM observer_dlq`)
-	want := ev.ID.String() + "|o|o.hook|webhook|HTTP 400 Bad Request|permanent|2|INSERT|orders"
+	want := ev.ID.String() + "|o|o.hook|webhook|HTTP 400 Bad Request|http_400|2|INSERT|orders"
 	if row != want {
 		t.Fatalf("unexpected row; got %q; want %q", row, want)
 	}
@@ -113,7 +115,7 @@ func TestListStatsRetryRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Pending != 5 || len(st.ByObserver) != 2 || st.ByObserver[0].Observer != "o1" || st.ByObserver[0].Count != 3 ||
-		len(st.ByError) != 2 || st.ByError[0].Error != "disk full" || st.ByError[1].ErrorClass != "permanent" {
+		len(st.ByError) != 2 || st.ByError[0].Error != "disk full" || st.ByError[1].ErrorClass != "http_400" {
 		t.Fatalf("unexpected stats %+v", st)
 	}
 	items, err := s.List(ctx, ListOptions{Observer: "o2"})
@@ -161,5 +163,40 @@ func TestListStatsRetryRemove(t *testing.T) {
 	}
 	if n, _ := s.Count(ctx); n != 3 || gauge() != 3 {
 		t.Fatalf("unexpected pending count after remove; got %d (gauge %v); want 3", n, gauge())
+	}
+}
+
+// TestErrorClassIsTheSinksClass: error_class records the failure class the sink
+// gives (docs/actions/*.md), e.g. ssrf_blocked for a target the egress guard
+// refused, and falls back to permanent or transient for errors without one.
+func TestErrorClassIsTheSinksClass(t *testing.T) {
+	s, db, _ := newStore(t, 0)
+	ctx := context.Background()
+	g, err := egress.New(egress.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("http://127.0.0.1:9/hook")
+	_, reqErr := g.Client(egress.ClientOptions{}).Post(u.String(), "application/json", strings.NewReader("{}"))
+	refused := egress.TransportError(ctx, "POST", u, reqErr)
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{refused, "ssrf_blocked"},
+		{sinks.Permanent("http_400", errors.New("HTTP 400")), "http_400"},
+		{sinks.Transient("timeout", errors.New("deadline"), 0), "timeout"},
+		{errors.New("disk full"), "transient"},
+		{context.Canceled, "permanent"},
+	}
+	evs := sinktest.Events(len(cases), len(cases))
+	for i, c := range cases {
+		if err := s.Put(ctx, pipeline.DeadLetter{Event: evs[i], Observer: "o", Action: "o.a", ActionType: "webhook", Err: c.err, Attempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+		got := pgtest.QueryValue[string](db, `SELECT error_class FROM observer_dlq WHERE event_id = $1`, evs[i].ID.String())
+		if got != c.want {
+			t.Fatalf("unexpected error_class for %v; got %q; want %q", c.err, got, c.want)
+		}
 	}
 }

@@ -55,6 +55,22 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// ErrorClass returns the short, stable name of a delivery failure, as the DLQ's
+// error_class records it: the class an error gives through a method
+// `ErrorClass() string` in its chain ("http_400", "ssrf_blocked", "timeout"; each
+// action's documentation lists its classes), else "permanent" or "transient" as
+// Retryable decides.
+func ErrorClass(err error) string {
+	var c interface{ ErrorClass() string }
+	if errors.As(err, &c) && c.ErrorClass() != "" {
+		return c.ErrorClass()
+	}
+	if Retryable(err) {
+		return "transient"
+	}
+	return "permanent"
+}
+
 // DeadLetter is an event whose action failed for good.
 type DeadLetter struct {
 	Event      *decoder.Event

@@ -37,6 +37,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // Retryable reports whether a later attempt may succeed.
 func (e *Error) Retryable() bool { return e.Retry }
 
+// ErrorClass returns Class, for the pipeline and the DLQ (pipeline.ErrorClass).
+func (e *Error) ErrorClass() string { return e.Class }
+
 // RetryAfter returns the delay the target asked for.
 func (e *Error) RetryAfter() time.Duration { return e.After }
 

@@ -228,7 +228,7 @@ func TestWebhookRetriesAndDeadLetters(t *testing.T) {
 	}
 	rec.mu.Unlock()
 	row := pgtest.QueryValue[string](db, `SELECT concat_ws('|', action, attempts, error_class, status) FROM observer_dlq`)
-	if row != "hook.recv|1|permanent|pending" {
+	if row != "hook.recv|1|http_400|pending" {
 		t.Fatalf("unexpected dead letter %q", row)
 	}
 	// A restart: the dead letter is still there and the parked event is not sent again.
