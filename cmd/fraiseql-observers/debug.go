@@ -67,6 +67,7 @@ func runDebugEvent(ctx context.Context, g *globals, history int, id string) erro
 			}
 			return g.printJSON(evs)
 		}
+		termSafe(&evs)
 		if len(evs) == 0 {
 			fmt.Fprintln(g.stdout, "No events routed since the service started.")
 		}
@@ -87,6 +88,7 @@ func runDebugEvent(ctx context.Context, g *globals, history int, id string) erro
 	if asJSON {
 		return g.printJSON(ev)
 	}
+	termSafe(&ev)
 	printDebugEvent(g.stdout, ev)
 	return nil
 }
@@ -232,6 +234,7 @@ never silently moved forward. Needs the running service (exit code 6 otherwise).
 			if asJSON {
 				return g.printJSON(res)
 			}
+			termSafe(&res)
 			end := "the current position"
 			if res.ToLSN != "" {
 				end = res.ToLSN

@@ -126,6 +126,7 @@ func newDLQStatsCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return g.printJSON(st)
 			}
+			termSafe(&st)
 			w := g.stdout
 			fmt.Fprintf(w, "DLQ (slot %s): %d pending items, %d delivered by retry, %d retries\n", e.cfg.Source.Slot, st.Pending, st.Delivered, st.Retries)
 			if st.OldestPending != nil {
@@ -200,6 +201,7 @@ func newDLQListCmd(g *globals) *cobra.Command {
 				}
 				return g.printJSON(items)
 			}
+			termSafe(&items)
 			if len(items) == 0 {
 				fmt.Fprintln(g.stdout, "No items.")
 				return nil
@@ -243,6 +245,7 @@ func newDLQShowCmd(g *globals) *cobra.Command {
 		if asJSON {
 			return g.printJSON(it)
 		}
+		termSafe(&it)
 		printItem(g.stdout, it)
 		return nil
 	})
@@ -342,6 +345,7 @@ func newDLQRetryCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		termSafe(&it)
 		fmt.Fprintf(g.stdout, "Item %d delivered (event %s, action %s): marked delivered\n", it.ID, it.EventID, it.Action)
 		return nil
 	})
@@ -405,6 +409,7 @@ func newDLQRetryAllCmd(g *globals) *cobra.Command {
 			if asJSON {
 				g.printJSON(map[string]any{"retried": len(items), "delivered": len(items) - failed, "failed": failed, "items": results})
 			} else {
+				termSafe(&results)
 				fmt.Fprintf(g.stdout, "Retried %d items: %d delivered, %d failed\n", len(items), len(items)-failed, failed)
 				for _, r := range results {
 					if r.Error != "" {
@@ -432,6 +437,7 @@ func newDLQRemoveCmd(g *globals) *cobra.Command {
 		if asJSON {
 			return g.printJSON(map[string]any{"removed": it})
 		}
+		termSafe(&it)
 		fmt.Fprintf(g.stdout, "Removed item %d (event %s, action %s, %s)\n", it.ID, it.EventID, it.Action, it.Status)
 		return nil
 	})

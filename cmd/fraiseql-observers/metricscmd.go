@@ -94,12 +94,12 @@ func runMetrics(ctx context.Context, g *globals, prefix string) error {
 		return g.printJSON(map[string]any{"samples": kept, "quantiles": qs})
 	}
 	for _, s := range kept {
-		fmt.Fprintf(g.stdout, "%s %s\n", s.series, formatValue(s.Value))
+		fmt.Fprintf(g.stdout, "%s %s\n", termText(s.series), formatValue(s.Value))
 	}
 	if len(qs) > 0 {
 		fmt.Fprintln(g.stdout, "# estimated from the histogram buckets since the service started, as histogram_quantile does")
 		for _, q := range qs {
-			fmt.Fprintf(g.stdout, "%s_p%s%s %s\n", q.Name, strconv.FormatFloat(q.Quantile*100, 'f', -1, 64), formatLabels(q.Labels),
+			fmt.Fprintf(g.stdout, "%s_p%s%s %s\n", termText(q.Name), strconv.FormatFloat(q.Quantile*100, 'f', -1, 64), termText(formatLabels(q.Labels)),
 				strconv.FormatFloat(q.Value, 'g', 6, 64))
 		}
 	}

@@ -102,6 +102,7 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	if asJSON {
 		return g.printJSON(doc)
 	}
+	termSafe(&doc)
 	w := g.stdout
 	if doc.Note != "" {
 		fmt.Fprintln(w, doc.Note)

@@ -168,6 +168,7 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 	if asJSON {
 		g.printJSON(v)
 	} else {
+		termSafe(&v)
 		printValidation(g, v)
 	}
 	switch {
