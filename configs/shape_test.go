@@ -68,6 +68,7 @@ func TestShapeBombs(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var errs []*Error
 			alloc := allocDuring(func() { errs = parseErrors(t, c.src, nil) })
+			t.Logf("%s: Parse allocated %d KB", c.name, alloc>>10)
 			if len(errs) != 1 || !strings.HasPrefix(errs[0].Pos.String(), c.pos) || !strings.Contains(errs[0].Msg, c.frag) {
 				t.Fatalf("unexpected errors %v; want one at %s containing %q", errs, c.pos, c.frag)
 			}
@@ -113,12 +114,12 @@ func TestShapeLegitimate(t *testing.T) {
 		body.WriteString("          " + strings.Repeat(" ", i) + "{\"level\": [\n")
 	}
 	docs := map[string]string{
-		"double-quoted": obs + `        body_template: "` + strings.ReplaceAll(deepJSON, `"`, `\"`) + "\"\n",
-		"single-quoted": obs + `        body_template: '` + deepJSON + "'\n",
+		"double-quoted":            obs + `        body_template: "` + strings.ReplaceAll(deepJSON, `"`, `\"`) + "\"\n",
+		"single-quoted":            obs + `        body_template: '` + deepJSON + "'\n",
 		"single-quoted over lines": obs + "        body_template: '" + strings.Repeat("[[\n          ", 60) + "x'\n",
-		"literal block": obs + "        body_template: |\n          " + deepJSON + "\n" + body.String() + "    condition: status == 'a'\n",
-		"folded block": obs + "        body_template: >-\n" + body.String() + "\n\n" + body.String(),
-		"comments": obs + "# " + strings.Repeat("[", 200) + "\n        body_template: x # " + strings.Repeat("{", 200) + "\n",
+		"literal block":            obs + "        body_template: |\n          " + deepJSON + "\n" + body.String() + "    condition: status == 'a'\n",
+		"folded block":             obs + "        body_template: >-\n" + body.String() + "\n\n" + body.String(),
+		"comments":                 obs + "# " + strings.Repeat("[", 200) + "\n        body_template: x # " + strings.Repeat("{", 200) + "\n",
 		"plain": obs + "    condition: status in ['a', \"b\"] && " + strings.Repeat("[", 100) + "\n" +
 			"      && " + strings.Repeat("{", 100) + " == 1\n",
 		"apostrophes": obs + "        body_template: don't [ stop ' [[[[\n    condition: it's [ fine\n",

@@ -155,3 +155,56 @@ observers:
 		}
 	}
 }
+
+// TestSmallerBadErrors: validate-config (and start) say each of these problems once,
+// in a sentence, at the key's file:line:column, where they used to read badly
+// ("... address address", "a unspecified", "open X: open X:") or pass unnoticed (a
+// missing directory, a DSN that start refuses, a template in a webhook url).
+func TestSmallerBadErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	cases := []struct {
+		name   string
+		dsn    string // source.dsn; a valid one when empty
+		action string // the observer's only action
+		want   string // in the output, after "FILE:"
+		not    string // never in the output
+	}{
+		{"legacy numeric host", "", "{type: webhook, url: 'http://2130706433/hook'}",
+			"7:30: action o.0: url: egress blocked: 2130706433 is a legacy numeric form of 127.0.0.1: write addresses in canonical form", "address address"},
+		{"unspecified address", "", "{type: webhook, url: 'http://0.0.0.0/hook'}",
+			"7:30: action o.0: url: egress blocked: 0.0.0.0 is an unspecified address (list it in allowed_hosts", "a unspecified"},
+		{"link-local address", "", "{type: webhook, url: 'http://169.254.169.254/latest'}",
+			"7:30: action o.0: url: egress blocked: 169.254.169.254 is a link-local address", "link_local"},
+		{"templated webhook url", "", "{type: webhook, url: 'https://hooks.example.com/orders/{{ new.id }}'}",
+			`7:30: action o.0: url: holds "{": url is not a template`, "%7B%7B"},
+		{"missing directory of a file action", "", "{type: file, path: '" + missing + "/out.jsonl'}",
+			"7:28: action o.0: path: directory " + missing + " does not exist", "open "},
+		{"DSN that start refuses", "postgres://u:x@h:5432:99/post gres?sslmode=bogus", "{type: stdout}",
+			`2:8: source.dsn: "postgres://u:xxxxx@h:5432:99/post gres?sslmode=bogus" cannot be used: failed to parse as URL (unexpected spaces found in "post gres"`, ":x@"},
+		{"DSN with an unknown sslmode", "postgres://u@h/db?sslmode=bogus", "{type: stdout}",
+			`2:8: source.dsn: "postgres://u@h/db?sslmode=bogus" cannot be used: failed to configure TLS (sslmode is invalid)`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := c.dsn
+			if dsn == "" {
+				dsn = "postgres://app@db/app"
+			}
+			cfg := writeConfig(t, fmt.Sprintf(`source:
+  dsn: %q
+observers:
+  o:
+    entity: public.orders
+    actions:
+      - %s
+`, dsn, c.action))
+			for _, cmd := range [][]string{{"validate-config", cfg}, {"start", "--config", cfg}} {
+				r := cli(t, nil, cmd...)
+				out := r.stdout + r.stderr
+				if r.code != exitConfig || !strings.Contains(out, cfg+":"+c.want) || c.not != "" && strings.Contains(out, c.not) {
+					t.Fatalf("%s: exit code %d; want %d with %q (and no %q):\n%s", cmd[0], r.code, exitConfig, cfg+":"+c.want, c.not, out)
+				}
+			}
+		})
+	}
+}
