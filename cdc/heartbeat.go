@@ -31,6 +31,13 @@ func (s *Session) Heartbeat(ctx context.Context, interval time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.hbDrop:
+			// The server is shutting down: a smart shutdown waits for this session too.
+			if conn != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
+			}
+			continue
 		case <-t.C:
 		}
 		qctx, cancel := context.WithTimeout(ctx, interval)

@@ -87,8 +87,22 @@ type Options struct {
 	ReplayWindowDuration time.Duration
 	// Quarantine stores changes that cannot become events; nil logs and skips them.
 	Quarantine Quarantine
-	Logger     zerolog.Logger
-	Metrics    *metrics.Set
+	// Claim, when set, is called once, after the first START_REPLICATION succeeded and
+	// before any change is read: from then on the slot is this session's (PostgreSQL
+	// lets one session stream a slot at a time). The service takes its fencing epoch
+	// there, so that an instance that never got the slot changes nothing. An error
+	// ends the connection; the next one calls Claim again.
+	Claim func(ctx context.Context) error
+	// OnServerShutdown, when set, is called when the session notices that the server
+	// is shutting down, so that the owner closes its other connections too (a smart
+	// shutdown waits for every session to end). It must not block.
+	OnServerShutdown func()
+	// ShutdownProbeInterval is the period of the short connection the session opens
+	// while it streams to notice a smart shutdown, in which the server refuses new
+	// sessions but lets existing ones run (default 5s; negative: never).
+	ShutdownProbeInterval time.Duration
+	Logger                zerolog.Logger
+	Metrics               *metrics.Set
 }
 
 // Session streams one slot. Create it with New and run it with Run.
@@ -105,6 +119,9 @@ type Session struct {
 	stopCh      chan struct{}
 	rewind      chan rewindRequest
 	stopOnce    sync.Once
+	leave       chan *ServerShutdownError // the server is shutting down: end the stream
+	hbDrop      chan struct{}             // ... and the heartbeat's connection
+	claimed     bool                      // session goroutine only
 
 	systemID     atomic.Value // string
 	received     atomic.Uint64
@@ -143,12 +160,16 @@ func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirm
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 100
 	}
+	if opts.ShutdownProbeInterval == 0 {
+		opts.ShutdownProbeInterval = 5 * time.Second
+	}
 	set := opts.Metrics
 	if set == nil {
 		set = metrics.NewSet()
 	}
 	s := &Session{opts: opts, log: opts.Logger, wm: wm, out: out, confirm: confirm,
-		ignore: map[string]bool{}, stopCh: make(chan struct{}), rewind: make(chan rewindRequest)}
+		ignore: map[string]bool{}, stopCh: make(chan struct{}), rewind: make(chan rewindRequest),
+		leave: make(chan *ServerShutdownError, 1), hbDrop: make(chan struct{}, 1)}
 	for _, t := range opts.IgnoreTables {
 		s.ignore[t] = true
 	}
@@ -274,7 +295,13 @@ func (s *Session) Run(ctx context.Context) error {
 		s.reconnects.Add(1)
 		s.m.reconnects.Inc()
 		d := backoff(attempt, s.opts.ReconnectInitial, s.opts.ReconnectMax)
-		s.log.Warn().Err(err).Dur("retry_in", d).Int("attempt", attempt).Msg("replication connection lost; reconnecting")
+		msg := "replication connection lost; reconnecting"
+		var down *ServerShutdownError
+		if errors.As(err, &down) || ServerShuttingDown(err) {
+			// Not a failure: the server stops or restarts, and pausing lets it.
+			msg = "PostgreSQL is shutting down or restarting; reconnecting when it is back"
+		}
+		s.log.Warn().Err(err).Dur("retry_in", d).Int("attempt", attempt).Msg(msg)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -48,9 +48,22 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 		}
 		return false, fmt.Errorf("start replication: %w", err)
 	}
+	if !s.claimed && s.opts.Claim != nil {
+		if err := s.opts.Claim(ctx); err != nil {
+			return false, fmt.Errorf("claim slot %s: %w", s.opts.Slot, err)
+		}
+		s.claimed = true
+	}
+	select {
+	case <-s.leave: // noticed before this connection: the server is back now
+	default:
+	}
 	s.commits.reset() // the server sends again everything after start
 	s.connected.Store(true)
 	s.log.Info().Str("slot", s.opts.Slot).Str("start_lsn", start.String()).Str("system_id", sys.SystemID).Msg("streaming")
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	go s.probeShutdown(pctx)
 
 	keys := &keyLookup{s: s}
 	defer keys.close(ctx)
@@ -119,6 +132,10 @@ type streamState struct {
 	// silent is how long the session has waited for the server since its last
 	// message (time spent waiting for the consumer does not count).
 	silent time.Duration
+	// lastReplyReq is when the server last asked for a reply, and quick how many
+	// times in a row it asked again at once (a walsender waiting to stop).
+	lastReplyReq time.Time
+	quick        int
 }
 
 func (st *streamState) run(ctx context.Context) error {
@@ -127,6 +144,11 @@ func (st *streamState) run(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			return st.finish(ctx)
+		}
+		select {
+		case err := <-s.leave:
+			return st.leave(ctx, err)
+		default:
 		}
 		if !time.Now().Before(st.nextStatus) {
 			// Ask for a reply: the server answers with a keepalive, which proves the
@@ -206,6 +228,22 @@ func (st *streamState) handle(ctx context.Context, msg pgproto3.BackendMessage) 
 			st.s.serverWALEnd.Store(uint64(ka.ServerWALEnd))
 			st.idleAdvance(lsn.LSN(ka.ServerWALEnd))
 			if ka.ReplyRequested {
+				now := time.Now()
+				if now.Sub(st.lastReplyReq) < quickReply {
+					st.quick++
+				} else {
+					st.quick = 0
+				}
+				st.lastReplyReq = now
+				if st.quick >= quickReplies {
+					// The walsender stops once we confirm everything it sent (up to
+					// the shutdown checkpoint), and asks again after every reply: we
+					// confirm only what is settled, so leave instead of holding the
+					// server up.
+					err := &ServerShutdownError{Why: fmt.Sprintf("the walsender waits for a confirmation of %s", lsn.LSN(ka.ServerWALEnd))}
+					st.s.serverLeaving(err)
+					return st.leave(ctx, err)
+				}
 				return st.sendStatus(ctx, false)
 			}
 		case pglogrepl.XLogDataByteID:
@@ -340,6 +378,19 @@ func (st *streamState) finish(ctx context.Context) error {
 	}
 	st.s.log.Info().Str("confirmed_lsn", st.lastSent.String()).Msg("replication stopped")
 	return nil
+}
+
+// leave ends the connection because the server is shutting down: it reports what is
+// durable, then hands err back so that the session reconnects with backoff.
+func (st *streamState) leave(ctx context.Context, err *ServerShutdownError) error {
+	st.flush()
+	st.s.connected.Store(false)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if serr := st.sendStatus(ctx, false); serr != nil {
+		st.s.log.Debug().Err(serr).Msg("status update before leaving failed")
+	}
+	return err
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -297,13 +297,23 @@ func (s *Server) Stop() error { return s.stop("fast") }
 // shutdown checkpoint, as in a crash; the next Start runs crash recovery.
 func (s *Server) Kill() error { return s.stop("immediate") }
 
-func (s *Server) stop(mode string) error {
+// StopMode shuts the server down in mode ("smart", "fast" or "immediate") and waits
+// at most timeout for it to exit. When it does not, pg_ctl's error ("server does not
+// shut down") is returned and the server goes on shutting down: Kill ends it.
+func (s *Server) StopMode(mode string, timeout time.Duration) error {
+	return s.stopWithin(mode, timeout)
+}
+
+func (s *Server) stop(mode string) error { return s.stopWithin(mode, time.Minute) }
+
+func (s *Server) stopWithin(mode string, timeout time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
 		return nil
 	}
-	if err := s.run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", s.DataDir); err != nil {
+	secs := strconv.Itoa(max(1, int(timeout.Round(time.Second)/time.Second)))
+	if err := s.run("pg_ctl", "stop", "-w", "-t", secs, "-m", mode, "-D", s.DataDir); err != nil {
 		return err
 	}
 	s.running = false
