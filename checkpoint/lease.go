@@ -29,6 +29,7 @@ SET epoch = e.epoch + 1, listener_id = EXCLUDED.listener_id, acquired_at = now()
 WHERE e.expires_at IS NULL OR e.expires_at < now() OR e.listener_id = EXCLUDED.listener_id
 RETURNING epoch`, s.table("observer_epochs")), s.slot, s.listener, d.Microseconds()).Scan(&s.epoch)
 	if err == nil {
+		s.leaseTo.Store(time.Now().Add(d).UnixNano())
 		return true, Holder{ListenerID: s.listener, Epoch: s.epoch}, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
@@ -47,20 +48,61 @@ RETURNING epoch`, s.table("observer_epochs")), s.slot, s.listener, d.Microsecond
 	return false, h, nil
 }
 
-// RenewLease extends our lease by d. ErrFenced means another instance has taken it:
-// the caller must stop streaming and delivering.
+// RenewLease extends our lease by d. A lease that expired while renewals could not
+// reach the server (PostgreSQL restarting, a lock, a network cut) is renewed as long
+// as nobody took it: the row still carries our listener id and epoch. ErrFenced means
+// that another instance holds the slot's lease under a newer epoch: the caller must
+// stop streaming and delivering. Any other error says nothing about the lease.
 func (s *Store) RenewLease(ctx context.Context, d time.Duration) error {
-	tag, err := s.pool.Exec(ctx, fmt.Sprintf(`
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("renew the lease of slot %s: %w", s.slot, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		return fmt.Errorf("renew the lease of slot %s: %w", s.slot, err)
+	}
+	tag, err := tx.Exec(ctx, fmt.Sprintf(`
 UPDATE %s SET expires_at = now() + $4 * interval '1 microsecond'
-WHERE slot_name = $1 AND listener_id = $2 AND epoch = $3 AND expires_at >= now()`, s.table("observer_epochs")),
+WHERE slot_name = $1 AND listener_id = $2 AND epoch = $3`, s.table("observer_epochs")),
 		s.slot, s.listener, s.epoch, d.Microseconds())
 	if err != nil {
 		return fmt.Errorf("renew the lease of slot %s: %w", s.slot, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return ErrFenced
+		// The row is not ours any more: someone took it, or it was deleted by hand
+		// (then nobody holds the lease, and it is ours again).
+		tag, err = tx.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %s (slot_name, epoch, listener_id, acquired_at, expires_at)
+VALUES ($1, $3, $2, now(), now() + $4 * interval '1 microsecond') ON CONFLICT (slot_name) DO NOTHING`, s.table("observer_epochs")),
+			s.slot, s.listener, s.epoch, d.Microseconds())
+		if err != nil {
+			return fmt.Errorf("renew the lease of slot %s: %w", s.slot, err)
+		}
+		if tag.RowsAffected() == 0 {
+			var h Holder
+			err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT listener_id, epoch FROM %s WHERE slot_name = $1`, s.table("observer_epochs")), s.slot).
+				Scan(&h.ListenerID, &h.Epoch)
+			if err != nil {
+				return fmt.Errorf("read the lease of slot %s: %w", s.slot, err)
+			}
+			return fmt.Errorf("%w: %s holds the lease of slot %s under epoch %d (ours was %d)", ErrFenced, h.ListenerID, s.slot, h.Epoch, s.epoch)
+		}
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("renew the lease of slot %s: %w", s.slot, err)
+	}
+	s.leaseTo.Store(time.Now().Add(d).UnixNano())
 	return nil
+}
+
+// LeaseExpiry returns when our lease expires as of its last renewal, by this host's
+// clock (zero before the lease was taken).
+func (s *Store) LeaseExpiry() time.Time {
+	if n := s.leaseTo.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // ReleaseLease ends our lease at once, so a standby can take over without waiting for
@@ -71,6 +113,7 @@ WHERE slot_name = $1 AND listener_id = $2 AND epoch = $3`, s.table("observer_epo
 	if err != nil {
 		return fmt.Errorf("release the lease of slot %s: %w", s.slot, err)
 	}
+	s.leaseTo.Store(0)
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +28,11 @@ const SlotAction = "*"
 // ErrFenced is returned by Save when a newer process has taken over the slot.
 var ErrFenced = errors.New("checkpoint fenced: another process with a newer epoch owns this slot")
 
+// lockTimeout bounds how long a checkpoint write or a lease renewal waits for a lock
+// (an operator's LOCK of the table, a long transaction): the write fails and is
+// retried instead of piling up behind the lock.
+const lockTimeout = "2s"
+
 // State is a set of checkpoints of one slot.
 type State struct {
 	// Slot is the slot-wide position (a transaction end LSN); 0 when none is stored.
@@ -34,6 +41,13 @@ type State struct {
 	Actions map[string]lsn.Position
 	// SystemID is the server's system identifier recorded with the slot row.
 	SystemID string
+	// DisabledAt is when an instance started streaming the slot with checkpoints
+	// disabled (MarkDisabled), nil when it never did since the last write. It then
+	// confirmed what it delivered without writing checkpoints, so the slot's position
+	// has moved past these and supersedes them.
+	DisabledAt *time.Time
+	// DisabledBy is the listener id of that instance.
+	DisabledBy string
 }
 
 // Store reads and writes the checkpoints of one slot. It is safe for concurrent use.
@@ -43,6 +57,7 @@ type Store struct {
 	slot     string
 	listener string
 	epoch    int64
+	leaseTo  atomic.Int64 // unix nanos: our lease's expiry as of the last renewal (local clock)
 }
 
 // NewStore returns a Store for the slot, with tables in the given schema.
@@ -80,16 +95,69 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{"observer_checkpoints", "observer_epochs"}, sql); err != nil {
 		return fmt.Errorf("create checkpoint tables: %w", err)
 	}
-	// Tables created by an earlier version lack the lease column.
-	var hasExpiry bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'expires_at' AND NOT attisdropped)`,
-		s.table("observer_epochs")).Scan(&hasExpiry); err != nil {
-		return fmt.Errorf("inspect %s: %w", s.table("observer_epochs"), err)
+	// Tables created by an earlier version lack the lease column and the marker of a
+	// time without checkpoints.
+	if err := addColumn(ctx, s.pool, s.table("observer_epochs"), "expires_at"); err != nil {
+		return err
 	}
-	if !hasExpiry {
-		if _, err := s.pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS expires_at timestamptz`, s.table("observer_epochs"))); err != nil {
-			return fmt.Errorf("add the lease column to %s: %w", s.table("observer_epochs"), err)
-		}
+	return addColumn(ctx, s.pool, s.table("observer_checkpoints"), "disabled_at")
+}
+
+// addColumn adds a timestamptz column to table unless it has it.
+func addColumn(ctx context.Context, pool *pgxpool.Pool, table, column string) error {
+	var has bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`,
+		table, column).Scan(&has); err != nil {
+		return fmt.Errorf("inspect %s: %w", table, err)
+	}
+	if has {
+		return nil
+	}
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s timestamptz`, table, pgx.Identifier{column}.Sanitize())); err != nil {
+		return fmt.Errorf("add column %s to %s: %w", column, table, err)
+	}
+	return nil
+}
+
+// MarkDisabled records, when the slot has checkpoints stored, that this listener
+// streams it with checkpoints disabled: it confirms what it delivered without writing
+// them, so they fall behind the slot. A later start with checkpoints enabled sees the
+// mark (State.DisabledAt) and resumes from the slot instead of reporting the slot
+// ahead of the checkpoint as a gap; its first write clears the mark. It also takes a
+// new epoch, fencing a writer of an earlier run. Without the tables it does nothing.
+func MarkDisabled(ctx context.Context, pool *pgxpool.Pool, schema, slot, listener string) error {
+	s := NewStore(pool, schema, slot, listener)
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
+		s.table("observer_checkpoints"), s.table("observer_epochs")).Scan(&exists); err != nil {
+		return fmt.Errorf("look for the checkpoint tables: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	if err := addColumn(ctx, pool, s.table("observer_checkpoints"), "disabled_at"); err != nil {
+		return err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("mark checkpoints disabled: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, listener_id = $2, acquired_at = now(), expires_at = NULL WHERE slot_name = $1`,
+		s.table("observer_epochs")), slot, listener); err != nil {
+		return fmt.Errorf("mark checkpoints disabled: %w", err)
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET disabled_at = now(), listener_id = $2 WHERE slot_name = $1 AND action = '*' AND disabled_at IS NULL`,
+		s.table("observer_checkpoints")), slot, listener); err != nil {
+		return fmt.Errorf("mark checkpoints disabled: %w", err)
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s c SET disabled_at = s.disabled_at FROM %[1]s s
+WHERE c.slot_name = $1 AND s.slot_name = $1 AND s.action = '*' AND c.action <> '*' AND c.disabled_at IS NULL`,
+		s.table("observer_checkpoints")), slot); err != nil {
+		return fmt.Errorf("mark checkpoints disabled: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("mark checkpoints disabled: %w", err)
 	}
 	return nil
 }
@@ -109,16 +177,17 @@ RETURNING epoch`, s.table("observer_epochs")), s.slot, s.listener).Scan(&s.epoch
 // Load reads the stored checkpoints of the slot.
 func (s *Store) Load(ctx context.Context) (State, error) {
 	st := State{Actions: map[string]lsn.Position{}}
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT action, commit_lsn::text, ordinal, system_id FROM %s WHERE slot_name = $1`,
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT action, commit_lsn::text, ordinal, system_id, listener_id, disabled_at FROM %s WHERE slot_name = $1`,
 		s.table("observer_checkpoints")), s.slot)
 	if err != nil {
 		return st, fmt.Errorf("load checkpoints: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var action, l, sys string
+		var action, l, sys, listener string
 		var ord int64
-		if err := rows.Scan(&action, &l, &ord, &sys); err != nil {
+		var disabled *time.Time
+		if err := rows.Scan(&action, &l, &ord, &sys, &listener, &disabled); err != nil {
 			return st, fmt.Errorf("load checkpoints: %w", err)
 		}
 		pos, err := lsn.Parse(l)
@@ -127,6 +196,9 @@ func (s *Store) Load(ctx context.Context) (State, error) {
 		}
 		if action == SlotAction {
 			st.Slot, st.SystemID = pos, sys
+			if disabled != nil {
+				st.DisabledAt, st.DisabledBy = disabled, listener
+			}
 			continue
 		}
 		st.Actions[action] = lsn.Position{Commit: pos, Ord: uint32(ord)}
@@ -134,8 +206,10 @@ func (s *Store) Load(ctx context.Context) (State, error) {
 	return st, rows.Err()
 }
 
-// Save writes the given positions in one statement. Rows only move forward and only for
-// a writer whose epoch is current; ErrFenced reports a newer owner.
+// Save writes the given positions in one transaction. Rows only move forward (a row
+// marked by MarkDisabled is overwritten, and its mark cleared) and only for a writer
+// whose epoch is current; ErrFenced reports a newer owner. A lock held on the table
+// makes Save fail after a short wait instead of blocking.
 func (s *Store) Save(ctx context.Context, st State) error {
 	actions := make([]string, 0, len(st.Actions)+1)
 	lsns := make([]string, 0, len(st.Actions)+1)
@@ -154,6 +228,25 @@ func (s *Store) Save(ctx context.Context, st State) error {
 		return fmt.Errorf("save checkpoints: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		return fmt.Errorf("save checkpoints: %w", err)
+	}
+	// The rows first, then the epoch, share-locked until the commit: a newer owner that
+	// took the slot before the commit is seen, and one that tries after it waits for
+	// it. Waiting for the rows (a lock on the table) never holds up lease renewals,
+	// which update the epoch row.
+	_, err = tx.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %s AS c (slot_name, action, commit_lsn, ordinal, system_id, epoch, listener_id, created_at)
+SELECT $1, t.a, t.l::pg_lsn, t.o, $5, $6, $7, now()
+FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(a, l, o)
+ON CONFLICT (slot_name, action) DO UPDATE
+SET commit_lsn = EXCLUDED.commit_lsn, ordinal = EXCLUDED.ordinal, system_id = EXCLUDED.system_id,
+    epoch = EXCLUDED.epoch, listener_id = EXCLUDED.listener_id, created_at = now(), disabled_at = NULL
+WHERE c.epoch <= EXCLUDED.epoch AND (c.disabled_at IS NOT NULL OR (c.commit_lsn, c.ordinal) <= (EXCLUDED.commit_lsn, EXCLUDED.ordinal))`,
+		s.table("observer_checkpoints")), s.slot, actions, lsns, ords, st.SystemID, s.epoch, s.listener)
+	if err != nil {
+		return fmt.Errorf("save checkpoints: %w", err)
+	}
 	var current int64
 	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT epoch FROM %s WHERE slot_name = $1 FOR SHARE`, s.table("observer_epochs")), s.slot).Scan(&current)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -161,18 +254,6 @@ func (s *Store) Save(ctx context.Context, st State) error {
 	}
 	if current > s.epoch {
 		return ErrFenced
-	}
-	_, err = tx.Exec(ctx, fmt.Sprintf(`
-INSERT INTO %s AS c (slot_name, action, commit_lsn, ordinal, system_id, epoch, listener_id, created_at)
-SELECT $1, t.a, t.l::pg_lsn, t.o, $5, $6, $7, now()
-FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(a, l, o)
-ON CONFLICT (slot_name, action) DO UPDATE
-SET commit_lsn = EXCLUDED.commit_lsn, ordinal = EXCLUDED.ordinal, system_id = EXCLUDED.system_id,
-    epoch = EXCLUDED.epoch, listener_id = EXCLUDED.listener_id, created_at = now()
-WHERE c.epoch <= EXCLUDED.epoch AND (c.commit_lsn, c.ordinal) <= (EXCLUDED.commit_lsn, EXCLUDED.ordinal)`,
-		s.table("observer_checkpoints")), s.slot, actions, lsns, ords, st.SystemID, s.epoch, s.listener)
-	if err != nil {
-		return fmt.Errorf("save checkpoints: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("save checkpoints: %w", err)

@@ -98,3 +98,53 @@ func newPoolDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	return pgtest.Pool(t, pgtest.NewDB(t).DSN())
 }
+
+// TestMarkDisabled records that the slot is streamed without checkpoints: Load
+// reports it, the epoch moves on (an earlier writer is fenced), and the next write of
+// an instance with checkpoints enabled replaces the stale rows and clears the mark.
+func TestMarkDisabled(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	pool := pgtest.Pool(t, db.DSN())
+	if err := MarkDisabled(ctx, pool, "public", "s", "off"); err != nil {
+		t.Fatalf("mark without the tables: %v", err)
+	}
+	old := NewStore(pool, "public", "s", "on")
+	if err := old.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.AcquireEpoch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Save(ctx, State{Slot: 0x2000, SystemID: "1", Actions: map[string]lsn.Position{"o.a": {Commit: 0x3000, Ord: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkDisabled(ctx, pool, "public", "s", "off"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Save(ctx, State{Slot: 0x2100, SystemID: "1"}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a writer of the run before checkpoints were disabled could still write: %v", err)
+	}
+	again := NewStore(pool, "public", "s", "on")
+	st, err := again.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DisabledAt == nil || st.DisabledBy != "off" || st.Slot != 0x2000 {
+		t.Fatalf("unexpected state after MarkDisabled: %+v", st)
+	}
+	if _, err := again.AcquireEpoch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The slot's position (0x1800 here, as after a rewind by hand) supersedes.
+	if err := again.Save(ctx, State{Slot: 0x1800, SystemID: "1", Actions: map[string]lsn.Position{"o.a": {Commit: 0x1800}}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = again.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DisabledAt != nil || st.Slot != 0x1800 || st.Actions["o.a"] != (lsn.Position{Commit: 0x1800}) {
+		t.Fatalf("unexpected state after the first write with checkpoints enabled again: %+v", st)
+	}
+}

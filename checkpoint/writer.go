@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,9 @@ type WriterOptions struct {
 	Interval time.Duration
 	// Initial is the durable slot position before the first write (the loaded one).
 	Initial lsn.LSN
+	// OnError, when set, is told about each failed write (the service passes errors
+	// that show PostgreSQL shutting down on to the replication session).
+	OnError func(error)
 	Logger  zerolog.Logger
 	Metrics *metrics.Set
 }
@@ -37,6 +41,7 @@ type Writer struct {
 	opts    WriterOptions
 	durable atomic.Uint64
 	lastAt  atomic.Int64 // unix nanos of the last write (or check that nothing moved)
+	failing atomic.Pointer[writeFailure]
 
 	mu        sync.Mutex // serialises Save; guards last and lastWrite
 	last      State
@@ -63,6 +68,21 @@ func NewWriter(opts WriterOptions) *Writer {
 	return w
 }
 
+// writeFailure is the state of a writer whose writes fail.
+type writeFailure struct {
+	err   error
+	since time.Time
+}
+
+// Failing returns since when writes have been failing and the error of the last
+// attempt, or a nil error when the last attempt succeeded.
+func (w *Writer) Failing() (time.Time, error) {
+	if f := w.failing.Load(); f != nil {
+		return f.since, f.err
+	}
+	return time.Time{}, nil
+}
+
 // Durable returns the slot position last written durably.
 func (w *Writer) Durable() lsn.LSN { return lsn.LSN(w.durable.Load()) }
 
@@ -84,11 +104,19 @@ func (w *Writer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := w.flush(ctx, false); err != nil {
-				if err == ErrFenced {
+			// A write that cannot finish (a network cut) is abandoned in time for the
+			// next one.
+			fctx, cancel := context.WithTimeout(ctx, max(5*time.Second, 2*w.opts.Interval))
+			err := w.flush(fctx, false)
+			cancel()
+			if err != nil {
+				if errors.Is(err, ErrFenced) {
 					return err
 				}
 				if ctx.Err() == nil {
+					if w.opts.OnError != nil {
+						w.opts.OnError(err)
+					}
 					w.opts.Logger.Warn().Err(err).Msg("checkpoint write failed; will retry")
 				}
 			}
@@ -127,8 +155,14 @@ func (w *Writer) flush(ctx context.Context, final bool) error {
 		return nil
 	}
 	if err := w.opts.Store.Save(ctx, st); err != nil {
+		if f := w.failing.Load(); f == nil {
+			w.failing.Store(&writeFailure{err: err, since: time.Now()})
+		} else {
+			w.failing.Store(&writeFailure{err: err, since: f.since})
+		}
 		return err
 	}
+	w.failing.Store(nil)
 	w.last = st
 	w.lastWrite = time.Now()
 	w.lastAt.Store(w.lastWrite.UnixNano())
