@@ -37,6 +37,9 @@ type ReplayRequest struct {
 	FromLSN  string `json:"from_lsn"`
 	ToLSN    string `json:"to_lsn,omitempty"`
 	Observer string `json:"observer,omitempty"`
+	// RequireOldImages refuses a replay whose observers need old values the
+	// replayed changes cannot carry (instead of only warning).
+	RequireOldImages bool `json:"require_old_images,omitempty"`
 	// From and To are FromLSN and ToLSN parsed (To is 0 when ToLSN is empty).
 	From lsn.LSN `json:"-"`
 	To   lsn.LSN `json:"-"`
@@ -137,7 +140,7 @@ func decodeReplay(body io.Reader) (ReplayRequest, error) {
 	dec := json.NewDecoder(io.LimitReader(body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, badRequest("replay: the body must be {\"from_lsn\": \"X/Y\", \"to_lsn\": \"X/Y\", \"observer\": \"name\"}: " + err.Error())
+		return req, badRequest("replay: the body must be {\"from_lsn\": \"X/Y\", \"to_lsn\": \"X/Y\", \"observer\": \"name\", \"require_old_images\": false}: " + err.Error())
 	}
 	var err error
 	if req.From, err = lsn.Parse(req.FromLSN); err != nil {

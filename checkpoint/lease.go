@@ -14,6 +14,9 @@ type Holder struct {
 	ListenerID string
 	Epoch      int64
 	ExpiresAt  time.Time // zero when the holder runs without failover (no expiry)
+	// Remaining is how long the lease still ran when it was read, by the server's
+	// clock (negative once expired; 0 without expiry).
+	Remaining time.Duration
 }
 
 // TryLease takes the slot's lease for d when it is free (never taken, expired, or
@@ -37,13 +40,17 @@ RETURNING epoch`, s.table("observer_epochs")), s.slot, s.listener, d.Microsecond
 	}
 	var h Holder
 	var exp *time.Time
-	err = s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT listener_id, epoch, expires_at FROM %s WHERE slot_name = $1`, s.table("observer_epochs")),
-		s.slot).Scan(&h.ListenerID, &h.Epoch, &exp)
+	var remaining *float64
+	err = s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT listener_id, epoch, expires_at, extract(epoch FROM expires_at - now())::float8 FROM %s WHERE slot_name = $1`,
+		s.table("observer_epochs")), s.slot).Scan(&h.ListenerID, &h.Epoch, &exp, &remaining)
 	if err != nil {
 		return false, Holder{}, fmt.Errorf("read the lease of slot %s: %w", s.slot, err)
 	}
 	if exp != nil {
 		h.ExpiresAt = *exp
+	}
+	if remaining != nil {
+		h.Remaining = time.Duration(*remaining * float64(time.Second))
 	}
 	return false, h, nil
 }

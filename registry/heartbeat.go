@@ -24,8 +24,8 @@ type HeartbeatOptions struct {
 }
 
 // Heartbeat writes the instance's record every interval and exports
-// observer_listener_health: 1 while the instance streams and its last heartbeat was
-// stored, else 0.
+// observer_listener_health: 1 while the record says the instance is healthy and its
+// last heartbeat was stored, else 0.
 type Heartbeat struct {
 	opts   HeartbeatOptions
 	ok     atomic.Bool
@@ -41,7 +41,7 @@ func NewHeartbeat(opts HeartbeatOptions) *Heartbeat {
 	if opts.Metrics != nil {
 		id := opts.Record().ListenerID
 		opts.Metrics.GetOrCreateGauge(`observer_listener_health{listener_id=`+strconv.Quote(id)+`}`, func() float64 {
-			if r := h.record.Load(); r != nil && r.Streaming && h.ok.Load() {
+			if h.Healthy() {
 				return 1
 			}
 			return 0
@@ -56,7 +56,7 @@ func (h *Heartbeat) Interval() time.Duration { return h.opts.Interval }
 // Healthy reports what observer_listener_health exports.
 func (h *Heartbeat) Healthy() bool {
 	r := h.record.Load()
-	return r != nil && r.Streaming && h.ok.Load()
+	return r != nil && r.Healthy && h.ok.Load()
 }
 
 // Beat writes the current record now.
@@ -78,7 +78,7 @@ func (h *Heartbeat) changed() bool {
 		return true
 	}
 	r := h.opts.Record()
-	return r.State != last.State || r.Streaming != last.Streaming
+	return r.State != last.State || r.Streaming != last.Streaming || r.Healthy != last.Healthy
 }
 
 // Run beats every interval, and within a quarter of a second of a change of state,

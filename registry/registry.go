@@ -43,6 +43,10 @@ type Record struct {
 	// Interval is the heartbeat period; readers call an instance healthy while its
 	// last heartbeat is younger than three periods.
 	Interval time.Duration
+	// Healthy says the instance does its job: a leader streams and writes its
+	// checkpoints, a standby is ready to take over. It is not stored; the heartbeat
+	// exports it as observer_listener_health while its writes succeed.
+	Healthy bool
 }
 
 // Listener is a registered instance as read back, judged with the server's clock.

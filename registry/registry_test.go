@@ -72,7 +72,7 @@ func TestHeartbeatGauge(t *testing.T) {
 		if streaming {
 			st = StateStreaming
 		}
-		return Record{ListenerID: "l-1", State: st, Streaming: streaming, StartedAt: time.Now()}
+		return Record{ListenerID: "l-1", State: st, Streaming: streaming, Healthy: streaming, StartedAt: time.Now()}
 	}})
 	gauge := func() string {
 		var b strings.Builder

@@ -4,30 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/checkpoint"
-	"github.com/fraiseql/fraiseql-observers/registry"
 )
 
 // errStoppedAsStandby ends a standby that was stopped before it took the lease.
 var errStoppedAsStandby = errors.New("stopped while standing by")
 
+// leaseSeen is the slot's lease as a standby last read it.
+type leaseSeen struct {
+	ListenerID string
+	Epoch      int64
+	expires    time.Time // by this host's clock
+}
+
 // waitForLease blocks until this instance holds the slot's lease (failover.enabled),
-// recording itself as a standby in the listener registry meanwhile. Once it holds the
-// lease it ends the walsender of a previous leader that still holds the slot (a crashed
-// or paused process whose lease expired).
+// recording itself as a standby in the listener registry and answering on the admin
+// endpoint meanwhile. Once it holds the lease it ends the walsender of a previous
+// leader that still holds the slot (a crashed or paused process whose lease expired).
 func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error {
 	cfg := s.cfg
-	reg := registry.NewStore(s.pool, cfg.State.Schema, cfg.Source.Slot)
-	if err := reg.Migrate(ctx); err != nil {
-		return preflightDB(err)
-	}
-	host, _ := os.Hostname()
-	started := time.Now()
+	s.startHeartbeat()
 	var last checkpoint.Holder
+	failing := false
 	for {
 		ok, h, err := cps.TryLease(ctx, cfg.Failover.LeaseDuration)
 		switch {
@@ -35,20 +36,22 @@ func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error
 			if ctx.Err() != nil {
 				return errStoppedAsStandby
 			}
-			s.log.Warn().Err(err).Msg("cannot read the slot's lease; will retry")
+			if !failing {
+				s.log.Warn().Err(err).Msg("cannot read the slot's lease; will retry")
+				failing = true
+			}
 		case ok:
-			s.ops.epoch = h.Epoch
+			s.ops.epoch.Store(h.Epoch)
 			s.log.Info().Str("slot", cfg.Source.Slot).Int64("epoch", h.Epoch).Msg("took the slot's lease: leading")
 			return s.takeOverSlot(ctx)
-		case h.ListenerID != last.ListenerID || h.Epoch != last.Epoch:
-			last = h
-			s.log.Info().Str("slot", cfg.Source.Slot).Str("leader", h.ListenerID).Int64("epoch", h.Epoch).
-				Time("lease_expires", h.ExpiresAt).Msg("standing by: another instance holds the slot's lease")
-		}
-		rec := registry.Record{ListenerID: cfg.ListenerID, Host: host, PID: os.Getpid(), Version: buildVersion(),
-			State: registry.StateStandby, StartedAt: started, Interval: cfg.Failover.RenewInterval}
-		if err := reg.Upsert(ctx, rec); err != nil && ctx.Err() == nil {
-			s.log.Warn().Err(err).Msg("standby heartbeat failed")
+		default:
+			failing = false
+			s.holder.Store(&leaseSeen{ListenerID: h.ListenerID, Epoch: h.Epoch, expires: time.Now().Add(h.Remaining)})
+			if h.ListenerID != last.ListenerID || h.Epoch != last.Epoch {
+				last = h
+				s.log.Info().Str("slot", cfg.Source.Slot).Str("leader", h.ListenerID).Int64("epoch", h.Epoch).
+					Time("lease_expires", h.ExpiresAt).Msg("standing by: another instance holds the slot's lease")
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -100,34 +103,50 @@ func (s *service) takeOverSlot(ctx context.Context) error {
 	}
 }
 
-// renewLease renews the lease every failover.renew_interval until ctx is done. It
-// reports checkpoint.ErrFenced on lost, when another instance took the lease, or when
-// renewals kept failing for a whole lease duration (another instance may hold it now).
+// renewLease renews the lease every failover.renew_interval until ctx is done. Only
+// a lease another instance really holds (a newer epoch in observer_epochs) is
+// reported on lost, as checkpoint.ErrFenced. Renewals that fail because PostgreSQL
+// cannot be reached, restarts or is locked are retried for as long as it takes: the
+// instance is not ready meanwhile once its lease has expired, and either renews it
+// when PostgreSQL answers again (nobody took it) or learns then that it was fenced.
 func (s *service) renewLease(ctx context.Context, cps *checkpoint.Store, lost chan<- error) {
 	cfg := s.cfg.Failover
 	t := time.NewTicker(cfg.RenewInterval)
 	defer t.Stop()
-	lastOK := time.Now()
+	var failingSince time.Time
+	warnedExpired := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		err := cps.RenewLease(ctx, cfg.LeaseDuration)
+		rctx, cancel := context.WithTimeout(ctx, max(cfg.RenewInterval, 5*time.Second))
+		err := cps.RenewLease(rctx, cfg.LeaseDuration)
+		cancel()
 		switch {
 		case err == nil:
-			lastOK = time.Now()
+			if !failingSince.IsZero() {
+				s.log.Info().Dur("failed_for", time.Since(failingSince)).Msg("the slot's lease is renewed again")
+			}
+			failingSince, warnedExpired = time.Time{}, false
 		case errors.Is(err, checkpoint.ErrFenced):
 			lost <- fmt.Errorf("another instance took the slot's lease: %w", err)
 			return
 		case ctx.Err() != nil:
 			return
 		default:
-			s.log.Warn().Err(err).Msg("lease renewal failed; will retry")
-			if time.Since(lastOK) > cfg.LeaseDuration {
-				lost <- fmt.Errorf("the lease could not be renewed for %v: %w", cfg.LeaseDuration, checkpoint.ErrFenced)
-				return
+			if s.built.Load() {
+				s.sess.NoteServerError(err)
+			}
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				s.log.Warn().Err(err).Msg("lease renewal failed; will retry")
+			}
+			if exp := cps.LeaseExpiry(); !warnedExpired && time.Now().After(exp) {
+				warnedExpired = true
+				s.log.Warn().Err(err).Time("lease_expired", exp).
+					Msg("the slot's lease expired while it could not be renewed: this instance keeps going and renews it once PostgreSQL answers; if another instance took it meanwhile, this one stops (exit code 5)")
 			}
 		}
 	}

@@ -4,31 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/admin"
 	"github.com/fraiseql/fraiseql-observers/cdc"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/registry"
 )
 
-// operator is the service's operator surface: listener heartbeats, the slot monitor,
-// the DLQ size refresh and the admin endpoint.
+// operator is the service's operator surface: the admin endpoint and the listener
+// heartbeat, which run from the start (a standby serves them too), and the slot
+// monitor and DLQ size refresh, which run while the instance leads.
 type operator struct {
 	reg       *registry.Store
 	hb        *registry.Heartbeat
-	mon       *cdc.Monitor
+	mon       *cdc.Monitor // set once built
 	adm       *admin.Server
-	admLn     net.Listener
-	epoch     int64
+	epoch     atomic.Int64
 	startedAt time.Time
 	host      string
 	draining  bool // guarded by mu
 	stopped   bool // guarded by mu
+	beating   bool // guarded by mu: the heartbeat runs (and may record a stop)
 	mu        sync.Mutex
+
+	// ctx ends the admin endpoint and the heartbeat (stop); wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // opsInterval is the period of heartbeats, slot readings and DLQ size refreshes.
@@ -36,39 +44,85 @@ func (s *service) opsInterval() time.Duration {
 	return min(s.cfg.Source.StatusInterval, 5*time.Second)
 }
 
-// buildOperator prepares the operator surface; the admin socket is opened now so that
-// a busy port is reported before streaming starts.
-func (s *service) buildOperator(ctx context.Context) error {
+// startOperator prepares the listener registry and starts serving the admin endpoint,
+// before anything else: probes and scrapes reach a standby, and an instance that is
+// still starting, like a leader. A busy port is reported before streaming starts.
+func (s *service) startOperator(ctx context.Context) error {
 	cfg := s.cfg
 	op := &s.ops
 	op.startedAt = time.Now()
 	op.host, _ = os.Hostname()
+	op.ctx, op.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	op.reg = registry.NewStore(s.pool, cfg.State.Schema, cfg.Source.Slot)
 	if err := op.reg.Migrate(ctx); err != nil {
 		return preflightDB(err)
 	}
 	op.hb = registry.NewHeartbeat(registry.HeartbeatOptions{Store: op.reg, Record: s.record, Interval: s.opsInterval(),
 		Logger: s.log, Metrics: s.set})
-	op.mon = cdc.NewMonitor(cdc.MonitorOptions{DB: s.pool, Slot: cfg.Source.Slot, Settled: s.sess.Settled,
-		Interval: s.opsInterval(), Logger: s.log, Metrics: s.set})
+	s.set.NewGauge(`observer_role{role="leader"}`, func() float64 { return b2f(s.leading.Load()) })
+	s.set.NewGauge(`observer_role{role="standby"}`, func() float64 { return b2f(!s.leading.Load()) })
+	if cfg.Failover.Enabled {
+		s.set.NewGauge("observer_lease_epoch", func() float64 { e, _, _ := s.leaseState(); return float64(e) })
+		s.set.NewGauge("observer_lease_remaining_seconds", func() float64 {
+			_, _, exp := s.leaseState()
+			if exp.IsZero() {
+				return 0
+			}
+			return time.Until(exp).Seconds()
+		})
+	}
 	if cfg.Admin.Listen == "" {
 		return nil
 	}
 	var err error
 	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token.Value(),
 		TLSCertFile: cfg.Admin.TLSCertFile, TLSKeyFile: cfg.Admin.TLSKeyFile, Metrics: s.set,
-		Ready: s, Status: s, Events: s.pipe, Cache: s, Replay: s, Logger: s.log})
+		Ready: s, Status: s, Events: eventHistory{s}, Cache: s, Replay: s, Logger: s.log})
 	if err != nil {
 		return err
 	}
-	if op.admLn, err = op.adm.Listen(); err != nil {
+	ln, err := op.adm.Listen()
+	if err != nil {
 		return err
 	}
-	s.log.Info().Str("listen", op.admLn.Addr().String()).Bool("token", cfg.Admin.Token.IsSet()).Msg("admin endpoint listening")
+	s.log.Info().Str("listen", ln.Addr().String()).Bool("token", cfg.Admin.Token.IsSet()).Msg("admin endpoint listening")
+	s.goOp(func(ctx context.Context) error { return op.adm.Serve(ctx, ln) })
 	return nil
 }
 
-// runOperator starts the operator goroutines; the returned function stops them and
+// goOp runs f until the operator surface stops.
+func (s *service) goOp(f func(context.Context) error) {
+	s.ops.wg.Add(1)
+	go func() {
+		defer s.ops.wg.Done()
+		if err := f(s.ops.ctx); err != nil {
+			s.log.Error().Err(err).Msg("operator task stopped")
+		}
+	}()
+}
+
+// startHeartbeat starts recording the instance in the registry: a standby from the
+// start, a leader once it holds the slot (a second instance that fails preflight
+// never overwrites the record of the one that runs).
+func (s *service) startHeartbeat() {
+	s.ops.mu.Lock()
+	defer s.ops.mu.Unlock()
+	if s.ops.beating || s.ops.hb == nil {
+		return
+	}
+	s.ops.beating = true
+	s.goOp(s.ops.hb.Run)
+}
+
+// stopOperator stops the admin endpoint and the heartbeat and waits for them.
+func (s *service) stopOperator() {
+	if s.ops.cancel != nil {
+		s.ops.cancel()
+		s.ops.wg.Wait()
+	}
+}
+
+// runOperator starts the tasks of a leader; the returned function stops them and
 // waits for them.
 func (s *service) runOperator(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -82,15 +136,9 @@ func (s *service) runOperator(ctx context.Context) (stop func()) {
 			}
 		}()
 	}
-	goRun(s.ops.hb.Run)
 	goRun(s.ops.mon.Run)
 	if s.dlq != nil {
 		goRun(s.refreshDLQSize)
-	}
-	if s.ops.adm != nil {
-		ln := s.ops.admLn
-		s.ops.admLn = nil
-		goRun(func(ctx context.Context) error { return s.ops.adm.Serve(ctx, ln) })
 	}
 	return func() {
 		cancel()
@@ -133,8 +181,12 @@ func (s *service) setStopped(ctx context.Context) {
 	s.beat(ctx)
 }
 
+// beat writes the registry record now, if the heartbeat runs.
 func (s *service) beat(ctx context.Context) {
-	if s.ops.hb == nil {
+	s.ops.mu.Lock()
+	beating := s.ops.beating
+	s.ops.mu.Unlock()
+	if !beating {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -144,63 +196,114 @@ func (s *service) beat(ctx context.Context) {
 	}
 }
 
-// state returns the instance's state for the registry.
-func (s *service) state() string {
+// condition is the one source of truth about the instance: its registry state,
+// whether it is ready (nil) or why not, and whether it is healthy — doing its job: a
+// leader whose replication stream is live and whose checkpoints are written, or a
+// standby ready to take over. /readyz, observer_listener_health (with the stored
+// heartbeat), the registry record and status all derive from it;
+// observer_replication_connected is the live stream alone.
+func (s *service) condition() (state string, ready error, healthy bool) {
 	s.ops.mu.Lock()
 	draining, stopped := s.ops.draining, s.ops.stopped
 	s.ops.mu.Unlock()
-	st := s.sess.Status()
 	switch {
 	case stopped:
-		return registry.StateStopped
+		return registry.StateStopped, errors.New("shutting down"), false
 	case draining:
-		return registry.StateDraining
-	case st.Connected:
-		return registry.StateStreaming
-	case st.Reconnects > 0:
-		return registry.StateReconnecting
+		return registry.StateDraining, errors.New("shutting down"), false
+	case !s.leading.Load():
+		return registry.StateStandby, s.standbyReason(), true
+	case !s.built.Load():
+		return registry.StateStarting, errors.New("starting: the replication connection is not up yet"), false
 	}
-	return registry.StateStarting
+	st := s.sess.Status()
+	switch {
+	case st.Connected:
+	case st.Reconnects > 0:
+		return registry.StateReconnecting, fmt.Errorf("reconnecting to PostgreSQL: %s", st.LastError), false
+	default:
+		return registry.StateStarting, errors.New("starting: the replication connection is not up yet"), false
+	}
+	if s.writer != nil {
+		if since, err := s.writer.Failing(); err != nil {
+			return registry.StateStreaming, fmt.Errorf("checkpoints cannot be written (since %s): %v", since.UTC().Format(time.RFC3339), err), false
+		}
+	}
+	if s.lease != nil {
+		if exp := s.lease.LeaseExpiry(); !exp.IsZero() && time.Now().After(exp) {
+			return registry.StateStreaming, fmt.Errorf("the slot's lease expired at %s and could not be renewed yet", exp.UTC().Format(time.RFC3339)), false
+		}
+	}
+	return registry.StateStreaming, nil, true
+}
+
+// standbyReason says why a standby is not ready.
+func (s *service) standbyReason() error {
+	if h := s.holder.Load(); h != nil && h.ListenerID != "" {
+		return fmt.Errorf("standby: the slot's lease is held by %s (epoch %d); this instance takes over when it expires", h.ListenerID, h.Epoch)
+	}
+	return errors.New("standby: waiting for the slot's lease")
+}
+
+// leaseState returns the epoch and holder of the slot's lease as this instance knows
+// it, and when it expires by this host's clock (zero when unknown).
+func (s *service) leaseState() (epoch int64, holder string, expires time.Time) {
+	if s.leading.Load() && s.lease != nil {
+		return s.lease.Epoch(), s.cfg.ListenerID, s.lease.LeaseExpiry()
+	}
+	if h := s.holder.Load(); h != nil {
+		return h.Epoch, h.ListenerID, h.expires
+	}
+	return 0, "", time.Time{}
 }
 
 // record is the instance's registry record.
 func (s *service) record() registry.Record {
-	state := s.state()
+	state, _, healthy := s.condition()
 	return registry.Record{ListenerID: s.cfg.ListenerID, Host: s.ops.host, PID: os.Getpid(), Version: buildVersion(),
-		State: state, Streaming: state == registry.StateStreaming, Epoch: s.ops.epoch, StartedAt: s.ops.startedAt}
+		State: state, Streaming: state == registry.StateStreaming, Healthy: healthy, Epoch: s.ops.epoch.Load(), StartedAt: s.ops.startedAt}
 }
 
-// Ready implements admin.Readiness: ready only while streaming.
-func (s *service) Ready() error {
-	switch s.state() {
-	case registry.StateStreaming:
-		return nil
-	case registry.StateReconnecting:
-		return errors.New("reconnecting to PostgreSQL after the replication connection was lost")
-	case registry.StateDraining, registry.StateStopped:
-		return errors.New("shutting down")
+// role is "leader" or "standby".
+func (s *service) role() string {
+	if s.leading.Load() {
+		return "leader"
 	}
-	return errors.New("starting: the replication connection is not up yet")
+	return "standby"
+}
+
+// Ready implements admin.Readiness: ready only while leading with a live stream and
+// written checkpoints.
+func (s *service) Ready() error {
+	_, err, _ := s.condition()
+	return err
 }
 
 // Status implements admin.StatusReporter.
 func (s *service) Status(ctx context.Context) (any, error) {
-	doc, h, err := collectStatus(ctx, s.pool, s.cfg, s.sess.Settled())
+	doc, h, err := collectStatus(ctx, s.pool, s.cfg, s.settled())
 	if err != nil {
 		return nil, err
 	}
-	doc.Source, doc.Version = "service", buildVersion()
+	doc.Source, doc.Version, doc.Role = "service", buildVersion(), s.role()
+	if !s.built.Load() {
+		if err := s.Ready(); err != nil {
+			doc.RoleDetail = err.Error()
+		}
+		return doc, nil
+	}
 	if rate, ok := s.ops.mon.Rate(); ok {
 		h.EstimateInvalidation(rate)
 		doc.SlotHealth = slotFromHealth(h)
 		doc.SlotHealth.WALRateKnown = true
 	}
 	st := s.sess.Status() // read after the server's WAL position: lag is never overstated
-	sd := &streamDoc{State: s.state(), ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
+	state, ready, _ := s.condition()
+	sd := &streamDoc{State: state, ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
 		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.CurrentWAL.Sub(st.SettledLSN),
 		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError, InFlightBytes: s.pipe.InFlightBytes()}
-	if err := s.Ready(); err != nil {
-		sd.NotReadyReason = err.Error()
+	if ready != nil {
+		sd.NotReadyReason = ready.Error()
 	} else {
 		sd.Ready = true
 	}
@@ -211,6 +314,31 @@ func (s *service) Status(ctx context.Context) (any, error) {
 	doc.Stream = sd
 	doc.Replay.HeldBytes = s.sess.WindowHeldBytes()
 	return doc, nil
+}
+
+// settled is the session's settled position, 0 before it is built.
+func (s *service) settled() lsn.LSN {
+	if s.built.Load() {
+		return s.sess.Settled()
+	}
+	return 0
+}
+
+// eventHistory serves /debug/events: empty until the pipeline is built.
+type eventHistory struct{ s *service }
+
+func (e eventHistory) RecentEvents(n int) []pipeline.DebugEvent {
+	if !e.s.built.Load() {
+		return []pipeline.DebugEvent{}
+	}
+	return e.s.pipe.RecentEvents(n)
+}
+
+func (e eventHistory) FindEvent(id string) (pipeline.DebugEvent, bool) {
+	if !e.s.built.Load() {
+		return pipeline.DebugEvent{}, false
+	}
+	return e.s.pipe.FindEvent(id)
 }
 
 // cacheStatsDoc is the /cache/stats document.
@@ -242,6 +370,10 @@ type dedupDoc struct {
 // CacheStats implements admin.CacheReporter.
 func (s *service) CacheStats() any {
 	var doc cacheStatsDoc
+	doc.RowCache.Enabled, doc.Dedup.Enabled = s.cfg.Caching.Enabled, s.cfg.Deduplication.Enabled
+	if !s.built.Load() {
+		return doc
+	}
 	if s.rows != nil {
 		st := s.rows.Stats()
 		doc.RowCache = rowCacheDoc{Enabled: true, Hits: st.Hits, Misses: st.Misses, HitRate: st.HitRate, Entries: st.Entries,
@@ -260,10 +392,21 @@ type replayResult struct {
 	FromLSN string   `json:"from_lsn"`
 	ToLSN   string   `json:"to_lsn,omitempty"`
 	Actions []string `json:"actions"`
+	// Warnings name observers in scope whose conditions read old values that the
+	// replayed changes cannot carry.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Replay implements admin.Replayer.
 func (s *service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
+	if !s.leading.Load() {
+		_, holder, _ := s.leaseState()
+		return nil, &admin.Error{Status: http.StatusConflict, Code: "standby",
+			Msg: fmt.Sprintf("this instance (%s) is a standby: replay on the leader (%s)", s.cfg.ListenerID, orNone(holder))}
+	}
+	if !s.built.Load() {
+		return nil, &admin.Error{Status: http.StatusServiceUnavailable, Code: "starting", Msg: "the service is starting: try again once it streams"}
+	}
 	if req.Observer != "" && !s.hasObserver(req.Observer) {
 		return nil, &admin.Error{Status: http.StatusBadRequest, Code: "unknown_observer", Msg: fmt.Sprintf("no observer named %q in the configuration", req.Observer)}
 	}
@@ -274,6 +417,17 @@ func (s *service) Replay(ctx context.Context, req admin.ReplayRequest) (any, err
 		return nil, &admin.Error{Status: http.StatusBadRequest, Code: "bad_request",
 			Msg: fmt.Sprintf("cannot replay from %s: it is after the last position received (%s); use start --start-lsn to skip ahead", req.From, received)}
 	}
+	warnings, err := s.replayOldImageProblems(ctx, req.Observer)
+	if err != nil {
+		return nil, err
+	}
+	if len(warnings) > 0 && req.RequireOldImages {
+		return nil, &admin.Error{Status: http.StatusConflict, Code: "old_images_unavailable",
+			Msg: "refusing to replay (--require-old-images): " + joinSentences(warnings)}
+	}
+	for _, w := range warnings {
+		s.log.Warn().Str("observer", req.Observer).Msg(w)
+	}
 	ids, err := s.replay(ctx, req.Observer, req.From, req.To)
 	var tooOld *cdc.ReplayTooOldError
 	if errors.As(err, &tooOld) {
@@ -283,7 +437,7 @@ func (s *service) Replay(ctx context.Context, req admin.ReplayRequest) (any, err
 	if err != nil {
 		return nil, err
 	}
-	res := replayResult{FromLSN: req.From.String(), Actions: ids}
+	res := replayResult{FromLSN: req.From.String(), Actions: ids, Warnings: warnings}
 	if req.To != 0 {
 		res.ToLSN = req.To.String()
 	}
@@ -297,4 +451,18 @@ func (s *service) hasObserver(name string) bool {
 		}
 	}
 	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

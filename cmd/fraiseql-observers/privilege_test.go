@@ -37,12 +37,12 @@ func TestLeastPrivilege(t *testing.T) {
 	// Health is judged by heartbeat age, which a loaded machine can stretch for a moment.
 	waitFor(t, 30*time.Second, "status to show the healthy leader and the DLQ item", func() bool {
 		r := cli(t, nil, "status", "--config", cfg)
-		return r.code == 0 && strings.Contains(r.stdout, "Leader: listener-1 (1/1 healthy)") && strings.Contains(r.stdout, "DLQ: 1 pending items")
+		return r.code == 0 && strings.Contains(r.stdout, "Leader: listener-1 (1/1 healthy)") && strings.Contains(r.stdout, "DLQ: 1 pending item")
 	})
 	if code := p.stop(); code != 0 {
 		t.Fatalf("unexpected exit code %d", code)
 	}
-	expectCLI(t, nil, 0, []string{"showing state from PostgreSQL", "DLQ: 1 pending items"}, "status", "--config", cfg)
+	expectCLI(t, nil, 0, []string{"showing state from PostgreSQL", "DLQ: 1 pending item"}, "status", "--config", cfg)
 	expectCLI(t, nil, 0, []string{"broken.hook"}, "dlq", "list", "--config", cfg)
 	if strings.Contains(p.output(), "permission denied") {
 		t.Fatalf("the service met a permission error:\n%s", p.output())

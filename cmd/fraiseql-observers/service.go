@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -40,9 +41,21 @@ type service struct {
 	writer *checkpoint.Writer // nil when checkpoints are disabled
 	dedup  *pipeline.Dedup
 	rows   *pipeline.RowCache // nil when caching is disabled
+	cps    *checkpoint.Store  // nil when checkpoints are disabled
 	lease  *checkpoint.Store  // the slot's lease we hold (failover), else nil
 	dlq    *dlq.Store
 	ops    operator
+
+	// leading: this instance holds the slot (without failover, from the start; with
+	// it, once it took the lease). built: pipe, sess, writer and ops.mon are set;
+	// other goroutines (the admin endpoint) read them only after seeing it.
+	leading atomic.Bool
+	built   atomic.Bool
+	// claimed is closed once the session holds the slot and the epoch is taken:
+	// checkpoints are written from then on.
+	claimed   chan struct{}
+	claimOnce sync.Once
+	holder    atomic.Pointer[leaseSeen] // standby: the lease as last read
 }
 
 // ackedConfirmer confirms the ack watermark directly (checkpoints disabled).
@@ -96,8 +109,9 @@ func unverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
 }
 
 func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (*service, error) {
-	s := &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs)}
+	s := &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs), claimed: make(chan struct{})}
 	if err := s.build(ctx, opts); err != nil {
+		s.setStopped(ctx) // recorded only if the heartbeat ran (a standby)
 		s.close()
 		return nil, err
 	}
@@ -130,27 +144,38 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	if err = cdc.CheckServer(ctx, cc); err != nil {
 		return err
 	}
+	if err = s.startOperator(ctx); err != nil {
+		return err
+	}
 	schema := cfg.State.Schema
 	slot := cfg.Source.Slot
 
+	// Nothing shared changes before the slot is ours: the epoch is taken when the
+	// session first streams it (claim), or with the lease under failover.
 	var loaded checkpoint.State
-	var cps *checkpoint.Store
 	if cfg.Checkpoints.Enabled {
-		cps = checkpoint.NewStore(s.pool, schema, slot, cfg.ListenerID)
-		if err = cps.Migrate(ctx); err != nil {
+		s.cps = checkpoint.NewStore(s.pool, schema, slot, cfg.ListenerID)
+		if err = s.cps.Migrate(ctx); err != nil {
 			return preflightDB(err)
 		}
 		if cfg.Failover.Enabled {
-			if err = s.waitForLease(ctx, cps); err != nil {
+			if err = s.waitForLease(ctx, s.cps); err != nil {
 				return err
 			}
-			s.lease = cps
-		} else if s.ops.epoch, err = cps.AcquireEpoch(ctx); err != nil {
+			s.lease = s.cps
+		}
+		if loaded, err = s.cps.Load(ctx); err != nil {
 			return err
 		}
-		if loaded, err = cps.Load(ctx); err != nil {
-			return err
-		}
+	}
+	s.leading.Store(true)
+	checkpointLSN := loaded.Slot
+	if loaded.DisabledAt != nil {
+		// The instance that ran without checkpoints confirmed what it delivered: the
+		// slot's position supersedes the rows it left behind.
+		log.Info().Time("disabled_at", *loaded.DisabledAt).Str("disabled_by", loaded.DisabledBy).Str("stale_checkpoint", loaded.Slot.String()).
+			Msg("checkpoints were disabled since the last one was written: resuming from the slot's confirmed position")
+		checkpointLSN = 0
 	}
 	if cfg.DLQ.Enabled {
 		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: schema, Slot: slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
@@ -213,14 +238,15 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		return err
 	}
 	var confirm cdc.Confirmer = ackedConfirmer{s.wm}
-	if cps != nil {
+	if s.cps != nil {
 		s.writer = checkpoint.NewWriter(checkpoint.WriterOptions{
-			Store:    cps,
+			Store:    s.cps,
 			Slot:     s.wm.Acked,
 			Actions:  s.pipe.Progress,
 			SystemID: func() string { return s.sess.SystemID() },
 			Interval: cfg.Checkpoints.Interval,
-			Initial:  loaded.Slot,
+			Initial:  checkpointLSN,
+			OnError:  func(err error) { s.sess.NoteServerError(err) },
 			Logger:   log,
 			Metrics:  s.set,
 		})
@@ -242,19 +268,64 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		BatchSize:            cfg.Pipeline.BatchSize,
 		MaxEventBytes:        int(cfg.Source.MaxEventBytes),
 		IgnoreTables:         ignore,
-		Checkpoint:           loaded.Slot,
+		Checkpoint:           checkpointLSN,
 		SystemID:             loaded.SystemID,
 		StartLSN:             opts.startLSN,
 		ReplayWindowBytes:    uint64(cfg.ReplayWindow.Bytes),
 		ReplayWindowDuration: cfg.ReplayWindow.Duration,
 		Quarantine:           s.quarantine(),
+		Claim:                s.claim,
+		OnServerShutdown:     func() { go s.pool.Reset() }, // a smart shutdown waits for every session
 		Logger:               log,
 		Metrics:              s.set,
 	}, s.wm, s.pipe, confirm)
 	if err != nil {
 		return err
 	}
-	return s.buildOperator(ctx)
+	s.ops.mon = cdc.NewMonitor(cdc.MonitorOptions{DB: s.pool, Slot: slot, Settled: s.sess.Settled,
+		Interval: s.opsInterval(), Logger: log, Metrics: s.set})
+	s.built.Store(true)
+	return nil
+}
+
+// claim runs when the session first streams the slot, which is then ours: only now
+// does the instance change shared state. It takes the fencing epoch (without
+// failover; the lease gave one), or records that the slot is streamed without
+// checkpoints, and starts the listener heartbeat.
+func (s *service) claim(ctx context.Context) error {
+	cfg := s.cfg
+	switch {
+	case s.lease != nil:
+	case s.cps != nil:
+		epoch, err := s.cps.AcquireEpoch(ctx)
+		if err != nil {
+			return err
+		}
+		s.ops.epoch.Store(epoch)
+	default:
+		err := checkpoint.MarkDisabled(ctx, s.pool, cfg.State.Schema, cfg.Source.Slot, cfg.ListenerID)
+		var pgErr *pgconn.PgError
+		if err != nil && (!errors.As(err, &pgErr) || cdc.ServerShuttingDown(err)) {
+			return err // PostgreSQL is away: the session tries again after reconnecting
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Msg("cannot record in observer_checkpoints that checkpoints are disabled: with checkpoints enabled again, " +
+				"the start would take the slot for advanced by someone else (docs/deployment.md, feature-level rollback)")
+		}
+	}
+	s.startHeartbeat()
+	s.claimOnce.Do(func() { close(s.claimed) })
+	return nil
+}
+
+// isClaimed reports whether claim has run.
+func (s *service) isClaimed() bool {
+	select {
+	case <-s.claimed:
+		return true
+	default:
+		return false
+	}
 }
 
 // quarantine parks changes that cannot become events in the DLQ table.
@@ -320,7 +391,13 @@ func (s *service) run(ctx context.Context) error {
 	}()
 	writerDone := make(chan error, 1)
 	if s.writer != nil {
-		go func() { writerDone <- s.writer.Run(wctx) }()
+		go func() {
+			select { // nothing is written before the slot is ours
+			case <-s.claimed:
+				writerDone <- s.writer.Run(wctx)
+			case <-wctx.Done():
+			}
+		}()
 	}
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- s.sess.Run(sctx) }()
@@ -354,7 +431,7 @@ func (s *service) run(ctx context.Context) error {
 	dcancel()
 	pcancel()
 	pwg.Wait()
-	if s.writer != nil {
+	if s.writer != nil && s.isClaimed() {
 		wcancel()
 		fctx, fcancel := context.WithTimeout(base, 10*time.Second)
 		if err := s.writer.Flush(fctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -383,9 +460,7 @@ func (s *service) run(ctx context.Context) error {
 }
 
 func (s *service) close() {
-	if s.ops.admLn != nil { // built but never served
-		s.ops.admLn.Close()
-	}
+	s.stopOperator()
 	if s.dedup != nil {
 		s.dedup.Close()
 	}

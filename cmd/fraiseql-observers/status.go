@@ -110,6 +110,11 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 		fmt.Fprintf(w, "Observer status from the running service at %s (version %s)\n", from, doc.Version)
 	}
 	fmt.Fprintln(w, doc.Leader.line())
+	if doc.Role == "standby" {
+		fmt.Fprintf(w, "This instance (%s) is a %s\n", doc.ListenerID, doc.RoleDetail)
+	} else if doc.Role != "" && doc.Stream == nil && doc.RoleDetail != "" {
+		fmt.Fprintf(w, "This instance (%s): %s\n", doc.ListenerID, doc.RoleDetail)
+	}
 	sl := doc.SlotHealth
 	switch {
 	case !sl.Exists:
@@ -133,9 +138,9 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	}
 	printCheckpoints(w, doc, detailed)
 	if doc.DLQ.Enabled {
-		fmt.Fprintf(w, "DLQ: %d pending items\n", doc.DLQ.Pending)
+		fmt.Fprintf(w, "DLQ: %s\n", count(int(doc.DLQ.Pending), "pending item", "pending items"))
 	} else {
-		fmt.Fprintf(w, "DLQ: disabled (%d pending items)\n", doc.DLQ.Pending)
+		fmt.Fprintf(w, "DLQ: disabled (%s)\n", count(int(doc.DLQ.Pending), "pending item", "pending items"))
 	}
 	if f := doc.Failover; f.Enabled {
 		if f.LeaseHolder != "" && f.LeaseExpires != nil {
@@ -152,16 +157,39 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 }
 
 func printCheckpoints(w io.Writer, doc statusDoc, detailed bool) {
-	if len(doc.Checkpoints) == 0 {
+	var disabled *checkpointDoc
+	for i, c := range doc.Checkpoints {
+		if c.Action == "*" && c.DisabledAt != nil {
+			disabled = &doc.Checkpoints[i]
+		}
+	}
+	// Without checkpoints the slot's confirmed position is the service's: the rows
+	// left from before are no position, and their ages mean nothing.
+	stale := disabled != nil || !doc.CheckpointsEnabled
+	switch {
+	case len(doc.Checkpoints) == 0 && !doc.CheckpointsEnabled:
+		fmt.Fprintln(w, "Checkpoints: disabled (checkpoints.enabled: false): the slot's confirmed_flush_lsn is the service's position")
+		return
+	case len(doc.Checkpoints) == 0:
 		fmt.Fprintln(w, "Checkpoints: none stored")
 		return
+	case disabled != nil:
+		fmt.Fprintf(w, "Checkpoints: disabled since %s (by %s): the slot's confirmed_flush_lsn is the service's position; stored before:\n",
+			disabled.DisabledAt.UTC().Format(time.RFC3339), disabled.ListenerID)
+	case stale:
+		fmt.Fprintln(w, "Checkpoints: disabled (checkpoints.enabled: false): the slot's confirmed_flush_lsn is the service's position; stored before:")
+	default:
+		fmt.Fprintln(w, "Checkpoints:")
 	}
-	fmt.Fprintln(w, "Checkpoints:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range doc.Checkpoints {
 		name := c.Action
 		if name == "*" {
 			name = "* (slot)"
+		}
+		if stale {
+			fmt.Fprintf(tw, "  %s\t%s\twritten %s\n", name, c.Position, c.UpdatedAt.UTC().Format(time.RFC3339))
+			continue
 		}
 		if detailed {
 			fmt.Fprintf(tw, "  %s\t%s\tage %s\twritten by %s\n", name, c.Position, humanSeconds(c.AgeSeconds), c.ListenerID)

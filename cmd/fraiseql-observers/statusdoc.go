@@ -21,20 +21,27 @@ import (
 type statusDoc struct {
 	// Source is "service" (the running service answered) or "postgres" (read from
 	// the database because the service's admin endpoint did not answer).
-	Source      string              `json:"source"`
-	Note        string              `json:"note,omitempty"`
-	Version     string              `json:"version,omitempty"`
-	ListenerID  string              `json:"listener_id"`
-	Slot        string              `json:"slot"`
-	Publication string              `json:"publication"`
-	Leader      leaderDoc           `json:"leader"`
-	Listeners   []registry.Listener `json:"listeners"`
-	SlotHealth  slotDoc             `json:"slot_health"`
-	Stream      *streamDoc          `json:"stream,omitempty"`
-	Checkpoints []checkpointDoc     `json:"checkpoints"`
-	DLQ         dlqDoc              `json:"dlq"`
-	Replay      replayWindowDoc     `json:"replay_window"`
-	Failover    failoverDoc         `json:"failover"`
+	Source  string `json:"source"`
+	Note    string `json:"note,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Role is the answering instance's: "leader" (it holds the slot, or is starting
+	// to) or "standby" (waiting for the slot's lease); RoleDetail says why it is not
+	// ready when it is not streaming yet. Empty when read from PostgreSQL.
+	Role       string `json:"role,omitempty"`
+	RoleDetail string `json:"role_detail,omitempty"`
+	// CheckpointsEnabled is checkpoints.enabled of the configuration.
+	CheckpointsEnabled bool                `json:"checkpoints_enabled"`
+	ListenerID         string              `json:"listener_id"`
+	Slot               string              `json:"slot"`
+	Publication        string              `json:"publication"`
+	Leader             leaderDoc           `json:"leader"`
+	Listeners          []registry.Listener `json:"listeners"`
+	SlotHealth         slotDoc             `json:"slot_health"`
+	Stream             *streamDoc          `json:"stream,omitempty"`
+	Checkpoints        []checkpointDoc     `json:"checkpoints"`
+	DLQ                dlqDoc              `json:"dlq"`
+	Replay             replayWindowDoc     `json:"replay_window"`
+	Failover           failoverDoc         `json:"failover"`
 }
 
 type leaderDoc struct {
@@ -91,6 +98,9 @@ type checkpointDoc struct {
 	ListenerID string    `json:"listener_id"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	AgeSeconds float64   `json:"age_seconds"`
+	// DisabledAt is set when an instance has streamed the slot with checkpoints
+	// disabled since this row was written: the slot's position supersedes it.
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
 type dlqDoc struct {
@@ -137,7 +147,7 @@ func collectStatus(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config,
 // collectState reads the registry, checkpoints and DLQ size.
 func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) (statusDoc, error) {
 	doc := statusDoc{ListenerID: cfg.ListenerID, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
-		Listeners: []registry.Listener{}, Checkpoints: []checkpointDoc{},
+		Listeners: []registry.Listener{}, Checkpoints: []checkpointDoc{}, CheckpointsEnabled: cfg.Checkpoints.Enabled,
 		Replay:   replayWindowDoc{Configured: cfg.ReplayWindow.String()},
 		Failover: failoverDoc{Enabled: cfg.Failover.Enabled}}
 	schema := cfg.State.Schema
@@ -167,9 +177,10 @@ func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) 
 	if ok, err := tableExists(ctx, pool, schema, "observer_checkpoints"); err != nil {
 		return doc, fmt.Errorf("read checkpoints: %w", err)
 	} else if ok {
+		// disabled_at through to_jsonb: tables of an earlier version lack the column.
 		rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT action, commit_lsn::text, ordinal, listener_id, created_at,
-       extract(epoch FROM now() - created_at)::float8
-FROM %s WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifier{schema, "observer_checkpoints"}.Sanitize()), cfg.Source.Slot)
+       extract(epoch FROM now() - created_at)::float8, (to_jsonb(c) ->> 'disabled_at')::timestamptz
+FROM %s c WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifier{schema, "observer_checkpoints"}.Sanitize()), cfg.Source.Slot)
 		if err != nil {
 			return doc, fmt.Errorf("read checkpoints: %w", err)
 		}
@@ -177,7 +188,7 @@ FROM %s WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifier
 			var c checkpointDoc
 			var l string
 			var ord int64
-			if err := rows.Scan(&c.Action, &l, &ord, &c.ListenerID, &c.UpdatedAt, &c.AgeSeconds); err != nil {
+			if err := rows.Scan(&c.Action, &l, &ord, &c.ListenerID, &c.UpdatedAt, &c.AgeSeconds, &c.DisabledAt); err != nil {
 				rows.Close()
 				return doc, fmt.Errorf("read checkpoints: %w", err)
 			}

@@ -177,6 +177,14 @@ func (d *DB) CreateSlot(name string) string {
 	return QueryValue[string](d, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`, name)
 }
 
+// CreateSlotWith creates a logical replication slot with the given output plugin
+// (test_decoding makes an oracle of what was committed) and returns its consistent
+// point as text.
+func (d *DB) CreateSlotWith(name, plugin string) string {
+	d.t.Helper()
+	return QueryValue[string](d, `SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)`, name, plugin)
+}
+
 // SlotConfirmedFlush returns the slot's confirmed_flush_lsn as text.
 func (d *DB) SlotConfirmedFlush(name string) string {
 	d.t.Helper()
