@@ -13,6 +13,10 @@ type Meta struct {
 	// Entity is the observer's entity name, seen as `entity`. Empty means the
 	// event's "schema.table".
 	Entity string
+	// RowCache says that the service's row cache is on: an error about a missing
+	// old value then explains that the cache had no image of the row, rather than
+	// suggesting to enable it.
+	RowCache bool
 }
 
 // Env is the environment conditions and templates see for one event (the names are
@@ -196,22 +200,34 @@ func (e *Env) table() string {
 	return e.ev.Schema + "." + e.ev.Table
 }
 
+// oldHint tells how to get the old values PostgreSQL did not send.
+func (e *Env) oldHint() string {
+	if e.meta.RowCache {
+		return fmt.Sprintf("set REPLICA IDENTITY FULL on %s: the row cache had no image of this row (it knows rows changed since the service started, and a replay starts it empty)", e.table())
+	}
+	return fmt.Sprintf("set REPLICA IDENTITY FULL on %s or enable caching", e.table())
+}
+
 // missing explains why column name is not in row root r.
 func (e *Env) missing(r rootID, name string) error {
 	ev := e.ev
 	if e.unavailable(r, name) {
+		hint := "use REPLICA IDENTITY FULL or enable caching"
+		if e.meta.RowCache {
+			hint = e.oldHint()
+		}
 		return &fieldError{kind: ErrUnavailable, msg: fmt.Sprintf(
-			"value of %q not available (unchanged TOAST; use REPLICA IDENTITY FULL or enable caching)", name)}
+			"value of %q not available (unchanged TOAST; %s)", name, hint)}
 	}
 	msg := fmt.Sprintf("field %q not in %s", name, r)
 	row, _ := e.row(r)
 	switch {
 	case row == nil && ev.Op == decoder.OpUpdate && r == rootOld:
-		msg += fmt.Sprintf(" (no old image: old_kind none; set REPLICA IDENTITY FULL on %s or enable caching)", e.table())
+		msg += fmt.Sprintf(" (no old image: old_kind none; %s)", e.oldHint())
 	case row == nil:
 		msg += fmt.Sprintf(" (%s event has no %s image)", ev.Op, r)
 	case ev.OldKind == decoder.OldKey && (r == rootOld || r == rootData && ev.Op == decoder.OpDelete):
-		msg += fmt.Sprintf(" (old_kind key: only the replica identity key; set REPLICA IDENTITY FULL on %s or enable caching)", e.table())
+		msg += fmt.Sprintf(" (old_kind key: only the replica identity key; %s)", e.oldHint())
 	}
 	return &fieldError{kind: ErrMissingField, msg: msg}
 }

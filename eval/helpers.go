@@ -57,8 +57,8 @@ func (e *Env) fieldChanged(name string) (bool, error) {
 
 func (e *Env) noOldImage(name string) error {
 	return &fieldError{kind: ErrNoOldImage, msg: fmt.Sprintf(
-		"cannot tell whether %q changed: the UPDATE has no old value of it (old_kind %s); set REPLICA IDENTITY FULL on %s or enable caching",
-		name, e.ev.OldKind, e.table())}
+		"cannot tell whether %q changed: the UPDATE has no old value of it (old_kind %s); %s",
+		name, e.ev.OldKind, e.oldHint())}
 }
 
 // fieldChangedTo reports field_changed(name) && new.name == v.

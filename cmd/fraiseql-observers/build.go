@@ -70,7 +70,7 @@ func (b *builder) observer(ctx context.Context, co *configs.Observer) (*pipeline
 	retry := pipeline.RetryPolicy{MaxAttempts: co.Retry.MaxAttempts, Strategy: backoff, Initial: co.Retry.InitialDelay, Max: co.Retry.MaxDelay}
 	var errs []error
 	if co.Condition != "" {
-		if cond, err := compileCondition(co); err != nil {
+		if cond, err := compileCondition(co, b.cfg.Caching.Enabled); err != nil {
 			errs = append(errs, err)
 		} else {
 			o.Condition = cond

@@ -183,7 +183,7 @@ FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o
 	case o.Condition != "" && usesOld.MatchString(o.Condition) && ident != "f" && !cfg.Caching.Enabled:
 		return check{name, checkWarn, fmt.Sprintf("observer %s's condition reads old values, but %s logs only its key for UPDATE/DELETE (REPLICA IDENTITY %s) and caching is off: ALTER TABLE %s REPLICA IDENTITY FULL, or enable caching", o.Name, t, identName(ident), full)}
 	case o.Condition != "" && usesOld.MatchString(o.Condition) && ident != "f":
-		return check{name, checkOK, fmt.Sprintf("%s is published; observer %s's condition reads old values, which come from the row cache for rows seen since start (REPLICA IDENTITY FULL would always send them)", t, o.Name)}
+		return check{name, checkOK, fmt.Sprintf("%s is published; observer %s's condition reads old values, which come from the row cache for rows changed since start, not in a replay (REPLICA IDENTITY FULL would always send them)", t, o.Name)}
 	}
 	return check{name, checkOK, fmt.Sprintf("%s is published (REPLICA IDENTITY %s)", t, identName(ident))}
 }
@@ -254,5 +254,5 @@ func printChecks(w io.Writer, checks []check) {
 		counts[c.Status]++
 		fmt.Fprintf(w, "  %-4s  %s\n", strings.ToUpper(c.Status), c.Message)
 	}
-	fmt.Fprintf(w, "%d checks: %d ok, %d warnings, %d failed\n", len(checks), counts[checkOK], counts[checkWarn], counts[checkFail])
+	fmt.Fprintf(w, "%s: %d ok, %s, %d failed\n", count(len(checks), "check", "checks"), counts[checkOK], count(counts[checkWarn], "warning", "warnings"), counts[checkFail])
 }

@@ -20,12 +20,12 @@ func (c condition) Match(ev *decoder.Event) (bool, error) {
 
 // compileCondition compiles an observer's condition, reporting a compile error at
 // its file:line:column (the expression's own position added to the condition's).
-func compileCondition(co *configs.Observer) (condition, error) {
+func compileCondition(co *configs.Observer, rowCache bool) (condition, error) {
 	c, err := eval.CompileCondition(co.Condition, eval.Options{})
 	if err != nil {
 		return condition{}, &configs.Error{Pos: exprPos(co.ConditionPos, err), Msg: "observer " + co.Name + ": condition: " + exprMsg(err)}
 	}
-	return condition{c: c, meta: eval.Meta{Entity: observerEntity(co)}}, nil
+	return condition{c: c, meta: eval.Meta{Entity: observerEntity(co), RowCache: rowCache}}, nil
 }
 
 // exprPos moves pos, where the expression's text starts in the file, to where an

@@ -199,15 +199,22 @@ in the service's memory: no Redis. Needs the running service (exit code 6 otherw
 
 func newReplayCmd(g *globals) *cobra.Command {
 	var from, to, observer string
+	var requireOld bool
 	c := &cobra.Command{
-		Use:   "replay --from-lsn X/Y [--to-lsn X/Y] [--observer NAME]",
+		Use:   "replay --from-lsn X/Y [--to-lsn X/Y] [--observer NAME] [--require-old-images]",
 		Short: "Deliver again the events committed from an LSN on",
 		Long: `Make the running service deliver again, with their original ids, the events of the
 transactions committed at or after --from-lsn (and at or before --to-lsn), for every observer
 or only --observer. The service rewinds its stream; PostgreSQL sends those transactions again.
 This reaches back only as far as the slot's confirmed_flush_lsn: set replay_window to keep
 history replayable. An older position is refused with the oldest replayable LSN (exit code 2),
-never silently moved forward. Needs the running service (exit code 6 otherwise).`,
+never silently moved forward. Needs the running service (exit code 6 otherwise).
+
+A replay starts the row cache empty: an observer whose condition reads old values (old.x,
+field_changed, changes) of a table without REPLICA IDENTITY FULL cannot evaluate it for a
+replayed UPDATE or DELETE of a row not changed earlier in the replayed range. The command
+warns about each such observer in scope; --require-old-images refuses the replay instead
+(exit code 2).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := g.json()
@@ -227,7 +234,7 @@ never silently moved forward. Needs the running service (exit code 6 otherwise).
 				return err
 			}
 			var res replayResult
-			body := map[string]string{"from_lsn": from, "to_lsn": to, "observer": observer}
+			body := map[string]any{"from_lsn": from, "to_lsn": to, "observer": observer, "require_old_images": requireOld}
 			if err := client.do(cmd.Context(), "POST", "/replay", body, &res); err != nil {
 				return serviceErr(err)
 			}
@@ -235,11 +242,14 @@ never silently moved forward. Needs the running service (exit code 6 otherwise).
 				return g.printJSON(res)
 			}
 			termSafe(&res)
+			for _, w := range res.Warnings {
+				fmt.Fprintln(g.stderr, "warning:", w)
+			}
 			end := "the current position"
 			if res.ToLSN != "" {
 				end = res.ToLSN
 			}
-			fmt.Fprintf(g.stdout, "Replaying transactions committed from %s to %s for %d actions: %v\n", res.FromLSN, end, len(res.Actions), res.Actions)
+			fmt.Fprintf(g.stdout, "Replaying transactions committed from %s to %s for %s: %v\n", res.FromLSN, end, count(len(res.Actions), "action", "actions"), res.Actions)
 			fmt.Fprintln(g.stdout, "Events are delivered again with their original ids as PostgreSQL sends them again; watch observer_actions_executed_total.")
 			return nil
 		},
@@ -247,5 +257,6 @@ never silently moved forward. Needs the running service (exit code 6 otherwise).
 	c.Flags().StringVar(&from, "from-lsn", "", "first commit LSN to deliver again (X/Y)")
 	c.Flags().StringVar(&to, "to-lsn", "", "last commit LSN to deliver again (default: everything received)")
 	c.Flags().StringVar(&observer, "observer", "", "only this observer's actions (default: every observer)")
+	c.Flags().BoolVar(&requireOld, "require-old-images", false, "refuse the replay when an observer in scope needs old values the replayed changes cannot carry")
 	return c
 }

@@ -259,7 +259,7 @@ func TestOperatorSurface(t *testing.T) {
 		}
 		s.run(t, 0, []string{fmt.Sprintf("Removed item %d", items[0].ID)}, "dlq", "remove", fmt.Sprint(items[0].ID))
 		s.run(t, 1, nil, "dlq", "show", fmt.Sprint(items[0].ID))
-		s.run(t, 0, []string{"Would retry 1 items"}, "dlq", "retry-all", "--dry-run")
+		s.run(t, 0, []string{"Would retry 1 item\n"}, "dlq", "retry-all", "--dry-run")
 		var res struct {
 			Retried, Delivered, Failed int
 		}

@@ -30,11 +30,21 @@ func newStartCmd(g *globals) *cobra.Command {
 		Long: `Start streaming from the configured slot and deliver every matching change to the
 observers' actions until SIGINT or SIGTERM. On a signal the service stops reading,
 drains what is in flight (pipeline.shutdown_timeout), writes its checkpoints and
-confirms to PostgreSQL only what was delivered.`,
+confirms to PostgreSQL only what was delivered.
+
+--start-lsn X/Y starts every action at X/Y instead of its checkpoint: a position later
+than the checkpoint skips the changes before it; an earlier one replays the changes from
+it (delivered again with their original ids), as far back as the slot's
+confirmed_flush_lsn — an older one is refused (exit code 2).
+
+When PostgreSQL stops or restarts (any shutdown mode), is locked or cannot be reached,
+the service pauses and reconnects with backoff (source.reconnect); it ends its
+replication connection itself so that a shutdown is never held up. It exits only when
+an operator must decide: see the exit codes in docs/cli.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStart(cmd.Context(), f) },
 	}
-	c.Flags().StringVar(&f.startLSN, "start-lsn", "", "start from this LSN (X/Y) when it is later than the checkpoint; earlier changes are skipped")
+	c.Flags().StringVar(&f.startLSN, "start-lsn", "", "start every action at this LSN (X/Y): later than the checkpoint skips the changes before it; earlier delivers the changes from it again (a replay, as far back as the slot's confirmed_flush_lsn)")
 	c.Flags().StringVar(&f.logFormat, "log-format", "", "log format: json (default) or console; overrides logging.format")
 	c.Flags().StringVar(&f.logLevel, "log-level", "", "log level: trace, debug, info, warn or error; overrides logging.level")
 	return c
@@ -98,7 +108,8 @@ func newLogger(c configs.Logging) (zerolog.Logger, error) {
 	var log zerolog.Logger
 	switch c.Format {
 	case "console":
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		// Colours only on a terminal: a file or a journal gets plain text.
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
 	case "", "json":
 		log = zerolog.New(os.Stderr)
 	default:
@@ -122,4 +133,10 @@ func memoryLimit(cfg *configs.Config) int64 {
 	}
 	debug.SetMemoryLimit(limit)
 	return limit
+}
+
+// isTerminal reports whether f is a character device (a terminal), not a file or pipe.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && st.Mode()&os.ModeDevice != 0
 }

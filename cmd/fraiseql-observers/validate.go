@@ -189,7 +189,7 @@ func printValidation(g *globals, v validation) {
 		for _, p := range v.Warnings {
 			fmt.Fprintln(w, "warning:", p.String())
 		}
-		fmt.Fprintf(w, "Configuration is invalid: %d errors\n", len(v.Errors))
+		fmt.Fprintf(w, "Configuration is invalid: %s\n", count(len(v.Errors), "error", "errors"))
 		return
 	}
 	fmt.Fprintln(w, "Configuration is valid")
@@ -200,7 +200,7 @@ func printValidation(g *globals, v validation) {
 	}
 	sort.Strings(types)
 	fmt.Fprintf(w, "  listener %s, slot %s, publication %s\n", s.ListenerID, s.Slot, s.Publication)
-	fmt.Fprintf(w, "  %d observers, %d actions %v\n", s.Observers, s.Actions, types)
+	fmt.Fprintf(w, "  %s, %s %v\n", count(s.Observers, "observer", "observers"), count(s.Actions, "action", "actions"), types)
 	for _, p := range v.Warnings {
 		fmt.Fprintln(w, "warning:", p.String())
 	}
