@@ -144,7 +144,7 @@ func printDebugEvent(w io.Writer, ev pipeline.DebugEvent) {
 			fmt.Fprintf(w, "  observer %s: matched (no condition)\n", o.Name)
 		}
 		for _, a := range o.Actions {
-			fmt.Fprintf(w, "    action %s (%s): %s, %d attempts, %.1fms", a.ID, a.Type, a.Status, a.Attempts, a.LatencyMS)
+			fmt.Fprintf(w, "    action %s (%s): %s, %s, %.1fms", a.ID, a.Type, a.Status, count(a.Attempts, "attempt", "attempts"), a.LatencyMS)
 			if a.LastError != "" {
 				fmt.Fprintf(w, ", last error: %s", a.LastError)
 			}
