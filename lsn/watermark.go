@@ -109,6 +109,16 @@ func (w *Watermark[P]) Outstanding() int {
 	return w.pending
 }
 
+// Done reports whether t and every ticket issued before it have been acknowledged, so
+// that nothing dispatched up to t is outstanding: a caller that dispatched a group of
+// positions learns that all of them are settled from the last one's ticket. Tickets
+// forgotten by Reset count as done; the zero Ticket is always done.
+func (w *Watermark[P]) Done(t Ticket) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return t < w.next-Ticket(w.n) // the ticket of ring[head], the oldest kept dispatch
+}
+
 // Advance raises the acknowledged position to p if nothing is outstanding, as when
 // a keepalive reports WAL that holds nothing for us. It reports whether it did so;
 // it never lowers the position.

@@ -80,6 +80,28 @@ func TestWatermarkReset(t *testing.T) {
 	}
 }
 
+func TestWatermarkDone(t *testing.T) {
+	w := NewWatermark(CompareLSNs)
+	a, b, c := w.Dispatch(10), w.Dispatch(20), w.Dispatch(30)
+	f := func(tk Ticket, want bool) {
+		t.Helper()
+		if got := w.Done(tk); got != want {
+			t.Fatalf("unexpected Done(%d); got %v; want %v", tk, got, want)
+		}
+	}
+	f(0, true)
+	f(a, false)
+	w.Ack(b)
+	f(b, false) // a is still outstanding
+	w.Ack(a)
+	f(a, true)
+	f(b, true)
+	f(c, false)
+	f(c+1, false) // never issued
+	w.Reset(40)
+	f(c, true) // forgotten by Reset
+}
+
 // TestWatermarkRandomOrder checks the defining property against a model: for any order
 // of acknowledgements, Acked is the maximum over the longest acknowledged prefix.
 func TestWatermarkRandomOrder(t *testing.T) {
@@ -107,6 +129,15 @@ func TestWatermarkRandomOrder(t *testing.T) {
 			got, ok := w.Acked()
 			if ok != has || (has && got != want) {
 				t.Fatalf("round %d: unexpected acked; got %v %v; want %v %v", round, got, ok, want, has)
+			}
+			prefix := 0 // tickets[:prefix] are all acknowledged
+			for prefix < n && done[prefix] {
+				prefix++
+			}
+			for _, j := range []int{prefix - 1, prefix, r.IntN(n)} {
+				if j >= 0 && j < n && w.Done(tickets[j]) != (j < prefix) {
+					t.Fatalf("round %d: unexpected Done(%d); got %v; want %v", round, tickets[j], j >= prefix, j < prefix)
+				}
 			}
 		}
 		if w.Outstanding() != 0 {
