@@ -35,6 +35,26 @@ type Consumer interface {
 	Ready() <-chan struct{}
 }
 
+// Interceptor sees the stream before the Consumer does: a reader of table rows (a
+// snapshot) watches the changes between its watermarks and hands its rows on at the
+// stream's position of its high watermark.
+type Interceptor interface {
+	// Intercept is called on the session goroutine for every event of the stream, in
+	// stream order, after IgnoreTables and heartbeats and before the event is handed
+	// on. It returns false to consume ev: the session acknowledges it at once and does
+	// not hand it on. It may call in.Inject to hand on events of its own right after
+	// ev, at ev's position in the watermark: the slot is not confirmed past ev until
+	// they are settled. It must not block.
+	Intercept(ev *decoder.Event, in Injector) bool
+}
+
+// Injector hands events an Interceptor adds to the stream on to the Consumer.
+type Injector interface {
+	// Inject adds ev after the intercepted event and returns its dispatch ticket. The
+	// Consumer owns ev from then on.
+	Inject(ev *decoder.Event) lsn.Ticket
+}
+
 // Confirmer reports the highest position that is durably settled; the session never
 // reports a flush position past it.
 type Confirmer interface {
@@ -101,8 +121,10 @@ type Options struct {
 	// while it streams to notice a smart shutdown, in which the server refuses new
 	// sessions but lets existing ones run (default 5s; negative: never).
 	ShutdownProbeInterval time.Duration
-	Logger                zerolog.Logger
-	Metrics               *metrics.Set
+	// Interceptor, when set, sees every event before the Consumer (snapshots).
+	Interceptor Interceptor
+	Logger      zerolog.Logger
+	Metrics     *metrics.Set
 }
 
 // Session streams one slot. Create it with New and run it with Run.

@@ -136,6 +136,11 @@ type streamState struct {
 	// times in a row it asked again at once (a walsender waiting to stop).
 	lastReplyReq time.Time
 	quick        int
+	fresh        []*decoder.Event // the events of the message being decoded
+	// Events the Interceptor injects after the current one, at position injectAt.
+	injected        []*decoder.Event
+	injectedTickets []lsn.Ticket
+	injectAt        lsn.LSN
 }
 
 func (st *streamState) run(ctx context.Context) error {
@@ -288,8 +293,9 @@ func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte
 	}
 	// Drop changes of our own tables, then ticket the rest: each event's ticket carries
 	// its transaction's commit LSN (confirming it never skips that transaction).
+	st.fresh = append(st.fresh[:0], evs[n:]...) // kept may outgrow evs[:n] with injected events
 	kept := evs[:n]
-	for _, ev := range evs[n:] {
+	for _, ev := range st.fresh {
 		if ev.Schema != "" && s.ignore[ev.Schema+"."+ev.Table] {
 			continue
 		}
@@ -302,9 +308,25 @@ func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte
 				continue
 			}
 		}
-		st.tickets = append(st.tickets, s.wm.Dispatch(pos))
+		t := s.wm.Dispatch(pos)
+		if ic := s.opts.Interceptor; ic != nil {
+			st.injectAt = pos
+			if !ic.Intercept(ev, st) {
+				s.wm.Ack(t)
+			} else {
+				st.tickets = append(st.tickets, t)
+				kept = append(kept, ev)
+			}
+			kept = append(kept, st.injected...)
+			st.tickets = append(st.tickets, st.injectedTickets...)
+			clear(st.injected)
+			st.injected, st.injectedTickets = st.injected[:0], st.injectedTickets[:0]
+			continue
+		}
+		st.tickets = append(st.tickets, t)
 		kept = append(kept, ev)
 	}
+	clear(st.fresh)
 	st.batch = kept
 	switch kind {
 	case decoder.KindCommit:
@@ -322,6 +344,14 @@ func (st *streamState) decode(ctx context.Context, walStart lsn.LSN, data []byte
 		st.flush()
 	}
 	return nil
+}
+
+// Inject implements Injector for the Interceptor.
+func (st *streamState) Inject(ev *decoder.Event) lsn.Ticket {
+	t := st.s.wm.Dispatch(st.injectAt)
+	st.injected = append(st.injected, ev)
+	st.injectedTickets = append(st.injectedTickets, t)
+	return t
 }
 
 // flush hands the pending batch to the consumer.
