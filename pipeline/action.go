@@ -80,9 +80,11 @@ func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
 }
 
 // skip reports whether the action already settled this event: at or below its
-// checkpoint, or replayed after a reconnect (the LSN-ordering dedup layer).
+// checkpoint, or replayed after a reconnect (the LSN-ordering dedup layer). Snapshot
+// rows (READ) are never skipped by position: their ids name the chunk that read them,
+// not a place in the stream, and a chunk read again after a restart keeps its ids.
 func (r *runner) skip(ev *decoder.Event) bool {
-	if r.replaying(ev) {
+	if r.replaying(ev) || ev.Op == decoder.OpRead {
 		return false
 	}
 	if r.p.opts.Dedup == nil { // deduplication off: only the loaded checkpoint counts

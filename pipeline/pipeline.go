@@ -77,6 +77,8 @@ type Pipeline struct {
 
 	lastID   lsn.Position // router only: highest event id routed
 	cachePos lsn.Position // router only: id of the last event the row cache saw
+
+	targets sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
 }
 
 // pushed is one batch handed over by Push: events and their dispatch tickets.
@@ -250,7 +252,8 @@ func (p *Pipeline) route(ctx context.Context) {
 		for _, b := range batches {
 			for i, ev := range b.evs {
 				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
-				if rc := p.opts.RowCache; rc != nil {
+				// Snapshot rows (READ) bypass the row cache: their ids are not in stream order.
+				if rc := p.opts.RowCache; rc != nil && ev.Op != decoder.OpRead {
 					if p.cachePos != (lsn.Position{}) && ev.ID.Compare(p.cachePos) <= 0 {
 						rc.reset() // a replay: the cache holds images from later in the stream
 					}
@@ -277,11 +280,15 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 	now := time.Now()
 	it := &item{ev: ev, ticket: ticket, size: size, start: now}
 	p.m.processed.Inc()
-	if ev.ID.Compare(p.lastID) > 0 {
+	if ev.ID.Compare(p.lastID) > 0 && ev.Op != decoder.OpRead {
 		p.lastID = ev.ID
 	}
 	dbg := newDebugEvent(ev, now)
-	matched = p.ix.lookup(matched, ev)
+	if o, ok := p.targeted(ev); ok {
+		matched = append(matched, o)
+	} else {
+		matched = p.ix.lookup(matched, ev)
+	}
 	type target struct {
 		r   *runner
 		dbg *DebugAction
