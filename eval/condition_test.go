@@ -238,6 +238,7 @@ func TestEventNames(t *testing.T) {
 		{ev: insertEvent, src: `entity == 'public.orders'`, want: true},
 		{ev: insertEvent, src: `old == nil && changes == nil && message == nil`, want: true},
 		{ev: messageEvent, src: `event_type == 'CUSTOM' && event.op == 'MESSAGE'`, want: true},
+		{ev: readEvent, src: `event_type == 'READ' && event.op == 'READ' && data.status == new.status && old == nil`, want: true},
 		{ev: messageEvent, src: `message.prefix == 'audit' && message.transactional`, want: true},
 		{ev: messageEvent, src: `message.content == '{"a": 1}' && fromJSON(message.content).a == 1`, want: true},
 		{ev: messageEvent, src: `data == nil && entity == ''`, want: true},

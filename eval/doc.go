@@ -19,7 +19,8 @@
 //	data        new, or old for a DELETE (the original system's after-image)
 //	changes     {column: {old, new}} for the columns in event.changed; nil when the
 //	            event does not say which columns changed
-//	event_type  INSERT, UPDATE, DELETE, TRUNCATE, or CUSTOM (message and snapshot events)
+//	event_type  INSERT, UPDATE, DELETE, TRUNCATE, READ (a snapshot row), or CUSTOM (a
+//	            logical decoding message): the observer's event_type names
 //	entity      Meta.Entity, else "schema.table"
 //	message     {prefix, content, transactional} for a logical decoding message, else nil
 //

@@ -235,7 +235,7 @@ func (e *Env) missing(r rootID, name string) error {
 // eventType is the original system's name of the operation.
 func (e *Env) eventType() string {
 	switch op := e.ev.Op; op {
-	case decoder.OpInsert, decoder.OpUpdate, decoder.OpDelete, decoder.OpTruncate:
+	case decoder.OpInsert, decoder.OpUpdate, decoder.OpDelete, decoder.OpTruncate, decoder.OpRead:
 		return op.String()
 	}
 	return "CUSTOM"

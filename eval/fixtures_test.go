@@ -99,6 +99,9 @@ func indexOf(ss []string, s string) int {
 
 func insertEvent() *decoder.Event { return event(decoder.OpInsert, orderRow(), nil, decoder.OldNone) }
 
+// readEvent is a snapshot row (op READ) of the same order.
+func readEvent() *decoder.Event { return event(decoder.OpRead, orderRow(), nil, decoder.OldNone) }
+
 // updateFull: REPLICA IDENTITY FULL; status pending → shipped, state new → paid,
 // total 100 → 120, amount 500.00 → 500.0 (the same number).
 func updateFull() *decoder.Event {
