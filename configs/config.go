@@ -26,7 +26,9 @@ type Config struct {
 	Failover            Failover            `yaml:"failover"`
 	// ReplayWindow keeps delivered history in the slot for replays; zero is off.
 	ReplayWindow ReplayWindow `yaml:"replay_window"`
-	Logging      Logging      `yaml:"logging"`
+	// Snapshot configures backfills of the rows tables already hold.
+	Snapshot Snapshot `yaml:"snapshot"`
+	Logging  Logging  `yaml:"logging"`
 	// Entities maps alias names used by observers' entity key to tables.
 	Entities map[string]TableRef `yaml:"-"`
 	// Observers are in the order of the file.
@@ -136,6 +138,23 @@ type Failover struct {
 	RenewInterval time.Duration `yaml:"renew_interval"`
 }
 
+// Snapshot configures backfills: rows a table already holds, read in chunks while
+// the stream goes on and delivered as READ events.
+type Snapshot struct {
+	// Mode is SnapshotNever or SnapshotInitial.
+	Mode string `yaml:"mode"`
+	// ChunkSize is the number of rows read per chunk.
+	ChunkSize int `yaml:"chunk_size"`
+	// RowsPerSecond limits the rows read per second; 0 is no limit.
+	RowsPerSecond float64 `yaml:"rows_per_second"`
+}
+
+// Snapshot modes.
+const (
+	SnapshotNever   = "never"   // only the snapshot command starts backfills
+	SnapshotInitial = "initial" // backfill every table with a READ observer once, when the slot is created
+)
+
 // Logging configures the root logger.
 type Logging struct {
 	// Level is trace, debug, info, warn or error.
@@ -226,6 +245,7 @@ func Default() *Config {
 		Pipeline:            Pipeline{MaxInFlightBytes: 64 << 20, BatchSize: 100, ShutdownTimeout: 30 * time.Second},
 		Admin:               Admin{Listen: "127.0.0.1:9187"},
 		Failover:            Failover{LeaseDuration: 10 * time.Second, RenewInterval: 3 * time.Second},
+		Snapshot:            Snapshot{Mode: SnapshotNever, ChunkSize: 1024},
 		Logging:             Logging{Level: "info", Format: "json"},
 		Entities:            map[string]TableRef{},
 	}

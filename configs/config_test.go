@@ -92,6 +92,7 @@ func TestFullConfig(t *testing.T) {
 		Admin:               Admin{Listen: "0.0.0.0:9100", Token: EnvSecret("ADMIN_TOKEN", "t0k3n")},
 		Failover:            Failover{Enabled: true, LeaseDuration: 20 * time.Second, RenewInterval: 5 * time.Second},
 		ReplayWindow:        ReplayWindow{Bytes: 256 << 20},
+		Snapshot:            Snapshot{Mode: SnapshotInitial, ChunkSize: 500, RowsPerSecond: 2500.5},
 		Logging:             Logging{Level: "debug", Format: "console"},
 		Entities:            map[string]TableRef{"Order": {"public", "orders"}, "Customer": {"crm", "customers"}},
 	}
@@ -110,7 +111,7 @@ func TestFullConfig(t *testing.T) {
 		},
 		{
 			Name: "customer_changes", Pos: pos(46, 3), Entity: "crm.customers", EntityPos: pos(47, 12),
-			Table: TableRef{"crm", "customers"}, Ops: []decoder.Op{decoder.OpInsert, decoder.OpDelete, decoder.OpTruncate},
+			Table: TableRef{"crm", "customers"}, Ops: []decoder.Op{decoder.OpInsert, decoder.OpDelete, decoder.OpTruncate, decoder.OpRead},
 			Actions:   []*Action{{Type: "log", ID: "customer_changes.0", Pos: pos(50, 9), TypePos: pos(50, 16)}},
 			Retry:     Retry{MaxAttempts: 3, BackoffStrategy: BackoffFixed, InitialDelay: 50 * time.Millisecond, MaxDelay: 2 * time.Second},
 			OnFailure: FailureLog,

@@ -159,6 +159,11 @@ func TestMalformed(t *testing.T) {
 		{"log format", src + "logging: {format: text}\n", "c.yaml:3:19", `logging.format: unknown format "text"`},
 		{"bad entity alias", src + "entities:\n  my-order: public.orders\n", "c.yaml:4:3", `entities: invalid alias "my-order"`},
 		{"entity alias without table", src + "entities:\n  Order:\n", "c.yaml:4:3", "entities.Order: expected a table name"},
+		{"snapshot mode", src + "snapshot: {mode: always}\n", "c.yaml:3:18", `snapshot.mode: unknown mode "always": expected "never" or "initial"`},
+		{"snapshot chunk size zero", src + "snapshot: {chunk_size: 0}\n", "c.yaml:3:24", "snapshot.chunk_size: must be between 1 and 1000000, got 0"},
+		{"snapshot rate negative", src + "snapshot: {rows_per_second: -5}\n", "c.yaml:3:29", "snapshot.rows_per_second: must not be negative"},
+		{"initial snapshot without READ observer", obs + "snapshot: {mode: initial}\n", "c.yaml:8:18", "snapshot.mode: initial backfills the tables of observers whose event_type lists READ, and no observer does"},
+		{"initial snapshot without checkpoints", obs + "    event_type: [insert, read]\nsnapshot: {mode: initial}\ncheckpoints: {enabled: false}\n", "c.yaml:9:18", "snapshot.mode: initial needs checkpoints.enabled"},
 
 		// Observers.
 		{"observer name", src + "observers:\n  bad name:\n    entity: t\n    actions: [{type: log}]\n", "c.yaml:4:3", `invalid observer name "bad name"`},

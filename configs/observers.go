@@ -46,6 +46,7 @@ var eventTypes = []struct {
 	{"UPDATE", decoder.OpUpdate},
 	{"DELETE", decoder.OpDelete},
 	{"TRUNCATE", decoder.OpTruncate},
+	{"READ", decoder.OpRead},
 	{"CUSTOM", decoder.OpMessage},
 }
 
@@ -246,7 +247,7 @@ func (l *loader) decodeOps(e entry, path string) []decoder.Op {
 			items = append(items, iv)
 		}
 		if len(items) == 0 {
-			l.errorf(v.pos, "%s: the list is empty: name at least one of INSERT, UPDATE, DELETE, TRUNCATE, CUSTOM (or leave event_type out for INSERT, UPDATE, DELETE)", path)
+			l.errorf(v.pos, "%s: the list is empty: name at least one of INSERT, UPDATE, DELETE, TRUNCATE, READ, CUSTOM (or leave event_type out for INSERT, UPDATE, DELETE)", path)
 			return nil
 		}
 	default:
@@ -261,7 +262,7 @@ func (l *loader) decodeOps(e entry, path string) []decoder.Op {
 	bad := false
 	for _, it := range items {
 		if it.kind != kindString {
-			l.d.typeError(it, path, "an event type (INSERT, UPDATE, DELETE, TRUNCATE or CUSTOM)")
+			l.d.typeError(it, path, "an event type (INSERT, UPDATE, DELETE, TRUNCATE, READ or CUSTOM)")
 			bad = true
 			continue
 		}
@@ -273,7 +274,7 @@ func (l *loader) decodeOps(e entry, path string) []decoder.Op {
 			return et.name == up
 		})
 		if i < 0 {
-			l.errorf(it.pos, "%s: unknown event type %s: expected INSERT, UPDATE, DELETE, TRUNCATE or CUSTOM%s", path, it.show(), DidYouMean(up, names))
+			l.errorf(it.pos, "%s: unknown event type %s: expected INSERT, UPDATE, DELETE, TRUNCATE, READ or CUSTOM%s", path, it.show(), DidYouMean(up, names))
 			bad = true
 			continue
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
 )
 
 // maxConcurrency is the most workers an action may have.
@@ -81,11 +83,42 @@ func (l *loader) validate() {
 		l.errorf(at(&c.ReplayWindow, "replay_window"), "replay_window: needs checkpoints.enabled: without checkpoints every restart would deliver the whole window again")
 	}
 
+	l.validateSnapshot(sec("snapshot"))
+
 	if !slices.Contains(logLevels, c.Logging.Level) {
 		l.errorf(at(&c.Logging.Level, "logging"), "logging.level: unknown level %s: expected %s%s", l.quote(&c.Logging.Level), quoteList(logLevels), DidYouMean(c.Logging.Level, logLevels))
 	}
 	if !slices.Contains(logFormats, c.Logging.Format) {
 		l.errorf(at(&c.Logging.Format, "logging"), "logging.format: unknown format %s: expected %s%s", l.quote(&c.Logging.Format), quoteList(logFormats), DidYouMean(c.Logging.Format, logFormats))
+	}
+}
+
+var snapshotModes = []string{SnapshotNever, SnapshotInitial}
+
+// validateSnapshot checks the snapshot section.
+func (l *loader) validateSnapshot(section Pos) {
+	s := &l.cfg.Snapshot
+	if !slices.Contains(snapshotModes, s.Mode) {
+		l.errorf(l.d.where(&s.Mode, section), "snapshot.mode: unknown mode %s: expected %s%s", l.quote(&s.Mode), quoteList(snapshotModes), DidYouMean(s.Mode, snapshotModes))
+	}
+	if s.ChunkSize < 1 || s.ChunkSize > 1_000_000 {
+		l.errorf(l.d.where(&s.ChunkSize, section), "snapshot.chunk_size: must be between 1 and 1000000, got %d", s.ChunkSize)
+	}
+	if s.RowsPerSecond < 0 {
+		l.errorf(l.d.where(&s.RowsPerSecond, section), "snapshot.rows_per_second: must not be negative (0 is no limit), got %v", s.RowsPerSecond)
+	}
+	if s.Mode != SnapshotInitial {
+		return
+	}
+	if !l.cfg.Checkpoints.Enabled {
+		l.errorf(l.d.where(&s.Mode, section), "snapshot.mode: initial needs checkpoints.enabled: snapshot progress is stored with the checkpoints")
+	}
+	reads := false
+	for _, o := range l.cfg.Observers {
+		reads = reads || slices.Contains(o.Ops, decoder.OpRead)
+	}
+	if !reads && len(l.cfg.Observers) > 0 {
+		l.errorf(l.d.where(&s.Mode, section), "snapshot.mode: initial backfills the tables of observers whose event_type lists READ, and no observer does: add READ to the observers that should get the rows tables already hold")
 	}
 }
 
