@@ -45,6 +45,14 @@ type ReplayRequest struct {
 	To   lsn.LSN `json:"-"`
 }
 
+// SnapshotRequest is the body of POST /snapshots: the table ("schema.table"), an
+// optional SQL condition on its rows and an optional observer to deliver to.
+type SnapshotRequest struct {
+	Table    string `json:"table"`
+	Where    string `json:"where,omitempty"`
+	Observer string `json:"observer,omitempty"`
+}
+
 // MaxHistory bounds ?history=N.
 const MaxHistory = 10_000
 
@@ -132,7 +140,70 @@ func (s *Server) routes() http.Handler {
 		res, err := o.Replay.Replay(r.Context(), req)
 		s.reply(w, res, err)
 	})
+	s.snapshotRoutes(auth)
 	return mux
+}
+
+func (s *Server) snapshotRoutes(auth func(string, http.HandlerFunc)) {
+	o := s.opts
+	available := func(w http.ResponseWriter) bool {
+		if o.Snapshots == nil {
+			writeError(w, notFound("snapshots"))
+			return false
+		}
+		return true
+	}
+	id := func(w http.ResponseWriter, r *http.Request) (int64, bool) {
+		n, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, badRequest("snapshot ids are positive numbers"))
+			return 0, false
+		}
+		return n, true
+	}
+	auth("POST /snapshots", func(w http.ResponseWriter, r *http.Request) {
+		if !available(w) {
+			return
+		}
+		var req SnapshotRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || req.Table == "" {
+			msg := "snapshot: the body must be {\"table\": \"schema.table\", \"where\": \"SQL condition\", \"observer\": \"name\"}"
+			if err != nil {
+				msg += ": " + err.Error()
+			}
+			writeError(w, badRequest(msg))
+			return
+		}
+		res, err := o.Snapshots.StartSnapshot(r.Context(), req)
+		s.reply(w, res, err)
+	})
+	auth("GET /snapshots", func(w http.ResponseWriter, r *http.Request) {
+		if !available(w) {
+			return
+		}
+		res, err := o.Snapshots.Snapshots(r.Context())
+		s.reply(w, res, err)
+	})
+	auth("GET /snapshots/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !available(w) {
+			return
+		}
+		if n, ok := id(w, r); ok {
+			res, err := o.Snapshots.Snapshot(r.Context(), n)
+			s.reply(w, res, err)
+		}
+	})
+	auth("POST /snapshots/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		if !available(w) {
+			return
+		}
+		if n, ok := id(w, r); ok {
+			res, err := o.Snapshots.CancelSnapshot(r.Context(), n)
+			s.reply(w, res, err)
+		}
+	})
 }
 
 func decodeReplay(body io.Reader) (ReplayRequest, error) {

@@ -1,5 +1,7 @@
 // Package admin is the service's HTTP endpoint for operators and Prometheus:
-// /metrics, /healthz, /readyz, /status, /debug/events, /cache/stats and POST /replay.
+// /metrics, /healthz, /readyz, /status, /debug/events, /cache/stats, POST /replay and
+// the snapshots (POST /snapshots, GET /snapshots, GET /snapshots/{id},
+// POST /snapshots/{id}/cancel).
 // It knows the service only through the small interfaces below, which cmd implements.
 //
 // The endpoint binds 127.0.0.1:9187 unless configured otherwise. With a token, every
@@ -56,6 +58,14 @@ type Replayer interface {
 	Replay(ctx context.Context, req ReplayRequest) (any, error)
 }
 
+// Snapshotter starts, lists and cancels snapshots (backfills of a table's rows).
+type Snapshotter interface {
+	StartSnapshot(ctx context.Context, req SnapshotRequest) (any, error)
+	Snapshots(ctx context.Context) (any, error)
+	Snapshot(ctx context.Context, id int64) (any, error)
+	CancelSnapshot(ctx context.Context, id int64) (any, error)
+}
+
 // Options configures a Server. Nil interfaces make their endpoints answer 404.
 type Options struct {
 	// Listen is host:port (default DefaultListen).
@@ -72,7 +82,9 @@ type Options struct {
 	Events  EventHistory
 	Cache   CacheReporter
 	Replay  Replayer
-	Logger  zerolog.Logger
+	// Snapshots serves /snapshots.
+	Snapshots Snapshotter
+	Logger    zerolog.Logger
 }
 
 // Server is the admin endpoint. Create it with New, then Listen and Serve (or Run).

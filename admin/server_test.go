@@ -24,8 +24,10 @@ import (
 )
 
 type fakeService struct {
-	ready    atomic.Pointer[error] // nil: ready
-	replayed ReplayRequest
+	ready     atomic.Pointer[error] // nil: ready
+	replayed  ReplayRequest
+	snapshot  SnapshotRequest
+	cancelled int64
 }
 
 func (f *fakeService) Ready() error {
@@ -64,12 +66,36 @@ func (f *fakeService) Replay(_ context.Context, req ReplayRequest) (any, error) 
 	return map[string][]string{"actions": {"o.a"}}, nil
 }
 
+func (f *fakeService) StartSnapshot(_ context.Context, req SnapshotRequest) (any, error) {
+	f.snapshot = req
+	if req.Where == "bad" {
+		return nil, &Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: "--where: no"}
+	}
+	return map[string]any{"id": 1, "table": req.Table}, nil
+}
+
+func (f *fakeService) Snapshots(context.Context) (any, error) {
+	return []map[string]any{{"id": 1}}, nil
+}
+
+func (f *fakeService) Snapshot(_ context.Context, id int64) (any, error) {
+	if id != 1 {
+		return nil, &Error{Status: http.StatusNotFound, Code: "snapshot_not_found", Msg: "no snapshot 2"}
+	}
+	return map[string]any{"id": id}, nil
+}
+
+func (f *fakeService) CancelSnapshot(_ context.Context, id int64) (any, error) {
+	f.cancelled = id
+	return map[string]any{"id": id, "state": "cancelled"}, nil
+}
+
 func newTestServer(t *testing.T, token string) (*httptest.Server, *fakeService, *metrics.Set) {
 	t.Helper()
 	f := &fakeService{}
 	set := metrics.NewSet()
 	set.GetOrCreateCounter(`observer_events_processed_total{listener_id="listener-1"}`).Add(3)
-	s, err := New(Options{Token: token, Metrics: set, Ready: f, Status: f, Events: f, Cache: f, Replay: f})
+	s, err := New(Options{Token: token, Metrics: set, Ready: f, Status: f, Events: f, Cache: f, Replay: f, Snapshots: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +219,37 @@ func TestDebugEventsAndReplay(t *testing.T) {
 	}
 	if code, _ := do(t, "GET", ts.URL+"/replay", "", ""); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /replay: unexpected status %d; want 405", code)
+	}
+}
+
+func TestSnapshots(t *testing.T) {
+	ts, f, _ := newTestServer(t, "secret")
+	if code, _ := do(t, "POST", ts.URL+"/snapshots", "", `{"table":"public.orders"}`); code != http.StatusUnauthorized {
+		t.Fatalf("POST /snapshots without the token: unexpected status %d; want 401", code)
+	}
+	code, body := do(t, "POST", ts.URL+"/snapshots", "secret", `{"table":"public.orders","where":"id > 5","observer":"o"}`)
+	if code != http.StatusOK || f.snapshot != (SnapshotRequest{Table: "public.orders", Where: "id > 5", Observer: "o"}) {
+		t.Fatalf("unexpected snapshot start; got %d %s, request %+v", code, body, f.snapshot)
+	}
+	for _, b := range []string{`{}`, `{"table":"t","extra":1}`, `nope`} {
+		if code, _ := do(t, "POST", ts.URL+"/snapshots", "secret", b); code != http.StatusBadRequest {
+			t.Fatalf("snapshot body %s: unexpected status %d; want 400", b, code)
+		}
+	}
+	if code, body := do(t, "POST", ts.URL+"/snapshots", "secret", `{"table":"t","where":"bad"}`); code != http.StatusBadRequest || !strings.Contains(body, "--where: no") {
+		t.Fatalf("unexpected refusal; got %d %s", code, body)
+	}
+	if code, _ := do(t, "GET", ts.URL+"/snapshots", "secret", ""); code != http.StatusOK {
+		t.Fatalf("GET /snapshots: unexpected status %d", code)
+	}
+	if code, _ := do(t, "GET", ts.URL+"/snapshots/2", "secret", ""); code != http.StatusNotFound {
+		t.Fatalf("GET /snapshots/2: unexpected status %d; want 404", code)
+	}
+	if code, _ := do(t, "GET", ts.URL+"/snapshots/x", "secret", ""); code != http.StatusBadRequest {
+		t.Fatalf("GET /snapshots/x: unexpected status %d; want 400", code)
+	}
+	if code, _ := do(t, "POST", ts.URL+"/snapshots/1/cancel", "secret", ""); code != http.StatusOK || f.cancelled != 1 {
+		t.Fatalf("cancel: unexpected status %d, cancelled %d", code, f.cancelled)
 	}
 }
 
