@@ -143,12 +143,14 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.mgr, err = New(Options{ConnConfig: cc, Pool: h.pool, Slot: "s", Publication: "pub", ListenerID: "test", Epoch: epoch,
+	h.mgr, err = New(Options{ConnConfig: cc, Pool: h.pool, Slot: "s", Publication: "pub", ListenerID: "test", Epoch: func() int64 { return epoch },
 		ChunkSize: o.chunkSize, RowsPerSecond: o.rps, MaxInFlightBytes: 16 << 20, Pipeline: h.pipe, Settled: h.wm, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.mgr.afterRead = o.afterRead
+	var sess *cdc.Session
+	h.mgr.opts.Streaming = func() bool { return sess.Status().Connected }
 	if err := h.mgr.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	for _, tbl := range append([]string{"observer_checkpoints", "observer_epochs"}, Tables...) {
 		ignore = append(ignore, "public."+tbl)
 	}
-	sess, err := cdc.New(cdc.Options{ConnConfig: cc, Slot: "s", Publication: "pub", StatusInterval: time.Second, IgnoreTables: ignore,
+	sess, err = cdc.New(cdc.Options{ConnConfig: cc, Slot: "s", Publication: "pub", StatusInterval: time.Second, IgnoreTables: ignore,
 		Interceptor: h.mgr, Logger: log}, h.wm, h.pipe, ackedConfirmer{h.wm})
 	if err != nil {
 		t.Fatal(err)

@@ -47,10 +47,11 @@ type Options struct {
 	// Schema holds the state tables (default public); Slot and Publication are the
 	// session's (required).
 	Schema, Slot, Publication string
-	// ListenerID and Epoch fence the writes like the checkpoints' (Epoch from
-	// checkpoint.Store.AcquireEpoch or the lease).
+	// ListenerID and Epoch fence the writes like the checkpoints': Epoch returns the
+	// fencing epoch this instance holds (checkpoint.Store.AcquireEpoch or the lease),
+	// read at every write (required).
 	ListenerID string
-	Epoch      int64
+	Epoch      func() int64
 	// ChunkSize is the rows read per chunk (default 1024).
 	ChunkSize int
 	// RowsPerSecond limits the rows read per second (0: no limit).
@@ -64,8 +65,12 @@ type Options struct {
 	Settled       Settled  // required
 	// Quarantine parks rows that cannot become events (nil: logged and skipped).
 	Quarantine cdc.Quarantine
-	Logger     zerolog.Logger
-	Metrics    *metrics.Set
+	// Streaming reports whether the replication session streams the slot (it is this
+	// instance's): a snapshot starts only then (the session may still create the
+	// publication and the slot, or the epoch may not be taken yet). Nil: do not wait.
+	Streaming func() bool
+	Logger    zerolog.Logger
+	Metrics   *metrics.Set
 }
 
 // Manager runs the snapshots of one slot, one at a time in the order they were
@@ -94,8 +99,8 @@ func New(opts Options) (*Manager, error) {
 		return nil, errors.New("snapshot: ConnConfig and Pool are required")
 	case opts.Slot == "" || opts.Publication == "":
 		return nil, errors.New("snapshot: Slot and Publication are required")
-	case opts.Pipeline == nil || opts.Settled == nil:
-		return nil, errors.New("snapshot: Pipeline and Settled are required")
+	case opts.Pipeline == nil || opts.Settled == nil || opts.Epoch == nil:
+		return nil, errors.New("snapshot: Pipeline, Settled and Epoch are required")
 	}
 	if opts.Schema == "" {
 		opts.Schema = "public"
@@ -185,10 +190,14 @@ func (m *Manager) checkObservers(t *table, observer string) error {
 	return nil
 }
 
-// Initial records a snapshot of each table (schema.table) for snapshot.mode initial;
-// call it before the slot is created, so that a crash in between cannot lose it. A
-// table that cannot be read is reported by its snapshot's failure.
+// Initial records a snapshot of each table (schema.table) for snapshot.mode initial,
+// unless the slot already had an initial snapshot (a restart after it was recorded).
+// A table that cannot be read is reported by its snapshot's failure.
 func (m *Manager) Initial(ctx context.Context, tables []string) error {
+	had, err := m.store.hadInitial(ctx)
+	if err != nil || had {
+		return err
+	}
 	for _, name := range tables {
 		schema, rel, err := splitTable(name)
 		if err != nil {
@@ -201,7 +210,8 @@ func (m *Manager) Initial(ctx context.Context, tables []string) error {
 		}
 	}
 	if len(tables) > 0 {
-		m.log.Info().Strs("tables", tables).Msg("initial snapshot requested: the slot is new")
+		m.log.Info().Strs("tables", tables).Msg("initial snapshot requested: the slot is streamed for the first time")
+		m.poke()
 	}
 	return nil
 }
@@ -292,6 +302,18 @@ func (m *Manager) roomInPipeline() bool {
 // errors (a lost connection) are retried with backoff from the last completed chunk.
 // It returns checkpoint.ErrFenced (wrapped) when a newer process owns the slot.
 func (m *Manager) Run(ctx context.Context) error {
+	if m.opts.Streaming != nil {
+		t := time.NewTicker(50 * time.Millisecond)
+		for !m.opts.Streaming() {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		t.Stop()
+	}
 	attempt := 0
 	for {
 		pending, err := m.store.unfinished(ctx)

@@ -84,7 +84,7 @@ type store struct {
 	schema   string
 	slot     string
 	listener string
-	epoch    int64
+	epoch    func() int64 // nil: read only
 }
 
 func (s *store) table(name string) string { return pgx.Identifier{s.schema, name}.Sanitize() }
@@ -155,7 +155,7 @@ func (s *store) create(ctx context.Context, i Info) (Info, error) {
 INSERT INTO %s (slot_name, schema_name, table_name, where_sql, observer, origin, state, chunk_size, rows_estimate, listener_id)
 SELECT $1, $3, $4, $5, $6, $7, 'pending', $8, $9, $10 WHERE %s
 RETURNING `+infoColumns, s.table("observer_snapshots"), s.fence()),
-		s.slot, s.epoch, i.schema, i.name, i.Where, i.Observer, i.Origin, i.ChunkSize, i.RowsEstimate, s.listener)
+		s.slot, s.epoch(), i.schema, i.name, i.Where, i.Observer, i.Origin, i.ChunkSize, i.RowsEstimate, s.listener)
 	out, err := scanInfo(row)
 	var pgErr *pgconn.PgError
 	switch {
@@ -170,6 +170,17 @@ RETURNING `+infoColumns, s.table("observer_snapshots"), s.fence()),
 		return Info{}, fmt.Errorf("record snapshot of %s: %w", i.Table, err)
 	}
 	return out, nil
+}
+
+// hadInitial reports whether the slot has an initial snapshot, in any state.
+func (s *store) hadInitial(ctx context.Context) (bool, error) {
+	var had bool
+	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE slot_name = $1 AND origin = 'initial')`,
+		s.table("observer_snapshots")), s.slot).Scan(&had)
+	if err != nil {
+		return false, fmt.Errorf("read snapshots: %w", err)
+	}
+	return had, nil
 }
 
 // list returns the slot's snapshots, newest first (at most limit).
@@ -204,6 +215,20 @@ func (s *store) get(ctx context.Context, id int64) (Info, error) {
 	return i, nil
 }
 
+// Unfinished reads the pending and running snapshots of slot from the state tables in
+// schema (none when the tables do not exist), oldest first: what status shows when
+// the service does not answer.
+func Unfinished(ctx context.Context, pool *pgxpool.Pool, schema, slot string) ([]Info, error) {
+	var ok bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "observer_snapshots"}.Sanitize()).Scan(&ok); err != nil {
+		return nil, fmt.Errorf("read snapshots: %w", err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return (&store{pool: pool, schema: schema, slot: slot}).unfinished(ctx)
+}
+
 // unfinished returns the pending and running snapshots, oldest first.
 func (s *store) unfinished(ctx context.Context) ([]Info, error) {
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT `+infoColumns+` FROM %s WHERE slot_name = $1 AND state IN ('pending', 'running') ORDER BY id`,
@@ -225,7 +250,7 @@ func (s *store) unfinished(ctx context.Context) ([]Info, error) {
 
 // exec runs one fenced write (args from $3 on) that must change a row.
 func (s *store) exec(ctx context.Context, what, sql string, args ...any) error {
-	tag, err := s.pool.Exec(ctx, sql, append([]any{s.slot, s.epoch}, args...)...)
+	tag, err := s.pool.Exec(ctx, sql, append([]any{s.slot, s.epoch()}, args...)...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -241,7 +266,7 @@ func (s *store) start(ctx context.Context, id, estimate int64) (bool, error) {
 	tag, err := s.pool.Exec(ctx, fmt.Sprintf(`
 UPDATE %s SET state = 'running', started_at = coalesce(started_at, now()), rows_estimate = $4, listener_id = $5, updated_at = now()
 WHERE id = $3 AND slot_name = $1 AND state IN ('pending', 'running') AND %s`, s.table("observer_snapshots"), s.fence()),
-		s.slot, s.epoch, id, estimate, s.listener)
+		s.slot, s.epoch(), id, estimate, s.listener)
 	if err != nil {
 		return false, fmt.Errorf("start snapshot: %w", err)
 	}

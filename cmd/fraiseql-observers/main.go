@@ -114,7 +114,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	g.register(root)
 	root.AddCommand(newStartCmd(g), newStatusCmd(g), newMetricsCmd(g), newValidateCmd(g), newDLQCmd(g),
-		newDebugEventCmd(g), newCacheStatsCmd(g), newReplayCmd(g))
+		newDebugEventCmd(g), newCacheStatsCmd(g), newReplayCmd(g), newSnapshotCmd(g))
 	return root
 }
 

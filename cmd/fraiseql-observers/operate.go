@@ -15,6 +15,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/registry"
+	"github.com/fraiseql/fraiseql-observers/snapshot"
 )
 
 // operator is the service's operator surface: the admin endpoint and the listener
@@ -77,7 +78,7 @@ func (s *service) startOperator(ctx context.Context) error {
 	var err error
 	op.adm, err = admin.New(admin.Options{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token.Value(),
 		TLSCertFile: cfg.Admin.TLSCertFile, TLSKeyFile: cfg.Admin.TLSKeyFile, Metrics: s.set,
-		Ready: s, Status: s, Events: eventHistory{s}, Cache: s, Replay: s, Logger: s.log})
+		Ready: s, Status: s, Events: eventHistory{s}, Cache: s, Replay: s, Snapshots: s, Logger: s.log})
 	if err != nil {
 		return err
 	}
@@ -313,6 +314,14 @@ func (s *service) Status(ctx context.Context) (any, error) {
 	}
 	doc.Stream = sd
 	doc.Replay.HeldBytes = s.sess.WindowHeldBytes()
+	if s.snaps != nil { // with the running snapshot's rate and ETA
+		if doc.Snapshots, err = s.snaps.Unfinished(ctx); err != nil {
+			return nil, err
+		}
+		if doc.Snapshots == nil {
+			doc.Snapshots = []snapshot.Info{}
+		}
+	}
 	return doc, nil
 }
 

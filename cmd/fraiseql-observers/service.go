@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/snapshot"
 )
 
 type serviceOptions struct {
@@ -44,7 +45,11 @@ type service struct {
 	cps    *checkpoint.Store  // nil when checkpoints are disabled
 	lease  *checkpoint.Store  // the slot's lease we hold (failover), else nil
 	dlq    *dlq.Store
+	snaps  *snapshot.Manager // nil when checkpoints are disabled
 	ops    operator
+	// initialSnapshot: snapshot.mode initial and the slot was never streamed; the
+	// snapshot is recorded when the slot is claimed.
+	initialSnapshot bool
 
 	// leading: this instance holds the slot (without failover, from the start; with
 	// it, once it took the lease). built: pipe, sess, writer and ops.mon are set;
@@ -252,7 +257,19 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		})
 		confirm = s.writer
 	}
+	if s.cps != nil {
+		if err = s.buildSnapshots(ctx, cc, loaded); err != nil {
+			return err
+		}
+	}
 	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq", schema + ".observer_listeners"}
+	for _, t := range snapshot.Tables {
+		ignore = append(ignore, schema+"."+t)
+	}
+	var intercept cdc.Interceptor
+	if s.snaps != nil {
+		intercept = s.snaps
+	}
 	s.sess, err = cdc.New(cdc.Options{
 		ConnConfig:           cc,
 		Slot:                 slot,
@@ -276,6 +293,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		Quarantine:           s.quarantine(),
 		Claim:                s.claim,
 		OnServerShutdown:     func() { go s.pool.Reset() }, // a smart shutdown waits for every session
+		Interceptor:          intercept,
 		Logger:               log,
 		Metrics:              s.set,
 	}, s.wm, s.pipe, confirm)
@@ -312,6 +330,9 @@ func (s *service) claim(ctx context.Context) error {
 			s.log.Warn().Err(err).Msg("cannot record in observer_checkpoints that checkpoints are disabled: with checkpoints enabled again, " +
 				"the start would take the slot for advanced by someone else (docs/deployment.md, feature-level rollback)")
 		}
+	}
+	if err := s.recordInitialSnapshot(ctx); err != nil {
+		return err
 	}
 	s.startHeartbeat()
 	s.claimOnce.Do(func() { close(s.claimed) })
@@ -401,6 +422,13 @@ func (s *service) run(ctx context.Context) error {
 	}
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- s.sess.Run(sctx) }()
+	snapCtx, snapCancel := context.WithCancel(base)
+	defer snapCancel()
+	var snapDone chan error // nil without snapshots: never ready
+	if s.snaps != nil {
+		snapDone = make(chan error, 1)
+		go func() { snapDone <- s.snaps.Run(snapCtx) }()
+	}
 	stopOps := s.runOperator(base)
 	hbDone := make(chan error, 1)
 	go func() { hbDone <- s.sess.Heartbeat(sctx, s.cfg.Source.HeartbeatInterval) }()
@@ -419,9 +447,17 @@ func (s *service) run(ctx context.Context) error {
 	case runErr = <-writerDone:
 	case runErr = <-leaseLost:
 		s.log.Error().Err(runErr).Msg("lost the slot's lease: stepping down")
+	case runErr = <-snapDone: // a newer process owns the slot
+		snapDone = nil
 	}
 
 	s.setDraining(base)
+	snapCancel() // no new chunk: the ones in flight are drained with the rest
+	if snapDone != nil {
+		if err := <-snapDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	s.sess.StopReading()
 	dctx, dcancel := context.WithTimeout(base, s.cfg.Pipeline.ShutdownTimeout)
 	if err := s.pipe.Drain(dctx); err != nil {
@@ -431,6 +467,13 @@ func (s *service) run(ctx context.Context) error {
 	dcancel()
 	pcancel()
 	pwg.Wait()
+	if s.snaps != nil {
+		fctx, fcancel := context.WithTimeout(base, 10*time.Second)
+		if err := s.snaps.Flush(fctx); err != nil {
+			s.log.Warn().Err(err).Msg("final snapshot progress write failed; the chunks since the last one are read again after a restart")
+		}
+		fcancel()
+	}
 	if s.writer != nil && s.isClaimed() {
 		wcancel()
 		fctx, fcancel := context.WithTimeout(base, 10*time.Second)

@@ -142,6 +142,9 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	} else {
 		fmt.Fprintf(w, "DLQ: disabled (%s)\n", count(int(doc.DLQ.Pending), "pending item", "pending items"))
 	}
+	for _, sn := range doc.Snapshots {
+		fmt.Fprintln(w, "Snapshot "+snapshotLine(sn))
+	}
 	if f := doc.Failover; f.Enabled {
 		if f.LeaseHolder != "" && f.LeaseExpires != nil {
 			fmt.Fprintf(w, "Failover: lease held by %s (epoch %d) until %s (lease %s)\n", f.LeaseHolder, f.LeaseEpoch,

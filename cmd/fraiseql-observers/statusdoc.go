@@ -14,6 +14,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/registry"
+	"github.com/fraiseql/fraiseql-observers/snapshot"
 )
 
 // statusDoc is the /status document and the status command's JSON output. Every
@@ -42,6 +43,8 @@ type statusDoc struct {
 	DLQ                dlqDoc              `json:"dlq"`
 	Replay             replayWindowDoc     `json:"replay_window"`
 	Failover           failoverDoc         `json:"failover"`
+	// Snapshots are the pending and running snapshots (backfills), oldest first.
+	Snapshots []snapshot.Info `json:"snapshots"`
 }
 
 type leaderDoc struct {
@@ -202,6 +205,14 @@ FROM %s c WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifi
 		if err := rows.Err(); err != nil {
 			return doc, fmt.Errorf("read checkpoints: %w", err)
 		}
+	}
+
+	var err error
+	if doc.Snapshots, err = snapshot.Unfinished(ctx, pool, schema, cfg.Source.Slot); err != nil {
+		return doc, err
+	}
+	if doc.Snapshots == nil {
+		doc.Snapshots = []snapshot.Info{}
 	}
 
 	doc.DLQ.Enabled = cfg.DLQ.Enabled
