@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +15,10 @@ import (
 
 // maxWhereBytes bounds a --where expression.
 const maxWhereBytes = 4096
+
+// exactCountBelow is the planner's estimate under which the rows are counted instead:
+// a table never analysed gets a poor estimate, and a small one is cheap to count.
+const exactCountBelow = 100_000
 
 // checkWhereText checks, before the server sees it, that a --where text is at most one
 // expression that stays inside the parentheses it is put in: no statement separator,
@@ -166,8 +171,8 @@ func identCont(c byte) bool { return identStart(c) || c >= '0' && c <= '9' || c 
 // analysed (prepared, never executed) and must have no parameter and one boolean
 // column. With checkWhereText this makes expr one boolean expression over t's columns;
 // the extended protocol that prepares it refuses a second statement in any case.
-// It returns the planner's estimate of the rows expr selects (all rows when expr is
-// ""). Problems of expr are *RequestError.
+// It returns an estimate of the rows expr selects (all rows when expr is ""): the
+// planner's, or a count when that is small. Problems of expr are *RequestError.
 func checkWhere(ctx context.Context, conn *pgx.Conn, t *table, expr string) (estimate int64, err error) {
 	if expr != "" {
 		if err := checkWhereText(expr); err != nil {
@@ -215,5 +220,11 @@ func checkWhere(ctx context.Context, conn *pgx.Conn, t *table, expr string) (est
 	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
 		return 0, fmt.Errorf("estimate the rows of %s: unexpected EXPLAIN output", t)
 	}
-	return int64(plan[0].Plan.Rows), nil
+	estimate = int64(plan[0].Plan.Rows)
+	if estimate <= exactCountBelow { // small, or never analysed: count
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM (SELECT 1"+from+" LIMIT "+strconv.Itoa(10*exactCountBelow)+") c").Scan(&estimate); err != nil {
+			return 0, fmt.Errorf("count the rows of %s: %w", t, err)
+		}
+	}
+	return estimate, nil
 }

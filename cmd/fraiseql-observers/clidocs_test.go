@@ -88,7 +88,11 @@ observers:
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		text := "$ fraiseql-observers " + strings.Join(args, " ") + "\n" + strings.TrimRight(out.String(), "\n")
+		shown := make([]string, len(args))
+		for i, a := range args {
+			shown[i] = shellQuote(a)
+		}
+		text := "$ fraiseql-observers " + strings.Join(shown, " ") + "\n" + strings.TrimRight(out.String(), "\n")
 		if code != 0 {
 			text += fmt.Sprintf("\n$ echo $?\n%d", code)
 		}
@@ -147,6 +151,14 @@ observers:
 	if err := os.WriteFile("../../docs/cli.md", out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// shellQuote quotes an argument for a POSIX shell when it needs it.
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,-") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 // startServiceIn is startService with a working directory.

@@ -210,7 +210,7 @@ func TestSnapshotCommandErrors(t *testing.T) {
 		t.Fatalf("orders lost rows: %d", n)
 	}
 	// A backfill of part of the table, followed to its end (plain lines: no terminal).
-	r := expectCLI(t, nil, 0, []string{"Snapshot 1 of public.orders requested", "Snapshot 1 of public.orders where id % 2 = 0: done, 150 rows read in 1 chunks, 150 delivered as READ"},
+	r := expectCLI(t, nil, 0, []string{"Snapshot 1 of public.orders requested", "Snapshot 1 of public.orders where id % 2 = 0: done, 150 rows read in 1 chunk, 150 delivered as READ"},
 		"snapshot", "--table", "public.orders", "--where", "id % 2 = 0", "--config", cfg)
 	if strings.Contains(r.stdout, "\r") {
 		t.Fatalf("progress bar written to a non-terminal:\n%q", r.stdout)

@@ -59,7 +59,7 @@ code 6 otherwise); a request that cannot run is refused with exit code 2 and not
 				return nil
 			}
 			if !asJSON {
-				fmt.Fprintf(g.stdout, "Snapshot %d of %s requested (about %s rows)\n", info.ID, info.Table, thousands(info.RowsEstimate))
+				fmt.Fprintf(g.stdout, "Snapshot %d of %s requested (about %s)\n", info.ID, info.Table, nouns(info.RowsEstimate, "row"))
 			}
 			return followSnapshot(cmd.Context(), g, client, info, asJSON)
 		},
@@ -257,9 +257,9 @@ func snapshotLine(i snapshot.Info) string {
 	fmt.Fprintf(&b, ": %s", i.State)
 	switch i.State {
 	case snapshot.StatePending:
-		fmt.Fprintf(&b, ", about %s rows to read", thousands(i.RowsEstimate))
+		fmt.Fprintf(&b, ", about %s to read", nouns(i.RowsEstimate, "row"))
 	case snapshot.StateRunning:
-		fmt.Fprintf(&b, ", %s of about %s rows read in %d chunks", thousands(i.RowsRead), thousands(i.RowsEstimate), i.Chunks)
+		fmt.Fprintf(&b, ", %s of about %s rows read in %s", thousands(i.RowsRead), thousands(i.RowsEstimate), nouns(i.Chunks, "chunk"))
 		if i.RowsPerSecond > 0 {
 			fmt.Fprintf(&b, ", %s rows/s", thousands(int64(i.RowsPerSecond)))
 		}
@@ -267,7 +267,7 @@ func snapshotLine(i snapshot.Info) string {
 			fmt.Fprintf(&b, ", ETA %s", humanSeconds(*i.ETASeconds))
 		}
 	default:
-		fmt.Fprintf(&b, ", %s rows read in %d chunks, %s delivered as READ", thousands(i.RowsRead), i.Chunks, thousands(i.RowsSent))
+		fmt.Fprintf(&b, ", %s read in %s, %s delivered as READ", nouns(i.RowsRead, "row"), nouns(i.Chunks, "chunk"), thousands(i.RowsSent))
 		if d := i.RowsRead - i.RowsSent; d > 0 && i.State == snapshot.StateDone {
 			fmt.Fprintf(&b, " (%s changed while read: delivered by the stream)", thousands(d))
 		}
@@ -300,6 +300,14 @@ func printSnapshots(w io.Writer, infos []snapshot.Info) {
 		}
 	}
 	tw.Flush()
+}
+
+// nouns formats "1 row", "2 rows", "1,000 rows".
+func nouns(n int64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return thousands(n) + " " + word + "s"
 }
 
 // thousands formats n with thousands separators: 1,234,567.
