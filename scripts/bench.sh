@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: every benchmark of the project, written to bench-results/<date>.md and
 # stdout. Figures are for docs/performance.md; nothing here asserts a time.
-#   BENCH_ROWS        rows per end-to-end backlog (default 1000000)
+#   BENCH_ROWS        rows per end-to-end backlog, of the snapshot table, and of the snapshot
+#                     correctness test (default 1000000)
 #   SINK_BENCH_EVENTS events per sink benchmark (default 200000)
 #   BENCHTIME         go test -benchtime for micro-benchmarks (default 1s)
 set -euo pipefail
@@ -32,5 +33,12 @@ benchtime=${BENCHTIME:-1s}
     echo
   fi
   go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows"
+  echo "## Snapshot correctness at $rows rows (TestSnapshotWhileWriting)"
+  echo
+  echo "Backfill while concurrent writers update, delete and insert rows; checked against the table and an oracle slot."
+  echo
+  echo '```'
+  SNAPSHOT_TEST_ROWS="$rows" go test -count=1 -timeout 60m -run '^TestSnapshotWhileWriting$' -v ./snapshot 2>&1 | grep -E '^(---|ok|FAIL|PASS)|snapshot_test.go' || true
+  echo '```'
 } | tee "$out"
 echo "written to $out"

@@ -5,7 +5,9 @@
 //     sink, next to pg_recvlogical consuming the same backlog from its own slot;
 //   - one transaction of N rows, the same way (peak memory must not grow with it);
 //   - observers: N events through 10 observers to a local HTTP receiver and to file
-//     actions, with match-to-delivery latency percentiles.
+//     actions, with match-to-delivery latency percentiles;
+//   - snapshot: a backfill of an N-row table into the file sink, next to COPY ... TO
+//     STDOUT of the same table (the read limit).
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
 // Usage: go run ./internal/benchrun -bin bin/fraiseql-observers [-rows 1000000]
@@ -24,7 +26,7 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
-	only := flag.String("only", "", "run one scenario: catchup, bigtx or observers")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers or snapshot")
 	flag.Parse()
 	if err := run(*bin, *rows, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -73,6 +75,11 @@ func run(bin string, rows int, only string) error {
 	if only == "" || only == "observers" {
 		if err := observers(ctx, srv, bin, rows); err != nil {
 			return fmt.Errorf("observers: %w", err)
+		}
+	}
+	if only == "" || only == "snapshot" {
+		if err := snapshotBench(ctx, srv, bin, rows); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
 		}
 	}
 	return nil
