@@ -220,7 +220,7 @@ func (j *job) readChunk(ctx context.Context) error {
 	end := progress{chunks: no, rowsRead: j.next.rowsRead + int64(rd.rows), lastKey: rd.lastKey}
 	j.flights = append(j.flights, &flight{c: c, no: no, end: end})
 	j.next = end
-	if rd.rows < j.r.size {
+	if rd.rows < j.r.size && !rd.cut {
 		j.reading = false // the last chunk
 	}
 	if rps := m.opts.RowsPerSecond; rps > 0 {

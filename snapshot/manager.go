@@ -396,7 +396,9 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 	m.metrics.chunks(info.Table)
 	w := m.tap.watch(t)
 	defer m.tap.unwatch(w)
-	j := &job{m: m, info: info, w: w, r: newReader(conn, t, rel, info.Where, info.ChunkSize, m.opts.MaxEventBytes),
+	r := newReader(conn, t, rel, info.Where, info.ChunkSize, m.opts.MaxEventBytes)
+	r.maxBytes = m.opts.MaxInFlightBytes / 8
+	j := &job{m: m, info: info, w: w, r: r,
 		done:    progress{chunks: info.Chunks, rowsRead: info.RowsRead, rowsSent: info.RowsSent, lastKey: info.lastKey},
 		started: time.Now(), base: info.RowsRead, cancel: make(chan struct{})}
 	m.mu.Lock()

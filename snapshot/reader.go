@@ -28,9 +28,12 @@ type reader struct {
 	rel   *decoder.Relation
 	where string
 	size  int
-	asm   *decoder.Assembler
-	first string // the query of the first chunk
-	next  string // the query of the chunks after a key
+	// maxBytes ends a chunk early once its events hold that much (0: no bound): a
+	// chunk of wide rows stays within the pipeline's budget.
+	maxBytes int64
+	asm      *decoder.Assembler
+	first    string // the query of the first chunk
+	next     string // the query of the chunks after a key
 }
 
 // connect opens a connection for snapshots: standard_conforming_strings on, which
@@ -74,6 +77,7 @@ type read struct {
 	keyOf       []string
 	poison      []cdc.Poison
 	rows        int      // rows read (events and poison)
+	cut         bool     // ended before size rows by maxBytes: more rows may follow
 	lastKey     []string // text of the key of the last row
 	fingerprint []byte   // hash of the keys of the rows, in order
 	snap        xidSnapshot
@@ -139,7 +143,12 @@ func (r *reader) readRows(ctx context.Context, c *chunk, id, no int64, after []s
 	h := sha256.New()
 	var key [][]byte
 	rr := tx.Conn().PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
+	var bytes int64
 	for rr.NextRow() {
+		if r.maxBytes > 0 && bytes >= r.maxBytes {
+			out.cut = true // the rest of the LIMIT is read and discarded by Close
+			break
+		}
 		values := rr.Values()
 		key = key[:0]
 		for _, j := range r.t.KeyIndex {
@@ -157,6 +166,7 @@ func (r *reader) readRows(ctx context.Context, c *chunk, id, no int64, after []s
 		} else {
 			out.events = append(out.events, ev)
 			out.keyOf = append(out.keyOf, r.t.readKey(ev.New))
+			bytes += int64(ev.Size())
 		}
 		if len(key) > 0 {
 			out.lastKey = out.lastKey[:0]

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
@@ -311,6 +314,26 @@ func TestResumeFromLastCompletedChunk(t *testing.T) {
 	}
 }
 
+// TestWideRowsEndChunksEarly reads rows of 100 kB in chunks of 1000: each chunk ends
+// once its events hold an eighth of the pipeline's budget, and the snapshot goes on
+// after it.
+func TestWideRowsEndChunksEarly(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(tableDDL + `ALTER TABLE t ALTER note SET STORAGE EXTERNAL;
+	INSERT INTO t SELECT g, g, repeat(md5(g::text), 3200) FROM generate_series(1, 200) g;`)
+	db.CreateSlot("s")
+	h := startHarness(t, db, harnessOptions{chunkSize: 1000})
+	info, err := h.mgr.Start(context.Background(), Request{Table: "public.t"})
+	must(t, err)
+	done := h.waitDone(info.ID)
+	if done.State != StateDone || done.RowsSent != 200 || done.Chunks < 5 {
+		t.Fatalf("unexpected end: %s, %d rows sent in %d chunks; want done, 200 rows, several chunks", done.State, done.RowsSent, done.Chunks)
+	}
+	if reads := h.sink.reads(); len(reads) != 200 {
+		t.Fatalf("unexpected READ rows: %d; want 200", len(reads))
+	}
+}
+
 // TestRequestErrorsStartNothing checks the requests that must be refused with a
 // clear error, without recording a snapshot.
 func TestRequestErrorsStartNothing(t *testing.T) {
@@ -375,6 +398,27 @@ func TestRequestErrorsStartNothing(t *testing.T) {
 		}
 	}
 	h.waitDone(info.ID)
+}
+
+// TestDescribeNeedsSelect refuses a table the service's role may not read.
+func TestDescribeNeedsSelect(t *testing.T) {
+	db := pgtest.NewDB(t)
+	role := "snap_" + strings.ToLower(strings.ReplaceAll(db.Name, "-", "_"))
+	db.Exec(tableDDL + `CREATE TABLE secret (id int PRIMARY KEY); ALTER PUBLICATION pub ADD TABLE secret;
+	CREATE ROLE ` + role + ` LOGIN REPLICATION; GRANT SELECT ON t TO ` + role)
+	t.Cleanup(func() { db.Exec(`DROP OWNED BY ` + role + `; DROP ROLE ` + role) })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", role, db.Server.Port, db.Name))
+	must(t, err)
+	defer conn.Close(ctx)
+	if _, err := describe(ctx, conn, "pub", "public", "t"); err != nil {
+		t.Fatalf("unexpected error for a readable table: %v", err)
+	}
+	_, err = describe(ctx, conn, "pub", "public", "secret")
+	var re *RequestError
+	if !errors.As(err, &re) || !strings.Contains(re.Msg, `the service's role may not read public.secret: GRANT SELECT ON "public"."secret"`) {
+		t.Fatalf("unexpected error for an unreadable table: %v", err)
+	}
 }
 
 // TestWhereAndObserver backfills the rows matching --where into one observer that

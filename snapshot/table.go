@@ -78,6 +78,14 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, na
 		return nil, fmt.Errorf("read table %s: %w", t, err)
 	}
 	t.Partitioned = kind == "p"
+	var readable bool
+	if err := q.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'SELECT')`, t.OID).Scan(&readable); err != nil {
+		return nil, fmt.Errorf("read the privileges on %s: %w", t, err)
+	}
+	if !readable {
+		return nil, &RequestError{Field: "table", Msg: fmt.Sprintf("the service's role may not read %s: GRANT SELECT ON %s TO the role in source.dsn", t,
+			pgx.Identifier{schema, name}.Sanitize())}
+	}
 	var published bool
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
 		publication, schema, name).Scan(&published); err != nil {

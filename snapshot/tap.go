@@ -48,7 +48,8 @@ type watch struct {
 	// read did not see, and the changes decoded since; pruned at each high watermark
 	// (and by probes) of the changes a snapshot saw.
 	history []change
-	open    *chunk // the chunk whose low watermark was seen and high one not yet
+	open    *chunk   // the chunk whose low watermark was seen and high one not yet
+	pending []*chunk // chunks expected and not yet at their high watermark, in order
 }
 
 // change is one row change of a watched table: the transaction that made it and the
@@ -107,7 +108,7 @@ func (tp *tap) unwatch(w *watch) {
 			delete(tp.chunks, n)
 		}
 	}
-	w.history, w.open = nil, nil
+	w.history, w.open, w.pending = nil, nil, nil
 	tp.mu.Unlock()
 }
 
@@ -116,8 +117,24 @@ func (tp *tap) expect(w *watch, nonce string) *chunk {
 	c := &chunk{w: w, nonce: nonce, keys: map[string]struct{}{}, done: make(chan chunkResult, 1)}
 	tp.mu.Lock()
 	tp.chunks[nonce] = c
+	w.pending = append(w.pending, c)
 	tp.mu.Unlock()
 	return c
+}
+
+// forget removes c from the chunks expected (its high watermark came, or it was
+// given up).
+func (tp *tap) forget(c *chunk) {
+	delete(tp.chunks, c.nonce)
+	if c.w.open == c {
+		c.w.open = nil
+	}
+	for i, p := range c.w.pending {
+		if p == c {
+			c.w.pending = append(c.w.pending[:i], c.w.pending[i+1:]...)
+			break
+		}
+	}
 }
 
 // fill hands the chunk's rows to the tap; the reader writes the high watermark after.
@@ -130,27 +147,21 @@ func (tp *tap) fill(c *chunk, events []*decoder.Event, keyOf []string, snap xidS
 // abandon forgets a chunk that will not get its high watermark (its read failed).
 func (tp *tap) abandon(c *chunk) {
 	tp.mu.Lock()
-	delete(tp.chunks, c.nonce)
-	if c.w.open == c {
-		c.w.open = nil
-	}
+	tp.forget(c)
 	c.events, c.keyOf = nil, nil
 	tp.mu.Unlock()
 }
 
 // prune drops from w's history the changes snap sees: every later snapshot sees them
 // too. Readers call it with a fresh snapshot while they wait, so that the history of a
-// busy table stays small between chunks. It does nothing while a chunk of w is between
-// its watermarks: that chunk's read may be older than snap and need the history.
+// busy table stays small between chunks. It does nothing while a chunk of w is expected:
+// that chunk's read may be older than snap and need the history.
 func (tp *tap) prune(w *watch, snap xidSnapshot) {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	for _, c := range tp.chunks {
-		if c.w == w {
-			return
-		}
+	if len(w.pending) == 0 {
+		w.prune(snap)
 	}
-	w.prune(snap)
 }
 
 func (w *watch) prune(snap xidSnapshot) {
@@ -196,9 +207,15 @@ func (tp *tap) Intercept(ev *decoder.Event, in cdc.Injector) bool {
 
 // record notes a change of the watched table.
 func (w *watch) record(ev *decoder.Event) {
+	// A change the oldest pending chunk's read saw is seen by every later read too:
+	// no chunk needs it in the history. This keeps the history small while the stream
+	// catches up with a backlog (old transactions) behind the chunks' watermarks.
+	seen := len(w.pending) > 0 && w.pending[0].ready && w.pending[0].snap.sees(ev.Xid)
 	add := func(ch change) {
 		ch.xid = ev.Xid
-		w.history = append(w.history, ch)
+		if !seen {
+			w.history = append(w.history, ch)
+		}
 		if c := w.open; c != nil {
 			switch {
 			case ch.all:
@@ -248,10 +265,7 @@ func (tp *tap) watermark(content string, in cdc.Injector) {
 		c.low = true
 		w.open = c
 	case "high":
-		delete(tp.chunks, c.nonce)
-		if w.open == c {
-			w.open = nil
-		}
+		tp.forget(c)
 		var res chunkResult
 		if !c.low || !c.ready {
 			res.retry = true // cannot happen: the reader writes low, fills, then writes high
