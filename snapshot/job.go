@@ -217,6 +217,14 @@ func (j *job) readChunk(ctx context.Context) error {
 		m.tap.abandon(c)
 		return err
 	}
+	// An ALTER TABLE that committed after the read and before the high watermark
+	// makes the rows older than their place in the stream: read the chunk again, with
+	// the new definition (and new ids: the definition is part of the fingerprint).
+	if sig, err := signature(ctx, j.r.conn, j.r.t.OID); err != nil {
+		return err
+	} else if sig != j.r.t.sig {
+		return errTableChanged
+	}
 	end := progress{chunks: no, rowsRead: j.next.rowsRead + int64(rd.rows), lastKey: rd.lastKey}
 	j.flights = append(j.flights, &flight{c: c, no: no, end: end})
 	j.next = end

@@ -325,6 +325,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, checkpoint.ErrFenced):
 			return err
+		case errors.Is(err, errTableChanged):
+			m.log.Info().Msg("snapshot table altered; resuming after its last completed chunk with the new definition")
+			continue
 		case err != nil:
 			attempt++
 			d := backoff(attempt)

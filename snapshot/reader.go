@@ -100,6 +100,11 @@ func (r *reader) emit(ctx context.Context, kind string, id, no int64, nonce stri
 	return lsn.Parse(string(res[2].Rows[0][0]))
 }
 
+// errTableChanged ends a snapshot's run when the table's definition changed since it
+// was described: the manager starts it again (after its last completed chunk) with
+// the table described anew.
+var errTableChanged = errors.New("the table's definition changed (ALTER TABLE): describing it again")
+
 // newNonce returns a random token that identifies one attempt at a chunk in its
 // watermarks.
 func newNonce() (string, error) {
@@ -123,6 +128,12 @@ func (r *reader) readRows(ctx context.Context, c *chunk, id, no int64, after []s
 		return nil, fmt.Errorf("read chunk %d of %s: %w", no, r.t, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The lock every SELECT takes, taken first so that no ALTER TABLE commits between
+	// the check of the table's definition and the read; a queue of locks behind an
+	// ALTER waiting for a long transaction ends the chunk (read again later).
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'; LOCK TABLE "+r.t.from()+" IN ACCESS SHARE MODE"); err != nil {
+		return nil, fmt.Errorf("read chunk %d of %s: %w", no, r.t, err)
+	}
 	var snapText string
 	var readAt time.Time
 	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text, now()").Scan(&snapText, &readAt); err != nil {
@@ -131,6 +142,11 @@ func (r *reader) readRows(ctx context.Context, c *chunk, id, no int64, after []s
 	out := &read{low: low}
 	if out.snap, err = parseSnapshot(snapText); err != nil {
 		return nil, err
+	}
+	if sig, err := signature(ctx, tx, r.t.OID); err != nil {
+		return nil, err
+	} else if sig != r.t.sig {
+		return nil, errTableChanged
 	}
 	sql, params := r.first, [][]byte(nil)
 	if after != nil {
@@ -141,6 +157,7 @@ func (r *reader) readRows(ctx context.Context, c *chunk, id, no int64, after []s
 	}
 	r.asm.Begin(decoder.Begin{CommitTime: readAt})
 	h := sha256.New()
+	h.Write([]byte(r.t.sig)) // another definition of the table gives other ids
 	var key [][]byte
 	rr := tx.Conn().PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
 	var bytes int64

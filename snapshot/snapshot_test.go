@@ -103,6 +103,42 @@ func TestTruncateInWindowDropsChunk(t *testing.T) {
 	}
 }
 
+// TestAlterTableDuringSnapshot adds a column between a chunk's read and its high
+// watermark: the rows read from then on carry it, under new ids.
+func TestAlterTableDuringSnapshot(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(tableDDL + `INSERT INTO t SELECT g, g, 'row ' || g FROM generate_series(1, 300) g;`)
+	db.CreateSlot("s")
+	var once sync.Once
+	h := startHarness(t, db, harnessOptions{chunkSize: 100, afterRead: func(no int64) {
+		if no == 2 {
+			once.Do(func() { db.Exec(`ALTER TABLE t ADD COLUMN extra int DEFAULT 7`) })
+		}
+	}})
+	info, err := h.mgr.Start(context.Background(), Request{Table: "public.t"})
+	must(t, err)
+	if done := h.waitDone(info.ID); done.State != StateDone {
+		t.Fatalf("snapshot ended %s: %s", done.State, done.Error)
+	}
+	h.catchUp()
+	reads := h.sink.reads()
+	for k := 1; k <= 300; k++ {
+		evs := reads[strconv.Itoa(k)]
+		if len(evs) == 0 {
+			t.Fatalf("row %d was not read", k)
+		}
+		last := evs[len(evs)-1]
+		// Rows of the first chunk are read again when the ALTER came before the chunk was
+		// recorded as completed; from row 101 on every row is read after the ALTER.
+		if !strings.Contains(last.new, `"extra":7`) && (k > 100 || len(evs) > 1) {
+			t.Fatalf("row %d: last READ %s %s; want the column extra", k, last.id, last.new)
+		}
+		if len(evs) == 2 && evs[0].id == evs[1].id {
+			t.Fatalf("row %d read again under the same id %s after the ALTER", k, evs[0].id)
+		}
+	}
+}
+
 // TestSnapshotWhileWriting backfills a table while writers update, delete and insert
 // random rows of it, and checks the result two ways: for every key, the last event
 // delivered equals the table's final row (or is a DELETE of a row that is gone); and

@@ -20,6 +20,10 @@ type table struct {
 	Schema      string
 	Name        string
 	Partitioned bool
+	// sig sums up the columns, the indexes and the replica identity: a chunk read
+	// under another signature is read again by a snapshot that describes the table
+	// anew (an ALTER TABLE between two chunks).
+	sig string
 	// Desc describes the columns as pgoutput would in a Relation message: the
 	// published, non-generated columns, Key set on the replica identity columns.
 	Desc decoder.Relation
@@ -224,9 +228,33 @@ ORDER BY i.indisprimary DESC, cardinality(i.indkey::int2[]), i.indexrelid`, t.OI
 	for i := range t.Desc.Columns {
 		t.Desc.Columns[i].Key = slices.Contains(flagged, t.Desc.Columns[i].Name)
 	}
+	if t.sig, err = signature(ctx, q, t.OID); err != nil {
+		return nil, err
+	}
 	t.Desc.ID, t.Desc.Namespace, t.Desc.Name = t.OID, schema, name
 	t.Desc.ReplicaIdentity = ident[0]
 	return t, nil
+}
+
+// querier runs a query: a connection or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// signature sums up what describe reads of table oid.
+func signature(ctx context.Context, q querier, oid uint32) (string, error) {
+	var sig string
+	err := q.QueryRow(ctx, `
+SELECT c.relreplident::text || c.relkind::text
+       || coalesce((SELECT string_agg(a.attname || ':' || a.atttypid || ':' || a.atttypmod || ':' || a.attnotnull || ':' || a.attgenerated::text, ',' ORDER BY a.attnum)
+                    FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+       || coalesce((SELECT string_agg(i.indexrelid || ':' || i.indisprimary || ':' || i.indisreplident || ':' || i.indisvalid, ',' ORDER BY i.indexrelid)
+                    FROM pg_index i WHERE i.indrelid = c.oid), '')
+FROM pg_class c WHERE c.oid = $1`, oid).Scan(&sig)
+	if err != nil {
+		return "", fmt.Errorf("read the definition of table %d: %w", oid, err)
+	}
+	return sig, nil
 }
 
 // relation returns the decoder's descriptor of the table, for Assembler.Read.
