@@ -32,7 +32,10 @@
 // table started (the watch starts before the first chunk's low watermark is written).
 // A TRUNCATE of the table in a chunk's window (or unseen by its read) drops the whole
 // chunk; a change whose key cannot be read from its images makes the chunk be read
-// again.
+// again. Each chunk is read under ACCESS SHARE (the lock any SELECT takes) after
+// checking the table's definition, which is checked again after the high watermark:
+// an ALTER TABLE starts the snapshot again after its last completed chunk, with the
+// table described anew.
 //
 // The READ rows of a chunk are dispatched in the session's watermark at the high
 // watermark's position: the slot is never confirmed past it until every one of them
@@ -55,9 +58,12 @@
 // of the chunks before settled) is stored in observer_snapshots, next to the
 // checkpoints and fenced by the same epoch. A restart, a failover or a SIGKILL resumes
 // each unfinished snapshot after its last completed chunk; the chunks in flight at the
-// time are read again. At most four chunks are in flight, a chunk is read only while
-// the pipeline holds less than half its byte budget, and Options.RowsPerSecond limits
-// the reading, so live changes keep flowing between chunks.
+// time are read again. At most four chunks are in flight, a chunk ends early once its
+// events hold an eighth of the pipeline's byte budget, a chunk is read only while the
+// pipeline holds less than half of it, and Options.RowsPerSecond limits the reading,
+// so live changes keep flowing between chunks. The history holds the keys of the
+// table's changes since the previous chunk that the oldest pending chunk's read did
+// not see: a few transactions, not the stream's backlog.
 //
 // # --where
 //
