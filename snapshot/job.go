@@ -252,19 +252,25 @@ func (j *job) probe(ctx context.Context) {
 	}
 }
 
-// drain waits, after a cancel, until the events already handed on are settled, so
-// that the observer targeting can end (they are routed by then).
+// drain gives up the chunks not yet handed on and waits until the events of those
+// handed on are settled (routed first), or ctx ends: after it, the observer targeting
+// of the snapshot can end without a READ event being routed by event_type instead.
 func (j *job) drain(ctx context.Context) {
 	for _, f := range j.flights {
-		if !f.got {
-			j.m.tap.abandon(f.c)
+		if f.got {
+			continue
+		}
+		j.m.tap.abandon(f.c)
+		select { // handed on before it was given up?
+		case f.res = <-f.c.done:
 			f.got = true
+		default:
 		}
 	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for _, f := range j.flights {
-		for f.res.last != 0 && !j.m.opts.Settled.Done(f.res.last) {
+		for f.got && f.res.last != 0 && !j.m.opts.Settled.Done(f.res.last) {
 			select {
 			case <-ctx.Done():
 				return

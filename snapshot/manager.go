@@ -390,7 +390,13 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 		if err != nil {
 			return fail(err)
 		}
-		defer release()
+		defer func() {
+			// At shutdown the pipeline goes away with its queues: never end the
+			// targeting while the chunks' READ events may wait to be routed.
+			if ctx.Err() == nil {
+				release()
+			}
+		}()
 	}
 	if ok, err := m.store.start(ctx, info.ID, info.RowsEstimate); !ok {
 		return err // nil: cancelled meanwhile
@@ -413,7 +419,7 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 		m.log.Info().Int64("snapshot", info.ID).Str("table", info.Table).Int64("chunks", info.Chunks).Int64("rows_read", info.RowsRead).Msg("snapshot resumed")
 	}
 	err = j.run(ctx)
-	if j.cancelled.Load() {
+	if ctx.Err() == nil {
 		j.drain(ctx) // the targeting ends (deferred) once the rows handed on are routed
 	}
 	m.mu.Lock()
