@@ -152,7 +152,7 @@ type Snapshot struct {
 // Snapshot modes.
 const (
 	SnapshotNever   = "never"   // only the snapshot command starts backfills
-	SnapshotInitial = "initial" // backfill every table with a READ observer once, when the slot is created
+	SnapshotInitial = "initial" // backfill every table with a READ observer once, the first time the slot is streamed
 )
 
 // Logging configures the root logger.
