@@ -55,11 +55,14 @@ code 6 otherwise); a request that cannot run is refused with exit code 2 and not
 				if asJSON {
 					return g.printJSON(info)
 				}
+				termSafe(&info)
 				fmt.Fprintf(g.stdout, "Snapshot %d of %s %s; follow it with: fraiseql-observers snapshot status %d\n", info.ID, info.Table, info.State, info.ID)
 				return nil
 			}
 			if !asJSON {
-				fmt.Fprintf(g.stdout, "Snapshot %d of %s requested (about %s)\n", info.ID, info.Table, nouns(info.RowsEstimate, "row"))
+				line := info
+				termSafe(&line)
+				fmt.Fprintf(g.stdout, "Snapshot %d of %s requested (about %s)\n", line.ID, line.Table, nouns(line.RowsEstimate, "row"))
 			}
 			return followSnapshot(cmd.Context(), g, client, info, asJSON)
 		},
@@ -112,6 +115,7 @@ func newSnapshotStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(g.stdout, "No snapshots.")
 				return nil
 			}
+			termSafe(&infos)
 			printSnapshots(g.stdout, infos)
 			return nil
 		},
@@ -143,6 +147,7 @@ func newSnapshotCancelCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return g.printJSON(info)
 			}
+			termSafe(&info)
 			fmt.Fprintln(g.stdout, "Snapshot "+snapshotLine(info))
 			return nil
 		},
@@ -171,18 +176,22 @@ func snapshotCmdErr(err error) error {
 // redrawn every second on a terminal, a line every ten seconds otherwise. It returns
 // an error when the snapshot failed or was cancelled.
 func followSnapshot(ctx context.Context, g *globals, client *adminClient, info snapshot.Info, asJSON bool) error {
-	tty := !asJSON && writesToTerminal(g.stdout)
+	var tty *os.File
+	if !asJSON {
+		tty = terminalOf(g.stdout)
+	}
 	var lastLine time.Time
 	for {
 		if finishedState(info.State) {
-			if tty {
-				fmt.Fprint(g.stdout, "\r\033[K")
+			if tty != nil {
+				fmt.Fprint(tty, "\r\033[K")
 			}
 			if asJSON {
 				if err := g.printJSON(info); err != nil {
 					return err
 				}
 			} else {
+				termSafe(&info)
 				fmt.Fprintln(g.stdout, "Snapshot "+snapshotLine(info))
 			}
 			switch info.State {
@@ -194,16 +203,18 @@ func followSnapshot(ctx context.Context, g *globals, client *adminClient, info s
 			return nil
 		}
 		switch {
-		case tty:
-			fmt.Fprint(g.stdout, "\r\033[K"+progressBar(info))
+		case tty != nil:
+			fmt.Fprint(tty, "\r\033[K"+progressBar(info))
 		case !asJSON && time.Since(lastLine) >= 10*time.Second:
-			fmt.Fprintln(g.stdout, "Snapshot "+snapshotLine(info))
+			line := info
+			termSafe(&line)
+			fmt.Fprintln(g.stdout, "Snapshot "+snapshotLine(line))
 			lastLine = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			if tty {
-				fmt.Fprintln(g.stdout)
+			if tty != nil {
+				fmt.Fprintln(tty)
 			}
 			fmt.Fprintf(g.stderr, "stopped following; snapshot %d goes on in the service (snapshot status %d, snapshot cancel %d)\n", info.ID, info.ID, info.ID)
 			return nil
@@ -222,10 +233,18 @@ func finishedState(s string) bool {
 	return s == snapshot.StateDone || s == snapshot.StateCancelled || s == snapshot.StateFailed
 }
 
-// writesToTerminal reports whether w is a terminal.
-func writesToTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isTerminal(f)
+// terminalOf returns the terminal w writes to, under the termWriter that every
+// command's output goes through, or nil. The progress bar is written to it directly:
+// it holds only numbers and the cursor controls that redraw it.
+func terminalOf(w io.Writer) *os.File {
+	if tw, ok := w.(*termWriter); ok {
+		tw.Flush()
+		w = tw.w
+	}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return f
+	}
+	return nil
 }
 
 // progressBar renders "[#####.....]  45.2%  452,301 / ~1,000,000 rows  12,345 rows/s  ETA 44s".
