@@ -8,6 +8,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -308,7 +309,7 @@ func (r *runner) park(ctx context.Context, kq *keyQueue, e *entry) {
 		}
 		e.dlqTries++
 		r.m.dlqWriteErrors.Inc()
-		d := RetryPolicy{Strategy: BackoffExponential, Initial: 200 * time.Millisecond, Max: 30 * time.Second}.Delay(e.dlqTries)
+		d := backoff.Exponential(e.dlqTries, 200*time.Millisecond, 30*time.Second)
 		r.p.log.Error().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Dur("retry_in", d).Err(err).
 			Msg("dead-letter write failed; holding the event")
 		r.retryLater(kq, d)

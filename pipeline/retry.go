@@ -2,8 +2,9 @@ package pipeline
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 )
 
 // Backoff names how the delay between attempts grows.
@@ -62,24 +63,11 @@ func (p RetryPolicy) Delay(attempt int) time.Duration {
 	case BackoffFixed:
 		d = p.Initial
 	default:
-		d = p.Initial
-		for i := 1; i < attempt && (p.Max <= 0 || d < p.Max); i++ {
-			if d > time.Duration(1<<62)/2 {
-				break
-			}
-			d *= 2
-		}
+		// ±25% jitter so that keys failing together do not retry together.
+		return backoff.Exponential(attempt, p.Initial, p.Max)
 	}
 	if p.Max > 0 && d > p.Max {
 		d = p.Max
 	}
-	if p.Strategy == BackoffExponential && d > 0 {
-		// ±25% jitter so that keys failing together do not retry together.
-		j := time.Duration(float64(d) * (rand.Float64()*0.5 - 0.25))
-		d += j
-	}
-	if d < 0 {
-		d = 0
-	}
-	return d
+	return max(d, 0)
 }
