@@ -3,8 +3,6 @@ package cdc
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // HeartbeatPrefix is the prefix of the logical decoding messages the service emits as
@@ -13,7 +11,8 @@ const HeartbeatPrefix = "fraiseql-observers.heartbeat"
 
 // Heartbeat emits a non-transactional logical decoding message every interval until
 // ctx is done, so that the slot has something of this database to confirm even when
-// the published tables are quiet (source.heartbeat_interval). Failures are logged and
+// the published tables are quiet (source.heartbeat_interval). It runs on Options.DB,
+// holding a connection only for the moment of each message. Failures are logged and
 // retried at the next tick.
 func (s *Session) Heartbeat(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
@@ -21,40 +20,17 @@ func (s *Session) Heartbeat(ctx context.Context, interval time.Duration) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.hbDrop:
-			// The server is shutting down: a smart shutdown waits for this session too.
-			if conn != nil {
-				conn.Close(context.WithoutCancel(ctx))
-				conn = nil
-			}
-			continue
 		case <-t.C:
 		}
 		qctx, cancel := context.WithTimeout(ctx, interval)
-		var err error
-		if conn == nil {
-			conn, err = pgx.ConnectConfig(qctx, s.opts.ConnConfig.Copy())
-		}
-		if err == nil {
-			_, err = conn.Exec(qctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix)
-		}
+		_, err := s.opts.DB.Exec(qctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("heartbeat failed; will retry")
-			if conn != nil {
-				conn.Close(context.WithoutCancel(ctx))
-				conn = nil
-			}
 		}
 	}
 }

@@ -7,16 +7,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
-
-// Querier runs a query returning one row; *pgx.Conn and *pgxpool.Pool implement it.
-type Querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
 
 // WALStatuses are the values of pg_replication_slots.wal_status, in order of danger.
 var WALStatuses = []string{"reserved", "extended", "unreserved", "lost"}

@@ -64,16 +64,11 @@ type PreflightResult struct {
 // Preflight checks that streaming can start: wal_level, the role's REPLICATION
 // attribute, the publication and the slot (creating them when the options say to
 // manage them). It returns a *PreflightError or *GapError for problems an operator must
-// fix. checkpoint is our durable position (0 when there is none).
+// fix. checkpoint is our durable position (0 when there is none). Its queries run on
+// Options.DB; creating the slot takes a replication connection of its own.
 func (s *Session) Preflight(ctx context.Context, checkpoint lsn.LSN) (*PreflightResult, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.opts.ConnConfig.Copy())
-	if err != nil {
-		return nil, &PreflightError{Check: "connect", Msg: "cannot connect to the source database", Err: err,
-			Hint: "check source.dsn (host, port, user, database) and pg_hba.conf"}
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-
-	if err := checkServer(ctx, conn); err != nil {
+	conn := s.opts.DB
+	if err := CheckServer(ctx, conn); err != nil {
 		return nil, err
 	}
 	res := &PreflightResult{}
@@ -127,7 +122,7 @@ func (s *Session) Preflight(ctx context.Context, checkpoint lsn.LSN) (*Preflight
 	return res, nil
 }
 
-func (s *Session) checkPublication(ctx context.Context, conn *pgx.Conn, res *PreflightResult) error {
+func (s *Session) checkPublication(ctx context.Context, conn DB, res *PreflightResult) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.opts.Publication).Scan(&exists); err != nil {
 		return fmt.Errorf("preflight: read publications: %w", err)
@@ -200,7 +195,7 @@ ORDER BY 1, 2`, s.opts.Publication)
 
 // ObservedTableProblem explains why changes of table (schema.table) cannot reach
 // the observers watching it through publication pub, which must exist, or returns "".
-func ObservedTableProblem(ctx context.Context, conn *pgx.Conn, pub, table string) (string, error) {
+func ObservedTableProblem(ctx context.Context, conn Querier, pub, table string) (string, error) {
 	schema, name, _ := strings.Cut(table, ".")
 	var kind, root string
 	var published, viaRoot, partitionsPublished, rootPublished bool
@@ -224,7 +219,7 @@ FROM pg_publication p, t
 WHERE p.pubname = $1`, pub, schema, name).
 		Scan(&kind, &root, &published, &viaRoot, &partitionsPublished, &rootPublished)
 	switch {
-	case err == pgx.ErrNoRows:
+	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Sprintf("table %s does not exist: observers of it never fire until it is created and published", table), nil
 	case err != nil:
 		return "", fmt.Errorf("preflight: read observed table %s: %w", table, err)
@@ -261,8 +256,9 @@ func quoteQualified(name string) string {
 	return pgx.Identifier{name}.Sanitize()
 }
 
-// createSlot creates the logical slot over a replication connection, as the streaming
-// role will use it.
+// createSlot creates the logical slot over a replication connection of its own, dialled
+// from ConnConfig as the stream's: the slot is created by the identity that streams
+// it, whatever role Options.DB connects as.
 func (s *Session) createSlot(ctx context.Context) error {
 	conn, err := pgconn.ConnectConfig(ctx, s.replConfig())
 	if err != nil {
@@ -277,9 +273,7 @@ func (s *Session) createSlot(ctx context.Context) error {
 }
 
 // ReadSlot returns the slot's row of pg_replication_slots (Exists false if none).
-func ReadSlot(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, name string) (SlotInfo, error) {
+func ReadSlot(ctx context.Context, q Querier, name string) (SlotInfo, error) {
 	info := SlotInfo{Name: name}
 	var plugin, database, walStatus *string
 	var restart, confirmed *string
@@ -312,21 +306,17 @@ func deref(s *string) string {
 }
 
 // CheckServer runs the checks that need neither the slot nor our checkpoint —
-// wal_level and the role's REPLICATION attribute — so that a server that cannot
-// stream is reported before the service touches its own tables.
-func CheckServer(ctx context.Context, cc *pgx.ConnConfig) error {
-	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
-	if err != nil {
-		return &PreflightError{Check: "connect", Msg: "cannot connect to the source database", Err: err,
-			Hint: "check source.dsn (host, port, user, database) and pg_hba.conf"}
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	return checkServer(ctx, conn)
-}
-
-func checkServer(ctx context.Context, conn *pgx.Conn) error {
+// wal_level and the role's REPLICATION attribute — on db, so that a server that cannot
+// stream is reported before the service touches its own tables. A server that cannot
+// be reached (a *pgconn.ConnectError) is a *PreflightError too.
+func CheckServer(ctx context.Context, db Querier) error {
 	var walLevel string
-	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		var ce *pgconn.ConnectError
+		if errors.As(err, &ce) {
+			return &PreflightError{Check: "connect", Msg: "cannot connect to the source database", Err: err,
+				Hint: "check source.dsn (host, port, user, database) and pg_hba.conf"}
+		}
 		return fmt.Errorf("preflight: read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
@@ -335,7 +325,7 @@ func checkServer(ctx context.Context, conn *pgx.Conn) error {
 	}
 	var canReplicate bool
 	var role string
-	if err := conn.QueryRow(ctx, "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &canReplicate); err != nil {
+	if err := db.QueryRow(ctx, "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &canReplicate); err != nil {
 		return fmt.Errorf("preflight: read role attributes: %w", err)
 	}
 	if !canReplicate {

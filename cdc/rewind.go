@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -38,12 +36,7 @@ func (e *rewindError) Error() string { return "rewinding to " + e.req.to.String(
 // OldestReplayable returns the slot's confirmed_flush_lsn: the oldest position the
 // server can stream from again.
 func (s *Session) OldestReplayable(ctx context.Context) (lsn.LSN, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.opts.ConnConfig.Copy())
-	if err != nil {
-		return 0, fmt.Errorf("read slot: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	slot, err := ReadSlot(ctx, conn, s.opts.Slot)
+	slot, err := ReadSlot(ctx, s.opts.DB, s.opts.Slot)
 	if err != nil {
 		return 0, fmt.Errorf("read slot: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -63,8 +63,15 @@ type Confirmer interface {
 
 // Options configures a Session. Zero values mean the documented defaults.
 type Options struct {
+	// DB runs every query of the session that is not replication: preflight and
+	// publication checks, slot state, primary keys, heartbeats, the oldest replayable
+	// position. It is the owner's (usually its *pgxpool.Pool, shared with checkpoints
+	// and the DLQ) and the session never closes it. Required.
+	DB DB
 	// ConnConfig is the (non-replication) connection configuration of the source
-	// database; the session derives its replication connection from it. Required.
+	// database. The session dials only two kinds of connection from it itself: its
+	// replication connections (streaming, and creating the slot under ManageSlot),
+	// and the short shutdown probe (see ShutdownProbeInterval). Required.
 	ConnConfig        *pgx.ConnConfig
 	Slot              string // required
 	Publication       string // required
@@ -114,8 +121,10 @@ type Options struct {
 	// ends the connection; the next one calls Claim again.
 	Claim func(ctx context.Context) error
 	// OnServerShutdown, when set, is called when the session notices that the server
-	// is shutting down, so that the owner closes its other connections too (a smart
-	// shutdown waits for every session to end). It must not block.
+	// is shutting down, so that the owner closes its other connections too, DB's
+	// among them (pgxpool.Pool.Reset closes the idle ones at once and the others when
+	// they are released): a smart shutdown waits for every session to end. It must
+	// not block.
 	OnServerShutdown func()
 	// ShutdownProbeInterval is the period of the short connection the session opens
 	// while it streams to notice a smart shutdown, in which the server refuses new
@@ -142,7 +151,6 @@ type Session struct {
 	rewind      chan rewindRequest
 	stopOnce    sync.Once
 	leave       chan *ServerShutdownError // the server is shutting down: end the stream
-	hbDrop      chan struct{}             // ... and the heartbeat's connection
 	claimed     bool                      // session goroutine only
 
 	systemID     atomic.Value // string
@@ -160,8 +168,8 @@ type Session struct {
 // New returns a Session; it starts no goroutine and opens no connection.
 func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirmer) (*Session, error) {
 	switch {
-	case opts.ConnConfig == nil:
-		return nil, errors.New("cdc: ConnConfig is required")
+	case opts.DB == nil || opts.ConnConfig == nil:
+		return nil, errors.New("cdc: DB and ConnConfig are required")
 	case opts.Slot == "" || opts.Publication == "":
 		return nil, errors.New("cdc: Slot and Publication are required")
 	case wm == nil || out == nil || confirm == nil:
@@ -191,7 +199,7 @@ func New(opts Options, wm *lsn.Watermark[lsn.LSN], out Consumer, confirm Confirm
 	}
 	s := &Session{opts: opts, log: opts.Logger, wm: wm, out: out, confirm: confirm,
 		ignore: map[string]bool{}, stopCh: make(chan struct{}), rewind: make(chan rewindRequest),
-		leave: make(chan *ServerShutdownError, 1), hbDrop: make(chan struct{}, 1)}
+		leave: make(chan *ServerShutdownError, 1)}
 	for _, t := range opts.IgnoreTables {
 		s.ignore[t] = true
 	}
@@ -316,7 +324,7 @@ func (s *Session) Run(ctx context.Context) error {
 		attempt++
 		s.reconnects.Add(1)
 		s.m.reconnects.Inc()
-		d := backoff(attempt, s.opts.ReconnectInitial, s.opts.ReconnectMax)
+		d := backoff.Exponential(attempt, s.opts.ReconnectInitial, s.opts.ReconnectMax)
 		msg := "replication connection lost; reconnecting"
 		var down *ServerShutdownError
 		if errors.As(err, &down) || ServerShuttingDown(err) {
@@ -324,10 +332,8 @@ func (s *Session) Run(ctx context.Context) error {
 			msg = "PostgreSQL is shutting down or restarting; reconnecting when it is back"
 		}
 		s.log.Warn().Err(err).Dur("retry_in", d).Int("attempt", attempt).Msg(msg)
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, d) != nil {
 			return nil
-		case <-time.After(d):
 		}
 		// Resume from what is durably confirmed: the server re-sends everything after
 		// it, and the pipeline drops what it already settled.
@@ -344,24 +350,25 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
-// publicationProblem turns the server's "publication ... does not exist" error
-// while streaming into a PreflightError: reconnecting cannot cure it. If the
-// publication exists, the slot predates it (PostgreSQL decodes each change with
-// the catalog as it was when the change was written); otherwise it was dropped.
+// publicationProblem turns an undefined_object error (SQLSTATE 42704) that the
+// walsender sent while streaming into a PreflightError when the catalog shows that
+// the publication is the problem: reconnecting cannot cure it. pgoutput looks the
+// publication up, in the catalog as it was when each change was written, only once
+// it streams changes; the slot exists (the walsender streams it), so the publication
+// it did not find is ours. If it exists now, the slot predates it (PostgreSQL decodes
+// each change with the catalog as it was when the change was written); otherwise it
+// was dropped. An error when reading the catalog leaves the decision to the next
+// attempt.
 func (s *Session) publicationProblem(ctx context.Context, err error) error {
+	var we *walsenderError
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42704" || !strings.Contains(pgErr.Message, "publication") {
+	if !errors.As(err, &we) || !errors.As(err, &pgErr) || pgErr.Code != "42704" {
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, cerr := pgx.ConnectConfig(cctx, s.opts.ConnConfig.Copy())
-	if cerr != nil {
-		return nil // cannot tell now; the next attempt may
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	var exists bool
-	if cerr := conn.QueryRow(cctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.opts.Publication).Scan(&exists); cerr != nil {
+	if cerr := s.opts.DB.QueryRow(cctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.opts.Publication).Scan(&exists); cerr != nil {
 		return nil
 	}
 	if exists {
@@ -380,12 +387,7 @@ func (s *Session) publicationProblem(ctx context.Context, err error) error {
 func (s *Session) recheck(ctx context.Context, durable lsn.LSN) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, s.opts.ConnConfig.Copy())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	slot, err := ReadSlot(cctx, conn, s.opts.Slot)
+	slot, err := ReadSlot(cctx, s.opts.DB, s.opts.Slot)
 	if err != nil {
 		return err
 	}
@@ -398,16 +400,6 @@ func (s *Session) recheck(ctx context.Context, durable lsn.LSN) error {
 		return &GapError{Slot: s.opts.Slot, Reason: fmt.Sprintf("the slot's confirmed_flush_lsn %s moved past our position %s while we were disconnected", slot.ConfirmedFlushLSN, durable)}
 	}
 	return nil
-}
-
-// backoff returns a capped exponential delay with ±25% jitter for attempt n ≥ 1.
-func backoff(n int, initial, maxDelay time.Duration) time.Duration {
-	d := initial
-	for i := 1; i < n && d < maxDelay; i++ {
-		d *= 2
-	}
-	d = min(d, maxDelay)
-	return d + time.Duration(float64(d)*(rand.Float64()*0.5-0.25))
 }
 
 // replConfig derives the replication connection configuration.

@@ -67,16 +67,12 @@ func (s *Session) NoteServerError(err error) bool {
 	return true
 }
 
-// serverLeaving asks the stream to end, closes the heartbeat's connection and tells the
-// owner of other connections (Options.OnServerShutdown).
+// serverLeaving asks the stream to end and tells the owner of the other connections,
+// DB's among them (Options.OnServerShutdown).
 func (s *Session) serverLeaving(err *ServerShutdownError) {
 	select {
 	case s.leave <- err:
 	default: // already asked
-	}
-	select {
-	case s.hbDrop <- struct{}{}:
-	default:
 	}
 	if s.opts.OnServerShutdown != nil {
 		s.opts.OnServerShutdown()
@@ -92,6 +88,10 @@ const (
 
 // probeShutdown opens a short plain connection every ShutdownProbeInterval until ctx
 // is done, and reports a server that refuses it because it is shutting down.
+//
+// It dials itself rather than going through Options.DB, on purpose: only a new
+// session learns of a smart shutdown (existing ones keep working), and a pool would
+// hand out a connection it already holds, so the probe would never see the refusal.
 func (s *Session) probeShutdown(ctx context.Context) {
 	if s.opts.ShutdownProbeInterval <= 0 {
 		return

@@ -77,14 +77,18 @@ func TestSessionLetsPostgresStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer other.Close(context.Background())
+			// The session's queries leave idle connections in the owner's pool, which
+			// the owner closes when told, as the service does.
+			pool := pgtest.Pool(t, db.DSN())
 			wm := lsn.NewWatermark(lsn.CompareLSNs)
 			shutdowns := make(chan struct{}, 10)
 			closeOther := sync.OnceFunc(func() { go other.Close(context.Background()) })
-			sess, err := New(Options{ConnConfig: cc, Slot: "slot", Publication: "pub", StatusInterval: time.Second,
+			sess, err := New(Options{DB: pool, ConnConfig: cc, Slot: "slot", Publication: "pub", StatusInterval: time.Second,
 				ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 				OnServerShutdown: func() {
 					shutdowns <- struct{}{}
 					closeOther()
+					go pool.Reset()
 				},
 				Logger: zerolog.New(zerolog.NewTestWriter(t))},
 				wm, &settleAll{wm: wm, ready: make(chan struct{})}, fixedConfirmer{start})

@@ -65,36 +65,21 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 	defer pcancel()
 	go s.probeShutdown(pctx)
 
-	keys := &keyLookup{s: s}
-	defer keys.close(ctx)
 	st := &streamState{s: s, conn: conn, dec: decoder.New(decoder.Options{
 		MaxEventBytes: s.opts.MaxEventBytes,
-		KeyColumns:    func(rel *decoder.Relation) []string { return keys.primaryKey(ctx, rel) },
+		KeyColumns:    func(rel *decoder.Relation) []string { return s.primaryKey(ctx, rel) },
 	})}
 	return true, st.run(ctx)
 }
 
-// keyLookup finds the primary key of tables with REPLICA IDENTITY FULL, where pgoutput
+// primaryKey finds the primary key of tables with REPLICA IDENTITY FULL, where pgoutput
 // flags every column as key: events are partitioned by the real key, so one row's
-// events stay in order when other columns change. It uses its own catalog connection,
-// opened on first use, on the session goroutine.
-type keyLookup struct {
-	s    *Session
-	conn *pgx.Conn
-}
-
-func (k *keyLookup) primaryKey(ctx context.Context, rel *decoder.Relation) []string {
+// events stay in order when other columns change. It runs on the session goroutine,
+// once per relation message; on failure every column stays the key.
+func (s *Session) primaryKey(ctx context.Context, rel *decoder.Relation) []string {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if k.conn == nil {
-		conn, err := pgx.ConnectConfig(qctx, k.s.opts.ConnConfig.Copy())
-		if err != nil {
-			k.s.log.Warn().Err(err).Str("table", rel.Namespace+"."+rel.Name).Msg("cannot look up the primary key; using every column as the key")
-			return nil
-		}
-		k.conn = conn
-	}
-	rows, err := k.conn.Query(qctx, `
+	rows, err := s.opts.DB.Query(qctx, `
 SELECT a.attname FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 WHERE i.indrelid = $1 AND i.indisprimary
@@ -104,20 +89,10 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)`, rel.ID)
 		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
-		k.s.log.Warn().Err(err).Str("table", rel.Namespace+"."+rel.Name).Msg("cannot look up the primary key; using every column as the key")
-		k.conn.Close(ctx)
-		k.conn = nil
+		s.log.Warn().Err(err).Str("table", rel.Namespace+"."+rel.Name).Msg("cannot look up the primary key; using every column as the key")
 		return nil
 	}
 	return names
-}
-
-func (k *keyLookup) close(ctx context.Context) {
-	if k.conn != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		k.conn.Close(cctx)
-		cancel()
-	}
 }
 
 // streamState is the state of one connection; only the session goroutine touches it.
@@ -192,7 +167,7 @@ func (st *streamState) run(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("receive: %w", err)
+			return walsenderErr("receive", err)
 		}
 		st.silent = 0
 		if err := st.handle(ctx, msg); err != nil {
@@ -264,7 +239,7 @@ func (st *streamState) handle(ctx context.Context, msg pgproto3.BackendMessage) 
 			return fmt.Errorf("unexpected CopyData message type %q", msg.Data[0])
 		}
 	case *pgproto3.ErrorResponse:
-		return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		return &walsenderError{op: "replication stream", err: pgconn.ErrorResponseToPgError(msg)}
 	case *pgproto3.CopyDone:
 		return errors.New("server ended the replication stream")
 	case *pgproto3.NoticeResponse:
@@ -428,4 +403,25 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// walsenderError is an error that reached the session on its replication connection
+// once START_REPLICATION succeeded: the walsender's own, when it is a *pgconn.PgError.
+type walsenderError struct {
+	op  string
+	err error
+}
+
+func (e *walsenderError) Error() string { return e.op + ": " + e.err.Error() }
+
+func (e *walsenderError) Unwrap() error { return e.err }
+
+// walsenderErr wraps err from the replication connection, marking a server error as
+// the walsender's.
+func walsenderErr(op string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return &walsenderError{op: op, err: err}
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }

@@ -158,7 +158,7 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	for _, tbl := range append([]string{"observer_checkpoints", "observer_epochs"}, Tables...) {
 		ignore = append(ignore, "public."+tbl)
 	}
-	sess, err = cdc.New(cdc.Options{ConnConfig: cc, Slot: "s", Publication: "pub", StatusInterval: time.Second, IgnoreTables: ignore,
+	sess, err = cdc.New(cdc.Options{DB: h.pool, ConnConfig: cc, Slot: "s", Publication: "pub", StatusInterval: time.Second, IgnoreTables: ignore,
 		Interceptor: h.mgr, Logger: log}, h.wm, h.pipe, ackedConfirmer{h.wm})
 	if err != nil {
 		t.Fatal(err)

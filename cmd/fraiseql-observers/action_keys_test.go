@@ -176,7 +176,7 @@ func TestPoolSize(t *testing.T) {
 		}
 	}
 	f("      - {type: log}\n", 10)
-	f("      - {type: database, function_name: f}\n", 14)
-	f("      - {type: database, function_name: f, max_concurrency: 30}\n", 34)
+	f("      - {type: database, function_name: f}\n", 16)
+	f("      - {type: database, function_name: f, max_concurrency: 30}\n", 36)
 	f("      - {type: database, function_name: f, max_concurrency: 30, dsn_env: OTHER}\n", 10)
 }

@@ -164,7 +164,8 @@ func actionConcurrency(cfg *configs.Config, a *configs.Action) int {
 
 // poolSize is the size of the service's pool of connections to the source database:
 // enough for the widest action that calls SQL functions through it (a database action
-// without a DSN of its own), plus a few for checkpoints, the DLQ and the monitors.
+// without a DSN of its own), plus a few for checkpoints, the DLQ, the monitors and the
+// replication session's own queries (heartbeats, primary keys, slot checks).
 func poolSize(cfg *configs.Config) int32 {
 	widest := 0
 	for _, o := range cfg.Observers {
@@ -174,7 +175,7 @@ func poolSize(cfg *configs.Config) int32 {
 			}
 		}
 	}
-	return int32(max(4, cfg.ConcurrentExecution.MaxConcurrency, widest+4))
+	return int32(max(6, cfg.ConcurrentExecution.MaxConcurrency, widest+6))
 }
 
 func actionTypeNames() []string {

@@ -146,7 +146,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("state database pool: %w", err)
 	}
-	if err = cdc.CheckServer(ctx, cc); err != nil {
+	if err = cdc.CheckServer(ctx, s.pool); err != nil {
 		return err
 	}
 	if err = s.startOperator(ctx); err != nil {
@@ -271,6 +271,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		intercept = s.snaps
 	}
 	s.sess, err = cdc.New(cdc.Options{
+		DB:                   s.pool,
 		ConnConfig:           cc,
 		Slot:                 slot,
 		Publication:          cfg.Source.Publication,
@@ -292,7 +293,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		ReplayWindowDuration: cfg.ReplayWindow.Duration,
 		Quarantine:           s.quarantine(),
 		Claim:                s.claim,
-		OnServerShutdown:     func() { go s.pool.Reset() }, // a smart shutdown waits for every session
+		OnServerShutdown:     func() { go s.pool.Reset() }, // a smart shutdown waits for every session, the session's DB ones too
 		Interceptor:          intercept,
 		Logger:               log,
 		Metrics:              s.set,
