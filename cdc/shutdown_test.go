@@ -16,10 +16,11 @@ import (
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
-// ownServer starts a PostgreSQL server for one test, which may stop and start it.
-func ownServer(t *testing.T) *pgtest.Server {
+// ownServer starts a PostgreSQL server for one test, which may stop and start it or
+// need settings of its own.
+func ownServer(t *testing.T, settings map[string]string) *pgtest.Server {
 	t.Helper()
-	srv, err := pgtest.Start(pgtest.Options{})
+	srv, err := pgtest.Start(pgtest.Options{Settings: settings})
 	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") != "true" {
 		t.Skip(err)
 	}
@@ -57,7 +58,7 @@ func (c fixedConfirmer) Durable() lsn.LSN { return c.at }
 // also waits for every other session to end). PostgreSQL must stop within 10 s; the
 // session must not give up, and streams again once the server is back.
 func TestSessionLetsPostgresStop(t *testing.T) {
-	srv := ownServer(t)
+	srv := ownServer(t, nil)
 	for _, mode := range []string{"fast", "smart"} {
 		t.Run(mode, func(t *testing.T) {
 			db := pgtest.NewDBOn(t, srv)
