@@ -43,11 +43,11 @@ func TestStatusUpdatesWhileConsumerFull(t *testing.T) {
 	// session's status updates arrive.
 	blocked := time.Now()
 	waitUntil(t, "status updates for 3 × wal_sender_timeout", func() bool {
+		if now := r.walsender(); now != pid {
+			t.Fatalf("the walsender was replaced while the consumer was full (pid %d, now %d):\n%s", pid, now, r.log)
+		}
 		return r.replyTime().After(blocked.Add(6 * time.Second))
 	})
-	if now := r.walsender(); now != pid {
-		t.Fatalf("the walsender was replaced while the consumer was full (pid %d, now %d)", pid, now)
-	}
 	st := r.sess.Status()
 	if st.Reconnects != 0 || st.LastError != "" {
 		t.Fatalf("the session reconnected while the consumer was full: %d reconnects, last error %q", st.Reconnects, st.LastError)
@@ -132,9 +132,10 @@ CREATE PUBLICATION pub FOR TABLE t`})
 	}
 }
 
-// TestRewind replays from the slot's oldest position, held by a replay window: the
-// same events (same ids) arrive again, the session goes on streaming afterwards, and
-// positions outside what the slot keeps or what was received are refused.
+// TestRewind replays from the second of two transactions, still in the slot thanks to
+// a replay window: that transaction's events (same ids) arrive again, the first one's
+// do not, and the session goes on streaming afterwards. Positions outside what the
+// slot keeps or what was received are refused.
 func TestRewind(t *testing.T) {
 	checkLeaks(t)
 	r := newRig(t, rigOptions{options: func(o *Options, _ lsn.LSN) { o.ReplayWindowBytes = 1 << 40 }})
@@ -143,6 +144,7 @@ func TestRewind(t *testing.T) {
 	r.insert(1, 3)
 	r.insert(4, 5)
 	first := r.waitEvents(5)
+	b := first[3].ID.Commit
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -165,17 +167,17 @@ func TestRewind(t *testing.T) {
 		t.Fatalf("a refused rewind sent events again: %d events", n)
 	}
 
-	if err := r.sess.Rewind(ctx, oldest); err != nil {
+	if err := r.sess.Rewind(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	again := r.waitEvents(10)[5:]
-	for i := range first {
-		if again[i].ID != first[i].ID || id(again[i]) != id(first[i]) {
-			t.Fatalf("replayed event %d differs; got %s (id %s); want %s (id %s)", i, again[i].ID, id(again[i]), first[i].ID, id(first[i]))
+	again := r.waitEvents(7)[5:]
+	for i, want := range first[3:] {
+		if again[i].ID != want.ID || id(again[i]) != id(want) {
+			t.Fatalf("replayed event %d differs; got %s (id %s); want %s (id %s)", i, again[i].ID, id(again[i]), want.ID, id(want))
 		}
 	}
 	r.insert(6, 6)
-	if ev := r.waitEvents(11)[10]; id(ev) != "6" {
+	if ev := r.waitEvents(8)[7]; id(ev) != "6" {
 		t.Fatalf("unexpected event after the replay; got id %s; want 6", id(ev))
 	}
 	if n := r.sess.Status().Reconnects; n != 0 {
