@@ -74,8 +74,8 @@ func (s *Session) stream(ctx context.Context, start lsn.LSN) (streamed bool, err
 
 // primaryKey finds the primary key of tables with REPLICA IDENTITY FULL, where pgoutput
 // flags every column as key: events are partitioned by the real key, so one row's
-// events stay in order when other columns change. It runs on the session goroutine,
-// once per relation message; on failure every column stays the key.
+// events stay in order when other columns change. The decoder calls it on the session
+// goroutine, at most once per Relation message; on failure every column stays the key.
 func (s *Session) primaryKey(ctx context.Context, rel *decoder.Relation) []string {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
