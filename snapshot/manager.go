@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -330,12 +330,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			continue
 		case err != nil:
 			attempt++
-			d := backoff(attempt)
+			d := backoff.Exponential(attempt, time.Second, 32*time.Second)
 			m.log.Warn().Err(err).Dur("retry_in", d).Msg("snapshot interrupted; resuming from its last completed chunk")
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, d) != nil {
 				return nil
-			case <-time.After(d):
 			}
 			continue
 		case len(pending) > 0:
@@ -445,10 +443,4 @@ func (m *Manager) Flush(ctx context.Context) error {
 		return nil
 	}
 	return j.collect(ctx)
-}
-
-// backoff returns a capped exponential delay with jitter for attempt n ≥ 1.
-func backoff(n int) time.Duration {
-	d := time.Second << min(n-1, 5)
-	return d + time.Duration(rand.Float64()*float64(d)/4)
 }
