@@ -184,9 +184,16 @@ observers:
 `, dsn, out))
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
-	oldPID := pgtest.QueryValue[int32](db, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'obs_slot'`)
 	db.Exec(`INSERT INTO t SELECT g FROM generate_series(1, 100) g`)
 	waitFor(t, 30*time.Second, "the first 100 events", func() bool { return len(readEvents(t, out)) == 100 })
+	// Read the streaming walsender's pid only now: the slot is also active, briefly,
+	// while the connection that created it holds it, so an earlier read can see
+	// that walsender or, between the two, none (active_pid NULL).
+	var oldPID int32
+	waitFor(t, 30*time.Second, "the streaming walsender's pid", func() bool {
+		oldPID = pgtest.QueryValue[int32](db, `SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = 'obs_slot'`)
+		return oldPID != 0
+	})
 
 	logStart := len(db.Server.Log())
 	if n := proxy.freezeReplication(toServer, toClient); n == 0 { // the streaming one, and the one that created the slot

@@ -192,7 +192,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	t.Fatalf("timed out after %v waiting for %s", timeout, what)
 }
 
-// slotActive reports whether the slot is being streamed.
+// slotActive reports whether the slot is being streamed: held by a walsender that
+// has started replication. A slot is also active, briefly, while the connection
+// that created it holds it; that walsender is still in state "startup".
 func slotActive(db *pgtest.DB, slot string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -202,7 +204,8 @@ func slotActive(db *pgtest.DB, slot string) bool {
 	}
 	defer conn.Close(ctx)
 	var active bool
-	if err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+		WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming'))`, slot).Scan(&active); err != nil {
 		return false
 	}
 	return active
