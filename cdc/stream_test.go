@@ -338,12 +338,12 @@ func (r *rig) invalidate() {
 // the old walsender for wal_sender_timeout) and streams on, losing nothing.
 func TestSilentConnectionTimeout(t *testing.T) {
 	checkLeaks(t)
-	var proxy *silentProxy
+	var proxy *pgtest.Proxy
 	r := newRig(t, rigOptions{
 		dsn: func(dsn string) string {
 			server := fmt.Sprintf("127.0.0.1:%d", pgtest.Shared(t).Port)
-			proxy = startSilentProxy(t, server)
-			return withWalSenderTimeout("3s")(strings.Replace(dsn, server, proxy.addr(), 1))
+			proxy = pgtest.StartProxy(t, server)
+			return withWalSenderTimeout("3s")(strings.Replace(dsn, server, proxy.Addr(), 1))
 		},
 		options: func(o *Options, _ lsn.LSN) { o.ReceiveTimeout = 1500 * time.Millisecond },
 	})
@@ -352,7 +352,7 @@ func TestSilentConnectionTimeout(t *testing.T) {
 	r.insert(1, 1)
 	r.waitEvents(1)
 	pid := r.walsender()
-	if n := proxy.silenceReplication(); n == 0 {
+	if n := proxy.FreezeReplication(true, true); n == 0 {
 		t.Fatal("no replication connection went through the proxy")
 	}
 	r.insert(2, 2)

@@ -1,146 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 )
-
-// pgProxy forwards loopback TCP connections to PostgreSQL. Replication connections
-// (their startup message carries the replication parameter) can be frozen: from
-// then on nothing is forwarded in either direction, and the sockets stay open, as
-// when a network silently drops every packet.
-type pgProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	repl   []*proxied // replication connections seen so far
-	conns  []net.Conn
-}
-
-type proxied struct {
-	mu       sync.Mutex
-	toServer bool // bytes from the client are dropped
-	toClient bool // bytes from the server are dropped
-}
-
-func (c *proxied) freeze(toServer, toClient bool) {
-	c.mu.Lock()
-	c.toServer, c.toClient = toServer, toClient
-	c.mu.Unlock()
-}
-
-// stopped reports whether bytes going to the server (or to the client) are dropped.
-func (c *proxied) stopped(toServer bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if toServer {
-		return c.toServer
-	}
-	return c.toClient
-}
-
-func startProxy(t *testing.T, target string) *pgProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{ln: ln, target: target}
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *pgProxy) serve(client net.Conn) {
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		client.Close()
-		return
-	}
-	pc := &proxied{}
-	p.mu.Lock()
-	p.conns = append(p.conns, client, server)
-	p.mu.Unlock()
-	// The startup message arrives first (sslmode=disable: no SSLRequest before it).
-	buf := make([]byte, 64<<10)
-	n, err := client.Read(buf)
-	if err != nil {
-		client.Close()
-		server.Close()
-		return
-	}
-	if bytes.Contains(buf[:n], []byte("replication\x00database\x00")) {
-		p.mu.Lock()
-		p.repl = append(p.repl, pc)
-		p.mu.Unlock()
-	}
-	if _, err := server.Write(buf[:n]); err != nil {
-		client.Close()
-		server.Close()
-		return
-	}
-	go pump(client, server, pc, false)
-	pump(server, client, pc, true)
-}
-
-// pump copies from src to dst until either fails, then closes dst, as a network
-// passes on the end of a connection. Bytes of a frozen direction are read and
-// dropped, and its end is not passed on.
-func pump(dst net.Conn, src io.Reader, pc *proxied, toServer bool) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			if !pc.stopped(toServer) {
-				dst.Close()
-			}
-			return
-		}
-		if pc.stopped(toServer) {
-			continue
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// freezeReplication freezes every replication connection open now, in the
-// directions given; later ones are forwarded normally. It returns how many it froze.
-func (p *pgProxy) freezeReplication(toServer, toClient bool) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.repl {
-		c.freeze(toServer, toClient)
-	}
-	n := len(p.repl)
-	p.repl = nil
-	return n
-}
 
 // TestReplicationNetworkFaults is reliability test R4 (b, d) through a proxy.
 //
@@ -170,8 +38,8 @@ func TestReplicationNetworkFaults(t *testing.T) {
 func replicationFault(t *testing.T, toServer, toClient bool) string {
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION obs_pub FOR TABLE t`)
-	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", db.Server.Port))
-	dsn := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&options=-c%%20wal_sender_timeout%%3D4s", proxy.ln.Addr(), db.Name)
+	proxy := pgtest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", db.Server.Port))
+	dsn := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&options=-c%%20wal_sender_timeout%%3D4s", proxy.Addr(), db.Name)
 	out := filepath.Join(t.TempDir(), "events.jsonl")
 	cfg := writeConfig(t, fmt.Sprintf(`
 source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s, receive_timeout: 3s,
@@ -196,7 +64,7 @@ observers:
 	})
 
 	logStart := len(db.Server.Log())
-	if n := proxy.freezeReplication(toServer, toClient); n == 0 { // the streaming one, and the one that created the slot
+	if n := proxy.FreezeReplication(toServer, toClient); n == 0 { // the streaming one, and the one that created the slot
 		t.Fatal("no replication connection went through the proxy")
 	}
 	db.Exec(`INSERT INTO t SELECT g FROM generate_series(101, 200) g`)
