@@ -5,6 +5,11 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 20s
+# golangci-lint (v2 config format, .golangci.yml). make lint uses, in order: $(GOLANGCI_LINT)
+# if set, ./bin/golangci-lint, golangci-lint on PATH, $(go env GOPATH)/bin/golangci-lint,
+# provided it is a 2.x release; otherwise it installs this version into ./bin.
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT ?=
 
 .PHONY: build demo test bench fuzz lint clean
 
@@ -27,6 +32,8 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet $(PKGS)
+	@lint="$$(GO='$(GO)' GOLANGCI_LINT='$(GOLANGCI_LINT)' GOLANGCI_LINT_VERSION='$(GOLANGCI_LINT_VERSION)' ./scripts/golangci-lint.sh)" && \
+		echo "$$lint run $(PKGS)" && "$$lint" run $(PKGS)
 	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
 
 clean:

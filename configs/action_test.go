@@ -137,7 +137,7 @@ func TestActionErrorf(t *testing.T) {
 	if got := err.Error(); got != "c.yaml:10:18: action o.hook: url_env: mutually exclusive with url" {
 		t.Fatalf("unexpected error; got %q", got)
 	}
-	if got := a.ErrorfAt("absent", "x").(*Error).Pos; got != a.Pos {
+	if got := a.ErrorfAt("absent", "x").(*Error).Pos; got != a.Pos { //nolint:errorlint // asserts the concrete type ErrorfAt returns
 		t.Fatalf("unexpected position for an absent key; got %v; want %v", got, a.Pos)
 	}
 	if a.TypePos.String() != "c.yaml:7:15" {

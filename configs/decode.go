@@ -152,17 +152,19 @@ func (d *yamlDecoder) decode(n ast.Node, rv reflect.Value, path string) (value, 
 	return v, true
 }
 
-func (d *yamlDecoder) decodeValue(v value, rv reflect.Value, path string) {
+// decodeOwnType decodes the package's own value types (durations, sizes, the replay
+// window, secrets, table names); it returns false when rv is none of them.
+func (d *yamlDecoder) decodeOwnType(v value, rv reflect.Value, path string) bool {
 	switch rv.Type() {
 	case durationType:
 		d.decodeDuration(v, rv, path)
-		return
+		return true
 	case sizeType:
 		d.decodeSize(v, rv, path)
-		return
+		return true
 	case replayWindowType:
 		d.decodeReplayWindow(v, rv, path)
-		return
+		return true
 	case secretType:
 		switch v.kind {
 		case kindString, kindInt, kindFloat, kindBool:
@@ -170,18 +172,26 @@ func (d *yamlDecoder) decodeValue(v value, rv reflect.Value, path string) {
 		default:
 			d.typeError(v, path, "a string")
 		}
-		return
+		return true
 	case tableRefType:
 		if v.kind != kindString {
 			d.typeError(v, path, `a table name ("schema.table" or "table")`)
-			return
+			return true
 		}
 		t, err := parseTableRef(v.str)
 		if err != nil {
 			d.errorf(v.pos, path, "invalid table name %s: %v", v.show(), err)
-			return
+			return true
 		}
 		rv.Set(reflect.ValueOf(t))
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *yamlDecoder) decodeValue(v value, rv reflect.Value, path string) {
+	if d.decodeOwnType(v, rv, path) {
 		return
 	}
 	switch rv.Kind() {

@@ -25,11 +25,11 @@ func parseTableRef(s string) (TableRef, error) {
 		schema, table = "public", s
 	}
 	if err := checkIdentifier(schema); err != nil {
-		return TableRef{}, fmt.Errorf("schema: %v", err)
+		return TableRef{}, fmt.Errorf("schema: %w", err)
 	}
 	if err := checkIdentifier(table); err != nil {
 		if qualified {
-			return TableRef{}, fmt.Errorf("table: %v", err)
+			return TableRef{}, fmt.Errorf("table: %w", err)
 		}
 		return TableRef{}, err
 	}

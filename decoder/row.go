@@ -2,6 +2,7 @@ package decoder
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -85,13 +86,13 @@ func (a *Assembler) build(c *rowChange) (*Event, error) {
 		return nil, c.valueError(id, "", fmt.Errorf("origin name: %w", ErrInvalidUTF8))
 	}
 	if err := a.decodeTuples(c); err != nil {
-		switch err := err.(type) {
-		case *TooLargeError:
-			err.ID, err.LSN, err.Schema, err.Table = id, c.at, c.rel.Namespace, c.rel.Name
-			return nil, err
-		case *ValueError:
-			err.ID, err.LSN, err.Schema, err.Table = id, c.at, c.rel.Namespace, c.rel.Name
-			return nil, err
+		var tl *TooLargeError
+		var ve *ValueError
+		switch {
+		case errors.As(err, &tl):
+			tl.ID, tl.LSN, tl.Schema, tl.Table = id, c.at, c.rel.Namespace, c.rel.Name
+		case errors.As(err, &ve):
+			ve.ID, ve.LSN, ve.Schema, ve.Table = id, c.at, c.rel.Namespace, c.rel.Name
 		}
 		return nil, err
 	}

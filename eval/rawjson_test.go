@@ -3,6 +3,7 @@ package eval
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -110,7 +111,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		v, err := decodeJSON(doc)
-		if valid := json.Valid(doc); (err == nil) != valid && err != errJSONDepth {
+		if valid := json.Valid(doc); (err == nil) != valid && !errors.Is(err, errJSONDepth) {
 			t.Fatalf("%q: decodeJSON error %v; json.Valid %v", doc, err, valid)
 		}
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -150,7 +151,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, o *con
 	var hasPK bool
 	err := conn.QueryRow(ctx, `SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
 FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize()).Scan(&ident, &hasPK)
-	if err == pgx.ErrNoRows || (err == nil && ident == "") {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && ident == "") {
 		return check{name, checkFail, fmt.Sprintf("observer %s watches %s, which does not exist", o.Name, t)}
 	}
 	if err != nil {

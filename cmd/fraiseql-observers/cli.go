@@ -253,7 +253,7 @@ func serviceErr(err error) error {
 	case errors.As(err, &ue):
 		return &codeError{code: exitUnavailable, err: err}
 	case errors.As(err, &ae) && ae.status == http.StatusUnauthorized:
-		return &codeError{code: exitConfig, err: fmt.Errorf("%v (set the variable named by admin.token_env, or --admin-token-env)", err)}
+		return &codeError{code: exitConfig, err: fmt.Errorf("%w (set the variable named by admin.token_env, or --admin-token-env)", err)}
 	case errors.As(err, &ae) && (ae.status == http.StatusBadRequest || ae.body.Code == "replay_too_old" || ae.body.Code == "old_images_unavailable"):
 		return &codeError{code: exitConfig, err: err}
 	}

@@ -227,7 +227,7 @@ func (s *service) condition() (state string, ready error, healthy bool) {
 	}
 	if s.writer != nil {
 		if since, err := s.writer.Failing(); err != nil {
-			return registry.StateStreaming, fmt.Errorf("checkpoints cannot be written (since %s): %v", since.UTC().Format(time.RFC3339), err), false
+			return registry.StateStreaming, fmt.Errorf("checkpoints cannot be written (since %s): %w", since.UTC().Format(time.RFC3339), err), false
 		}
 	}
 	if s.lease != nil {

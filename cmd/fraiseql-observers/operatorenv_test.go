@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -30,8 +31,8 @@ func cliOnly(t *testing.T, vars map[string]string, names []string, args ...strin
 	err := cmd.Run()
 	r := cliResult{stdout: out.String(), stderr: errb.String()}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("run %v: %v", args, err)
 		}
 		r.code = ee.ExitCode()

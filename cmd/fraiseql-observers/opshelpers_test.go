@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,8 +44,8 @@ func cli(t *testing.T, env []string, args ...string) cliResult {
 	err := cmd.Run()
 	r := cliResult{stdout: out.String(), stderr: errb.String()}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("run %v: %v", args, err)
 		}
 		r.code = ee.ExitCode()

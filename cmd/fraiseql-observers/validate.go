@@ -82,7 +82,7 @@ func leaves(err error, out []error) []error {
 		return out
 	}
 	var ce *codeError
-	if errors.As(err, &ce) && ce.err != err {
+	if errors.As(err, &ce) && ce.err != err { //nolint:errorlint // identity check: stop when the code error wraps itself
 		return leaves(ce.err, out)
 	}
 	return append(out, err)

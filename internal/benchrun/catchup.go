@@ -172,7 +172,7 @@ func waitDelivered(ctx context.Context, delivered func() (int, error), want int,
 		}
 		select {
 		case err := <-exited:
-			return n, fmt.Errorf("service exited: %v", err)
+			return n, fmt.Errorf("service exited: %w", err)
 		case <-ctx.Done():
 			return n, ctx.Err()
 		case <-time.After(20 * time.Millisecond):

@@ -80,7 +80,7 @@ func (c *Config) params() (json.RawMessage, error) {
 	case map[string]any:
 		b, err := json.Marshal(p)
 		if err != nil {
-			return nil, sinks.KeyErrorf("params", fmt.Errorf("cannot be written as JSON: %v", err))
+			return nil, sinks.KeyErrorf("params", fmt.Errorf("cannot be written as JSON: %w", err))
 		}
 		return b, nil
 	}

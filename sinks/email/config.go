@@ -291,7 +291,7 @@ func parseAddressList(s string) ([]*mail.Address, error) {
 	}
 	list, err := mail.ParseAddressList(s)
 	if err != nil {
-		return nil, fmt.Errorf("invalid address list: %v", err)
+		return nil, fmt.Errorf("invalid address list: %w", err)
 	}
 	return list, nil
 }

@@ -90,7 +90,7 @@ func (s *Sink) tooLarge(ctx context.Context, adm *kadm.Client, r *kgo.Record, er
 	if lerr != nil {
 		// Without the topic's limit we cannot tell; a retry loop on a record that can
 		// never fit is worse than a dead letter that can be retried by hand.
-		return sinks.Permanent(classTooLarge, fmt.Errorf("produce: %w (topic limit unknown: %v)", err, lerr))
+		return sinks.Permanent(classTooLarge, fmt.Errorf("produce: %w (topic limit unknown: %w)", err, lerr))
 	}
 	if size > limit {
 		return sinks.Permanent(classTooLarge, fmt.Errorf("produce: record of %d bytes over the topic's max.message.bytes (%d): %w", size, limit, err))

@@ -116,7 +116,7 @@ func TestClassify(t *testing.T) {
 	f(natsio.ErrConnectionReconnecting, "connection", true)
 	f(natsio.ErrReconnectBufExceeded, "connection", true)
 	f(io.EOF, "connection", true)
-	if err := Classify(context.Canceled); err != context.Canceled {
+	if err := Classify(context.Canceled); err != context.Canceled { //nolint:errorlint // identity: Classify returns context.Canceled itself, unwrapped
 		t.Fatalf("unexpected classification of context.Canceled; got %v", err)
 	}
 	if Classify(nil) != nil {

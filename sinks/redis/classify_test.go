@@ -57,7 +57,7 @@ func TestClassify(t *testing.T) {
 	f(&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection", true)
 	f(syscall.ECONNRESET, "connection", true)
 
-	if err := Classify(context.Canceled); err != context.Canceled {
+	if err := Classify(context.Canceled); err != context.Canceled { //nolint:errorlint // identity: Classify returns context.Canceled itself, unwrapped
 		t.Fatalf("unexpected classification of context.Canceled; got %v", err)
 	}
 	if Classify(nil) != nil {
