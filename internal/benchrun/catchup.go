@@ -71,7 +71,18 @@ func currentWAL(ctx context.Context, srv *pgtest.Server, db string) (string, err
 // result is one measured run.
 type result struct {
 	dur    time.Duration
-	maxRSS int64 // KiB
+	maxRSS int64         // KiB
+	cpu    time.Duration // user + system CPU of the process
+}
+
+// measured reads the peak RSS and CPU time of a process that has exited.
+func measured(cmd *exec.Cmd, dur time.Duration) result {
+	r := result{dur: dur}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return r
 }
 
 // recvlogical consumes the slot with pg_recvlogical up to endpos, discarding the output.
@@ -89,14 +100,7 @@ func recvlogical(ctx context.Context, srv *pgtest.Server, db, slot, endpos strin
 	if err := cmd.Run(); err != nil {
 		return result{}, fmt.Errorf("pg_recvlogical: %w\n%s", err, out.String())
 	}
-	return result{dur: time.Since(start), maxRSS: maxRSS(cmd)}, nil
-}
-
-func maxRSS(cmd *exec.Cmd) int64 {
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss
-	}
-	return 0
+	return measured(cmd, time.Since(start)), nil
 }
 
 // service runs the binary on the slot with one file action and returns when the file
@@ -155,7 +159,7 @@ func runService(ctx context.Context, bin, dir, cfg string, delivered func() (int
 	if err != nil {
 		return result{}, fmt.Errorf("%w (%d of %d delivered)\n%s", err, n, want, log.String())
 	}
-	return result{dur: dur, maxRSS: maxRSS(cmd)}, nil
+	return measured(cmd, dur), nil
 }
 
 // waitDelivered polls delivered until it reports want.
@@ -216,10 +220,11 @@ func (c *lineCounter) count() (int, error) {
 	return c.lines, nil
 }
 
-// catchUp measures one backlog consumed by pg_recvlogical and by the service.
+// catchUp measures one backlog consumed, in this order, by pg_recvlogical, the plain
+// reader and the service, each from its own slot created before the data.
 func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx int) error {
 	name := fmt.Sprintf("bench_tx%d", perTx)
-	db, err := backlog(ctx, srv, name, rows, perTx, "obs_slot", "recv_slot")
+	db, err := backlog(ctx, srv, name, rows, perTx, "obs_slot", "recv_slot", "plain_slot")
 	if err != nil {
 		return err
 	}
@@ -228,7 +233,11 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx in
 	if err != nil {
 		return err
 	}
-	base, err := recvlogical(ctx, srv, db, "recv_slot", endpos)
+	recv, err := recvlogical(ctx, srv, db, "recv_slot", endpos)
+	if err != nil {
+		return err
+	}
+	plain, err := plainReader(ctx, srv, db, "plain_slot", endpos)
 	if err != nil {
 		return err
 	}
@@ -241,13 +250,18 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx in
 		title = fmt.Sprintf("One transaction of %d rows", rows)
 	}
 	fmt.Printf("## %s\n\n", title)
-	fmt.Println("| consumer | time | events/s | peak RSS |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| consumer (same run, same backlog) | time | events/s | peak RSS | CPU per 1M events |")
+	fmt.Println("|---|---:|---:|---:|---:|")
 	row := func(who string, r result) {
-		fmt.Printf("| %s | %.1f s | %.0f | %d MiB |\n", who, r.dur.Seconds(), float64(rows)/r.dur.Seconds(), r.maxRSS/1024)
+		fmt.Printf("| %s | %.1f s | %.0f | %d MiB | %.1f s |\n", who, r.dur.Seconds(), float64(rows)/r.dur.Seconds(),
+			r.maxRSS/1024, r.cpu.Seconds()*1e6/float64(rows))
 	}
-	row("pg_recvlogical (decode only, output discarded)", base)
-	row("fraiseql-observers → file sink (fsync per batch)", ours)
-	fmt.Printf("\nRatio (fraiseql-observers events/s ÷ pg_recvlogical events/s): **%.2f**\n\n", base.dur.Seconds()/ours.dur.Seconds())
+	row("`pg_recvlogical` (pgoutput, to /dev/null)", recv)
+	row("plain reader (pglogrepl → NDJSON file, no fsync)", plain)
+	row("fraiseql-observers, defaults → file action (fsync)", ours)
+	fmt.Printf("\nRatios of fraiseql-observers: events/s **%.2f×** the plain reader's and **%.2f×** `pg_recvlogical`'s; "+
+		"CPU per event **%.2f×** the plain reader's; peak RSS %d MiB.\n\n",
+		plain.dur.Seconds()/ours.dur.Seconds(), recv.dur.Seconds()/ours.dur.Seconds(),
+		ours.cpu.Seconds()/plain.cpu.Seconds(), ours.maxRSS/1024)
 	return nil
 }

@@ -2,7 +2,9 @@
 // reports every figure as a ratio to a baseline measured in the same run:
 //
 //   - catch-up: a backlog of N rows (transactions of 100 rows) consumed into the file
-//     sink, next to pg_recvlogical consuming the same backlog from its own slot;
+//     sink, next to pg_recvlogical and the plain reader (plain.go: a minimal pglogrepl
+//     loop writing NDJSON to a file, the floor) consuming the same backlog from their
+//     own slots, with events/s, peak RSS, CPU per 1M events and the ratios;
 //   - one transaction of N rows, the same way (peak memory must not grow with it);
 //   - observers: N events through 10 observers to a local HTTP receiver and to file
 //     actions, with match-to-delivery latency percentiles;
@@ -27,7 +29,20 @@ func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
 	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers or snapshot")
+	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
+	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
+	slot := flag.String("slot", "", "plain reader: slot")
+	endpos := flag.String("endpos", "", "plain reader: stop once everything up to this LSN is written")
+	out := flag.String("out", "", "plain reader: output file")
+	status := flag.Duration("status-interval", time.Second, "plain reader: how often it confirms")
 	flag.Parse()
+	if *plain {
+		if err := plainReaderMain(*conninfo, *slot, *endpos, *out, *status); err != nil {
+			fmt.Fprintln(os.Stderr, "plain reader:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*bin, *rows, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+)
+
+// The plain reader is the floor the service is measured against: a minimal pglogrepl
+// loop (pgoutput protocol 1) that writes every row change as one NDJSON line
+// {"lsn","table","op","new":{column: text value}} to a file through a buffered writer,
+// never fsyncs, and confirms the position of each commit it has written every
+// status interval. No matching, no dedup, no row cache, no checkpoints, no retries.
+// It runs as its own process (benchrun -plain-reader ...) so that its peak RSS and
+// CPU are measured like the other consumers'.
+
+// plainReaderMain is the child process: it reads slot from conninfo up to endpos,
+// writing to out, and exits 0 once the file holds everything up to endpos.
+func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) error {
+	end, err := pglogrepl.ParseLSN(endpos)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	conn, err := pgconn.Connect(ctx, conninfo)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 256<<10)
+	err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'pub'"},
+	})
+	if err != nil {
+		return err
+	}
+	rels := map[uint32]*pglogrepl.RelationMessage{}
+	var confirmed, written pglogrepl.LSN // written: end of the last commit in the file
+	next := time.Now().Add(status)
+	line := make([]byte, 0, 1024)
+	sendStatus := func() error {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		confirmed = written
+		next = time.Now().Add(status)
+		return pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed})
+	}
+	for {
+		if written >= end {
+			if err := sendStatus(); err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		if !time.Now().Before(next) {
+			if err := sendStatus(); err != nil {
+				return err
+			}
+		}
+		rctx, cancel := context.WithDeadline(ctx, next)
+		raw, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		msg, ok := raw.(*pgproto3.CopyData)
+		if !ok {
+			if e, ok := raw.(*pgproto3.ErrorResponse); ok {
+				return pgconn.ErrorResponseToPgError(e)
+			}
+			continue
+		}
+		switch msg.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+			if err != nil {
+				return err
+			}
+			if ka.ServerWALEnd >= end && written < ka.ServerWALEnd {
+				// Nothing left to decode up to endpos (its last commit is written).
+				written = max(written, end)
+			}
+			if ka.ReplyRequested {
+				next = time.Now()
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+			if err != nil {
+				return err
+			}
+			lm, err := pglogrepl.Parse(xld.WALData)
+			if err != nil {
+				return err
+			}
+			switch m := lm.(type) {
+			case *pglogrepl.RelationMessage:
+				rels[m.RelationID] = m
+			case *pglogrepl.InsertMessage:
+				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "INSERT", m.Tuple)
+				if _, err := w.Write(line); err != nil {
+					return err
+				}
+			case *pglogrepl.UpdateMessage:
+				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "UPDATE", m.NewTuple)
+				if _, err := w.Write(line); err != nil {
+					return err
+				}
+			case *pglogrepl.DeleteMessage:
+				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "DELETE", m.OldTuple)
+				if _, err := w.Write(line); err != nil {
+					return err
+				}
+			case *pglogrepl.CommitMessage:
+				written = m.TransactionEndLSN
+			}
+		}
+	}
+}
+
+// appendLine appends one NDJSON line: column values as JSON strings (text format).
+func appendLine(b []byte, at pglogrepl.LSN, rel *pglogrepl.RelationMessage, op string, t *pglogrepl.TupleData) []byte {
+	b = append(b, `{"lsn":"`...)
+	b = append(b, at.String()...)
+	b = append(b, `","table":`...)
+	if rel != nil {
+		b = strconv.AppendQuote(b, rel.Namespace+"."+rel.RelationName)
+	} else {
+		b = append(b, `""`...)
+	}
+	b = append(b, `,"op":"`...)
+	b = append(b, op...)
+	b = append(b, `","new":{`...)
+	if t != nil && rel != nil {
+		for i, c := range t.Columns {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if i < len(rel.Columns) {
+				b = strconv.AppendQuote(b, rel.Columns[i].Name)
+			} else {
+				b = append(b, `"?"`...)
+			}
+			b = append(b, ':')
+			switch c.DataType {
+			case 't':
+				b = strconv.AppendQuote(b, string(c.Data))
+			default:
+				b = append(b, "null"...)
+			}
+		}
+	}
+	return append(b, "}}\n"...)
+}
+
+// plainReader runs the plain reader as a child process of this binary on slot up to
+// endpos and returns once it has written everything up to there.
+func plainReader(ctx context.Context, srv *pgtest.Server, db, slot, endpos string) (result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	dir, err := os.MkdirTemp("", "benchrun-plain")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s replication=database", srv.Port, db)
+	cmd := exec.CommandContext(ctx, self, "-plain-reader", "-conninfo", conninfo, "-slot", slot,
+		"-endpos", endpos, "-out", dir+"/events.jsonl")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("plain reader: %w\n%s", err, out.String())
+	}
+	return measured(cmd, time.Since(start)), nil
+}
