@@ -43,6 +43,7 @@ type runner struct {
 	batch BatchSink
 	wm    *lsn.Watermark[lsn.Position]
 	m     *actionMetrics
+	dd    *actionDedup // nil: deduplication off
 
 	mu     sync.Mutex
 	keys   map[string]*keyQueue
@@ -71,6 +72,9 @@ func newRunner(p *Pipeline, a *Action, set *metrics.Set) *runner {
 		timers: map[*keyQueue]*time.Timer{},
 		wake:   make(chan struct{}, a.Concurrency),
 		m:      newActionMetrics(set, a),
+	}
+	if p.opts.Dedup != nil {
+		r.dd = p.opts.Dedup.action(a.ID)
 	}
 	if bs, ok := a.Sink.(BatchSink); ok && a.BatchSize > 1 {
 		r.batch = bs
@@ -217,7 +221,7 @@ func (r *runner) work(ctx context.Context) {
 				r.park(ctx, kq, e)
 				continue
 			}
-			if r.p.opts.Dedup != nil && !r.replaying(e.it.ev) && (r.settledInQueue(kq, e) || r.p.opts.Dedup.Seen(r.a.ID, e.it.ev.ID)) {
+			if r.dd != nil && !r.replaying(e.it.ev) && (r.settledInQueue(kq, e) || r.dd.seen(e.it.ev.ID, e.it.ev.Op == decoder.OpRead)) {
 				r.m.dedupCache.Inc()
 				r.p.debug.setAction(e.dbg, statusDuplicate, e.attempts, nil, 0)
 				r.settle(kq, e)
@@ -254,9 +258,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 	if err == nil {
 		r.m.executed.Inc()
 		r.m.latency.UpdateDuration(e.it.start) // match to delivery, retries included
-		if r.p.opts.Dedup != nil {
-			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
-		}
+		r.remember(e)
 		r.p.debug.setAction(e.dbg, statusDelivered, e.attempts, nil, time.Since(e.first))
 		r.settle(kq, e)
 		return
@@ -288,9 +290,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		}
 		ev.Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Str("table", e.it.ev.Schema+"."+e.it.ev.Table).
 			Int("attempts", e.attempts).Err(err).Msg("action failed for good; event dropped by on_failure policy")
-		if r.p.opts.Dedup != nil {
-			r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
-		}
+		r.remember(e)
 		r.p.debug.setAction(e.dbg, statusDropped, e.attempts, err, time.Since(e.first))
 		r.settle(kq, e)
 	}
@@ -316,11 +316,16 @@ func (r *runner) park(ctx context.Context, kq *keyQueue, e *entry) {
 		return
 	}
 	r.m.dlq.Inc()
-	if r.p.opts.Dedup != nil {
-		r.p.opts.Dedup.Add(r.a.ID, e.it.ev.ID)
-	}
+	r.remember(e)
 	r.p.debug.setAction(e.dbg, statusDLQ, e.attempts, e.lastErr, time.Since(e.first))
 	r.settle(kq, e)
+}
+
+// remember records in the dedup state that the action settled e's event.
+func (r *runner) remember(e *entry) {
+	if r.dd != nil {
+		r.dd.add(e.it.ev.ID, e.it.ev.Op == decoder.OpRead, r.wm.Acked)
+	}
 }
 
 // retryLater makes kq ready again after d.
