@@ -117,6 +117,19 @@ func newIndex(observers []*Observer) *index {
 	return ix
 }
 
+// needsImages reports whether an observer can fire on an UPDATE or DELETE of the
+// table: only such events are completed from the row cache (old image, unchanged
+// TOAST columns), so only such tables need their rows cached.
+func (ix *index) needsImages(schema, table string) bool {
+	e := ix.byTable[tableKey{schema, table}]
+	for _, op := range []decoder.Op{decoder.OpUpdate, decoder.OpDelete} {
+		if len(e[op]) > 0 || len(ix.wildcard[op]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // lookup appends to dst the observers registered for the event's table and operation
 // and returns it. Messages are matched by prefix, not by table.
 func (ix *index) lookup(dst []*Observer, ev *decoder.Event) []*Observer {

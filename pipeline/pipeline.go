@@ -77,6 +77,8 @@ type Pipeline struct {
 
 	lastID   lsn.Position // router only: highest event id routed
 	cachePos lsn.Position // router only: id of the last event the row cache saw
+	// cachedRels says, per relation, whether the row cache keeps its rows (router only).
+	cachedRels map[*decoder.Relation]bool
 
 	targets sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
 }
@@ -253,7 +255,7 @@ func (p *Pipeline) route(ctx context.Context) {
 			for i, ev := range b.evs {
 				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
 				// Snapshot rows (READ) bypass the row cache: their ids are not in stream order.
-				if rc := p.opts.RowCache; rc != nil && ev.Op != decoder.OpRead {
+				if rc := p.opts.RowCache; rc != nil && ev.Op != decoder.OpRead && p.cached(ev) {
 					if p.cachePos != (lsn.Position{}) && ev.ID.Compare(p.cachePos) <= 0 {
 						rc.reset() // a replay: the cache holds images from later in the stream
 					}
@@ -272,6 +274,26 @@ func (p *Pipeline) route(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// cached reports whether the row cache sees the event: TRUNCATEs always, row changes
+// of tables that need images — an observer fires on their UPDATEs or DELETEs and the
+// table's replica identity is not FULL (PostgreSQL then sends the whole old row, and
+// the cache would never be consulted). Other tables cost the cache nothing.
+func (p *Pipeline) cached(ev *decoder.Event) bool {
+	rel := ev.Relation
+	if ev.Op == decoder.OpTruncate || rel == nil {
+		return ev.Op == decoder.OpTruncate
+	}
+	need, ok := p.cachedRels[rel]
+	if !ok {
+		need = rel.ReplicaIdentity != decoder.IdentityFull && p.ix.needsImages(ev.Schema, ev.Table)
+		if p.cachedRels == nil || len(p.cachedRels) > 4096 {
+			p.cachedRels = map[*decoder.Relation]bool{} // relations replaced by newer ones
+		}
+		p.cachedRels[rel] = need
+	}
+	return need
 }
 
 // dispatch matches one event and enqueues it for every matching action, recording the

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
@@ -110,6 +111,44 @@ func TestRowCacheTruncateAndRelationChange(t *testing.T) {
 	}
 }
 
+// TestRowCacheOnlyWhereNeeded checks that the cache keeps rows only of tables with an
+// observer of their UPDATEs or DELETEs whose replica identity is not FULL.
+func TestRowCacheOnlyWhereNeeded(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	rec := newRecorder()
+	ins := observer(rec, 1, RetryPolicy{}, FailureLog)
+	ins.Table, ins.Ops = "orders", []decoder.Op{decoder.OpInsert, decoder.OpUpdate}
+	ins.Actions[0].ID = "ins.0"
+	h := start(t, Options{RowCache: rc, Observers: []*Observer{ins}})
+	full := &decoder.Relation{ID: 43, Namespace: "public", Name: "orders", ReplicaIdentity: decoder.IdentityFull, Names: relOrders.Names}
+	var evs []*decoder.Event
+	for i := 1; i <= 10; i++ {
+		ord := uint32(3 * i)
+		evs = append(evs, rowEvent(decoder.OpInsert, ord, strconv.Itoa(i), `"a"`, `{}`)) // orders: cached
+		other := rowEvent(decoder.OpInsert, ord+1, strconv.Itoa(i), `"a"`, `{}`)
+		other.Table = "lines" // no observer of its UPDATEs or DELETEs
+		other.RelationID, other.Relation = 44, &decoder.Relation{ID: 44, Namespace: "public", Name: "lines", ReplicaIdentity: 'd', Names: relOrders.Names}
+		evs = append(evs, other)
+		f := rowEvent(decoder.OpInsert, ord+2, strconv.Itoa(100+i), `"a"`, `{}`)
+		f.Relation = full // the same table after ALTER TABLE ... REPLICA IDENTITY FULL
+		evs = append(evs, f)
+	}
+	tickets := make([]lsn.Ticket, len(evs))
+	for i, ev := range evs {
+		tickets[i] = h.wm.Dispatch(ev.ID.Commit)
+	}
+	h.p.Push(evs, tickets)
+	h.waitAcked(100)
+	rc.c.Wait()
+	if n := rc.Stats().Entries; n != 10 {
+		t.Fatalf("row cache holds %d rows; want the 10 of orders (REPLICA IDENTITY DEFAULT)", n)
+	}
+}
+
 func TestRowCacheResetOnReplay(t *testing.T) {
 	rc, err := NewRowCache(1<<20, nil)
 	if err != nil {
@@ -117,7 +156,9 @@ func TestRowCacheResetOnReplay(t *testing.T) {
 	}
 	t.Cleanup(rc.Close) // after the pipeline stops (cleanups run last-in first-out)
 	rec := newRecorder()
-	h := start(t, Options{RowCache: rc, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
+	o := observer(rec, 1, RetryPolicy{}, FailureLog)
+	o.Table = "orders" // an observer of the table's UPDATEs: the cache keeps its rows
+	h := start(t, Options{RowCache: rc, Observers: []*Observer{o}})
 	push := func(evs ...*decoder.Event) {
 		tickets := make([]lsn.Ticket, len(evs))
 		for i, ev := range evs {
