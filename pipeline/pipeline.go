@@ -48,7 +48,7 @@ type Options struct {
 	// ListenerID labels the stage metrics (observer_events_processed_total{listener_id}).
 	ListenerID string
 	// MaxInFlightBytes bounds the memory of events between Push and settlement
-	// (default 64 MiB).
+	// (default 16 MiB).
 	MaxInFlightBytes int64
 	Logger           zerolog.Logger
 	// Metrics receives the pipeline's metrics; nil uses a private set.
@@ -104,7 +104,7 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, errors.New("pipeline: Acker is required")
 	}
 	if opts.MaxInFlightBytes <= 0 {
-		opts.MaxInFlightBytes = 64 << 20
+		opts.MaxInFlightBytes = 16 << 20
 	}
 	set := opts.Metrics
 	if set == nil {

@@ -43,7 +43,7 @@ type cachedRow struct {
 // NewRowCache returns a cache holding about maxBytes of row images.
 func NewRowCache(maxBytes int64, set *metrics.Set) (*RowCache, error) {
 	if maxBytes <= 0 {
-		maxBytes = 64 << 20
+		maxBytes = 16 << 20
 	}
 	c, err := ristretto.NewCache(&ristretto.Config[string, *cachedRow]{
 		NumCounters: max(maxBytes/100, 10_000), // about ten counters per expected entry
