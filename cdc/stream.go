@@ -121,6 +121,15 @@ type streamState struct {
 func (st *streamState) run(ctx context.Context) error {
 	s := st.s
 	st.nextStatus = time.Now()
+	// Reads wait with a deadline on the connection, not a context per ReceiveMessage
+	// (pgconn watches each cancellable context with a goroutine of its own); one watcher
+	// for the whole stream ends a read in progress when ctx is cancelled.
+	nc := st.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+	defer func() {
+		stop()
+		nc.SetReadDeadline(time.Time{})
+	}()
 	for {
 		if ctx.Err() != nil {
 			return st.finish(ctx)
@@ -152,9 +161,13 @@ func (st *streamState) run(ctx context.Context) error {
 		}
 		// Wake up at least every 250ms to notice rewind requests.
 		began := time.Now()
-		rctx, cancel := context.WithDeadline(ctx, minTime(st.nextStatus, began.Add(250*time.Millisecond)))
-		msg, err := st.conn.ReceiveMessage(rctx)
-		cancel()
+		if err := nc.SetReadDeadline(minTime(st.nextStatus, began.Add(250*time.Millisecond))); err != nil {
+			return walsenderErr("receive", err)
+		}
+		if ctx.Err() != nil { // cancelled before the deadline was set: AfterFunc's is lost
+			return st.finish(ctx)
+		}
+		msg, err := st.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return st.finish(ctx)
