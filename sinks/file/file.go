@@ -246,7 +246,7 @@ func (s *Sink) write(evs []*decoder.Event) (int, error) {
 	}
 	s.buf = s.buf[:0]
 	for _, ev := range evs {
-		s.buf = append(s.buf, ev.JSON()...)
+		s.buf = ev.AppendJSON(s.buf) // straight into the write buffer: no copy kept per event
 		s.buf = append(s.buf, '\n')
 	}
 	n, err := s.w.Write(s.buf)
