@@ -44,6 +44,8 @@ type runner struct {
 	wm    *lsn.Watermark[lsn.Position]
 	m     *actionMetrics
 	dd    *actionDedup // nil: deduplication off
+	// keyBuf is the router's scratch buffer for partition keys.
+	keyBuf []byte
 
 	mu     sync.Mutex
 	keys   map[string]*keyQueue
@@ -106,18 +108,18 @@ func (r *runner) skip(ev *decoder.Event) bool {
 	return false
 }
 
-// partitionKey returns the key whose events must be delivered in order: the table and
-// the row's replica identity key; events without a key are ordered per table (or per
-// message prefix).
-func (r *runner) partitionKey(ev *decoder.Event) string {
+// partitionKey appends to b the key whose events must be delivered in order: the
+// table and the row's replica identity key; events without a key are ordered per table
+// (or per message prefix).
+func (r *runner) partitionKey(b []byte, ev *decoder.Event) []byte {
 	if r.a.Ordered {
-		return ""
+		return b
 	}
 	switch {
 	case ev.Op == decoder.OpMessage && ev.Message != nil:
-		return "\x00msg\x00" + ev.Message.Prefix
+		b = append(b, "\x00msg\x00"...)
+		return append(b, ev.Message.Prefix...)
 	case ev.Key != nil && ev.Key.Len() > 0:
-		b := make([]byte, 0, len(ev.Schema)+len(ev.Table)+32)
 		b = append(b, ev.Schema...)
 		b = append(b, '.')
 		b = append(b, ev.Table...)
@@ -126,19 +128,21 @@ func (r *runner) partitionKey(ev *decoder.Event) string {
 			b = append(b, v...)
 			b = append(b, 0)
 		}
-		return string(b)
+		return b
 	}
-	return ev.Schema + "." + ev.Table
+	b = append(b, ev.Schema...)
+	b = append(b, '.')
+	return append(b, ev.Table...)
 }
 
 // enqueue appends the item to its key queue. Called by the router in stream order.
 func (r *runner) enqueue(it *item, dbg *DebugAction) {
-	key := r.partitionKey(it.ev)
+	r.keyBuf = r.partitionKey(r.keyBuf[:0], it.ev)
 	r.mu.Lock()
-	kq := r.keys[key]
+	kq := r.keys[string(r.keyBuf)] // no allocation for the lookup
 	if kq == nil {
-		kq = &keyQueue{key: key}
-		r.keys[key] = kq
+		kq = &keyQueue{key: string(r.keyBuf)}
+		r.keys[kq.key] = kq
 	}
 	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg})
 	if !kq.scheduled {
