@@ -43,38 +43,21 @@ func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) e
 		return err
 	}
 	defer f.Close()
-	w := bufio.NewWriterSize(f, 256<<10)
 	err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names 'pub'"},
 	})
 	if err != nil {
 		return err
 	}
-	rels := map[uint32]*pglogrepl.RelationMessage{}
-	var confirmed, written pglogrepl.LSN // written: end of the last commit in the file
-	next := time.Now().Add(status)
-	line := make([]byte, 0, 1024)
-	sendStatus := func() error {
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		confirmed = written
-		next = time.Now().Add(status)
-		return pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed})
-	}
-	for {
-		if written >= end {
-			if err := sendStatus(); err != nil {
-				return err
-			}
-			return f.Close()
-		}
-		if !time.Now().Before(next) {
-			if err := sendStatus(); err != nil {
+	r := &plain{conn: conn, w: bufio.NewWriterSize(f, 256<<10), end: end, status: status,
+		rels: map[uint32]*pglogrepl.RelationMessage{}, next: time.Now().Add(status)}
+	for r.written < end {
+		if !time.Now().Before(r.next) {
+			if err := r.sendStatus(ctx); err != nil {
 				return err
 			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
+		rctx, cancel := context.WithDeadline(ctx, r.next)
 		raw, err := conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
@@ -83,58 +66,95 @@ func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) e
 			}
 			return fmt.Errorf("receive: %w", err)
 		}
-		msg, ok := raw.(*pgproto3.CopyData)
-		if !ok {
-			if e, ok := raw.(*pgproto3.ErrorResponse); ok {
-				return pgconn.ErrorResponseToPgError(e)
-			}
-			continue
-		}
-		switch msg.Data[0] {
-		case pglogrepl.PrimaryKeepaliveMessageByteID:
-			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
-			if err != nil {
-				return err
-			}
-			if ka.ServerWALEnd >= end && written < ka.ServerWALEnd {
-				// Nothing left to decode up to endpos (its last commit is written).
-				written = max(written, end)
-			}
-			if ka.ReplyRequested {
-				next = time.Now()
-			}
-		case pglogrepl.XLogDataByteID:
-			xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
-			if err != nil {
-				return err
-			}
-			lm, err := pglogrepl.Parse(xld.WALData)
-			if err != nil {
-				return err
-			}
-			switch m := lm.(type) {
-			case *pglogrepl.RelationMessage:
-				rels[m.RelationID] = m
-			case *pglogrepl.InsertMessage:
-				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "INSERT", m.Tuple)
-				if _, err := w.Write(line); err != nil {
-					return err
-				}
-			case *pglogrepl.UpdateMessage:
-				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "UPDATE", m.NewTuple)
-				if _, err := w.Write(line); err != nil {
-					return err
-				}
-			case *pglogrepl.DeleteMessage:
-				line = appendLine(line[:0], xld.WALStart, rels[m.RelationID], "DELETE", m.OldTuple)
-				if _, err := w.Write(line); err != nil {
-					return err
-				}
-			case *pglogrepl.CommitMessage:
-				written = m.TransactionEndLSN
-			}
+		if err := r.handle(raw); err != nil {
+			return err
 		}
 	}
+	if err := r.sendStatus(ctx); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// plain is the plain reader's state.
+type plain struct {
+	conn    *pgconn.PgConn
+	w       *bufio.Writer
+	end     pglogrepl.LSN
+	status  time.Duration
+	next    time.Time // next status update
+	rels    map[uint32]*pglogrepl.RelationMessage
+	written pglogrepl.LSN // end of the last commit in the file
+	line    []byte
+}
+
+// sendStatus flushes the file and confirms what it holds.
+func (r *plain) sendStatus(ctx context.Context) error {
+	if err := r.w.Flush(); err != nil {
+		return err
+	}
+	r.next = time.Now().Add(r.status)
+	return pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: r.written})
+}
+
+func (r *plain) handle(raw pgproto3.BackendMessage) error {
+	msg, ok := raw.(*pgproto3.CopyData)
+	if !ok {
+		if e, ok := raw.(*pgproto3.ErrorResponse); ok {
+			return pgconn.ErrorResponseToPgError(e)
+		}
+		return nil
+	}
+	switch msg.Data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+		if err != nil {
+			return err
+		}
+		if ka.ServerWALEnd >= r.end && r.written < ka.ServerWALEnd {
+			// Nothing left to decode up to endpos (its last commit is written).
+			r.written = max(r.written, r.end)
+		}
+		if ka.ReplyRequested {
+			r.next = time.Now()
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+		if err != nil {
+			return err
+		}
+		lm, err := pglogrepl.Parse(xld.WALData)
+		if err != nil {
+			return err
+		}
+		return r.change(xld.WALStart, lm)
+	}
+	return nil
+}
+
+func (r *plain) change(at pglogrepl.LSN, lm pglogrepl.Message) error {
+	var op string
+	var rel uint32
+	var t *pglogrepl.TupleData
+	switch m := lm.(type) {
+	case *pglogrepl.RelationMessage:
+		r.rels[m.RelationID] = m
+		return nil
+	case *pglogrepl.InsertMessage:
+		op, rel, t = "INSERT", m.RelationID, m.Tuple
+	case *pglogrepl.UpdateMessage:
+		op, rel, t = "UPDATE", m.RelationID, m.NewTuple
+	case *pglogrepl.DeleteMessage:
+		op, rel, t = "DELETE", m.RelationID, m.OldTuple
+	case *pglogrepl.CommitMessage:
+		r.written = m.TransactionEndLSN
+		return nil
+	default:
+		return nil
+	}
+	r.line = appendLine(r.line[:0], at, r.rels[rel], op, t)
+	_, err := r.w.Write(r.line)
+	return err
 }
 
 // appendLine appends one NDJSON line: column values as JSON strings (text format).
