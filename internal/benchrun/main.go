@@ -9,7 +9,8 @@
 //   - observers: N events through 10 observers to a local HTTP receiver and to file
 //     actions, with match-to-delivery latency percentiles;
 //   - snapshot: a backfill of an N-row table into the file sink, next to COPY ... TO
-//     STDOUT of the same table (the read limit).
+//     STDOUT of the same table (the read limit);
+//   - idle: the service on a table nobody writes to, its CPU and RSS over a minute.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
 // Usage: go run ./internal/benchrun -bin bin/fraiseql-observers [-rows 1000000]
@@ -28,7 +29,8 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
-	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers or snapshot")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers, snapshot or idle")
+	idleFor := flag.Duration("idle", time.Minute, "how long the idle scenario watches the service")
 	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
 	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
 	slot := flag.String("slot", "", "plain reader: slot")
@@ -43,13 +45,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bin, *rows, *only); err != nil {
+	if err := run(*bin, *rows, *only, *idleFor); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, rows int, only string) error {
+func run(bin string, rows int, only string, idleFor time.Duration) error {
 	srv, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
 		"max_wal_size":                        "4GB",
 		"checkpoint_timeout":                  "30min",
@@ -95,6 +97,11 @@ func run(bin string, rows int, only string) error {
 	if only == "" || only == "snapshot" {
 		if err := snapshotBench(ctx, srv, bin, rows); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	if only == "" || only == "idle" {
+		if err := idle(ctx, srv, bin, idleFor); err != nil {
+			return fmt.Errorf("idle: %w", err)
 		}
 	}
 	return nil
