@@ -234,7 +234,7 @@ func Default() *Config {
 			StatusInterval: 10 * time.Second,
 			ConnectTimeout: 10 * time.Second,
 			Reconnect:      Reconnect{InitialDelay: time.Second, MaxDelay: 60 * time.Second},
-			MaxEventBytes:  16 << 20,
+			MaxEventBytes:  64 << 20,
 		},
 		State:               State{Schema: "public"},
 		Checkpoints:         Checkpoints{Enabled: true, Interval: time.Second},

@@ -96,6 +96,12 @@ func (d *yamlDecoder) where(ptr any, fallback Pos) Pos {
 	return fallback
 }
 
+// written reports whether the configuration file sets the field ptr points to.
+func (d *yamlDecoder) written(ptr any) bool {
+	_, ok := d.pos[ptr]
+	return ok
+}
+
 // conflict returns the conflict of the field ptr points to (given both as key
 // and key_env), or nil.
 func (d *yamlDecoder) conflict(ptr any) *conflict {

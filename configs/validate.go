@@ -56,7 +56,10 @@ func (l *loader) validate() {
 	p := &c.Pipeline
 	if p.MaxInFlightBytes <= 0 {
 		l.errorf(at(&p.MaxInFlightBytes, "pipeline"), "pipeline.max_in_flight_bytes: must be positive, got %d", p.MaxInFlightBytes)
-	} else if c.Source.MaxEventBytes > p.MaxInFlightBytes {
+	} else if c.Source.MaxEventBytes > p.MaxInFlightBytes && (l.d.written(&p.MaxInFlightBytes) || l.d.written(&c.Source.MaxEventBytes)) {
+		// The defaults are such a pair on purpose (a 16 MiB budget keeps the process
+		// small; a rare larger row is admitted alone): only a pair the operator wrote
+		// is worth a warning.
 		l.warnf(at(&p.MaxInFlightBytes, "pipeline"), "pipeline.max_in_flight_bytes (%s) is smaller than source.max_event_bytes (%s): an event that large runs alone", p.MaxInFlightBytes, c.Source.MaxEventBytes)
 	}
 	if p.BatchSize < 1 || p.BatchSize > 100_000 {
