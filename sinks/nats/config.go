@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -85,35 +84,8 @@ func (c *Config) Defaults() {
 // at the files it names; it changes nothing, and zero values pass as their
 // defaults. Its errors never quote a secret or the URL.
 func (c *Config) Validate() error {
-	if !c.URL.IsSet() {
-		return keyErr("url", errors.New("url or url_env is required"))
-	}
-	for key, path := range map[string]string{"creds_file": c.CredsFile, "ca_file": c.CAFile} {
-		if path == "" {
-			continue
-		}
-		if _, err := os.Stat(path); err != nil {
-			return keyErr(key, err)
-		}
-	}
-	if c.URL.Known() {
-		for _, u := range strings.Split(c.URL.Value(), ",") {
-			if err := checkURL(strings.TrimSpace(u)); err != nil {
-				return keyErr("url", err)
-			}
-		}
-	}
-	methods := 0
-	for _, set := range []bool{c.CredsFile != "", c.NKeySeed.IsSet(), c.User.IsSet() || c.Password.IsSet(), c.Token.IsSet()} {
-		if set {
-			methods++
-		}
-	}
-	if methods > 1 {
-		return keyErr("creds_file", errors.New("use one way to authenticate: creds_file, nkey_seed_env, user_env with password_env, or token_env"))
-	}
-	if c.User.IsSet() != c.Password.IsSet() {
-		return keyErr("user_env", errors.New("user_env and password_env go together"))
+	if err := c.Connection().Check(); err != nil {
+		return err
 	}
 	if c.Subject == "" {
 		return keyErr("subject", errors.New("is required"))
@@ -133,8 +105,6 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Timeout < 0:
 		return keyErr("timeout", errors.New("must not be negative"))
-	case c.DialTimeout < 0:
-		return keyErr("dial_timeout", errors.New("must not be negative"))
 	}
 	return c.Batch.Check()
 }

@@ -10,10 +10,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	natsio "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
-	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -47,11 +45,6 @@ func New(ctx context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	for key, sec := range map[string]configs.Secret{"url": cfg.URL, "user_env": cfg.User, "password_env": cfg.Password, "token_env": cfg.Token, "nkey_seed_env": cfg.NKeySeed} {
-		if !sec.Known() {
-			return nil, keyErr(key, errors.New("unknown: its environment variable is not set"))
-		}
-	}
 	t, err := deps.Templates.Compile(cfg.Subject, eval.EscapeNone)
 	if err != nil {
 		return nil, keyErr("subject", err)
@@ -59,13 +52,9 @@ func New(ctx context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+cfg.Timeout+time.Second)
 	defer cancel()
 	log := deps.Logger
-	opts, err := connectOptions(cfg, log)
+	nc, err := cfg.Connection().Dial(log)
 	if err != nil {
 		return nil, err
-	}
-	nc, err := natsio.Connect(cfg.URL.Value(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.Timeout),
 		jetstream.WithPublishAsyncMaxPending(MaxPending), jetstream.WithDefaultTimeout(cfg.Timeout))
@@ -82,44 +71,6 @@ func New(ctx context.Context, cfg Config, deps sinks.Deps) (*Sink, error) {
 		}
 	}
 	return s, nil
-}
-
-func connectOptions(cfg Config, log zerolog.Logger) ([]natsio.Option, error) {
-	opts := []natsio.Option{
-		natsio.Name("fraiseql-observers"),
-		natsio.Timeout(cfg.DialTimeout),
-		natsio.MaxReconnects(-1),
-		natsio.ReconnectWait(500 * time.Millisecond),
-		natsio.DisconnectErrHandler(func(_ *natsio.Conn, err error) {
-			log.Warn().Err(err).Msg("nats disconnected")
-		}),
-		natsio.ReconnectHandler(func(*natsio.Conn) { log.Info().Msg("nats reconnected") }),
-		natsio.ErrorHandler(func(_ *natsio.Conn, _ *natsio.Subscription, err error) {
-			log.Warn().Err(err).Msg("nats asynchronous error")
-		}),
-	}
-	if cfg.CAFile != "" {
-		opts = append(opts, natsio.RootCAs(cfg.CAFile))
-	}
-	switch {
-	case cfg.CredsFile != "":
-		opts = append(opts, natsio.UserCredentials(cfg.CredsFile))
-	case cfg.NKeySeed.IsSet():
-		kp, err := nkeys.FromSeed([]byte(cfg.NKeySeed.Value()))
-		if err != nil {
-			return nil, keyErr("nkey_seed_env", errors.New("not a valid nkey seed"))
-		}
-		pub, err := kp.PublicKey()
-		if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-			return nil, keyErr("nkey_seed_env", errors.New("not a user nkey seed (SU...)"))
-		}
-		opts = append(opts, natsio.Nkey(pub, kp.Sign))
-	case cfg.User.IsSet():
-		opts = append(opts, natsio.UserInfo(cfg.User.Value(), cfg.Password.Value()))
-	case cfg.Token.IsSet():
-		opts = append(opts, natsio.Token(cfg.Token.Value()))
-	}
-	return opts, nil
 }
 
 // checkStream checks that the configured stream exists and, for a subject without
