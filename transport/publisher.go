@@ -1,0 +1,389 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	natsio "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+)
+
+// Acker receives the dispatch ticket of each event once JetStream has stored it: the
+// replication session's watermark, which then confirms the slot up to it.
+type Acker interface {
+	Ack(t lsn.Ticket) bool
+}
+
+// PublisherOptions configures a Publisher.
+type PublisherOptions struct {
+	// Acker receives each event's ticket once JetStream acknowledged it (required).
+	Acker  Acker
+	Logger zerolog.Logger
+	// Metrics receives the publisher's metrics; nil uses a private set.
+	Metrics *metrics.Set
+}
+
+// Publisher is the reader side of the transport: it takes the events of the
+// replication session (it is a cdc.Consumer: Push, Full, Ready) and publishes each
+// to <prefix>.<partition> with Nats-Msg-Id set to the event id, asynchronously,
+// with at most max_pending events pushed and not yet acknowledged by JetStream.
+// Each event's ticket goes to the Acker only once JetStream acknowledged it, so the
+// slot is never confirmed past an event JetStream does not hold.
+//
+// Order: every publish but the first after a start or a failure carries
+// Nats-Expected-Last-Msg-Id, the previous event's id, so JetStream refuses to store
+// an event whose predecessor it did not store; the stream therefore holds the events
+// in commit order without gaps, whatever fails. After a failure the publisher
+// waits for every outstanding publish, then publishes again from the oldest event
+// not acknowledged, one at a time and without the header while JetStream answers
+// "duplicate" (it stored them before the failure), pipelined again from the first
+// new one.
+//
+// Push, Full, Ready, Acked and Available are safe for concurrent use with Run.
+type Publisher struct {
+	c    *Client
+	opts PublisherOptions
+	log  zerolog.Logger
+
+	mu      sync.Mutex
+	queue   []entry // pushed, not yet published, in stream order
+	count   int     // pushed and not yet acknowledged by JetStream
+	inReady chan struct{}
+	ready   chan struct{}
+
+	wm        *lsn.Watermark[lsn.Position]
+	available atomic.Bool
+
+	m publisherMetrics
+}
+
+type entry struct {
+	ev     *decoder.Event
+	ticket lsn.Ticket // the session's
+	own    lsn.Ticket // in wm
+	sent   time.Time
+	fut    jetstream.PubAckFuture
+}
+
+type publisherMetrics struct {
+	latency    *metrics.Histogram
+	published  *metrics.Counter
+	duplicates *metrics.Counter
+	failures   *metrics.Counter
+	resyncs    *metrics.Counter
+}
+
+// NewPublisher returns a Publisher on c; it starts no goroutine.
+func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
+	if opts.Acker == nil {
+		return nil, errors.New("transport: Acker is required")
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	p := &Publisher{c: c, opts: opts, log: opts.Logger, inReady: make(chan struct{}, 1), ready: make(chan struct{}, 1),
+		wm: lsn.NewWatermark(lsn.Position.Compare)}
+	p.m = publisherMetrics{
+		latency:    set.GetOrCreateHistogram(`observer_transport_publish_duration_seconds`),
+		published:  set.GetOrCreateCounter(`observer_transport_published_total`),
+		duplicates: set.GetOrCreateCounter(`observer_transport_publish_duplicates_total`),
+		failures:   set.GetOrCreateCounter(`observer_transport_publish_failures_total`),
+		resyncs:    set.GetOrCreateCounter(`observer_transport_publish_resyncs_total`),
+	}
+	set.GetOrCreateGauge(`observer_transport_publish_pending`, func() float64 { return float64(p.Outstanding()) })
+	set.GetOrCreateGauge(`observer_transport_available`, func() float64 {
+		if p.Available() {
+			return 1
+		}
+		return 0
+	})
+	return p, nil
+}
+
+// Push hands events over with their dispatch tickets (tickets[i] for evs[i]); it
+// never blocks. The publisher owns both slices and the events from then on.
+func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
+	if len(evs) != len(tickets) {
+		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
+	}
+	p.mu.Lock()
+	for i, ev := range evs {
+		p.queue = append(p.queue, entry{ev: ev, ticket: tickets[i], own: p.wm.Dispatch(ev.ID)})
+	}
+	p.count += len(evs)
+	p.mu.Unlock()
+	select {
+	case p.inReady <- struct{}{}:
+	default:
+	}
+}
+
+// Full reports whether max_pending events wait for JetStream; the replication
+// session stops reading while it does (and goes on sending status updates).
+func (p *Publisher) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count >= p.c.cfg.MaxPending
+}
+
+// Ready returns a channel that receives after Full turned false.
+func (p *Publisher) Ready() <-chan struct{} { return p.ready }
+
+// Outstanding returns the events pushed and not yet acknowledged by JetStream.
+func (p *Publisher) Outstanding() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count
+}
+
+// Acked returns the highest event id at or below which JetStream has acknowledged
+// every event pushed, and false before the first acknowledgement.
+func (p *Publisher) Acked() (lsn.Position, bool) { return p.wm.Acked() }
+
+// Available reports whether the last publish succeeded: false while NATS or the
+// stream does not answer (the reader is then held back; /readyz says not ready).
+func (p *Publisher) Available() bool { return p.available.Load() }
+
+// Run publishes until ctx is cancelled, then returns nil after its last publish
+// settled or was abandoned (abandoned events stay unacknowledged: the slot is not
+// confirmed past them). It returns an error only for an event JetStream can never
+// take (larger than the server's max_payload): the reader must stop there.
+func (p *Publisher) Run(ctx context.Context) error {
+	var (
+		inflight []entry
+		last     string // id of the previous event published, for Nats-Expected-Last-Msg-Id
+		resync   = true // publish one at a time, without the header, until a new event is stored
+		attempt  int
+	)
+	guard := time.NewTimer(time.Hour)
+	defer guard.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if resync {
+			e, ok := p.head()
+			if !ok {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-p.inReady:
+				}
+				continue
+			}
+			dup, err := p.publishSync(ctx, e)
+			if err != nil {
+				if errors.Is(err, natsio.ErrMaxPayload) {
+					return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
+				}
+				p.fail(err, e)
+				attempt++
+				if backoff.Sleep(ctx, backoff.Exponential(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
+					return nil
+				}
+				continue
+			}
+			attempt = 0
+			p.pop(1)
+			p.settle(e)
+			if !dup {
+				last, resync = e.ev.ID.String(), false
+			}
+			continue
+		}
+		// Pipelined: publish everything queued, each expecting its predecessor.
+		taken := p.take()
+		for i, e := range taken {
+			m := p.msg(e.ev, last)
+			f, err := p.c.js.PublishMsgAsync(m)
+			if err != nil {
+				if errors.Is(err, natsio.ErrMaxPayload) {
+					return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
+				}
+				// Not sent: it and everything after it wait, unsent, for the resync.
+				p.fail(err, e)
+				inflight = append(inflight, taken[i:]...)
+				break
+			}
+			e.fut, e.sent = f, time.Now()
+			inflight = append(inflight, e)
+			last = e.ev.ID.String()
+		}
+		if len(inflight) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.inReady:
+			}
+			continue
+		}
+		head := inflight[0]
+		if head.fut == nil { // failed to send: drain the rest, then resync
+			inflight = p.drain(ctx, inflight)
+			resync = true
+			continue
+		}
+		guard.Reset(4*p.c.cfg.Timeout + time.Second)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.inReady:
+		case <-head.fut.Ok():
+			inflight = inflight[1:]
+			p.settleTimed(head)
+		case err := <-head.fut.Err():
+			p.fail(err, head)
+			inflight = p.drain(ctx, inflight[1:])
+			p.requeue(head)
+			resync = true
+		case <-guard.C:
+			p.fail(errors.New("no PubAck and no error from the client"), head)
+			inflight = p.drain(ctx, inflight[1:])
+			p.requeue(head)
+			resync = true
+		}
+		if !guard.Stop() {
+			select {
+			case <-guard.C:
+			default:
+			}
+		}
+		if resync {
+			attempt++
+			if backoff.Sleep(ctx, backoff.Exponential(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// drain waits for every outstanding publish after a failure: those JetStream stored
+// are settled, the others go back to the queue in order. It returns nil.
+func (p *Publisher) drain(ctx context.Context, inflight []entry) []entry {
+	var back []entry
+	for _, e := range inflight {
+		if e.fut == nil {
+			back = append(back, e)
+			continue
+		}
+		select {
+		case <-e.fut.Ok():
+			p.settleTimed(e)
+		case <-e.fut.Err():
+			back = append(back, e)
+		case <-ctx.Done():
+			back = append(back, e)
+		case <-time.After(4*p.c.cfg.Timeout + time.Second):
+			back = append(back, e)
+		}
+	}
+	p.requeue(back...)
+	return nil
+}
+
+// requeue puts entries back at the front of the queue, in order.
+func (p *Publisher) requeue(es ...entry) {
+	if len(es) == 0 {
+		return
+	}
+	p.mu.Lock()
+	q := make([]entry, 0, len(es)+len(p.queue))
+	for _, e := range es {
+		q = append(q, entry{ev: e.ev, ticket: e.ticket, own: e.own})
+	}
+	p.queue = append(q, p.queue...)
+	p.mu.Unlock()
+}
+
+func (p *Publisher) head() (entry, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		return entry{}, false
+	}
+	return p.queue[0], true
+}
+
+func (p *Publisher) pop(n int) {
+	p.mu.Lock()
+	p.queue = p.queue[n:]
+	p.mu.Unlock()
+}
+
+func (p *Publisher) take() []entry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queue
+	p.queue = nil
+	return q
+}
+
+// publishSync publishes e without Nats-Expected-Last-Msg-Id and reports whether
+// JetStream already held it.
+func (p *Publisher) publishSync(ctx context.Context, e entry) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	ack, err := p.c.js.PublishMsg(ctx, p.msg(e.ev, ""))
+	if err != nil {
+		return false, err
+	}
+	p.m.latency.UpdateDuration(start)
+	if ack.Duplicate {
+		p.m.duplicates.Inc()
+	}
+	return ack.Duplicate, nil
+}
+
+func (p *Publisher) msg(ev *decoder.Event, last string) *natsio.Msg {
+	m := &natsio.Msg{Subject: Subject(p.c.cfg.SubjectPrefix, Partition(ev, p.c.cfg.Partitions)), Data: ev.JSON(), Header: natsio.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, ev.ID.String())
+	m.Header.Set(jetstream.ExpectedStreamHeader, p.c.cfg.Stream)
+	if last != "" {
+		m.Header.Set(jetstream.ExpectedLastMsgIDHeader, last)
+	}
+	return m
+}
+
+func (p *Publisher) settleTimed(e entry) {
+	p.m.latency.UpdateDuration(e.sent)
+	p.settle(e)
+}
+
+// settle acknowledges a stored event to the Acker.
+func (p *Publisher) settle(e entry) {
+	p.available.Store(true)
+	p.m.published.Inc()
+	p.wm.Ack(e.own)
+	p.opts.Acker.Ack(e.ticket)
+	p.mu.Lock()
+	full := p.count >= p.c.cfg.MaxPending
+	p.count--
+	nowFull := p.count >= p.c.cfg.MaxPending
+	p.mu.Unlock()
+	if full && !nowFull {
+		select {
+		case p.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *Publisher) fail(err error, e entry) {
+	if p.available.Swap(false) {
+		p.log.Warn().Err(err).Str("event_id", e.ev.ID.String()).Msg("transport publish failed; holding the slot")
+	}
+	p.m.failures.Inc()
+	p.m.resyncs.Inc()
+}
