@@ -387,3 +387,5 @@ func (p *Publisher) fail(err error, e entry) {
 	p.m.failures.Inc()
 	p.m.resyncs.Inc()
 }
+
+func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }

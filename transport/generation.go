@@ -1,0 +1,342 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+// errPermanent marks a failure that a new generation would meet again.
+var errPermanent = errors.New("permanent")
+
+// Generation serves one set of owned partitions with one pipeline. It is the
+// pipeline's Acker and fences its sinks: while its leases are not known to be valid
+// (past the local deadline of the last renewal, or the generation ended) a delivery
+// waits instead of starting and an ack is not sent. The deadline is measured on the
+// monotonic clock from before the renewal was sent, less a margin, so it passes
+// before the bucket's TTL can let another executor claim the partition: an
+// executor paused (SIGSTOP, a long GC, a frozen VM) longer than its lease finds it
+// expired when it resumes. Deleting the ex-owner's consumer fences its acks in
+// JetStream as well.
+type Generation struct {
+	e      *Executor
+	id     uint64
+	claims map[int]claim
+	pl     *pipeline.Pipeline
+
+	fetchCtx    context.Context // cancelled to stop reading
+	stopFetch   context.CancelFunc
+	runCtx      context.Context // cancelled to stop the pipeline
+	stopRun     context.CancelFunc
+	fetchers    sync.WaitGroup
+	runner      sync.WaitGroup
+	failed      chan struct{}
+	failOnce    sync.Once
+	failErr     error
+	stopOnce    sync.Once
+	mu          sync.Mutex
+	deadline    time.Time
+	ended       bool
+	next        lsn.Ticket
+	flights     map[lsn.Ticket]*flight
+	inflightSeq map[int]map[uint64]bool // partition → stream sequences in the pipeline
+}
+
+type flight struct {
+	msg       jetstream.Msg
+	partition int
+	seq       uint64
+	since     time.Time
+}
+
+// startGeneration creates the consumers of the claimed partitions and starts
+// reading them into a new pipeline.
+func (e *Executor) startGeneration(ctx context.Context, claims map[int]*claim, deadline time.Time) (*Generation, error) {
+	g := &Generation{e: e, id: e.gens.Add(1), claims: map[int]claim{}, failed: make(chan struct{}),
+		deadline: deadline, next: 1, flights: map[lsn.Ticket]*flight{}, inflightSeq: map[int]map[uint64]bool{}}
+	for p, cl := range claims {
+		g.claims[p] = *cl
+		g.inflightSeq[p] = map[uint64]bool{}
+	}
+	pl, err := e.opts.NewPipeline(g)
+	if err != nil {
+		return nil, fmt.Errorf("build pipeline: %w", err)
+	}
+	g.pl = pl
+	cctx, cancel := e.c.timeout(ctx)
+	defer cancel()
+	st, err := e.c.js.Stream(cctx, e.c.cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream: %w", err)
+	}
+	consumers := map[int]jetstream.Consumer{}
+	for p := range g.claims {
+		if !g.valid() {
+			return nil, errors.New("leases expired while creating the consumers")
+		}
+		c, err := e.consumer(cctx, st, p, g.id)
+		if err != nil {
+			return nil, err
+		}
+		consumers[p] = c
+	}
+	g.runCtx, g.stopRun = context.WithCancel(ctx)
+	g.fetchCtx, g.stopFetch = context.WithCancel(g.runCtx)
+	g.runner.Add(2)
+	go func() {
+		defer g.runner.Done()
+		if err := pl.Run(g.runCtx); err != nil {
+			e.log.Warn().Err(err).Msg("transport pipeline stopped with an error")
+		}
+	}()
+	go func() {
+		defer g.runner.Done()
+		g.progress()
+	}()
+	for p, c := range consumers {
+		g.fetchers.Add(1)
+		go func() {
+			defer g.fetchers.Done()
+			g.fetch(p, c)
+		}()
+	}
+	return g, nil
+}
+
+// fetch reads partition p in stream order and pushes each event into the pipeline.
+func (g *Generation) fetch(p int, c jetstream.Consumer) {
+	it, err := c.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		g.fail(fmt.Errorf("read partition %d: %w", p, err))
+		return
+	}
+	stop := context.AfterFunc(g.fetchCtx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if g.fetchCtx.Err() == nil {
+				g.fail(fmt.Errorf("read partition %d: %w", p, err))
+			}
+			return
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			g.fail(fmt.Errorf("read partition %d: %w", p, err))
+			return
+		}
+		g.mu.Lock()
+		again := g.inflightSeq[p][md.Sequence.Stream]
+		g.mu.Unlock()
+		if again { // redelivered while the pipeline still holds it
+			continue
+		}
+		ev, err := decoder.ParseEvent(msg.Data())
+		if err != nil {
+			g.fail(fmt.Errorf("%w: partition %d, stream sequence %d is not an event: %v", errPermanent, p, md.Sequence.Stream, err))
+			return
+		}
+		for g.pl.Full() {
+			select {
+			case <-g.fetchCtx.Done():
+				return
+			case <-g.pl.Ready():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		g.mu.Lock()
+		t := g.next
+		g.next++
+		g.flights[t] = &flight{msg: msg, partition: p, seq: md.Sequence.Stream, since: time.Now()}
+		g.inflightSeq[p][md.Sequence.Stream] = true
+		g.mu.Unlock()
+		g.pl.Push([]*decoder.Event{ev}, []lsn.Ticket{t})
+	}
+}
+
+// progress tells JetStream that slow events are being worked on, so it does not
+// deliver them again after ack_wait.
+func (g *Generation) progress() {
+	every := g.e.c.cfg.AckWait / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.runCtx.Done():
+			return
+		case <-t.C:
+		}
+		if !g.valid() {
+			continue
+		}
+		g.mu.Lock()
+		var slow []jetstream.Msg
+		for _, f := range g.flights {
+			if time.Since(f.since) >= every {
+				slow = append(slow, f.msg)
+			}
+		}
+		g.mu.Unlock()
+		for _, m := range slow {
+			m.InProgress()
+		}
+	}
+}
+
+// Ack acknowledges the message of ticket t to JetStream once the pipeline settled
+// its event, unless the generation is fenced; it implements pipeline.Acker.
+func (g *Generation) Ack(t lsn.Ticket) bool {
+	g.mu.Lock()
+	f := g.flights[t]
+	delete(g.flights, t)
+	if f != nil {
+		delete(g.inflightSeq[f.partition], f.seq)
+	}
+	g.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	if !g.valid() {
+		g.e.fencedAcks.Inc()
+		return true
+	}
+	if err := f.msg.Ack(); err != nil {
+		g.e.log.Debug().Err(err).Msg("transport ack failed")
+	}
+	return true
+}
+
+// Partitions returns the partitions this generation serves, unsorted.
+func (g *Generation) Partitions() []int {
+	out := make([]int, 0, len(g.claims))
+	for p := range g.claims {
+		out = append(out, p)
+	}
+	return out
+}
+
+// valid reports whether the generation may deliver and ack now.
+func (g *Generation) valid() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.ended && time.Now().Before(g.deadline)
+}
+
+func (g *Generation) extend(d time.Time) {
+	g.mu.Lock()
+	if d.After(g.deadline) {
+		g.deadline = d
+	}
+	g.mu.Unlock()
+}
+
+func (g *Generation) fail(err error) {
+	g.failOnce.Do(func() {
+		g.mu.Lock()
+		g.failErr = err
+		g.mu.Unlock()
+		g.e.log.Warn().Err(err).Msg("transport generation failed")
+		close(g.failed)
+	})
+}
+
+func (g *Generation) failedErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failErr
+}
+
+// stop stops reading, lets the pipeline settle what it holds until ctx is done or
+// the leases' deadline passes, then ends the generation (nothing is delivered or
+// acked from then on) and waits for its goroutines.
+func (g *Generation) stop(ctx context.Context) {
+	g.stopOnce.Do(func() {
+		g.stopFetch()
+		g.fetchers.Wait()
+		g.mu.Lock()
+		deadline := g.deadline
+		g.mu.Unlock()
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		g.pl.Drain(dctx)
+		cancel()
+		g.mu.Lock()
+		g.ended = true
+		g.mu.Unlock()
+		g.stopRun()
+		g.runner.Wait()
+	})
+}
+
+// Fence wraps an action's sink so that a delivery starts only while the
+// generation's leases are valid: otherwise it waits until they are renewed or the
+// generation ends (the delivery then fails with the cancellation and its event
+// stays unacknowledged, for the next owner). A delivery already under way when the
+// process is paused is not recalled: every delivery started after the pause is
+// fenced. The wrapper keeps BatchSink and Closer.
+func (g *Generation) Fence(s pipeline.Sink) pipeline.Sink {
+	f := fenced{g: g, s: s}
+	if b, ok := s.(pipeline.BatchSink); ok {
+		return fencedBatch{fenced: f, b: b}
+	}
+	return f
+}
+
+type fenced struct {
+	g *Generation
+	s pipeline.Sink
+}
+
+func (f fenced) wait() error {
+	if f.g.valid() {
+		return nil
+	}
+	f.g.e.fencedDel.Inc()
+	// Wait on the generation, not on ctx: a delivery deadline must not turn a
+	// fenced wait into a failed attempt (and, after the retries, a dead letter).
+	for !f.g.valid() {
+		select {
+		case <-f.g.runCtx.Done():
+			return f.g.runCtx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (f fenced) Deliver(ctx context.Context, ev *decoder.Event) error {
+	if err := f.wait(); err != nil {
+		return err
+	}
+	return f.s.Deliver(ctx, ev)
+}
+
+func (f fenced) Close() error {
+	if c, ok := f.s.(pipeline.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+type fencedBatch struct {
+	fenced
+	b pipeline.BatchSink
+}
+
+func (f fencedBatch) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
+	if err := f.wait(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return
+	}
+	f.b.DeliverBatch(ctx, evs, errs)
+}

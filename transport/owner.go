@@ -1,0 +1,167 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Ownership lives in the KV bucket <stream>_owners (history 1, TTL lease_ttl):
+//
+//	members.<executor id>   written by each executor every lease_ttl/3 (its heartbeat)
+//	owner.<partition>       the executor owning the partition, created with Create
+//	                        (only if absent), renewed with Update at the revision the
+//	                        owner holds, released with Delete at that revision
+//
+// The TTL makes the key of an executor that stopped renewing (dead, partitioned
+// away, paused) disappear after lease_ttl, so another may Create it; the revision
+// makes every renewal and release a compare-and-set, so an ex-owner cannot renew or
+// release a partition someone else owns now. Which executor should own a partition
+// is rendezvous hashing over the live members: every executor computes the same
+// answer from the same member list, and a join or leave moves only the partitions
+// of that member.
+
+const (
+	membersPrefix = "members."
+	ownerPrefix   = "owner."
+)
+
+func ownerKey(p int) string { return ownerPrefix + strconv.Itoa(p) }
+
+// claim is one partition held by this executor.
+type claim struct {
+	epoch uint64 // revision at Create: names the ownership
+	rev   uint64 // revision of the last renewal: the compare-and-set value
+}
+
+// desired returns the partitions (of n) that rendezvous hashing gives to id among
+// members.
+func desired(id string, members []string, n int) map[int]bool {
+	out := map[int]bool{}
+	for p := 0; p < n; p++ {
+		best, bestH := "", uint64(0)
+		for _, m := range members {
+			h := fnv.New64a()
+			h.Write([]byte(m))
+			if v := mix64(h.Sum64() ^ mix64(uint64(p)+1)); best == "" || v > bestH || (v == bestH && m < best) {
+				best, bestH = m, v
+			}
+		}
+		if best == id {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// mix64 is the splitmix64 finalizer: FNV of short, similar ids ("e1", "e2") is
+// too regular for rendezvous hashing on its own.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// members lists the live executors, sorted.
+func members(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	keys, err := kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range keys {
+		if m, ok := strings.CutPrefix(k, membersPrefix); ok {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Ownership is one partition's owner as the bucket holds it.
+type Ownership struct {
+	Partition int
+	Owner     string // "" when nobody owns it
+	Revision  uint64
+}
+
+// Owners returns the owner of every partition and the live executors, as the
+// ownership bucket holds them, for status and validate-config.
+func (c *Client) Owners(ctx context.Context) ([]Ownership, []string, error) {
+	ctx, cancel := c.timeout(ctx)
+	defer cancel()
+	kv, err := c.js.KeyValue(ctx, c.OwnersBucket())
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := members(ctx, kv)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Ownership, c.cfg.Partitions)
+	for p := range out {
+		out[p].Partition = p
+		e, err := kv.Get(ctx, ownerKey(p))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out[p].Owner, out[p].Revision = string(e.Value()), e.Revision()
+	}
+	return out, ms, nil
+}
+
+// Backlog is one partition's transport backlog: messages stored and not yet
+// delivered to its consumer (Pending), and delivered but not acknowledged
+// (AckPending).
+type Backlog struct {
+	Partition  int
+	Consumer   string
+	Pending    uint64
+	AckPending int
+}
+
+// Backlogs returns the backlog of every partition that has a consumer.
+func (c *Client) Backlogs(ctx context.Context) ([]Backlog, error) {
+	ctx, cancel := c.timeout(ctx)
+	defer cancel()
+	st, err := c.js.Stream(ctx, c.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	var out []Backlog
+	l := st.ListConsumers(ctx)
+	for info := range l.Info() {
+		p, ok := c.partitionOf(info.Config.FilterSubject)
+		if !ok {
+			continue
+		}
+		out = append(out, Backlog{Partition: p, Consumer: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending})
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out, nil
+}
+
+func (c *Client) partitionOf(subject string) (int, bool) {
+	s, ok := strings.CutPrefix(subject, c.cfg.SubjectPrefix+".")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(s)
+	return p, err == nil && p >= 0 && p < c.cfg.Partitions
+}
