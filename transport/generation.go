@@ -207,6 +207,7 @@ func (g *Generation) Ack(t lsn.Ticket) bool {
 	}
 	if !g.valid() {
 		g.e.fencedAcks.Inc()
+		g.e.log.Warn().Int("partition", f.partition).Uint64("stream_seq", f.seq).Msg("transport ack fenced: the lease lapsed")
 		return true
 	}
 	if err := f.msg.Ack(); err != nil {
