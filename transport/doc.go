@@ -1,0 +1,62 @@
+// Package transport puts a NATS JetStream stream between the process that reads the
+// replication slot and any number of executor processes that run the actions
+// (transport.type: nats; in_process, the default, keeps both in one process).
+//
+//	slot ──cdc.Session──▶ Publisher ──<prefix>.<partition>──▶ stream (work queue)
+//	  ▲                      │ PubAck                              │ one durable consumer
+//	  └── confirm ◀── watermark                                    ▼ per owned partition
+//	                                  Executor ──Generation──▶ pipeline ──▶ sinks
+//	                                     ▲ owner.<p>, members.<id>          │ settled
+//	                                     └──── KV bucket <stream>_owners    └──▶ Ack
+//
+// Everything distributed is JetStream's: it stores and replicates the events (the
+// stream, R1 or R3), drops re-published events (Nats-Msg-Id = event id, within the
+// duplicate window), keeps them in order per partition and remembers what each
+// partition's reader acknowledged (durable consumers on a work-queue stream, which
+// deletes a message once it is acknowledged), and decides who owns a partition (a
+// KV bucket: revisions for compare-and-set, the bucket TTL for leases).
+//
+// # Reader
+//
+// Publisher takes the place of the pipeline behind the replication session. An
+// event goes to <prefix>.<partition>, the partition a stable hash of table and
+// replica identity key (Partition), so a row's changes share a partition. Publishes
+// are asynchronous, at most max_pending outstanding; the session stops reading while
+// the window is full or NATS is away (status updates go on). An event's ticket is
+// acknowledged to the session's watermark only on its PubAck, so the slot is never
+// confirmed past an event the stream does not hold. Every publish carries
+// Nats-Expected-Last-Msg-Id (its predecessor's id) except the first after a start or
+// a failure, so JetStream refuses to store an event after a gap: the stream holds
+// the events in commit order, whatever fails in between.
+//
+// # Executors
+//
+// Ownership uses a KV bucket rather than consumer primitives because JetStream 2.9
+// has no way to give a consumer exclusively to one client (pull consumers serve any
+// number of clients; "priority groups" and pinned clients came in 2.11), while a KV
+// key gives exactly the lease needed: Create succeeds only when nobody holds the
+// key, Update and Delete only at the revision the holder last saw, and the bucket TTL
+// removes the key of a holder that stopped renewing. Rendezvous hashing over the
+// live members (members.<id>, renewed with the leases) tells each executor which
+// partitions it should hold; an executor releases a partition another should hold
+// (after settling what it has of it, while its lease lasts) and claims those free
+// that it should hold. A dead executor's partitions move once its leases lapse
+// (lease_ttl, checked every lease_ttl/3); a join or a graceful leave moves
+// partitions within lease_ttl/3 of the next renewal.
+//
+// The owned partitions are served by a Generation: for each partition it deletes
+// any previous consumer of the partition and creates its own durable consumer,
+// which starts at the partition's first unacknowledged message, so a partition that
+// moves resumes exactly where the last acknowledgement left it, in order. Events
+// go through the same pipeline as in-process (conditions, per-row queues, retries,
+// DLQ, dedup); a message is acknowledged only when the pipeline settled its event
+// for every matching action.
+//
+// Fencing: a Generation may deliver or acknowledge only before the deadline of its
+// last renewal (taken on the monotonic clock before the renewal was sent, less a
+// fifth of the TTL), so an executor that was paused longer than its lease finds its
+// right lapsed when it resumes and neither starts a delivery nor acknowledges; the
+// new owner deleting its consumer also voids any acknowledgement sent on it. A
+// delivery already in flight when the process was paused is not recalled (no
+// transport can), so receivers see at-least-once delivery with stable event ids.
+package transport
