@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,7 +106,6 @@ func (e *Executor) Owned() []int {
 // for a message that is not an event (a foreign publisher on the stream).
 func (e *Executor) Run(ctx context.Context) error {
 	ttl := e.c.cfg.LeaseTTL
-	margin := ttl / 5
 	var kv jetstream.KeyValue
 	for {
 		var err error
@@ -122,50 +120,56 @@ func (e *Executor) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	claims := map[int]*claim{}
+	l := newLeases(e, kv)
+	lctx, stopLeases := context.WithCancel(ctx)
+	var renewer sync.WaitGroup
+	renewer.Add(1)
+	go func() { defer renewer.Done(); l.run(lctx) }()
 	var gen *Generation
 	defer func() {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.c.cfg.Timeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)
 		defer cancel()
 		if gen != nil {
-			gen.stop(lctx)
+			gen.stop(sctx) // the leases go on being renewed meanwhile
 		}
-		for p, cl := range claims {
-			if err := kv.Delete(lctx, ownerKey(p), jetstream.LastRevision(cl.rev)); err != nil {
-				e.log.Debug().Err(err).Int("partition", p).Msg("transport release failed")
-			}
+		stopLeases()
+		renewer.Wait()
+		held, _ := l.held()
+		for _, p := range held {
+			l.release(sctx, p)
 		}
-		kv.Delete(lctx, membersPrefix+e.id)
+		kv.Delete(sctx, membersPrefix+e.id)
 		e.setOwned(nil)
 	}()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
 	for {
-		start := time.Now()
-		changed := e.step(ctx, kv, claims, &gen)
-		if gen != nil && gen.failedErr() != nil {
-			if err := gen.failedErr(); errors.Is(err, errPermanent) {
-				return err
+		e.step(ctx, kv, l, &gen)
+		if gen != nil {
+			if err := gen.failedErr(); err != nil {
+				gen.stop(ctx)
+				gen = nil
+				if errors.Is(err, errPermanent) {
+					return err
+				}
 			}
-			changed = true
 		}
-		if changed || (gen == nil && len(claims) > 0) {
+		held, epochs := l.held()
+		if gen == nil || !sameEpochs(gen.epochs, epochs) {
 			if gen != nil {
 				gen.stop(ctx)
 				gen = nil
 			}
 			e.rebalances.Inc()
-			if len(claims) > 0 {
-				g, err := e.startGeneration(ctx, claims, start.Add(ttl-margin))
+			if len(held) > 0 {
+				g, err := e.startGeneration(ctx, l, epochs)
 				if err != nil {
 					e.log.Warn().Err(err).Msg("transport generation failed to start")
 				} else {
 					gen = g
 				}
 			}
-			e.setOwned(claims)
-		} else if gen != nil {
-			gen.extend(start.Add(ttl - margin))
+			e.setOwned(held)
 		}
 		var failed <-chan struct{}
 		if gen != nil {
@@ -175,15 +179,28 @@ func (e *Executor) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-l.lost:
 		case <-failed:
 		}
 	}
 }
 
-// step heartbeats, renews or releases what it holds and claims what it should
-// own; it reports whether the set of claims changed. A partition to release is
-// released only after the generation serving it stopped.
-func (e *Executor) step(ctx context.Context, kv jetstream.KeyValue, claims map[int]*claim, gen **Generation) bool {
+func sameEpochs(a, b map[int]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for p, ep := range a {
+		if b[p] != ep {
+			return false
+		}
+	}
+	return true
+}
+
+// step heartbeats, releases what another executor should own and claims what
+// this one should. A partition is released only after the generation serving it
+// stopped.
+func (e *Executor) step(ctx context.Context, kv jetstream.KeyValue, l *leases, gen **Generation) {
 	cctx, cancel := e.c.timeout(ctx)
 	defer cancel()
 	if _, err := kv.Put(cctx, membersPrefix+e.id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
@@ -198,49 +215,23 @@ func (e *Executor) step(ctx context.Context, kv jetstream.KeyValue, claims map[i
 		ms = append(ms, e.id)
 	}
 	want := desired(e.id, ms, e.c.cfg.Partitions)
-	changed := false
-	for p, cl := range claims {
-		if !want[p] {
-			if *gen != nil {
-				(*gen).stop(ctx)
-				*gen = nil
-			}
-			if err := kv.Delete(cctx, ownerKey(p), jetstream.LastRevision(cl.rev)); err != nil {
-				e.log.Debug().Err(err).Int("partition", p).Msg("transport release failed")
-			}
-			delete(claims, p)
-			changed = true
+	held, _ := l.held()
+	for _, p := range held {
+		if want[p] {
 			continue
 		}
-		rev, err := kv.Update(cctx, ownerKey(p), []byte(e.id), cl.rev)
-		if err != nil {
-			e.log.Warn().Err(err).Int("partition", p).Msg("transport partition lost")
-			delete(claims, p)
-			changed = true
-			continue
+		if *gen != nil {
+			(*gen).stop(ctx)
+			*gen = nil
 		}
-		cl.rev = rev
+		l.release(ctx, p)
 	}
 	for p := range want {
-		if claims[p] != nil {
-			continue
-		}
-		rev, err := kv.Create(cctx, ownerKey(p), []byte(e.id))
-		if err != nil {
-			continue // owned by another until it releases it or its lease lapses
-		}
-		claims[p] = &claim{epoch: rev, rev: rev}
-		changed = true
+		l.claim(ctx, p)
 	}
-	return changed
 }
 
-func (e *Executor) setOwned(claims map[int]*claim) {
-	var ps []int
-	for p := range claims {
-		ps = append(ps, p)
-	}
-	sort.Ints(ps)
+func (e *Executor) setOwned(ps []int) {
 	e.mu.Lock()
 	e.owned = ps
 	e.mu.Unlock()
@@ -261,41 +252,55 @@ func (e *Executor) consumerName(p int, gen uint64) string {
 	return fmt.Sprintf("%s_p%d_%s_g%d", e.c.cfg.Stream, p, e.id, gen)
 }
 
-// consumer replaces whatever consumer reads partition p (an ex-owner's, or this
-// executor's from its previous generation) with a new durable one named for this
-// generation, starting at the partition's first unacknowledged message. Deleting
-// the old consumer fences its reader: acks sent on it no longer count.
-func (e *Executor) consumer(ctx context.Context, st jetstream.Stream, p int, gen uint64) (jetstream.Consumer, error) {
-	subject := Subject(e.c.cfg.SubjectPrefix, p)
-	l := st.ListConsumers(ctx)
-	var stale []string
+// consumers replaces whatever consumer reads each partition of g (an ex-owner's,
+// or this executor's from its previous generation) with a new durable one named for
+// g, starting at the partition's first unacknowledged message. Deleting the old
+// consumer fences its reader: acknowledgements sent on it no longer count. Each
+// JetStream call has its own timeout; the leases are renewed meanwhile.
+func (e *Executor) consumers(ctx context.Context, st jetstream.Stream, g *Generation) (map[int]jetstream.Consumer, error) {
+	cctx, cancel := e.c.timeout(ctx)
+	l := st.ListConsumers(cctx)
+	stale := map[string][]string{}
 	for info := range l.Info() {
-		if info.Config.FilterSubject == subject {
-			stale = append(stale, info.Name)
-		}
+		stale[info.Config.FilterSubject] = append(stale[info.Config.FilterSubject], info.Name)
 	}
-	if err := l.Err(); err != nil {
+	err := l.Err()
+	cancel()
+	if err != nil {
 		return nil, fmt.Errorf("list consumers: %w", err)
 	}
-	for _, name := range stale {
-		if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+	out := map[int]jetstream.Consumer{}
+	for p := range g.epochs {
+		if !g.valid() {
+			return nil, errors.New("a lease lapsed while the consumers were replaced")
 		}
+		subject := Subject(e.c.cfg.SubjectPrefix, p)
+		for _, name := range stale[subject] {
+			cctx, cancel := e.c.timeout(ctx)
+			err := st.DeleteConsumer(cctx, name)
+			cancel()
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+			}
+		}
+		name := e.consumerName(p, g.id)
+		cctx, cancel := e.c.timeout(ctx)
+		c, err := st.CreateConsumer(cctx, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "fraiseql-observers partition " + subject + " for " + e.id,
+			FilterSubject: subject,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       e.c.cfg.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 4 * e.c.cfg.MaxPending,
+			Replicas:      e.c.cfg.Replicas,
+		})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("create consumer %s: %w", name, err)
+		}
+		out[p] = c
 	}
-	name := e.consumerName(p, gen)
-	c, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "fraiseql-observers partition " + subject + " for " + e.id,
-		FilterSubject: subject,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       e.c.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 4 * e.c.cfg.MaxPending,
-		Replicas:      e.c.cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", name, err)
-	}
-	return c, nil
+	return out, nil
 }

@@ -19,6 +19,7 @@ type delivery struct {
 	executor string
 	id       string
 	key      string
+	gen      uint64
 }
 
 // oracle records every delivery of every executor, in arrival order.
@@ -214,4 +215,38 @@ func TestDesiredSpreadsPartitions(t *testing.T) {
 	if len(seen) != 12 {
 		t.Fatalf("unexpected partitions covered; got %d; want 12", len(seen))
 	}
+}
+
+// On a three-node cluster with an R3 stream and R3 bucket, killing the stream's
+// leader node while two executors work loses nothing and keeps each row's order.
+func TestExecutorsSurviveNodeLossR3(t *testing.T) {
+	nodes, url := startCluster(t)
+	cfg := testConfig(url)
+	cfg.Replicas = 3
+	cfg.Partitions = 8
+	c, st := connect(t, cfg)
+	r, _ := startPublisher(t, c)
+	o := &oracle{}
+	runExecutor(t, cfg, "e1", o)
+	runExecutor(t, cfg, "e2", o)
+	evs := sinktest.Events(6000, 200)
+	r.push(t, evs[:2000])
+	waitFor(t, time.Minute, "deliveries under way", func() bool { return o.distinct() >= 1000 })
+	info, err := st.Info(sinktest.Context(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	for i, n := range nodes {
+		if info.Cluster.Leader == fmt.Sprintf("n%d", i) {
+			n.Kill()
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatalf("unexpected stream leader %q", info.Cluster.Leader)
+	}
+	r.push(t, evs[2000:])
+	waitDrained(t, c, o, len(evs), 3*time.Minute)
+	t.Logf("repeats: %d", o.check(t, evs))
 }

@@ -29,7 +29,8 @@ var errPermanent = errors.New("permanent")
 type Generation struct {
 	e      *Executor
 	id     uint64
-	claims map[int]claim
+	leases *leases
+	epochs map[int]uint64 // partition → epoch of the claim served
 	pl     *pipeline.Pipeline
 
 	fetchCtx    context.Context // cancelled to stop reading
@@ -43,7 +44,6 @@ type Generation struct {
 	failErr     error
 	stopOnce    sync.Once
 	mu          sync.Mutex
-	deadline    time.Time
 	ended       bool
 	next        lsn.Ticket
 	flights     map[lsn.Ticket]*flight
@@ -59,11 +59,10 @@ type flight struct {
 
 // startGeneration creates the consumers of the claimed partitions and starts
 // reading them into a new pipeline.
-func (e *Executor) startGeneration(ctx context.Context, claims map[int]*claim, deadline time.Time) (*Generation, error) {
-	g := &Generation{e: e, id: e.gens.Add(1), claims: map[int]claim{}, failed: make(chan struct{}),
-		deadline: deadline, next: 1, flights: map[lsn.Ticket]*flight{}, inflightSeq: map[int]map[uint64]bool{}}
-	for p, cl := range claims {
-		g.claims[p] = *cl
+func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[int]uint64) (*Generation, error) {
+	g := &Generation{e: e, id: e.gens.Add(1), leases: l, epochs: epochs, failed: make(chan struct{}),
+		next: 1, flights: map[lsn.Ticket]*flight{}, inflightSeq: map[int]map[uint64]bool{}}
+	for p := range epochs {
 		g.inflightSeq[p] = map[uint64]bool{}
 	}
 	pl, err := e.opts.NewPipeline(g)
@@ -72,21 +71,14 @@ func (e *Executor) startGeneration(ctx context.Context, claims map[int]*claim, d
 	}
 	g.pl = pl
 	cctx, cancel := e.c.timeout(ctx)
-	defer cancel()
 	st, err := e.c.js.Stream(cctx, e.c.cfg.Stream)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("look up stream: %w", err)
 	}
-	consumers := map[int]jetstream.Consumer{}
-	for p := range g.claims {
-		if !g.valid() {
-			return nil, errors.New("leases expired while creating the consumers")
-		}
-		c, err := e.consumer(cctx, st, p, g.id)
-		if err != nil {
-			return nil, err
-		}
-		consumers[p] = c
+	consumers, err := e.consumers(ctx, st, g)
+	if err != nil {
+		return nil, err
 	}
 	g.runCtx, g.stopRun = context.WithCancel(ctx)
 	g.fetchCtx, g.stopFetch = context.WithCancel(g.runCtx)
@@ -216,10 +208,13 @@ func (g *Generation) Ack(t lsn.Ticket) bool {
 	return true
 }
 
+// ID returns the generation's number within its executor (from 1, increasing).
+func (g *Generation) ID() uint64 { return g.id }
+
 // Partitions returns the partitions this generation serves, unsorted.
 func (g *Generation) Partitions() []int {
-	out := make([]int, 0, len(g.claims))
-	for p := range g.claims {
+	out := make([]int, 0, len(g.epochs))
+	for p := range g.epochs {
 		out = append(out, p)
 	}
 	return out
@@ -228,16 +223,9 @@ func (g *Generation) Partitions() []int {
 // valid reports whether the generation may deliver and ack now.
 func (g *Generation) valid() bool {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return !g.ended && time.Now().Before(g.deadline)
-}
-
-func (g *Generation) extend(d time.Time) {
-	g.mu.Lock()
-	if d.After(g.deadline) {
-		g.deadline = d
-	}
+	ended := g.ended
 	g.mu.Unlock()
+	return !ended && g.leases.valid(g.epochs)
 }
 
 func (g *Generation) fail(err error) {
@@ -257,16 +245,13 @@ func (g *Generation) failedErr() error {
 }
 
 // stop stops reading, lets the pipeline settle what it holds until ctx is done or
-// the leases' deadline passes, then ends the generation (nothing is delivered or
+// lease_ttl passed, then ends the generation (nothing is delivered or
 // acked from then on) and waits for its goroutines.
 func (g *Generation) stop(ctx context.Context) {
 	g.stopOnce.Do(func() {
 		g.stopFetch()
 		g.fetchers.Wait()
-		g.mu.Lock()
-		deadline := g.deadline
-		g.mu.Unlock()
-		dctx, cancel := context.WithDeadline(ctx, deadline)
+		dctx, cancel := context.WithTimeout(ctx, g.e.c.cfg.LeaseTTL)
 		g.pl.Drain(dctx)
 		cancel()
 		g.mu.Lock()

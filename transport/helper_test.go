@@ -43,8 +43,10 @@ func helperMain() int {
 	}
 	defer c.Close()
 	client := &http.Client{}
-	sink := func() pipeline.Sink { return httpSink{client: client, url: receiver, id: id} }
-	e, err := NewExecutor(c, ExecutorOptions{ID: id, Logger: log, NewPipeline: newPipeline(sink, log)})
+	e, err := NewExecutor(c, ExecutorOptions{ID: id, Logger: log, NewPipeline: func(g *Generation) (*pipeline.Pipeline, error) {
+		sink := func() pipeline.Sink { return httpSink{client: client, url: receiver, id: id, gen: g.ID()} }
+		return newPipeline(sink, log)(g)
+	}})
 	if err != nil {
 		log.Error().Err(err).Msg("executor")
 		return 1
@@ -59,6 +61,7 @@ func helperMain() int {
 type httpSink struct {
 	client  *http.Client
 	url, id string
+	gen     uint64
 }
 
 func (s httpSink) Deliver(ctx context.Context, ev *decoder.Event) error {
@@ -69,6 +72,7 @@ func (s httpSink) Deliver(ctx context.Context, ev *decoder.Event) error {
 	req.Header.Set("X-Executor", s.id)
 	req.Header.Set("X-Event-Id", ev.ID.String())
 	req.Header.Set("X-Row", rowKey(ev))
+	req.Header.Set("X-Generation", strconv.FormatUint(s.gen, 10))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
@@ -97,7 +101,8 @@ type receiver struct {
 func newReceiver(t *testing.T) *receiver {
 	r := &receiver{oracle: &oracle{}, release: make(chan struct{})}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		d := delivery{executor: req.Header.Get("X-Executor"), id: req.Header.Get("X-Event-Id"), key: req.Header.Get("X-Row")}
+		gen, _ := strconv.ParseUint(req.Header.Get("X-Generation"), 10, 64)
+		d := delivery{executor: req.Header.Get("X-Executor"), id: req.Header.Get("X-Event-Id"), key: req.Header.Get("X-Row"), gen: gen}
 		r.add(d)
 		if r.phase.Load() == 1 {
 			r.mu.Lock()
@@ -242,7 +247,8 @@ func TestExecutorKilledUnderLoad(t *testing.T) {
 
 // A paused executor loses its partitions; when it resumes it cannot deliver or
 // ack the events it held: they were delivered by the new owner, its late acks are
-// fenced, and it delivers none of them again.
+// fenced, and the generation that was paused delivers nothing more. (When a is back
+// it rejoins, and partitions move to it again in a new generation.)
 func TestPausedExecutorIsFenced(t *testing.T) {
 	_, url := startNATS(t)
 	cfg := testConfig(url)
@@ -260,9 +266,12 @@ func TestPausedExecutorIsFenced(t *testing.T) {
 	a.signal(t, syscall.SIGSTOP)
 	waitFor(t, time.Minute, "executor b owning every partition", func() bool { return ownsAll(t, c, "b") })
 	waitDrained(t, c, recv.oracle, 2000, 2*time.Minute)
-	before := map[string]bool{}
+	// The generations a was in when it was paused: none of them may deliver again.
+	var paused uint64
 	for _, d := range recv.snapshot() {
-		before[d.id] = true
+		if d.executor == "a" {
+			paused = max(paused, d.gen)
+		}
 	}
 	recv.phase.Store(1)
 	a.signal(t, syscall.SIGCONT)
@@ -276,8 +285,8 @@ func TestPausedExecutorIsFenced(t *testing.T) {
 	late := append([]delivery(nil), recv.late...)
 	recv.mu.Unlock()
 	for _, d := range late {
-		if d.executor == "a" && before[d.id] {
-			t.Fatalf("executor a delivered %s after resuming, an event of the partitions it lost", d.id)
+		if d.executor == "a" && d.gen <= paused {
+			t.Fatalf("executor a delivered %s after resuming in generation %d, which had lost its partitions", d.id, d.gen)
 		}
 	}
 	recv.check(t, evs)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,8 +36,9 @@ func ownerKey(p int) string { return ownerPrefix + strconv.Itoa(p) }
 
 // claim is one partition held by this executor.
 type claim struct {
-	epoch uint64 // revision at Create: names the ownership
-	rev   uint64 // revision of the last renewal: the compare-and-set value
+	epoch uint64    // revision at Create: names the ownership
+	rev   uint64    // revision of the last renewal: the compare-and-set value
+	until time.Time // the lease is known to be ours before this (monotonic)
 }
 
 // desired returns the partitions (of n) that rendezvous hashing gives to id among
