@@ -247,6 +247,6 @@ func TestExecutorsSurviveNodeLossR3(t *testing.T) {
 		t.Fatalf("unexpected stream leader %q", info.Cluster.Leader)
 	}
 	r.push(t, evs[2000:])
-	waitDrained(t, c, o, len(evs), 3*time.Minute)
+	waitDrained(t, c, o, len(evs), time.Minute)
 	t.Logf("repeats: %d", o.check(t, evs))
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -169,6 +171,79 @@ func (p *executorProc) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// proxy forwards TCP connections to target; while frozen it forwards nothing, so
+// a client behind it can neither reach the server nor learn that it cannot.
+type proxy struct {
+	ln     net.Listener
+	target string
+	frozen atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); p.pipe(s, c) }()
+			go func() { defer p.wg.Done(); p.pipe(c, s) }()
+		}
+	}()
+	t.Cleanup(func() {
+		p.frozen.Store(false)
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.frozen.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
+
 // owners returns the executor owning each partition ("" for none).
 func owners(t *testing.T, c *Client) []string {
 	t.Helper()
@@ -247,8 +322,10 @@ func TestExecutorKilledUnderLoad(t *testing.T) {
 
 // A paused executor loses its partitions; when it resumes it cannot deliver or
 // ack the events it held: they were delivered by the new owner, its late acks are
-// fenced, and the generation that was paused delivers nothing more. (When a is back
-// it rejoins, and partitions move to it again in a new generation.)
+// fenced, and the generation that was paused delivers nothing more. Its link to
+// NATS stays frozen for a while after it resumes, so only its own lease deadline
+// can tell it that it lost its partitions. (When a is back it rejoins, and
+// partitions move to it again in a new generation.)
 func TestPausedExecutorIsFenced(t *testing.T) {
 	_, url := startNATS(t)
 	cfg := testConfig(url)
@@ -257,13 +334,15 @@ func TestPausedExecutorIsFenced(t *testing.T) {
 	r, _ := startPublisher(t, c)
 	recv := newReceiver(t)
 	recv.holdFor = "a"
-	a := startExecutorProc(t, "a", url, recv.srv.URL, cfg.Partitions)
+	link := startProxy(t, strings.TrimPrefix(url, "nats://"))
+	a := startExecutorProc(t, "a", link.url(), recv.srv.URL, cfg.Partitions)
 	startExecutorProc(t, "b", url, recv.srv.URL, cfg.Partitions)
 	waitFor(t, time.Minute, "both executors owning partitions", func() bool { return ownsSome(t, c, "a", "b") })
 	evs := sinktest.Events(4000, 200)
 	r.push(t, evs[:2000])
 	waitFor(t, time.Minute, "executor a holding deliveries", func() bool { return recv.held.Load() > 0 })
 	a.signal(t, syscall.SIGSTOP)
+	link.frozen.Store(true)
 	waitFor(t, time.Minute, "executor b owning every partition", func() bool { return ownsAll(t, c, "b") })
 	waitDrained(t, c, recv.oracle, 2000, 2*time.Minute)
 	// The generations a was in when it was paused: none of them may deliver again.
@@ -279,6 +358,7 @@ func TestPausedExecutorIsFenced(t *testing.T) {
 	waitFor(t, time.Minute, "executor a fencing its late acks", func() bool {
 		return bytes.Contains(a.out.Bytes(), []byte("transport ack fenced"))
 	})
+	link.frozen.Store(false)
 	r.push(t, evs[2000:])
 	waitDrained(t, c, recv.oracle, len(evs), 2*time.Minute)
 	recv.mu.Lock()

@@ -17,7 +17,8 @@ type leases struct {
 	kv  jetstream.KeyValue
 	ttl time.Duration
 
-	mu     sync.Mutex // held across the bucket calls, so a renewal and a release never race
+	ops    sync.Mutex // serializes the bucket calls, so a renewal and a release never race
+	mu     sync.Mutex // guards claims; never held across a call to NATS
 	claims map[int]*claim
 	lost   chan struct{} // receives when a renewal failed
 }
@@ -46,34 +47,44 @@ func (l *leases) run(ctx context.Context) {
 }
 
 func (l *leases) renew(ctx context.Context) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.ops.Lock()
+	defer l.ops.Unlock()
 	cctx, cancel := l.e.c.timeout(ctx)
 	defer cancel()
+	l.mu.Lock()
+	held := make(map[int]claim, len(l.claims))
 	for p, cl := range l.claims {
+		held[p] = *cl
+	}
+	l.mu.Unlock()
+	for p, cl := range held {
 		sent := time.Now()
 		rev, err := l.kv.Update(cctx, ownerKey(p), []byte(l.e.id), cl.rev)
+		l.mu.Lock()
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				l.e.log.Warn().Err(err).Int("partition", p).Msg("transport partition lost")
+				delete(l.claims, p)
+				select {
+				case l.lost <- struct{}{}:
+				default:
+				}
 			}
-			l.e.log.Warn().Err(err).Int("partition", p).Msg("transport partition lost")
-			delete(l.claims, p)
-			select {
-			case l.lost <- struct{}{}:
-			default:
-			}
-			continue
+		} else if c := l.claims[p]; c != nil {
+			c.rev, c.until = rev, l.until(sent)
 		}
-		cl.rev, cl.until = rev, l.until(sent)
+		l.mu.Unlock()
 	}
 }
 
 // claim tries to take partition p; it fails while another executor holds it.
 func (l *leases) claim(ctx context.Context, p int) bool {
+	l.ops.Lock()
+	defer l.ops.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.claims[p] != nil {
+	had := l.claims[p] != nil
+	l.mu.Unlock()
+	if had {
 		return true
 	}
 	cctx, cancel := l.e.c.timeout(ctx)
@@ -83,19 +94,23 @@ func (l *leases) claim(ctx context.Context, p int) bool {
 	if err != nil {
 		return false
 	}
+	l.mu.Lock()
 	l.claims[p] = &claim{epoch: rev, rev: rev, until: l.until(sent)}
+	l.mu.Unlock()
 	return true
 }
 
 // release gives partition p up (a compare-and-set delete at the revision held).
 func (l *leases) release(ctx context.Context, p int) {
+	l.ops.Lock()
+	defer l.ops.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	cl := l.claims[p]
+	delete(l.claims, p)
+	l.mu.Unlock()
 	if cl == nil {
 		return
 	}
-	delete(l.claims, p)
 	cctx, cancel := l.e.c.timeout(ctx)
 	defer cancel()
 	if err := l.kv.Delete(cctx, ownerKey(p), jetstream.LastRevision(cl.rev)); err != nil {

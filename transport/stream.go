@@ -40,7 +40,7 @@ func Connect(cfg Config, log zerolog.Logger) (*Client, error) {
 		return nil, err
 	}
 	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout),
-		jetstream.WithPublishAsyncTimeout(cfg.Timeout), jetstream.WithPublishAsyncMaxPending(cfg.MaxPending+1))
+		jetstream.WithPublishAsyncTimeout(cfg.Timeout), jetstream.WithPublishAsyncMaxPending(4*cfg.MaxPending))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
