@@ -111,7 +111,7 @@ func newPipeline(sink func() pipeline.Sink, log zerolog.Logger) func(g *Generati
 }
 
 // runExecutor runs an in-process executor until the returned stop is called.
-func runExecutor(t *testing.T, cfg Config, name string, o *oracle) (*Executor, func()) {
+func runExecutor(t testing.TB, cfg Config, name string, o *oracle) (*Executor, func()) {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	c, _ := connect(t, cfg)
@@ -137,7 +137,7 @@ func runExecutor(t *testing.T, cfg Config, name string, o *oracle) (*Executor, f
 
 // waitDrained waits until every event was delivered and the stream is empty (every
 // message acknowledged).
-func waitDrained(t *testing.T, c *Client, o *oracle, n int, d time.Duration) {
+func waitDrained(t testing.TB, c *Client, o *oracle, n int, d time.Duration) {
 	t.Helper()
 	st, err := c.js.Stream(sinktest.Context(t), c.cfg.Stream)
 	if err != nil {

@@ -22,7 +22,9 @@ type reader struct {
 	pub *Publisher
 }
 
-func startPublisher(t *testing.T, c *Client) (*reader, func()) {
+func startPublisher(t *testing.T, c *Client) (*reader, func()) { return startPublisherTB(t, c) }
+
+func startPublisherTB(t testing.TB, c *Client) (*reader, func()) {
 	t.Helper()
 	r := &reader{wm: lsn.NewWatermark(lsn.Position.Compare)}
 	pub, err := NewPublisher(c, PublisherOptions{Acker: r.wm, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
@@ -46,7 +48,7 @@ func startPublisher(t *testing.T, c *Client) (*reader, func()) {
 
 // push hands evs over in batches of 50, waiting (with a deadline) while the
 // publisher is full, as the session does.
-func (r *reader) push(t *testing.T, evs []*decoder.Event) {
+func (r *reader) push(t testing.TB, evs []*decoder.Event) {
 	t.Helper()
 	for i := 0; i < len(evs); i += 50 {
 		for r.pub.Full() {
@@ -66,7 +68,7 @@ func (r *reader) push(t *testing.T, evs []*decoder.Event) {
 }
 
 // waitAcked waits until the watermark confirms the last event.
-func (r *reader) waitAcked(t *testing.T, evs []*decoder.Event, d time.Duration) {
+func (r *reader) waitAcked(t testing.TB, evs []*decoder.Event, d time.Duration) {
 	t.Helper()
 	last := evs[len(evs)-1].ID
 	waitFor(t, d, "every event acknowledged by JetStream", func() bool {
