@@ -132,7 +132,7 @@ func (c *Client) checkStream(sc jetstream.StreamConfig) error {
 		return keyErr("stream", fmt.Errorf("stream %q has subjects %v; the transport needs exactly [%s] (subject_prefix)", sc.Name, sc.Subjects, want))
 	}
 	if sc.Retention != jetstream.WorkQueuePolicy {
-		return keyErr("stream", fmt.Errorf("stream %q has %s retention; the transport needs workqueue", sc.Name, sc.Retention))
+		return keyErr("stream", fmt.Errorf("stream %q has %s retention; the transport needs WorkQueue", sc.Name, sc.Retention))
 	}
 	if sc.Duplicates < c.cfg.DuplicateWindow {
 		return keyErr("duplicate_window", fmt.Errorf("stream %q has a duplicate window of %s, shorter than %s", sc.Name, sc.Duplicates, c.cfg.DuplicateWindow))
