@@ -194,3 +194,33 @@ func TestPublishSurvivesNodeLossR3(t *testing.T) {
 	r.waitAcked(t, evs, 2*time.Minute)
 	checkStream(t, c, st, evs)
 }
+
+// With every node of a three-node cluster down, the reader holds the slot; when
+// the cluster is back it publishes the rest, once and in order.
+func TestPublishHoldsWhileClusterIsDown(t *testing.T) {
+	nodes, url := startCluster(t)
+	cfg := testConfig(url)
+	cfg.Replicas = 3
+	c, st := connect(t, cfg)
+	r, _ := startPublisher(t, c)
+	evs := sinktest.Events(2000, 40)
+	r.push(t, evs[:500])
+	r.waitAcked(t, evs[:500], time.Minute)
+	for _, n := range nodes {
+		n.Kill()
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); r.push(t, evs[500:]) }()
+	waitFor(t, time.Minute, "the publisher to report NATS unavailable and fill up", func() bool {
+		return !r.pub.Available() && r.pub.Full()
+	})
+	if pos, _ := r.wm.Acked(); pos != evs[499].ID {
+		t.Fatalf("unexpected confirmation while NATS is away; got %s; want %s", pos, evs[499].ID)
+	}
+	for _, n := range nodes {
+		n.Start()
+	}
+	<-done
+	r.waitAcked(t, evs, 3*time.Minute)
+	checkStream(t, c, st, evs)
+}
