@@ -134,7 +134,7 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 		}
 		ev, err := decoder.ParseEvent(msg.Data())
 		if err != nil {
-			g.fail(fmt.Errorf("%w: partition %d, stream sequence %d is not an event: %v", errPermanent, p, md.Sequence.Stream, err))
+			g.fail(fmt.Errorf("%w: partition %d, stream sequence %d is not an event: %w", errPermanent, p, md.Sequence.Stream, err))
 			return
 		}
 		for g.pl.Full() {

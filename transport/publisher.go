@@ -160,112 +160,129 @@ func (p *Publisher) Available() bool { return p.available.Load() }
 // confirmed past them). It returns an error only for an event JetStream can never
 // take (larger than the server's max_payload): the reader must stop there.
 func (p *Publisher) Run(ctx context.Context) error {
-	var (
-		inflight []entry
-		last     string // id of the previous event published, for Nats-Expected-Last-Msg-Id
-		resync   = true // publish one at a time, without the header, until a new event is stored
-		attempt  int
-	)
-	guard := time.NewTimer(time.Hour)
-	defer guard.Stop()
-	for {
-		if ctx.Err() != nil {
-			return nil
+	r := &run{p: p, resync: true, guard: time.NewTimer(time.Hour)}
+	defer r.guard.Stop()
+	for ctx.Err() == nil {
+		var err error
+		if r.resync {
+			err = r.resyncOne(ctx)
+		} else {
+			err = r.pipelined(ctx)
 		}
-		if resync {
-			e, ok := p.head()
-			if !ok {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-p.inReady:
-				}
-				continue
-			}
-			dup, err := p.publishSync(ctx, e)
-			if err != nil {
-				if errors.Is(err, natsio.ErrMaxPayload) {
-					return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
-				}
-				p.fail(err, e)
-				attempt++
-				if backoff.Sleep(ctx, backoff.Exponential(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
-					return nil
-				}
-				continue
-			}
-			attempt = 0
-			p.pop(1)
-			p.settle(e)
-			if !dup {
-				last, resync = e.ev.ID.String(), false
-			}
-			continue
+		if err != nil {
+			return err
 		}
-		// Pipelined: publish everything queued, each expecting its predecessor.
-		taken := p.take()
-		for i, e := range taken {
-			m := p.msg(e.ev, last)
-			f, err := p.c.js.PublishMsgAsync(m)
-			if err != nil {
-				if errors.Is(err, natsio.ErrMaxPayload) {
-					return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
-				}
-				// Not sent: it and everything after it wait, unsent, for the resync.
-				p.fail(err, e)
-				inflight = append(inflight, taken[i:]...)
-				break
-			}
-			e.fut, e.sent = f, time.Now()
-			inflight = append(inflight, e)
-			last = e.ev.ID.String()
-		}
-		if len(inflight) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-p.inReady:
-			}
-			continue
-		}
-		head := inflight[0]
-		if head.fut == nil { // failed to send: drain the rest, then resync
-			inflight = p.drain(ctx, inflight)
-			resync = true
-			continue
-		}
-		guard.Reset(4*p.c.cfg.Timeout + time.Second)
+	}
+	return nil
+}
+
+// run is the state of Run.
+type run struct {
+	p        *Publisher
+	inflight []entry
+	last     string // id of the previous event published, for Nats-Expected-Last-Msg-Id
+	resync   bool   // publish one at a time, without the header, until a new event is stored
+	attempt  int
+	guard    *time.Timer
+}
+
+// backoff sleeps before the next try after a failure; false when ctx is done.
+func (r *run) backoff(ctx context.Context) bool {
+	r.attempt++
+	return backoff.Sleep(ctx, backoff.Exponential(r.attempt, 100*time.Millisecond, 5*time.Second)) == nil
+}
+
+// resyncOne publishes the oldest queued event without Nats-Expected-Last-Msg-Id and
+// leaves resync mode once JetStream stores one it did not hold.
+func (r *run) resyncOne(ctx context.Context) error {
+	p := r.p
+	e, ok := p.head()
+	if !ok {
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-p.inReady:
-		case <-head.fut.Ok():
-			inflight = inflight[1:]
-			p.settleTimed(head)
-		case err := <-head.fut.Err():
-			p.fail(err, head)
-			inflight = p.drain(ctx, inflight[1:])
-			p.requeue(head)
-			resync = true
-		case <-guard.C:
-			p.fail(errors.New("no PubAck and no error from the client"), head)
-			inflight = p.drain(ctx, inflight[1:])
-			p.requeue(head)
-			resync = true
 		}
-		if !guard.Stop() {
+		return nil
+	}
+	dup, err := p.publishSync(ctx, e)
+	if err != nil {
+		if errors.Is(err, natsio.ErrMaxPayload) {
+			return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
+		}
+		p.fail(err, e)
+		r.backoff(ctx)
+		return nil
+	}
+	r.attempt = 0
+	p.pop(1)
+	p.settle(e)
+	if !dup {
+		r.last, r.resync = e.ev.ID.String(), false
+	}
+	return nil
+}
+
+// pipelined publishes everything queued, each expecting its predecessor, then
+// waits for the oldest outstanding PubAck (or new events).
+func (r *run) pipelined(ctx context.Context) error {
+	p := r.p
+	taken := p.take()
+	for i, e := range taken {
+		f, err := p.c.js.PublishMsgAsync(p.msg(e.ev, r.last))
+		if err != nil {
+			if errors.Is(err, natsio.ErrMaxPayload) {
+				return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
+			}
+			// Not sent: it and everything after it wait, unsent, for the resync.
+			p.fail(err, e)
+			r.inflight = append(r.inflight, taken[i:]...)
+			break
+		}
+		e.fut, e.sent = f, time.Now()
+		r.inflight = append(r.inflight, e)
+		r.last = e.ev.ID.String()
+	}
+	if len(r.inflight) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-p.inReady:
+		}
+		return nil
+	}
+	head := r.inflight[0]
+	if head.fut == nil { // failed to send: drain the rest, then resync
+		r.inflight = p.drain(ctx, r.inflight)
+		r.resync = true
+		return nil
+	}
+	r.guard.Reset(4*p.c.cfg.Timeout + time.Second)
+	defer func() {
+		if !r.guard.Stop() {
 			select {
-			case <-guard.C:
+			case <-r.guard.C:
 			default:
 			}
 		}
-		if resync {
-			attempt++
-			if backoff.Sleep(ctx, backoff.Exponential(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
-				return nil
-			}
-		}
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-p.inReady:
+		return nil
+	case <-head.fut.Ok():
+		r.inflight = r.inflight[1:]
+		p.settleTimed(head)
+		return nil
+	case err := <-head.fut.Err():
+		p.fail(err, head)
+	case <-r.guard.C:
+		p.fail(errors.New("no PubAck and no error from the client"), head)
 	}
+	r.inflight = p.drain(ctx, r.inflight[1:])
+	p.requeue(head)
+	r.resync = true
+	r.backoff(ctx)
+	return nil
 }
 
 // drain waits for every outstanding publish after a failure: those JetStream stored
