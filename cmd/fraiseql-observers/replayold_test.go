@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,8 +69,14 @@ observers:
     entity: t
     actions: [{type: log}]
 `)
-	cmd := exec.Command(binPath, "start", "--config", cfg, "--log-format", "console")
-	out, _ := cmd.CombinedOutput()
+	// PostgreSQL cannot be reached there: the service waits for it (logging each
+	// attempt) until it is stopped.
+	p := startService(t, nil, "start", "--config", cfg, "--log-format", "console")
+	waitFor(t, 60*time.Second, "a logged attempt to reach PostgreSQL", func() bool {
+		return p.exited() || strings.Contains(p.output(), "PostgreSQL cannot be reached")
+	})
+	p.stop()
+	out := p.output()
 	if !strings.Contains(string(out), "starting") {
 		t.Fatalf("no console log line:\n%s", out)
 	}

@@ -146,6 +146,9 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("state database pool: %w", err)
 	}
+	if err = s.waitForDatabase(ctx); err != nil {
+		return err
+	}
 	if err = cdc.CheckServer(ctx, s.pool); err != nil {
 		return err
 	}

@@ -85,6 +85,10 @@ func runStart(ctx context.Context, f startFlags) error {
 		log.Info().Msg("stopped while standing by")
 		return nil
 	}
+	if errors.Is(err, errStoppedWaitingForDB) {
+		log.Info().Msg("stopped while waiting for PostgreSQL")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
