@@ -13,6 +13,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/promtext"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -133,7 +134,7 @@ func TestOperatorSurface(t *testing.T) {
 		// The shipped alert rules and dashboard use only metrics that exist.
 		names := map[string]bool{}
 		for series := range m {
-			name, _ := splitSeries(series)
+			name, _ := promtext.SplitSeries(series)
 			names[name] = true
 		}
 		// Series of one table's snapshot exist once a snapshot has run; no snapshot runs
@@ -176,8 +177,8 @@ func TestOperatorSurface(t *testing.T) {
 			t.Fatalf("--metric kept %d lines; want 1:\n%s", n, r.stdout)
 		}
 		var mj struct {
-			Samples   []metricSample `json:"samples"`
-			Quantiles []quantile     `json:"quantiles"`
+			Samples   []promtext.Sample   `json:"samples"`
+			Quantiles []promtext.Quantile `json:"quantiles"`
 		}
 		s.json(t, &mj, "metrics", "--metric", "observer_action_duration_seconds")
 		if len(mj.Samples) == 0 || len(mj.Quantiles) != 3 || mj.Quantiles[2].Count != okEvents+badEvents*attempts {

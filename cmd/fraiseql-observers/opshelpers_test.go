@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/promtext"
 )
 
 // freeAddr returns a loopback address with a port free right now.
@@ -95,8 +96,8 @@ func scrape(t *testing.T, addr, token string) map[string]float64 {
 		t.Fatalf("scrape /metrics: HTTP %d: %s", resp.StatusCode, body)
 	}
 	out := map[string]float64{}
-	for _, s := range parseMetrics(string(body)) {
-		out[s.series] = s.Value
+	for _, s := range promtext.Parse(string(body)) {
+		out[s.Series] = s.Value
 	}
 	return out
 }
