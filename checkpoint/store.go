@@ -25,6 +25,16 @@ import (
 // SlotAction is the action name of the slot-wide row.
 const SlotAction = "*"
 
+// CheckpointsTable and EpochsTable are the tables of checkpoints and of the slot's
+// fencing epochs (and lease), in the state schema; Tables lists both.
+const (
+	CheckpointsTable = "observer_checkpoints"
+	EpochsTable      = "observer_epochs"
+)
+
+// Tables are the state tables of this package.
+var Tables = []string{CheckpointsTable, EpochsTable}
+
 // ErrFenced is returned by Save when a newer process has taken over the slot.
 var ErrFenced = errors.New("checkpoint fenced: another process with a newer epoch owns this slot")
 
@@ -92,7 +102,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	acquired_at timestamptz NOT NULL DEFAULT now(),
 	expires_at  timestamptz
 );`, s.table("observer_checkpoints"), s.table("observer_epochs"))
-	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{"observer_checkpoints", "observer_epochs"}, sql); err != nil {
+	if err := pgschema.Ensure(ctx, s.pool, s.schema, Tables, sql); err != nil {
 		return fmt.Errorf("create checkpoint tables: %w", err)
 	}
 	// Tables created by an earlier version lack the lease column and the marker of a

@@ -33,6 +33,9 @@ type Options struct {
 	Metrics *metrics.Set
 }
 
+// TableName is the DLQ table, in the state schema.
+const TableName = "observer_dlq"
+
 // Store is the observer_dlq table. It is safe for concurrent use.
 type Store struct {
 	pool     *pgxpool.Pool
@@ -58,7 +61,7 @@ func NewStore(pool *pgxpool.Pool, opts Options) *Store {
 }
 
 // Table returns the quoted, schema-qualified table name.
-func (s *Store) Table() string { return pgx.Identifier{s.opts.Schema, "observer_dlq"}.Sanitize() }
+func (s *Store) Table() string { return pgx.Identifier{s.opts.Schema, TableName}.Sanitize() }
 
 // Migrate creates the table when it does not exist.
 func (s *Store) Migrate(ctx context.Context) error {
@@ -89,7 +92,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	UNIQUE (slot_name, action, event_id)
 );
 CREATE INDEX IF NOT EXISTS observer_dlq_status_idx ON %[1]s (status, created_at);`, s.Table())
-	if err := pgschema.Ensure(ctx, s.pool, s.opts.Schema, []string{"observer_dlq"}, sql); err != nil {
+	if err := pgschema.Ensure(ctx, s.pool, s.opts.Schema, []string{TableName}, sql); err != nil {
 		return fmt.Errorf("create dlq table: %w", err)
 	}
 	_, err := s.Count(ctx)

@@ -66,6 +66,9 @@ type Listener struct {
 	Healthy bool `json:"healthy"`
 }
 
+// TableName is the listener registry table, in the state schema.
+const TableName = "observer_listeners"
+
 // Store reads and writes the registry of one slot. It is safe for concurrent use.
 type Store struct {
 	pool   *pgxpool.Pool
@@ -82,7 +85,7 @@ func NewStore(pool *pgxpool.Pool, schema, slot string) *Store {
 }
 
 // Table returns the quoted, schema-qualified table name.
-func (s *Store) Table() string { return pgx.Identifier{s.schema, "observer_listeners"}.Sanitize() }
+func (s *Store) Table() string { return pgx.Identifier{s.schema, TableName}.Sanitize() }
 
 // Migrate creates the table when it does not exist.
 func (s *Store) Migrate(ctx context.Context) error {
@@ -102,7 +105,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS %[1]s (
 	PRIMARY KEY (slot_name, listener_id)
 );
 COMMENT ON TABLE %[1]s IS 'fraiseql-observers instances and their heartbeats (see the status command)';`, s.Table())
-	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{"observer_listeners"}, sql); err != nil {
+	if err := pgschema.Ensure(ctx, s.pool, s.schema, []string{TableName}, sql); err != nil {
 		return fmt.Errorf("create listener registry: %w", err)
 	}
 	return nil

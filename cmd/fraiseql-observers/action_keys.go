@@ -6,6 +6,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
+	"github.com/fraiseql/fraiseql-observers/service"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
@@ -67,7 +68,7 @@ func sinkConfigError(a *configs.Action, err error) error {
 	var ee *eval.Error
 	if errors.As(ke.Err, &ee) && a.Has(key) {
 		// A template error points into the template: move there in the file.
-		return &configs.Error{Pos: exprPos(a.KeyPos(key), ee), Msg: "action " + a.ID + ": " + key + ": " + exprMsg(ee)}
+		return &configs.Error{Pos: service.ExprPos(a.KeyPos(key), ee), Msg: "action " + a.ID + ": " + key + ": " + exprMsg(ee)}
 	}
 	return a.ErrorfAt(key, "%v", ke.Err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/eval"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/service"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
@@ -152,6 +153,27 @@ func (b *builder) action(ctx context.Context, co *configs.Observer, ca *configs.
 	}
 	return res.sink, batch, nil
 }
+
+// actions is the executor side of the service (service.Actions): the observers
+// built with this package's registration table of action types.
+type actions struct {
+	cfg *configs.Config
+	log zerolog.Logger
+}
+
+// Check implements service.Actions.
+func (a actions) Check(ctx context.Context) error {
+	_, err := (&builder{cfg: a.cfg, log: a.log, set: metrics.NewSet(), validateOnly: true}).observers(ctx)
+	return err
+}
+
+// Build implements service.Actions.
+func (a actions) Build(ctx context.Context, deps service.ActionDeps) ([]*pipeline.Observer, error) {
+	return (&builder{cfg: a.cfg, log: deps.Logger, set: deps.Metrics, pool: deps.Pool}).observers(ctx)
+}
+
+// PoolSize implements service.Actions.
+func (a actions) PoolSize() int32 { return poolSize(a.cfg) }
 
 // actionConcurrency is the number of workers of action a: its own max_concurrency,
 // or concurrent_execution.max_concurrency.

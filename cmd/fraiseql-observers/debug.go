@@ -14,6 +14,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 func newDebugEventCmd(g *globals) *cobra.Command {
@@ -105,7 +106,7 @@ func eventNotRemembered(ctx context.Context, g *globals, id string) error {
 		return errors.New(msg)
 	}
 	defer pool.Close()
-	if ok, _ := tableExists(ctx, pool, cfg.State.Schema, "observer_dlq"); !ok {
+	if ok, _ := service.TableExists(ctx, pool, cfg.State.Schema, "observer_dlq"); !ok {
 		return errors.New(msg)
 	}
 	var items []int64
@@ -170,7 +171,7 @@ in the service's memory: no Redis. Needs the running service (exit code 6 otherw
 			if err != nil {
 				return err
 			}
-			var doc cacheStatsDoc
+			var doc service.CacheStatsDoc
 			if err := client.do(cmd.Context(), "GET", "/cache/stats", nil, &doc); err != nil {
 				return serviceErr(err)
 			}
@@ -233,7 +234,7 @@ warns about each such observer in scope; --require-old-images refuses the replay
 			if err != nil {
 				return err
 			}
-			var res replayResult
+			var res service.ReplayResult
 			body := map[string]any{"from_lsn": from, "to_lsn": to, "observer": observer, "require_old_images": requireOld}
 			if err := client.do(cmd.Context(), "POST", "/replay", body, &res); err != nil {
 				return serviceErr(err)

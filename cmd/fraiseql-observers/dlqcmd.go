@@ -19,6 +19,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 func newDLQCmd(g *globals) *cobra.Command {
@@ -56,7 +57,7 @@ func openDLQ(ctx context.Context, g *globals) (*dlqEnv, error) {
 		return nil, err
 	}
 	e := &dlqEnv{cfg: cfg, pool: pool, store: dlq.NewStore(pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot})}
-	ok, err := tableExists(ctx, pool, cfg.State.Schema, "observer_dlq")
+	ok, err := service.TableExists(ctx, pool, cfg.State.Schema, "observer_dlq")
 	if err == nil && !ok {
 		err = fmt.Errorf("the DLQ table %s does not exist: the service creates it when it starts with dlq.enabled", e.store.Table())
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 // version is set at build time (-ldflags "-X main.version=..."); see buildVersion.
@@ -66,11 +67,14 @@ func exitCode(err error) int {
 	var pre *cdc.PreflightError
 	var gap *cdc.GapError
 	var tooOld *cdc.ReplayTooOldError
+	var svcCfg *service.ConfigError
 	switch {
 	case errors.As(err, &tooOld):
 		return exitConfig
 	case errors.As(err, &ce):
 		return ce.code
+	case errors.As(err, &svcCfg):
+		return exitConfig
 	case errors.As(err, &gap):
 		return exitGap
 	case errors.As(err, &pre):

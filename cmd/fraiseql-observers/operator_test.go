@@ -162,7 +162,7 @@ func TestOperatorSurface(t *testing.T) {
 		s.run(t, 0, []string{"Listeners:", "listener-1", "streaming", "safe_wal_size", "Replay window: off"}, "status", "--detailed")
 		var st statusDoc
 		s.json(t, &st, "status", "--detailed")
-		if st.Source != "service" || st.Leader != (leaderDoc{"listener-1", 1, 1}) || st.DLQ.Pending != badEvents || st.Stream == nil ||
+		if st.Source != "service" || st.Leader != (leaderDoc{ListenerID: "listener-1", Healthy: 1, Total: 1}) || st.DLQ.Pending != badEvents || st.Stream == nil ||
 			!st.Stream.Ready || len(st.Checkpoints) != 3 || st.SlotHealth.WALStatus != "reserved" {
 			t.Fatalf("unexpected status document %+v", st)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/lsn"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 type startFlags struct {
@@ -80,19 +81,19 @@ func runStart(ctx context.Context, f startFlags) error {
 	}
 	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).
 		Int64("memory_limit", memoryLimit(cfg)).Msg("starting")
-	svc, err := buildService(ctx, cfg, log, serviceOptions{startLSN: startLSN})
-	if errors.Is(err, errStoppedAsStandby) {
+	svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion()})
+	if errors.Is(err, service.ErrStoppedAsStandby) {
 		log.Info().Msg("stopped while standing by")
 		return nil
 	}
-	if errors.Is(err, errStoppedWaitingForDB) {
+	if errors.Is(err, service.ErrStoppedWaitingForDB) {
 		log.Info().Msg("stopped while waiting for PostgreSQL")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	err = svc.run(ctx)
+	err = svc.Run(ctx)
 	if err != nil {
 		log.Error().Err(err).Msg("stopped with an error")
 		return &silentError{err}

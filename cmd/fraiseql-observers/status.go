@@ -13,6 +13,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -43,7 +44,7 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 	if err != nil {
 		return err
 	}
-	var doc statusDoc
+	var doc service.StatusDoc
 	note := ""
 	client, err := g.newAdminClient(cfg)
 	var unset *configs.Errors
@@ -77,7 +78,7 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 		return fmt.Errorf("%s; and PostgreSQL cannot be read either: %w", strings.TrimSuffix(note, ": showing state from PostgreSQL"), err)
 	}
 	defer pool.Close()
-	doc, h, err := collectStatus(ctx, pool, cfg, 0)
+	doc, h, err := service.CollectStatus(ctx, pool, cfg, 0)
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 		}
 		if h2, err := cdc.ReadSlotHealth(ctx, pool, cfg.Source.Slot, 0); err == nil && h2.At.After(h.At) {
 			h2.EstimateInvalidation(float64(h2.CurrentWAL.Sub(h.CurrentWAL)) / h2.At.Sub(h.At).Seconds())
-			doc.SlotHealth = slotFromHealth(h2)
+			doc.SlotHealth = service.SlotFromHealth(h2)
 			doc.SlotHealth.WALRateKnown = true
 		}
 	}
@@ -98,7 +99,7 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 	return printStatus(g, doc, asJSON, detailed, "")
 }
 
-func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) error {
+func printStatus(g *globals, doc service.StatusDoc, asJSON, detailed bool, from string) error {
 	if asJSON {
 		return g.printJSON(doc)
 	}
@@ -109,7 +110,7 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	} else {
 		fmt.Fprintf(w, "Observer status from the running service at %s (version %s)\n", from, doc.Version)
 	}
-	fmt.Fprintln(w, doc.Leader.line())
+	fmt.Fprintln(w, doc.Leader.Line())
 	if doc.Role == "standby" {
 		fmt.Fprintf(w, "This instance (%s) is a %s\n", doc.ListenerID, doc.RoleDetail)
 	} else if doc.Role != "" && doc.Stream == nil && doc.RoleDetail != "" {
@@ -159,8 +160,8 @@ func printStatus(g *globals, doc statusDoc, asJSON, detailed bool, from string) 
 	return nil
 }
 
-func printCheckpoints(w io.Writer, doc statusDoc, detailed bool) {
-	var disabled *checkpointDoc
+func printCheckpoints(w io.Writer, doc service.StatusDoc, detailed bool) {
+	var disabled *service.CheckpointDoc
 	for i, c := range doc.Checkpoints {
 		if c.Action == "*" && c.DisabledAt != nil {
 			disabled = &doc.Checkpoints[i]
@@ -203,7 +204,7 @@ func printCheckpoints(w io.Writer, doc statusDoc, detailed bool) {
 	tw.Flush()
 }
 
-func printDetails(w io.Writer, doc statusDoc) {
+func printDetails(w io.Writer, doc service.StatusDoc) {
 	fmt.Fprintln(w, "Listeners:")
 	if len(doc.Listeners) == 0 {
 		fmt.Fprintln(w, "  none registered")

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/service"
 )
 
 func newValidateCmd(g *globals) *cobra.Command {
@@ -55,13 +58,13 @@ func (p problem) String() string {
 }
 
 type validation struct {
-	Valid     bool      `json:"valid"`
-	File      string    `json:"file"`
-	Errors    []problem `json:"errors"`
-	Warnings  []problem `json:"warnings"`
-	Summary   *summary  `json:"summary,omitempty"`
-	Checks    []check   `json:"checks,omitempty"`
-	ChecksRun bool      `json:"checks_run"`
+	Valid     bool            `json:"valid"`
+	File      string          `json:"file"`
+	Errors    []problem       `json:"errors"`
+	Warnings  []problem       `json:"warnings"`
+	Summary   *summary        `json:"summary,omitempty"`
+	Checks    []service.Check `json:"checks,omitempty"`
+	ChecksRun bool            `json:"checks_run"`
 }
 
 type summary struct {
@@ -156,12 +159,12 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 		v.Summary = s
 		if detailed {
 			v.ChecksRun = true
-			v.Checks = runChecks(ctx, cfg)
+			v.Checks = service.RunChecks(ctx, cfg)
 		}
 	}
 	failed := 0
 	for _, c := range v.Checks {
-		if c.Status == checkFail {
+		if c.Status == service.CheckFail {
 			failed++
 		}
 	}
@@ -207,4 +210,14 @@ func printValidation(g *globals, v validation) {
 	if v.ChecksRun {
 		printChecks(w, v.Checks)
 	}
+}
+
+func printChecks(w io.Writer, checks []service.Check) {
+	fmt.Fprintln(w, "Database checks:")
+	counts := map[string]int{}
+	for _, c := range checks {
+		counts[c.Status]++
+		fmt.Fprintf(w, "  %-4s  %s\n", strings.ToUpper(c.Status), c.Message)
+	}
+	fmt.Fprintf(w, "%s: %d ok, %s, %d failed\n", count(len(checks), "check", "checks"), counts[service.CheckOK], count(counts[service.CheckWarn], "warning", "warnings"), counts[service.CheckFail])
 }

@@ -1,7 +1,8 @@
-package main
+package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -17,12 +18,12 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// conditionColumnProblems reports each column an observer's condition reads by name
+// ConditionColumnProblems reports each column an observer's condition reads by name
 // that its table does not have (a typo, or a column since dropped): such a condition
 // can never match, and every event of the table would be a condition error. It
 // returns nothing for observers without a table or condition, and for a table that
 // does not exist (reported by the table checks).
-func conditionColumnProblems(ctx context.Context, q querier, o *configs.Observer) ([]string, error) {
+func ConditionColumnProblems(ctx context.Context, q querier, o *configs.Observer) ([]string, error) {
 	if o.Wildcard || o.Table.Table == "" || o.Condition == "" || (len(o.Ops) == 1 && o.Ops[0] == decoder.OpMessage) {
 		return nil, nil
 	}
@@ -52,9 +53,23 @@ ORDER BY a.attnum`, o.Table.Schema, o.Table.Table)
 			continue
 		}
 		reported[ref.Name] = true
-		pos := exprPos(o.ConditionPos, &eval.Error{Line: ref.Line, Column: ref.Column})
+		pos := ExprPos(o.ConditionPos, &eval.Error{Line: ref.Line, Column: ref.Column})
 		out = append(out, fmt.Sprintf("%s: observer %s's condition reads column %q, which %s does not have, so it never matches%s",
 			pos, o.Name, ref.Name, o.Table, configs.DidYouMean(ref.Name, cols)))
 	}
 	return out, nil
+}
+
+// ExprPos moves pos, where the expression's text starts in the file, to where an
+// expression error points within the expression. A block scalar's lines share the
+// first line's indentation; a quoted or plain scalar continued on further lines is
+// only approximated there.
+func ExprPos(pos configs.Pos, err error) configs.Pos {
+	var ee *eval.Error
+	if !errors.As(err, &ee) {
+		return pos
+	}
+	pos.Line += max(ee.Line, 1) - 1
+	pos.Column += ee.Column - 1
+	return pos
 }

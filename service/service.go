@@ -1,4 +1,11 @@
-package main
+// Package service is the runtime of fraiseql-observers: built from a loaded
+// configuration, it runs the replication session, the pipeline and the sinks, the
+// checkpoints and snapshots, the leader election between instances of one slot
+// (failover), and the operator surface (admin endpoint, listener heartbeat, slot
+// monitor, the /status document), and shuts them down in two tiers. The CLI
+// (cmd/fraiseql-observers) turns flags into a configuration, a logger and a Service,
+// and the outcome into an exit code.
+package service
 
 import (
 	"context"
@@ -23,16 +30,30 @@ import (
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/registry"
 	"github.com/fraiseql/fraiseql-observers/snapshot"
 )
 
-type serviceOptions struct {
-	startLSN lsn.LSN
+// Options are what New needs besides the configuration and the logger.
+type Options struct {
+	// Actions builds the executor side: the observers with their sinks.
+	Actions Actions
+	// StartLSN, when not 0, starts every action there instead of at its checkpoint
+	// (start --start-lsn): later skips ahead, earlier replays.
+	StartLSN lsn.LSN
+	// Version is the build's version, for the listener registry and /status.
+	Version string
 }
 
-// service is the running system: session → pipeline → sinks, with checkpoints.
-type service struct {
+// Service is the running system: the replication session (the source of events,
+// with its checkpoints, snapshots and the slot's leader election) feeding the
+// pipeline and the sinks of the observers' actions (the executor side, built by
+// Options.Actions), with the operator surface (admin endpoint, listener heartbeat,
+// slot monitor). New builds it from a loaded configuration; Run runs it until its
+// context ends, then shuts it down in two tiers.
+type Service struct {
 	cfg    *configs.Config
+	opts   Options
 	log    zerolog.Logger
 	set    *metrics.Set
 	pool   *pgxpool.Pool
@@ -71,15 +92,22 @@ func (c ackedConfirmer) Durable() lsn.LSN {
 	return p
 }
 
-// connConfig parses the source DSN without ever echoing its password.
-func connConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
+// ConfigError is a configuration mistake found while building the service (exit
+// code 2 for the CLI).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ConnConfig parses the source DSN without ever echoing its password.
+func ConnConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
 	dsn, err := cfg.DSN()
 	if err != nil {
 		return nil, err
 	}
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, &codeError{code: exitConfig, err: fmt.Errorf("source DSN %s cannot be parsed: use a URL (postgres://user@host:5432/db?sslmode=verify-full) or key=value pairs",
+		return nil, &ConfigError{Err: fmt.Errorf("source DSN %s cannot be parsed: use a URL (postgres://user@host:5432/db?sslmode=verify-full) or key=value pairs",
 			configs.RedactDSN(dsn))}
 	}
 	if cc.RuntimeParams["application_name"] == "" {
@@ -91,9 +119,9 @@ func connConfig(cfg *configs.Config) (*pgx.ConnConfig, error) {
 	return cc, nil
 }
 
-// unverifiedTLS reports a source connection to a host other than loopback or a unix
+// UnverifiedTLS reports a source connection to a host other than loopback or a unix
 // socket whose TLS is off or does not verify the server's certificate and name.
-func unverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
+func UnverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
 	hosts := []*pgconn.FallbackConfig{{Host: cc.Host, TLSConfig: cc.TLSConfig}}
 	hosts = append(hosts, cc.Fallbacks...)
 	for _, h := range hosts {
@@ -113,9 +141,17 @@ func unverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
 	return "", ""
 }
 
-func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts serviceOptions) (*service, error) {
-	s := &service{cfg: cfg, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs), claimed: make(chan struct{})}
-	if err := s.build(ctx, opts); err != nil {
+// New builds the service from a loaded configuration: it checks the observers'
+// configuration, waits for PostgreSQL to answer, starts the operator surface, takes
+// the slot's lease (failover) and builds the pipeline and the replication session.
+// Nothing shared changes before the slot is ours. ErrStoppedAsStandby and
+// ErrStoppedWaitingForDB report a ctx that ended before the service could lead.
+func New(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts Options) (*Service, error) {
+	if opts.Actions == nil {
+		return nil, errors.New("service: Options.Actions is required")
+	}
+	s := &Service{cfg: cfg, opts: opts, log: log, set: metrics.NewSet(), wm: lsn.NewWatermark(lsn.CompareLSNs), claimed: make(chan struct{})}
+	if err := s.build(ctx); err != nil {
 		s.setStopped(ctx) // recorded only if the heartbeat ran (a standby)
 		s.close()
 		return nil, err
@@ -123,18 +159,18 @@ func buildService(ctx context.Context, cfg *configs.Config, log zerolog.Logger, 
 	return s, nil
 }
 
-func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
-	cfg, log := s.cfg, s.log
+func (s *Service) build(ctx context.Context) (err error) {
+	cfg, log, opts := s.cfg, s.log, s.opts
 	// Every configuration mistake (actions, templates, conditions) is reported before
 	// anything connects.
-	if _, err = (&builder{cfg: cfg, log: log, set: metrics.NewSet(), validateOnly: true}).observers(ctx); err != nil {
+	if err = opts.Actions.Check(ctx); err != nil {
 		return err
 	}
-	cc, err := connConfig(cfg)
+	cc, err := ConnConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if host, why := unverifiedTLS(cc); why != "" {
+	if host, why := UnverifiedTLS(cc); why != "" {
 		log.Warn().Str("host", host).Msg("the source connection is " + why + ": use sslmode=verify-full with sslrootcert for a database reached over a network")
 	}
 	pcfg, err := pgxpool.ParseConfig("")
@@ -142,7 +178,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		return fmt.Errorf("pool config: %w", err)
 	}
 	pcfg.ConnConfig = cc.Copy()
-	pcfg.MaxConns = poolSize(cfg)
+	pcfg.MaxConns = opts.Actions.PoolSize()
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("state database pool: %w", err)
 	}
@@ -201,13 +237,12 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 			return err
 		}
 	}
-	b := &builder{cfg: cfg, log: log, set: s.set, pool: s.pool}
-	observers, err := b.observers(ctx)
+	observers, err := opts.Actions.Build(ctx, ActionDeps{Pool: s.pool, Metrics: s.set, Logger: log})
 	if err != nil {
 		return err
 	}
 	for _, o := range cfg.Observers {
-		problems, err := conditionColumnProblems(ctx, s.pool, o)
+		problems, err := ConditionColumnProblems(ctx, s.pool, o)
 		if err != nil {
 			log.Warn().Err(err).Str("observer", o.Name).Msg("cannot check the columns the condition reads")
 		}
@@ -219,12 +254,12 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 	for id, pos := range loaded.Actions {
 		start[id] = pos
 	}
-	if opts.startLSN != 0 {
+	if opts.StartLSN != 0 {
 		// Later than the checkpoint: skip ahead. Earlier: deliver again from there (the
 		// session refuses a position the slot no longer has).
 		for _, o := range observers {
 			for _, a := range o.Actions {
-				start[a.ID] = lsn.Position{Commit: opts.startLSN}
+				start[a.ID] = lsn.Position{Commit: opts.StartLSN}
 			}
 		}
 	}
@@ -265,10 +300,6 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 			return err
 		}
 	}
-	ignore := []string{schema + ".observer_checkpoints", schema + ".observer_epochs", schema + ".observer_dlq", schema + ".observer_listeners"}
-	for _, t := range snapshot.Tables {
-		ignore = append(ignore, schema+"."+t)
-	}
 	var intercept cdc.Interceptor
 	if s.snaps != nil {
 		intercept = s.snaps
@@ -288,10 +319,10 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 		ReconnectMax:         cfg.Source.Reconnect.MaxDelay,
 		BatchSize:            cfg.Pipeline.BatchSize,
 		MaxEventBytes:        int(cfg.Source.MaxEventBytes),
-		IgnoreTables:         ignore,
+		IgnoreTables:         StateTables(schema),
 		Checkpoint:           checkpointLSN,
 		SystemID:             loaded.SystemID,
-		StartLSN:             opts.startLSN,
+		StartLSN:             opts.StartLSN,
 		ReplayWindowBytes:    uint64(cfg.ReplayWindow.Bytes),
 		ReplayWindowDuration: cfg.ReplayWindow.Duration,
 		Quarantine:           s.quarantine(),
@@ -314,7 +345,7 @@ func (s *service) build(ctx context.Context, opts serviceOptions) (err error) {
 // does the instance change shared state. It takes the fencing epoch (without
 // failover; the lease gave one), or records that the slot is streamed without
 // checkpoints, and starts the listener heartbeat.
-func (s *service) claim(ctx context.Context) error {
+func (s *Service) claim(ctx context.Context) error {
 	cfg := s.cfg
 	switch {
 	case s.lease != nil:
@@ -344,7 +375,7 @@ func (s *service) claim(ctx context.Context) error {
 }
 
 // isClaimed reports whether claim has run.
-func (s *service) isClaimed() bool {
+func (s *Service) isClaimed() bool {
 	select {
 	case <-s.claimed:
 		return true
@@ -362,7 +393,7 @@ func (q quarantine) Quarantine(ctx context.Context, p cdc.Poison) error {
 
 // quarantine returns where changes that cannot become events go: the DLQ, or nowhere
 // (logged and skipped) when it is disabled.
-func (s *service) quarantine() cdc.Quarantine {
+func (s *Service) quarantine() cdc.Quarantine {
 	if s.dlq == nil {
 		return nil
 	}
@@ -394,10 +425,22 @@ func observedTables(obs []*configs.Observer) []string {
 	return out
 }
 
-// run runs the service until ctx is cancelled or the session fails, then shuts down in
+// StateTables are the service's own tables in schema (checkpoints and epochs, the DLQ,
+// the listener registry, snapshots), schema-qualified: the session skips their
+// changes, and no snapshot reads them.
+func StateTables(schema string) []string {
+	var out []string
+	for _, t := range append(append([]string{registry.TableName, dlq.TableName}, checkpoint.Tables...), snapshot.Tables...) {
+		out = append(out, schema+"."+t)
+	}
+	return out
+}
+
+// Run runs the service until ctx is cancelled or the session fails, then shuts down in
 // two tiers: stop reading and drain under pipeline.shutdown_timeout, then cancel; the
-// checkpoints are written and the last status update confirms only what settled.
-func (s *service) run(ctx context.Context) error {
+// checkpoints are written and the last status update confirms only what settled. It
+// closes the service: Run is called once.
+func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	base := context.WithoutCancel(ctx)
 	pctx, pcancel := context.WithCancel(base)
@@ -506,7 +549,7 @@ func (s *service) run(ctx context.Context) error {
 	return errors.Join(runErr, pipeErr)
 }
 
-func (s *service) close() {
+func (s *Service) close() {
 	s.stopOperator()
 	if s.dedup != nil {
 		s.dedup.Close()
@@ -522,7 +565,7 @@ func (s *service) close() {
 // replay delivers again, for the named observer's actions (all when ""), the events
 // of transactions committed from from (to to, when not 0), by rewinding the running
 // stream. It returns the ids of the actions concerned.
-func (s *service) replay(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
+func (s *Service) replay(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
 	oldest, err := s.sess.OldestReplayable(ctx)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/fraiseql/fraiseql-observers/checkpoint"
 )
 
-// errStoppedAsStandby ends a standby that was stopped before it took the lease.
-var errStoppedAsStandby = errors.New("stopped while standing by")
+// ErrStoppedAsStandby ends a standby that was stopped before it took the lease.
+var ErrStoppedAsStandby = errors.New("stopped while standing by")
 
 // leaseSeen is the slot's lease as a standby last read it.
 type leaseSeen struct {
@@ -24,7 +24,7 @@ type leaseSeen struct {
 // recording itself as a standby in the listener registry and answering on the admin
 // endpoint meanwhile. Once it holds the lease it ends the walsender of a previous
 // leader that still holds the slot (a crashed or paused process whose lease expired).
-func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error {
+func (s *Service) waitForLease(ctx context.Context, cps *checkpoint.Store) error {
 	cfg := s.cfg
 	s.startHeartbeat()
 	var last checkpoint.Holder
@@ -34,7 +34,7 @@ func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return errStoppedAsStandby
+				return ErrStoppedAsStandby
 			}
 			if !failing {
 				s.log.Warn().Err(err).Msg("cannot read the slot's lease; will retry")
@@ -55,7 +55,7 @@ func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error
 		}
 		select {
 		case <-ctx.Done():
-			return errStoppedAsStandby
+			return ErrStoppedAsStandby
 		case <-time.After(cfg.Failover.RenewInterval):
 		}
 	}
@@ -64,10 +64,10 @@ func (s *service) waitForLease(ctx context.Context, cps *checkpoint.Store) error
 // takeOverSlot waits until the slot is free, ending the walsender of a previous leader
 // of ours (recognised by its application name) that still holds it; a foreign holder
 // is never terminated.
-func (s *service) takeOverSlot(ctx context.Context) error {
+func (s *Service) takeOverSlot(ctx context.Context) error {
 	cfg := s.cfg
 	app := "fraiseql-observers"
-	if cc, err := connConfig(cfg); err == nil && cc.RuntimeParams["application_name"] != "" {
+	if cc, err := ConnConfig(cfg); err == nil && cc.RuntimeParams["application_name"] != "" {
 		app = cc.RuntimeParams["application_name"]
 	}
 	deadline := time.Now().Add(cfg.Failover.LeaseDuration + time.Minute)
@@ -109,7 +109,7 @@ func (s *service) takeOverSlot(ctx context.Context) error {
 // cannot be reached, restarts or is locked are retried for as long as it takes: the
 // instance is not ready meanwhile once its lease has expired, and either renews it
 // when PostgreSQL answers again (nobody took it) or learns then that it was fenced.
-func (s *service) renewLease(ctx context.Context, cps *checkpoint.Store, lost chan<- error) {
+func (s *Service) renewLease(ctx context.Context, cps *checkpoint.Store, lost chan<- error) {
 	cfg := s.cfg.Failover
 	t := time.NewTicker(cfg.RenewInterval)
 	defer t.Stop()

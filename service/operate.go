@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -41,14 +41,14 @@ type operator struct {
 }
 
 // opsInterval is the period of heartbeats, slot readings and DLQ size refreshes.
-func (s *service) opsInterval() time.Duration {
+func (s *Service) opsInterval() time.Duration {
 	return min(s.cfg.Source.StatusInterval, 5*time.Second)
 }
 
 // startOperator prepares the listener registry and starts serving the admin endpoint,
 // before anything else: probes and scrapes reach a standby, and an instance that is
 // still starting, like a leader. A busy port is reported before streaming starts.
-func (s *service) startOperator(ctx context.Context) error {
+func (s *Service) startOperator(ctx context.Context) error {
 	cfg := s.cfg
 	op := &s.ops
 	op.startedAt = time.Now()
@@ -92,7 +92,7 @@ func (s *service) startOperator(ctx context.Context) error {
 }
 
 // goOp runs f until the operator surface stops.
-func (s *service) goOp(f func(context.Context) error) {
+func (s *Service) goOp(f func(context.Context) error) {
 	s.ops.wg.Add(1)
 	go func() {
 		defer s.ops.wg.Done()
@@ -105,7 +105,7 @@ func (s *service) goOp(f func(context.Context) error) {
 // startHeartbeat starts recording the instance in the registry: a standby from the
 // start, a leader once it holds the slot (a second instance that fails preflight
 // never overwrites the record of the one that runs).
-func (s *service) startHeartbeat() {
+func (s *Service) startHeartbeat() {
 	s.ops.mu.Lock()
 	defer s.ops.mu.Unlock()
 	if s.ops.beating || s.ops.hb == nil {
@@ -116,7 +116,7 @@ func (s *service) startHeartbeat() {
 }
 
 // stopOperator stops the admin endpoint and the heartbeat and waits for them.
-func (s *service) stopOperator() {
+func (s *Service) stopOperator() {
 	if s.ops.cancel != nil {
 		s.ops.cancel()
 		s.ops.wg.Wait()
@@ -125,7 +125,7 @@ func (s *service) stopOperator() {
 
 // runOperator starts the tasks of a leader; the returned function stops them and
 // waits for them.
-func (s *service) runOperator(ctx context.Context) (stop func()) {
+func (s *Service) runOperator(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	goRun := func(f func(context.Context) error) {
@@ -149,7 +149,7 @@ func (s *service) runOperator(ctx context.Context) (stop func()) {
 
 // refreshDLQSize keeps observer_dlq_items_total current while dlq commands change the
 // table from other processes.
-func (s *service) refreshDLQSize(ctx context.Context) error {
+func (s *Service) refreshDLQSize(ctx context.Context) error {
 	t := time.NewTicker(s.opsInterval())
 	defer t.Stop()
 	for {
@@ -167,7 +167,7 @@ func (s *service) refreshDLQSize(ctx context.Context) error {
 }
 
 // setDraining marks the start of the shutdown and reports it at once.
-func (s *service) setDraining(ctx context.Context) {
+func (s *Service) setDraining(ctx context.Context) {
 	s.ops.mu.Lock()
 	s.ops.draining = true
 	s.ops.mu.Unlock()
@@ -175,7 +175,7 @@ func (s *service) setDraining(ctx context.Context) {
 }
 
 // setStopped records the clean end of the instance in the registry.
-func (s *service) setStopped(ctx context.Context) {
+func (s *Service) setStopped(ctx context.Context) {
 	s.ops.mu.Lock()
 	s.ops.stopped = true
 	s.ops.mu.Unlock()
@@ -183,7 +183,7 @@ func (s *service) setStopped(ctx context.Context) {
 }
 
 // beat writes the registry record now, if the heartbeat runs.
-func (s *service) beat(ctx context.Context) {
+func (s *Service) beat(ctx context.Context) {
 	s.ops.mu.Lock()
 	beating := s.ops.beating
 	s.ops.mu.Unlock()
@@ -203,7 +203,7 @@ func (s *service) beat(ctx context.Context) {
 // standby ready to take over. /readyz, observer_listener_health (with the stored
 // heartbeat), the registry record and status all derive from it;
 // observer_replication_connected is the live stream alone.
-func (s *service) condition() (state string, ready error, healthy bool) {
+func (s *Service) condition() (state string, ready error, healthy bool) {
 	s.ops.mu.Lock()
 	draining, stopped := s.ops.draining, s.ops.stopped
 	s.ops.mu.Unlock()
@@ -239,7 +239,7 @@ func (s *service) condition() (state string, ready error, healthy bool) {
 }
 
 // standbyReason says why a standby is not ready.
-func (s *service) standbyReason() error {
+func (s *Service) standbyReason() error {
 	if h := s.holder.Load(); h != nil && h.ListenerID != "" {
 		return fmt.Errorf("standby: the slot's lease is held by %s (epoch %d); this instance takes over when it expires", h.ListenerID, h.Epoch)
 	}
@@ -248,7 +248,7 @@ func (s *service) standbyReason() error {
 
 // leaseState returns the epoch and holder of the slot's lease as this instance knows
 // it, and when it expires by this host's clock (zero when unknown).
-func (s *service) leaseState() (epoch int64, holder string, expires time.Time) {
+func (s *Service) leaseState() (epoch int64, holder string, expires time.Time) {
 	if s.leading.Load() && s.lease != nil {
 		return s.lease.Epoch(), s.cfg.ListenerID, s.lease.LeaseExpiry()
 	}
@@ -259,14 +259,14 @@ func (s *service) leaseState() (epoch int64, holder string, expires time.Time) {
 }
 
 // record is the instance's registry record.
-func (s *service) record() registry.Record {
+func (s *Service) record() registry.Record {
 	state, _, healthy := s.condition()
-	return registry.Record{ListenerID: s.cfg.ListenerID, Host: s.ops.host, PID: os.Getpid(), Version: buildVersion(),
+	return registry.Record{ListenerID: s.cfg.ListenerID, Host: s.ops.host, PID: os.Getpid(), Version: s.opts.Version,
 		State: state, Streaming: state == registry.StateStreaming, Healthy: healthy, Epoch: s.ops.epoch.Load(), StartedAt: s.ops.startedAt}
 }
 
 // role is "leader" or "standby".
-func (s *service) role() string {
+func (s *Service) role() string {
 	if s.leading.Load() {
 		return "leader"
 	}
@@ -275,18 +275,18 @@ func (s *service) role() string {
 
 // Ready implements admin.Readiness: ready only while leading with a live stream and
 // written checkpoints.
-func (s *service) Ready() error {
+func (s *Service) Ready() error {
 	_, err, _ := s.condition()
 	return err
 }
 
 // Status implements admin.StatusReporter.
-func (s *service) Status(ctx context.Context) (any, error) {
-	doc, h, err := collectStatus(ctx, s.pool, s.cfg, s.settled())
+func (s *Service) Status(ctx context.Context) (any, error) {
+	doc, h, err := CollectStatus(ctx, s.pool, s.cfg, s.settled())
 	if err != nil {
 		return nil, err
 	}
-	doc.Source, doc.Version, doc.Role = "service", buildVersion(), s.role()
+	doc.Source, doc.Version, doc.Role = "service", s.opts.Version, s.role()
 	if !s.built.Load() {
 		if err := s.Ready(); err != nil {
 			doc.RoleDetail = err.Error()
@@ -295,12 +295,12 @@ func (s *service) Status(ctx context.Context) (any, error) {
 	}
 	if rate, ok := s.ops.mon.Rate(); ok {
 		h.EstimateInvalidation(rate)
-		doc.SlotHealth = slotFromHealth(h)
+		doc.SlotHealth = SlotFromHealth(h)
 		doc.SlotHealth.WALRateKnown = true
 	}
 	st := s.sess.Status() // read after the server's WAL position: lag is never overstated
 	state, ready, _ := s.condition()
-	sd := &streamDoc{State: state, ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
+	sd := &StreamDoc{State: state, ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
 		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.CurrentWAL.Sub(st.SettledLSN),
 		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError, InFlightBytes: s.pipe.InFlightBytes()}
 	if ready != nil {
@@ -326,7 +326,7 @@ func (s *service) Status(ctx context.Context) (any, error) {
 }
 
 // settled is the session's settled position, 0 before it is built.
-func (s *service) settled() lsn.LSN {
+func (s *Service) settled() lsn.LSN {
 	if s.built.Load() {
 		return s.sess.Settled()
 	}
@@ -334,7 +334,7 @@ func (s *service) settled() lsn.LSN {
 }
 
 // eventHistory serves /debug/events: empty until the pipeline is built.
-type eventHistory struct{ s *service }
+type eventHistory struct{ s *Service }
 
 func (e eventHistory) RecentEvents(n int) []pipeline.DebugEvent {
 	if !e.s.built.Load() {
@@ -350,13 +350,13 @@ func (e eventHistory) FindEvent(id string) (pipeline.DebugEvent, bool) {
 	return e.s.pipe.FindEvent(id)
 }
 
-// cacheStatsDoc is the /cache/stats document.
-type cacheStatsDoc struct {
-	RowCache rowCacheDoc `json:"row_cache"`
-	Dedup    dedupDoc    `json:"dedup"`
+// CacheStatsDoc is the /cache/stats document.
+type CacheStatsDoc struct {
+	RowCache RowCacheDoc `json:"row_cache"`
+	Dedup    DedupDoc    `json:"dedup"`
 }
 
-type rowCacheDoc struct {
+type RowCacheDoc struct {
 	Enabled   bool    `json:"enabled"`
 	Hits      uint64  `json:"hits"`
 	Misses    uint64  `json:"misses"`
@@ -368,7 +368,7 @@ type rowCacheDoc struct {
 	Rejected  uint64  `json:"rejected"`
 }
 
-type dedupDoc struct {
+type DedupDoc struct {
 	Enabled           bool   `json:"enabled"`
 	Entries           uint64 `json:"entries"`
 	MaxEntries        int    `json:"max_entries"`
@@ -377,15 +377,15 @@ type dedupDoc struct {
 }
 
 // CacheStats implements admin.CacheReporter.
-func (s *service) CacheStats() any {
-	var doc cacheStatsDoc
+func (s *Service) CacheStats() any {
+	var doc CacheStatsDoc
 	doc.RowCache.Enabled, doc.Dedup.Enabled = s.cfg.Caching.Enabled, s.cfg.Deduplication.Enabled
 	if !s.built.Load() {
 		return doc
 	}
 	if s.rows != nil {
 		st := s.rows.Stats()
-		doc.RowCache = rowCacheDoc{Enabled: true, Hits: st.Hits, Misses: st.Misses, HitRate: st.HitRate, Entries: st.Entries,
+		doc.RowCache = RowCacheDoc{Enabled: true, Hits: st.Hits, Misses: st.Misses, HitRate: st.HitRate, Entries: st.Entries,
 			CostBytes: st.CostBytes, MaxBytes: int64(s.cfg.Caching.MaxBytes), Evicted: st.Evicted, Rejected: st.Rejected}
 	}
 	doc.Dedup.DroppedCheckpoint = s.set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`).Get()
@@ -396,8 +396,8 @@ func (s *service) CacheStats() any {
 	return doc
 }
 
-// replayResult is the answer of POST /replay.
-type replayResult struct {
+// ReplayResult is the answer of POST /replay.
+type ReplayResult struct {
 	FromLSN string   `json:"from_lsn"`
 	ToLSN   string   `json:"to_lsn,omitempty"`
 	Actions []string `json:"actions"`
@@ -407,7 +407,7 @@ type replayResult struct {
 }
 
 // Replay implements admin.Replayer.
-func (s *service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
+func (s *Service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
 	if !s.leading.Load() {
 		_, holder, _ := s.leaseState()
 		return nil, &admin.Error{Status: http.StatusConflict, Code: "standby",
@@ -446,14 +446,14 @@ func (s *service) Replay(ctx context.Context, req admin.ReplayRequest) (any, err
 	if err != nil {
 		return nil, err
 	}
-	res := replayResult{FromLSN: req.From.String(), Actions: ids, Warnings: warnings}
+	res := ReplayResult{FromLSN: req.From.String(), Actions: ids, Warnings: warnings}
 	if req.To != 0 {
 		res.ToLSN = req.To.String()
 	}
 	return res, nil
 }
 
-func (s *service) hasObserver(name string) bool {
+func (s *Service) hasObserver(name string) bool {
 	for _, o := range s.cfg.Observers {
 		if o.Name == name {
 			return true

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // REPLICA IDENTITY FULL, why a replay cannot evaluate it faithfully: PostgreSQL logs
 // only the key of such rows, the old values came from the row cache, and a replay
 // starts the cache empty.
-func (s *service) replayOldImageProblems(ctx context.Context, observer string) ([]string, error) {
+func (s *Service) replayOldImageProblems(ctx context.Context, observer string) ([]string, error) {
 	var out []string
 	for _, o := range s.cfg.Observers {
 		if (observer != "" && o.Name != observer) || o.Condition == "" || !usesOld.MatchString(o.Condition) ||

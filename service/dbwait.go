@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -12,16 +12,16 @@ import (
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 )
 
-// errStoppedWaitingForDB ends a start that was stopped while PostgreSQL could not be
+// ErrStoppedWaitingForDB ends a start that was stopped while PostgreSQL could not be
 // reached yet.
-var errStoppedWaitingForDB = errors.New("stopped while waiting for PostgreSQL")
+var ErrStoppedWaitingForDB = errors.New("stopped while waiting for PostgreSQL")
 
 // waitForDatabase returns once PostgreSQL answers. A database that is away (refused or
 // timed-out connections, a server starting up or shutting down) is a reason to wait
 // and try again with backoff (source.reconnect), logging each attempt, never to exit;
 // anything else it answers (a refused login, a missing database) is returned for the
 // preflight to report.
-func (s *service) waitForDatabase(ctx context.Context) error {
+func (s *Service) waitForDatabase(ctx context.Context) error {
 	rc := s.cfg.Source.Reconnect
 	for attempt := 1; ; attempt++ {
 		err := s.pool.Ping(ctx)
@@ -32,7 +32,7 @@ func (s *service) waitForDatabase(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return errStoppedWaitingForDB
+			return ErrStoppedWaitingForDB
 		}
 		if !databaseAway(err) {
 			return nil // CheckServer reports it with its exit code
@@ -41,7 +41,7 @@ func (s *service) waitForDatabase(ctx context.Context) error {
 		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", d).
 			Msg("PostgreSQL cannot be reached; waiting for it (source.reconnect)")
 		if backoff.Sleep(ctx, d) != nil {
-			return errStoppedWaitingForDB
+			return ErrStoppedWaitingForDB
 		}
 	}
 }

@@ -1,8 +1,7 @@
-package main
+package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observers/cdc"
+	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -17,9 +17,9 @@ import (
 	"github.com/fraiseql/fraiseql-observers/snapshot"
 )
 
-// statusDoc is the /status document and the status command's JSON output. Every
+// StatusDoc is the /status document and the status command's JSON output. Every
 // number comes from the running service or from PostgreSQL at the time of the call.
-type statusDoc struct {
+type StatusDoc struct {
 	// Source is "service" (the running service answered) or "postgres" (read from
 	// the database because the service's admin endpoint did not answer).
 	Source  string `json:"source"`
@@ -35,26 +35,26 @@ type statusDoc struct {
 	ListenerID         string              `json:"listener_id"`
 	Slot               string              `json:"slot"`
 	Publication        string              `json:"publication"`
-	Leader             leaderDoc           `json:"leader"`
+	Leader             LeaderDoc           `json:"leader"`
 	Listeners          []registry.Listener `json:"listeners"`
-	SlotHealth         slotDoc             `json:"slot_health"`
-	Stream             *streamDoc          `json:"stream,omitempty"`
-	Checkpoints        []checkpointDoc     `json:"checkpoints"`
-	DLQ                dlqDoc              `json:"dlq"`
-	Replay             replayWindowDoc     `json:"replay_window"`
-	Failover           failoverDoc         `json:"failover"`
+	SlotHealth         SlotDoc             `json:"slot_health"`
+	Stream             *StreamDoc          `json:"stream,omitempty"`
+	Checkpoints        []CheckpointDoc     `json:"checkpoints"`
+	DLQ                DLQDoc              `json:"dlq"`
+	Replay             ReplayWindowDoc     `json:"replay_window"`
+	Failover           FailoverDoc         `json:"failover"`
 	// Snapshots are the pending and running snapshots (backfills), oldest first.
 	Snapshots []snapshot.Info `json:"snapshots"`
 }
 
-type leaderDoc struct {
+type LeaderDoc struct {
 	ListenerID string `json:"listener_id"` // "" when no instance streams the slot
 	Healthy    int    `json:"healthy"`
 	Total      int    `json:"total"`
 }
 
-// line is the seed's leader line: "Leader: listener-1 (1/1 healthy)".
-func (l leaderDoc) line() string {
+// Line is the seed's leader line: "Leader: listener-1 (1/1 healthy)".
+func (l LeaderDoc) Line() string {
 	id := l.ListenerID
 	if id == "" {
 		id = "none"
@@ -62,7 +62,7 @@ func (l leaderDoc) line() string {
 	return fmt.Sprintf("Leader: %s (%d/%d healthy)", id, l.Healthy, l.Total)
 }
 
-type slotDoc struct {
+type SlotDoc struct {
 	Name              string   `json:"name"`
 	Exists            bool     `json:"exists"`
 	Active            bool     `json:"active"`
@@ -79,7 +79,7 @@ type slotDoc struct {
 	TimeToInvalidate  *float64 `json:"time_to_invalidation_seconds"`
 }
 
-type streamDoc struct {
+type StreamDoc struct {
 	State          string  `json:"state"`
 	Ready          bool    `json:"ready"`
 	NotReadyReason string  `json:"not_ready_reason,omitempty"`
@@ -95,7 +95,7 @@ type streamDoc struct {
 	InFlightBytes  int64   `json:"in_flight_bytes"`
 }
 
-type checkpointDoc struct {
+type CheckpointDoc struct {
 	Action     string    `json:"action"` // "*" is the slot-wide row
 	Position   string    `json:"position"`
 	ListenerID string    `json:"listener_id"`
@@ -106,17 +106,17 @@ type checkpointDoc struct {
 	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
-type dlqDoc struct {
+type DLQDoc struct {
 	Enabled bool  `json:"enabled"`
 	Pending int64 `json:"pending"`
 }
 
-type replayWindowDoc struct {
+type ReplayWindowDoc struct {
 	Configured string `json:"configured"` // "0" when off
 	HeldBytes  uint64 `json:"held_bytes"`
 }
 
-type failoverDoc struct {
+type FailoverDoc struct {
 	Enabled bool `json:"enabled"`
 	// The slot's lease (observer_epochs): who holds it, its fencing epoch and expiry.
 	LeaseHolder   string     `json:"lease_holder,omitempty"`
@@ -125,16 +125,16 @@ type failoverDoc struct {
 	LeaseDuration string     `json:"lease_duration,omitempty"`
 }
 
-// tableExists reports whether schema.name exists.
-func tableExists(ctx context.Context, pool *pgxpool.Pool, schema, name string) (bool, error) {
+// TableExists reports whether schema.name exists.
+func TableExists(ctx context.Context, pool *pgxpool.Pool, schema, name string) (bool, error) {
 	var ok bool
 	err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, name}.Sanitize()).Scan(&ok)
 	return ok, err
 }
 
-// collectStatus reads what PostgreSQL knows: registry, checkpoints, DLQ, slot. settled
+// CollectStatus reads what PostgreSQL knows: registry, checkpoints, DLQ, slot. settled
 // is the running service's settled position (0 when read from outside).
-func collectStatus(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config, settled lsn.LSN) (statusDoc, cdc.SlotHealth, error) {
+func CollectStatus(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config, settled lsn.LSN) (StatusDoc, cdc.SlotHealth, error) {
 	doc, err := collectState(ctx, pool, cfg)
 	if err != nil {
 		return doc, cdc.SlotHealth{}, err
@@ -143,29 +143,29 @@ func collectStatus(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config,
 	if err != nil {
 		return doc, h, err
 	}
-	doc.SlotHealth = slotFromHealth(h)
+	doc.SlotHealth = SlotFromHealth(h)
 	return doc, h, nil
 }
 
 // collectState reads the registry, checkpoints and DLQ size.
-func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) (statusDoc, error) {
-	doc := statusDoc{ListenerID: cfg.ListenerID, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
-		Listeners: []registry.Listener{}, Checkpoints: []checkpointDoc{}, CheckpointsEnabled: cfg.Checkpoints.Enabled,
-		Replay:   replayWindowDoc{Configured: cfg.ReplayWindow.String()},
-		Failover: failoverDoc{Enabled: cfg.Failover.Enabled}}
+func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) (StatusDoc, error) {
+	doc := StatusDoc{ListenerID: cfg.ListenerID, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
+		Listeners: []registry.Listener{}, Checkpoints: []CheckpointDoc{}, CheckpointsEnabled: cfg.Checkpoints.Enabled,
+		Replay:   ReplayWindowDoc{Configured: cfg.ReplayWindow.String()},
+		Failover: FailoverDoc{Enabled: cfg.Failover.Enabled}}
 	schema := cfg.State.Schema
 	if cfg.Failover.Enabled {
 		doc.Failover.LeaseDuration = cfg.Failover.LeaseDuration.String()
-		if ok, err := tableExists(ctx, pool, schema, "observer_epochs"); err == nil && ok {
-			err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT listener_id, epoch, expires_at FROM %s WHERE slot_name = $1`,
-				pgx.Identifier{schema, "observer_epochs"}.Sanitize()), cfg.Source.Slot).
-				Scan(&doc.Failover.LeaseHolder, &doc.Failover.LeaseEpoch, &doc.Failover.LeaseExpires)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return doc, fmt.Errorf("read the slot's lease: %w", err)
-			}
+		h, err := checkpoint.ReadLease(ctx, pool, schema, cfg.Source.Slot)
+		if err != nil {
+			return doc, err
+		}
+		doc.Failover.LeaseHolder, doc.Failover.LeaseEpoch = h.ListenerID, h.Epoch
+		if !h.ExpiresAt.IsZero() {
+			doc.Failover.LeaseExpires = &h.ExpiresAt
 		}
 	}
-	if ok, err := tableExists(ctx, pool, schema, "observer_listeners"); err != nil {
+	if ok, err := TableExists(ctx, pool, schema, registry.TableName); err != nil {
 		return doc, fmt.Errorf("read listener registry: %w", err)
 	} else if ok {
 		if doc.Listeners, err = registry.NewStore(pool, schema, cfg.Source.Slot).List(ctx); err != nil {
@@ -177,37 +177,15 @@ func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) 
 	}
 	doc.Leader.ListenerID, doc.Leader.Healthy, doc.Leader.Total = registry.Leader(doc.Listeners)
 
-	if ok, err := tableExists(ctx, pool, schema, "observer_checkpoints"); err != nil {
-		return doc, fmt.Errorf("read checkpoints: %w", err)
-	} else if ok {
-		// disabled_at through to_jsonb: tables of an earlier version lack the column.
-		rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT action, commit_lsn::text, ordinal, listener_id, created_at,
-       extract(epoch FROM now() - created_at)::float8, (to_jsonb(c) ->> 'disabled_at')::timestamptz
-FROM %s c WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifier{schema, "observer_checkpoints"}.Sanitize()), cfg.Source.Slot)
-		if err != nil {
-			return doc, fmt.Errorf("read checkpoints: %w", err)
-		}
-		for rows.Next() {
-			var c checkpointDoc
-			var l string
-			var ord int64
-			if err := rows.Scan(&c.Action, &l, &ord, &c.ListenerID, &c.UpdatedAt, &c.AgeSeconds, &c.DisabledAt); err != nil {
-				rows.Close()
-				return doc, fmt.Errorf("read checkpoints: %w", err)
-			}
-			c.Position = l
-			if c.Action != "*" {
-				c.Position = fmt.Sprintf("%s:%d", l, ord)
-			}
-			doc.Checkpoints = append(doc.Checkpoints, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return doc, fmt.Errorf("read checkpoints: %w", err)
-		}
+	stored, err := checkpoint.ReadStored(ctx, pool, schema, cfg.Source.Slot)
+	if err != nil {
+		return doc, err
+	}
+	for _, c := range stored {
+		doc.Checkpoints = append(doc.Checkpoints, CheckpointDoc{Action: c.Action, Position: c.Position, ListenerID: c.ListenerID,
+			UpdatedAt: c.UpdatedAt, AgeSeconds: c.AgeSeconds, DisabledAt: c.DisabledAt})
 	}
 
-	var err error
 	if doc.Snapshots, err = snapshot.Unfinished(ctx, pool, schema, cfg.Source.Slot); err != nil {
 		return doc, err
 	}
@@ -216,7 +194,7 @@ FROM %s c WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifi
 	}
 
 	doc.DLQ.Enabled = cfg.DLQ.Enabled
-	if ok, err := tableExists(ctx, pool, schema, "observer_dlq"); err != nil {
+	if ok, err := TableExists(ctx, pool, schema, dlq.TableName); err != nil {
 		return doc, fmt.Errorf("read DLQ: %w", err)
 	} else if ok {
 		if doc.DLQ.Pending, err = dlq.NewStore(pool, dlq.Options{Schema: schema, Slot: cfg.Source.Slot}).Count(ctx); err != nil {
@@ -226,8 +204,9 @@ FROM %s c WHERE slot_name = $1 ORDER BY action = '*' DESC, action`, pgx.Identifi
 	return doc, nil
 }
 
-func slotFromHealth(h cdc.SlotHealth) slotDoc {
-	s := slotDoc{Name: h.Slot.Name, Exists: h.Slot.Exists, Active: h.Slot.Active, ActivePID: h.Slot.ActivePID,
+// SlotFromHealth is the slot_health part of the document.
+func SlotFromHealth(h cdc.SlotHealth) SlotDoc {
+	s := SlotDoc{Name: h.Slot.Name, Exists: h.Slot.Exists, Active: h.Slot.Active, ActivePID: h.Slot.ActivePID,
 		WALStatus: h.Slot.WALStatus, SafeWALSizeBytes: h.Slot.SafeWALSize, CurrentWALLSN: h.CurrentWAL.String(),
 		ConfirmedLagBytes: h.ConfirmedLagBytes, RetainedBytes: h.RetainedBytes,
 		WALRate: h.WALRate, TimeToInvalidate: h.TimeToInvalidationSeconds()}
@@ -235,32 +214,4 @@ func slotFromHealth(h cdc.SlotHealth) slotDoc {
 		s.RestartLSN, s.ConfirmedFlushLSN = h.Slot.RestartLSN.String(), h.Slot.ConfirmedFlushLSN.String()
 	}
 	return s
-}
-
-// statePool opens a small pool on the configuration's database for CLI commands.
-func statePool(ctx context.Context, cfg *configs.Config) (*pgxpool.Pool, error) {
-	// What reading the service's state uses (loaded with configs.Options.DeferEnv).
-	if err := cfg.Need("source", "state", "listener_id"); err != nil {
-		return nil, &codeError{code: exitConfig, err: err}
-	}
-	cc, err := connConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pcfg, err := pgxpool.ParseConfig("")
-	if err != nil {
-		return nil, err
-	}
-	pcfg.ConnConfig = cc.Copy()
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "fraiseql-observers-cli"
-	pcfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	return pool, nil
 }

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"testing"
@@ -13,7 +13,7 @@ func TestUnverifiedTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, why := unverifiedTLS(cc); (why != "") != warn {
+		if _, why := UnverifiedTLS(cc); (why != "") != warn {
 			t.Fatalf("%s: unexpected verdict %q; want a warning: %v", dsn, why, warn)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // buildSnapshots prepares the snapshot manager (it needs the checkpoints: its
 // progress is stored and fenced with them). Snapshots run, and the initial one is
 // recorded, once the slot is ours (claim).
-func (s *service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded checkpoint.State) error {
+func (s *Service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded checkpoint.State) error {
 	cfg := s.cfg
 	var err error
 	s.snaps, err = snapshot.New(snapshot.Options{
@@ -57,7 +57,7 @@ func (s *service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded
 // snapshot.mode initial, a snapshot of every table with a READ observer. An instance
 // that never gets the slot records nothing; a crash before it is recorded leaves no
 // checkpoint, so the next start records it.
-func (s *service) recordInitialSnapshot(ctx context.Context) error {
+func (s *Service) recordInitialSnapshot(ctx context.Context) error {
 	if s.snaps == nil || !s.initialSnapshot {
 		return nil
 	}
@@ -99,10 +99,7 @@ func initialTables(ctx context.Context, q interface {
 	if len(published) == 0 {
 		published = tableNames(cfg.Source.PublicationTables)
 	}
-	state := []string{"observer_checkpoints", "observer_epochs", "observer_dlq", "observer_listeners"}
-	for _, t := range append(state, snapshot.Tables...) {
-		state = append(state, cfg.State.Schema+"."+t)
-	}
+	state := StateTables(cfg.State.Schema)
 	for _, t := range published {
 		if !slices.Contains(out, t) && !slices.Contains(state, t) {
 			out = append(out, t)
@@ -121,7 +118,7 @@ var notStreaming = &admin.Error{Status: http.StatusServiceUnavailable, Code: "no
 	Msg: "this instance does not stream the slot (yet): snapshots run on the instance that does"}
 
 // snapshotManager returns the manager once the service is built (nil: unavailable).
-func (s *service) snapshotManager(write bool) (*snapshot.Manager, error) {
+func (s *Service) snapshotManager(write bool) (*snapshot.Manager, error) {
 	switch {
 	case !s.built.Load():
 		return nil, notStreaming
@@ -150,7 +147,7 @@ func snapshotErr(err error) error {
 }
 
 // StartSnapshot implements admin.Snapshotter.
-func (s *service) StartSnapshot(ctx context.Context, req admin.SnapshotRequest) (any, error) {
+func (s *Service) StartSnapshot(ctx context.Context, req admin.SnapshotRequest) (any, error) {
 	snaps, err := s.snapshotManager(true)
 	if err != nil {
 		return nil, err
@@ -163,7 +160,7 @@ func (s *service) StartSnapshot(ctx context.Context, req admin.SnapshotRequest) 
 }
 
 // Snapshots implements admin.Snapshotter.
-func (s *service) Snapshots(ctx context.Context) (any, error) {
+func (s *Service) Snapshots(ctx context.Context) (any, error) {
 	snaps, err := s.snapshotManager(false)
 	if err != nil {
 		return nil, err
@@ -176,7 +173,7 @@ func (s *service) Snapshots(ctx context.Context) (any, error) {
 }
 
 // Snapshot implements admin.Snapshotter.
-func (s *service) Snapshot(ctx context.Context, id int64) (any, error) {
+func (s *Service) Snapshot(ctx context.Context, id int64) (any, error) {
 	snaps, err := s.snapshotManager(false)
 	if err != nil {
 		return nil, err
@@ -189,7 +186,7 @@ func (s *service) Snapshot(ctx context.Context, id int64) (any, error) {
 }
 
 // CancelSnapshot implements admin.Snapshotter.
-func (s *service) CancelSnapshot(ctx context.Context, id int64) (any, error) {
+func (s *Service) CancelSnapshot(ctx context.Context, id int64) (any, error) {
 	snaps, err := s.snapshotManager(true)
 	if err != nil {
 		return nil, err
