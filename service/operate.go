@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/admin"
@@ -23,15 +22,12 @@ import (
 // monitor and DLQ size refresh, which run while the instance leads.
 type operator struct {
 	reg       *registry.Store
-	hb        *registry.Heartbeat
 	mon       *cdc.Monitor // set once built
 	adm       *admin.Server
-	epoch     atomic.Int64
 	startedAt time.Time
 	host      string
 	draining  bool // guarded by mu
 	stopped   bool // guarded by mu
-	beating   bool // guarded by mu: the heartbeat runs (and may record a stop)
 	mu        sync.Mutex
 
 	// ctx ends the admin endpoint and the heartbeat (stop); wg waits for them.
@@ -58,14 +54,14 @@ func (s *Service) startOperator(ctx context.Context) error {
 	if err := op.reg.Migrate(ctx); err != nil {
 		return preflightDB(err)
 	}
-	op.hb = registry.NewHeartbeat(registry.HeartbeatOptions{Store: op.reg, Record: s.record, Interval: s.opsInterval(),
+	s.elect.hb = registry.NewHeartbeat(registry.HeartbeatOptions{Store: op.reg, Record: s.record, Interval: s.opsInterval(),
 		Logger: s.log, Metrics: s.set})
-	s.set.NewGauge(`observer_role{role="leader"}`, func() float64 { return b2f(s.leading.Load()) })
-	s.set.NewGauge(`observer_role{role="standby"}`, func() float64 { return b2f(!s.leading.Load()) })
+	s.set.NewGauge(`observer_role{role="leader"}`, func() float64 { return b2f(s.elect.leading.Load()) })
+	s.set.NewGauge(`observer_role{role="standby"}`, func() float64 { return b2f(!s.elect.leading.Load()) })
 	if cfg.Failover.Enabled {
-		s.set.NewGauge("observer_lease_epoch", func() float64 { e, _, _ := s.leaseState(); return float64(e) })
+		s.set.NewGauge("observer_lease_epoch", func() float64 { e, _, _ := s.elect.state(); return float64(e) })
 		s.set.NewGauge("observer_lease_remaining_seconds", func() float64 {
-			_, _, exp := s.leaseState()
+			_, _, exp := s.elect.state()
 			if exp.IsZero() {
 				return 0
 			}
@@ -100,19 +96,6 @@ func (s *Service) goOp(f func(context.Context) error) {
 			s.log.Error().Err(err).Msg("operator task stopped")
 		}
 	}()
-}
-
-// startHeartbeat starts recording the instance in the registry: a standby from the
-// start, a leader once it holds the slot (a second instance that fails preflight
-// never overwrites the record of the one that runs).
-func (s *Service) startHeartbeat() {
-	s.ops.mu.Lock()
-	defer s.ops.mu.Unlock()
-	if s.ops.beating || s.ops.hb == nil {
-		return
-	}
-	s.ops.beating = true
-	s.goOp(s.ops.hb.Run)
 }
 
 // stopOperator stops the admin endpoint and the heartbeat and waits for them.
@@ -171,7 +154,7 @@ func (s *Service) setDraining(ctx context.Context) {
 	s.ops.mu.Lock()
 	s.ops.draining = true
 	s.ops.mu.Unlock()
-	s.beat(ctx)
+	s.elect.beat(ctx)
 }
 
 // setStopped records the clean end of the instance in the registry.
@@ -179,22 +162,7 @@ func (s *Service) setStopped(ctx context.Context) {
 	s.ops.mu.Lock()
 	s.ops.stopped = true
 	s.ops.mu.Unlock()
-	s.beat(ctx)
-}
-
-// beat writes the registry record now, if the heartbeat runs.
-func (s *Service) beat(ctx context.Context) {
-	s.ops.mu.Lock()
-	beating := s.ops.beating
-	s.ops.mu.Unlock()
-	if !beating {
-		return
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.ops.hb.Beat(cctx); err != nil {
-		s.log.Warn().Err(err).Msg("listener heartbeat failed")
-	}
+	s.elect.beat(ctx)
 }
 
 // condition is the one source of truth about the instance: its registry state,
@@ -212,8 +180,8 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 		return registry.StateStopped, errors.New("shutting down"), false
 	case draining:
 		return registry.StateDraining, errors.New("shutting down"), false
-	case !s.leading.Load():
-		return registry.StateStandby, s.standbyReason(), true
+	case !s.elect.leading.Load():
+		return registry.StateStandby, s.elect.standbyReason(), true
 	case !s.built.Load():
 		return registry.StateStarting, errors.New("starting: the replication connection is not up yet"), false
 	}
@@ -230,47 +198,17 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 			return registry.StateStreaming, fmt.Errorf("checkpoints cannot be written (since %s): %w", since.UTC().Format(time.RFC3339), err), false
 		}
 	}
-	if s.lease != nil {
-		if exp := s.lease.LeaseExpiry(); !exp.IsZero() && time.Now().After(exp) {
-			return registry.StateStreaming, fmt.Errorf("the slot's lease expired at %s and could not be renewed yet", exp.UTC().Format(time.RFC3339)), false
-		}
+	if exp, expired := s.elect.leaseExpired(); expired {
+		return registry.StateStreaming, fmt.Errorf("the slot's lease expired at %s and could not be renewed yet", exp.UTC().Format(time.RFC3339)), false
 	}
 	return registry.StateStreaming, nil, true
-}
-
-// standbyReason says why a standby is not ready.
-func (s *Service) standbyReason() error {
-	if h := s.holder.Load(); h != nil && h.ListenerID != "" {
-		return fmt.Errorf("standby: the slot's lease is held by %s (epoch %d); this instance takes over when it expires", h.ListenerID, h.Epoch)
-	}
-	return errors.New("standby: waiting for the slot's lease")
-}
-
-// leaseState returns the epoch and holder of the slot's lease as this instance knows
-// it, and when it expires by this host's clock (zero when unknown).
-func (s *Service) leaseState() (epoch int64, holder string, expires time.Time) {
-	if s.leading.Load() && s.lease != nil {
-		return s.lease.Epoch(), s.cfg.ListenerID, s.lease.LeaseExpiry()
-	}
-	if h := s.holder.Load(); h != nil {
-		return h.Epoch, h.ListenerID, h.expires
-	}
-	return 0, "", time.Time{}
 }
 
 // record is the instance's registry record.
 func (s *Service) record() registry.Record {
 	state, _, healthy := s.condition()
 	return registry.Record{ListenerID: s.cfg.ListenerID, Host: s.ops.host, PID: os.Getpid(), Version: s.opts.Version,
-		State: state, Streaming: state == registry.StateStreaming, Healthy: healthy, Epoch: s.ops.epoch.Load(), StartedAt: s.ops.startedAt}
-}
-
-// role is "leader" or "standby".
-func (s *Service) role() string {
-	if s.leading.Load() {
-		return "leader"
-	}
-	return "standby"
+		State: state, Streaming: state == registry.StateStreaming, Healthy: healthy, Epoch: s.elect.epoch.Load(), StartedAt: s.ops.startedAt}
 }
 
 // Ready implements admin.Readiness: ready only while leading with a live stream and
@@ -286,7 +224,7 @@ func (s *Service) Status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc.Source, doc.Version, doc.Role = "service", s.opts.Version, s.role()
+	doc.Source, doc.Version, doc.Role = "service", s.opts.Version, s.elect.role()
 	if !s.built.Load() {
 		if err := s.Ready(); err != nil {
 			doc.RoleDetail = err.Error()
@@ -408,8 +346,8 @@ type ReplayResult struct {
 
 // Replay implements admin.Replayer.
 func (s *Service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
-	if !s.leading.Load() {
-		_, holder, _ := s.leaseState()
+	if !s.elect.leading.Load() {
+		_, holder, _ := s.elect.state()
 		return nil, &admin.Error{Status: http.StatusConflict, Code: "standby",
 			Msg: fmt.Sprintf("this instance (%s) is a standby: replay on the leader (%s)", s.cfg.ListenerID, orNone(holder))}
 	}

@@ -64,7 +64,6 @@ type Service struct {
 	dedup  *pipeline.Dedup
 	rows   *pipeline.RowCache // nil when caching is disabled
 	cps    *checkpoint.Store  // nil when checkpoints are disabled
-	lease  *checkpoint.Store  // the slot's lease we hold (failover), else nil
 	dlq    *dlq.Store
 	snaps  *snapshot.Manager // nil when checkpoints are disabled
 	ops    operator
@@ -72,16 +71,15 @@ type Service struct {
 	// snapshot is recorded when the slot is claimed.
 	initialSnapshot bool
 
-	// leading: this instance holds the slot (without failover, from the start; with
-	// it, once it took the lease). built: pipe, sess, writer and ops.mon are set;
-	// other goroutines (the admin endpoint) read them only after seeing it.
-	leading atomic.Bool
-	built   atomic.Bool
+	// elect is the slot's leader election: epoch, lease, heartbeat and role.
+	elect election
+	// built: pipe, sess, writer and ops.mon are set; other goroutines (the admin
+	// endpoint) read them only after seeing it.
+	built atomic.Bool
 	// claimed is closed once the session holds the slot and the epoch is taken:
 	// checkpoints are written from then on.
 	claimed   chan struct{}
 	claimOnce sync.Once
-	holder    atomic.Pointer[leaseSeen] // standby: the lease as last read
 }
 
 // ackedConfirmer confirms the ack watermark directly (checkpoints disabled).
@@ -182,6 +180,8 @@ func (s *Service) build(ctx context.Context) (err error) {
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("state database pool: %w", err)
 	}
+	e := &s.elect
+	e.failover, e.slot, e.listenerID, e.app, e.pool, e.log = cfg.Failover, cfg.Source.Slot, cfg.ListenerID, cc.RuntimeParams["application_name"], s.pool, log
 	if err = s.waitForDatabase(ctx); err != nil {
 		return err
 	}
@@ -203,16 +203,15 @@ func (s *Service) build(ctx context.Context) (err error) {
 			return preflightDB(err)
 		}
 		if cfg.Failover.Enabled {
-			if err = s.waitForLease(ctx, s.cps); err != nil {
+			if err = s.elect.campaign(ctx, s.cps, s.goOp); err != nil {
 				return err
 			}
-			s.lease = s.cps
 		}
 		if loaded, err = s.cps.Load(ctx); err != nil {
 			return err
 		}
 	}
-	s.leading.Store(true)
+	s.elect.leading.Store(true)
 	checkpointLSN := loaded.Slot
 	if loaded.DisabledAt != nil {
 		// The instance that ran without checkpoints confirmed what it delivered: the
@@ -348,13 +347,11 @@ func (s *Service) build(ctx context.Context) (err error) {
 func (s *Service) claim(ctx context.Context) error {
 	cfg := s.cfg
 	switch {
-	case s.lease != nil:
+	case s.elect.lease != nil:
 	case s.cps != nil:
-		epoch, err := s.cps.AcquireEpoch(ctx)
-		if err != nil {
+		if err := s.elect.takeEpoch(ctx, s.cps); err != nil {
 			return err
 		}
-		s.ops.epoch.Store(epoch)
 	default:
 		err := checkpoint.MarkDisabled(ctx, s.pool, cfg.State.Schema, cfg.Source.Slot, cfg.ListenerID)
 		var pgErr *pgconn.PgError
@@ -369,7 +366,7 @@ func (s *Service) claim(ctx context.Context) error {
 	if err := s.recordInitialSnapshot(ctx); err != nil {
 		return err
 	}
-	s.startHeartbeat()
+	s.elect.startHeartbeat(s.goOp)
 	s.claimOnce.Do(func() { close(s.claimed) })
 	return nil
 }
@@ -480,8 +477,8 @@ func (s *Service) Run(ctx context.Context) error {
 	hbDone := make(chan error, 1)
 	go func() { hbDone <- s.sess.Heartbeat(sctx, s.cfg.Source.HeartbeatInterval) }()
 	leaseLost := make(chan error, 1)
-	if s.lease != nil {
-		go s.renewLease(wctx, s.lease, leaseLost)
+	if s.elect.lease != nil {
+		go s.elect.renew(wctx, leaseLost, func(err error) { s.sess.NoteServerError(err) })
 	}
 
 	var runErr error
@@ -537,13 +534,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	stopOps()
-	if s.lease != nil && !errors.Is(runErr, checkpoint.ErrFenced) {
-		// A clean stop hands the slot over at once instead of after the lease expires.
-		rctx, rcancel := context.WithTimeout(base, 5*time.Second)
-		if err := s.lease.ReleaseLease(rctx); err != nil {
-			s.log.Warn().Err(err).Msg("could not release the slot's lease; a standby takes over when it expires")
-		}
-		rcancel()
+	if s.elect.lease != nil && !errors.Is(runErr, checkpoint.ErrFenced) {
+		s.elect.release(base) // a clean stop hands the slot over at once
 	}
 	s.setStopped(base)
 	return errors.Join(runErr, pipeErr)

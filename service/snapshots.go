@@ -30,7 +30,7 @@ func (s *Service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded
 		Slot:             cfg.Source.Slot,
 		Publication:      cfg.Source.Publication,
 		ListenerID:       cfg.ListenerID,
-		Epoch:            s.ops.epoch.Load,
+		Epoch:            s.elect.epoch.Load,
 		ChunkSize:        cfg.Snapshot.ChunkSize,
 		RowsPerSecond:    cfg.Snapshot.RowsPerSecond,
 		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
