@@ -109,6 +109,20 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// ItemsOf returns the ids of the items (of any status) holding the event eventID
+// ("0/16B3748:3"), oldest first.
+func (s *Store) ItemsOf(ctx context.Context, eventID string) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, fmt.Sprintf("SELECT id FROM %s WHERE slot_name = $1 AND event_id = $2 ORDER BY id", s.Table()), s.opts.Slot, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("read the dlq items of event %s: %w", eventID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("read the dlq items of event %s: %w", eventID, err)
+	}
+	return ids, nil
+}
+
 // Size returns the pending count as last seen (cheap; for metrics). Put, Retry and
 // Remove keep it current for this process; Count refreshes it from the table, which
 // other processes (the dlq commands) change too.

@@ -200,3 +200,23 @@ func TestErrorClassIsTheSinksClass(t *testing.T) {
 		}
 	}
 }
+
+func TestItemsOf(t *testing.T) {
+	s, _, _ := newStore(t, 0)
+	ctx := context.Background()
+	evs := sinktest.Events(2, 1)
+	for _, action := range []string{"o.a", "o.b"} {
+		dl := pipeline.DeadLetter{Event: evs[0], Observer: "o", Action: action, ActionType: "webhook",
+			Err: sinks.Permanent("http_400", errors.New("HTTP 400 Bad Request")), Attempts: 1, FirstTry: time.Now(), LastTry: time.Now()}
+		if err := s.Put(ctx, dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := s.ItemsOf(ctx, evs[0].ID.String())
+	if err != nil || len(ids) != 2 || ids[0] >= ids[1] {
+		t.Fatalf("items of the event held twice: %v, %v; want two ids, oldest first", ids, err)
+	}
+	if ids, err := s.ItemsOf(ctx, evs[1].ID.String()); err != nil || len(ids) != 0 {
+		t.Fatalf("items of an event not in the DLQ: %v, %v; want none", ids, err)
+	}
+}

@@ -106,21 +106,10 @@ func eventNotRemembered(ctx context.Context, g *globals, id string) error {
 		return errors.New(msg)
 	}
 	defer pool.Close()
-	if ok, _ := service.TableExists(ctx, pool, cfg.State.Schema, "observer_dlq"); !ok {
+	if ok, _ := service.TableExists(ctx, pool, cfg.State.Schema, dlq.TableName); !ok {
 		return errors.New(msg)
 	}
-	var items []int64
-	rows, err := pool.Query(ctx, fmt.Sprintf("SELECT id FROM %s WHERE slot_name = $1 AND event_id = $2 ORDER BY id",
-		dlq.NewStore(pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot}).Table()), cfg.Source.Slot, id)
-	if err == nil {
-		for rows.Next() {
-			var n int64
-			if rows.Scan(&n) == nil {
-				items = append(items, n)
-			}
-		}
-		rows.Close()
-	}
+	items, _ := dlq.NewStore(pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot}).ItemsOf(ctx, id)
 	for _, n := range items {
 		msg += fmt.Sprintf("; it is in the DLQ as item %d: run `fraiseql-observers dlq show %d`", n, n)
 	}

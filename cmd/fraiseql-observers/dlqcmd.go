@@ -57,7 +57,7 @@ func openDLQ(ctx context.Context, g *globals) (*dlqEnv, error) {
 		return nil, err
 	}
 	e := &dlqEnv{cfg: cfg, pool: pool, store: dlq.NewStore(pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot})}
-	ok, err := service.TableExists(ctx, pool, cfg.State.Schema, "observer_dlq")
+	ok, err := service.TableExists(ctx, pool, cfg.State.Schema, dlq.TableName)
 	if err == nil && !ok {
 		err = fmt.Errorf("the DLQ table %s does not exist: the service creates it when it starts with dlq.enabled", e.store.Table())
 	}
