@@ -191,35 +191,50 @@ func (s *Service) build(ctx context.Context) (err error) {
 	if err = s.startOperator(ctx); err != nil {
 		return err
 	}
-	schema := cfg.State.Schema
-	slot := cfg.Source.Slot
+	loaded, err := s.lead(ctx)
+	if err != nil {
+		return err
+	}
+	if err = s.buildExecutor(ctx, loaded); err != nil {
+		return err
+	}
+	if err = s.buildSource(ctx, cc, loaded); err != nil {
+		return err
+	}
+	s.built.Store(true)
+	return nil
+}
 
-	// Nothing shared changes before the slot is ours: the epoch is taken when the
-	// session first streams it (claim), or with the lease under failover.
-	var loaded checkpoint.State
+// lead prepares the checkpoints and, under failover, waits until this instance holds
+// the slot's lease; it returns the stored checkpoints. Nothing shared changes before
+// the slot is ours: the epoch is taken when the session first streams it (claim), or
+// with the lease under failover.
+func (s *Service) lead(ctx context.Context) (loaded checkpoint.State, err error) {
+	cfg := s.cfg
 	if cfg.Checkpoints.Enabled {
-		s.cps = checkpoint.NewStore(s.pool, schema, slot, cfg.ListenerID)
+		s.cps = checkpoint.NewStore(s.pool, cfg.State.Schema, cfg.Source.Slot, cfg.ListenerID)
 		if err = s.cps.Migrate(ctx); err != nil {
-			return preflightDB(err)
+			return loaded, preflightDB(err)
 		}
 		if cfg.Failover.Enabled {
 			if err = s.elect.campaign(ctx, s.cps, s.goOp); err != nil {
-				return err
+				return loaded, err
 			}
 		}
 		if loaded, err = s.cps.Load(ctx); err != nil {
-			return err
+			return loaded, err
 		}
 	}
 	s.elect.leading.Store(true)
-	checkpointLSN := loaded.Slot
-	if loaded.DisabledAt != nil {
-		// The instance that ran without checkpoints confirmed what it delivered: the
-		// slot's position supersedes the rows it left behind.
-		log.Info().Time("disabled_at", *loaded.DisabledAt).Str("disabled_by", loaded.DisabledBy).Str("stale_checkpoint", loaded.Slot.String()).
-			Msg("checkpoints were disabled since the last one was written: resuming from the slot's confirmed position")
-		checkpointLSN = 0
-	}
+	return loaded, nil
+}
+
+// buildExecutor builds the executor side: the DLQ, dedup and row caches, the
+// observers with their sinks (Options.Actions), and the pipeline, each action
+// starting after its checkpoint in loaded (or at Options.StartLSN).
+func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (err error) {
+	cfg, log, opts := s.cfg, s.log, s.opts
+	schema, slot := cfg.State.Schema, cfg.Source.Slot
 	if cfg.DLQ.Enabled {
 		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: schema, Slot: slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
 		if err = s.dlq.Migrate(ctx); err != nil {
@@ -276,8 +291,23 @@ func (s *Service) build(ctx context.Context) (err error) {
 	if s.dlq != nil {
 		popts.DLQ = s.dlq
 	}
-	if s.pipe, err = pipeline.New(popts); err != nil {
-		return err
+	s.pipe, err = pipeline.New(popts)
+	return err
+}
+
+// buildSource builds the source of events: the replication session feeding the
+// pipeline, confirming through the checkpoint writer (or the acknowledgements alone
+// without checkpoints), with snapshots, and the slot monitor.
+func (s *Service) buildSource(ctx context.Context, cc *pgx.ConnConfig, loaded checkpoint.State) (err error) {
+	cfg, log, opts := s.cfg, s.log, s.opts
+	schema, slot := cfg.State.Schema, cfg.Source.Slot
+	checkpointLSN := loaded.Slot
+	if loaded.DisabledAt != nil {
+		// The instance that ran without checkpoints confirmed what it delivered: the
+		// slot's position supersedes the rows it left behind.
+		log.Info().Time("disabled_at", *loaded.DisabledAt).Str("disabled_by", loaded.DisabledBy).Str("stale_checkpoint", loaded.Slot.String()).
+			Msg("checkpoints were disabled since the last one was written: resuming from the slot's confirmed position")
+		checkpointLSN = 0
 	}
 	var confirm cdc.Confirmer = ackedConfirmer{s.wm}
 	if s.cps != nil {
@@ -336,7 +366,6 @@ func (s *Service) build(ctx context.Context) (err error) {
 	}
 	s.ops.mon = cdc.NewMonitor(cdc.MonitorOptions{DB: s.pool, Slot: slot, Settled: s.sess.Settled,
 		Interval: s.opsInterval(), Logger: log, Metrics: s.set})
-	s.built.Store(true)
 	return nil
 }
 
