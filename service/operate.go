@@ -294,6 +294,7 @@ type CacheStatsDoc struct {
 	Dedup    DedupDoc    `json:"dedup"`
 }
 
+// RowCacheDoc is the row cache part of /cache/stats.
 type RowCacheDoc struct {
 	Enabled   bool    `json:"enabled"`
 	Hits      uint64  `json:"hits"`
@@ -306,6 +307,7 @@ type RowCacheDoc struct {
 	Rejected  uint64  `json:"rejected"`
 }
 
+// DedupDoc is the deduplication part of /cache/stats.
 type DedupDoc struct {
 	Enabled           bool   `json:"enabled"`
 	Entries           uint64 `json:"entries"`

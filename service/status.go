@@ -47,6 +47,7 @@ type StatusDoc struct {
 	Snapshots []snapshot.Info `json:"snapshots"`
 }
 
+// LeaderDoc names the instance that streams the slot and counts the healthy listeners.
 type LeaderDoc struct {
 	ListenerID string `json:"listener_id"` // "" when no instance streams the slot
 	Healthy    int    `json:"healthy"`
@@ -62,6 +63,7 @@ func (l LeaderDoc) Line() string {
 	return fmt.Sprintf("Leader: %s (%d/%d healthy)", id, l.Healthy, l.Total)
 }
 
+// SlotDoc is the slot_health part of the status document: the slot as PostgreSQL reports it.
 type SlotDoc struct {
 	Name              string   `json:"name"`
 	Exists            bool     `json:"exists"`
@@ -79,6 +81,7 @@ type SlotDoc struct {
 	TimeToInvalidate  *float64 `json:"time_to_invalidation_seconds"`
 }
 
+// StreamDoc is the running service's replication stream (absent when read from PostgreSQL).
 type StreamDoc struct {
 	State          string  `json:"state"`
 	Ready          bool    `json:"ready"`
@@ -95,6 +98,7 @@ type StreamDoc struct {
 	InFlightBytes  int64   `json:"in_flight_bytes"`
 }
 
+// CheckpointDoc is one stored checkpoint.
 type CheckpointDoc struct {
 	Action     string    `json:"action"` // "*" is the slot-wide row
 	Position   string    `json:"position"`
@@ -106,16 +110,19 @@ type CheckpointDoc struct {
 	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
+// DLQDoc is the DLQ part of the status document.
 type DLQDoc struct {
 	Enabled bool  `json:"enabled"`
 	Pending int64 `json:"pending"`
 }
 
+// ReplayWindowDoc is the replay window: configured, and the WAL it holds on the server.
 type ReplayWindowDoc struct {
 	Configured string `json:"configured"` // "0" when off
 	HeldBytes  uint64 `json:"held_bytes"`
 }
 
+// FailoverDoc is the failover part of the status document.
 type FailoverDoc struct {
 	Enabled bool `json:"enabled"`
 	// The slot's lease (observer_epochs): who holds it, its fencing epoch and expiry.
