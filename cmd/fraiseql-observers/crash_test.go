@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,7 +154,14 @@ func TestCrashSafetyUnderKill(t *testing.T) {
 	txs := insertBacklog(t, db, 1, rows, 100)
 
 	out := filepath.Join(t.TempDir(), "events.jsonl")
-	cfg := writeConfig(t, baseConfig(db, out, "pipeline: {max_in_flight_bytes: 2MiB}"))
+	// The service streams through a proxy that passes it at most 2 MB/s of replication
+	// data (the backlog is about 12 MB), so that each kill lands mid-stream however
+	// fast the service is and however busy the machine (an unthrottled service has
+	// read the whole backlog between two of the test's polls).
+	proxy := pgtest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", db.Server.Port))
+	proxy.Throttle(2 << 20)
+	cfg := writeConfig(t, strings.Replace(baseConfig(db, out, "pipeline: {max_in_flight_bytes: 2MiB}"),
+		fmt.Sprintf("127.0.0.1:%d", db.Server.Port), proxy.Addr(), 1))
 
 	// The sampler reads the slot, then the file's size: the size is at least what was
 	// flushed when the slot position was read.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy forwards loopback TCP connections to a PostgreSQL server. Its replication
@@ -21,6 +22,7 @@ type Proxy struct {
 	conns  []net.Conn
 	repl   []*proxied // replication connections not frozen yet
 	closed bool
+	rate   int // bytes per second to clients of replication connections; 0 is unlimited
 }
 
 type proxied struct {
@@ -89,6 +91,15 @@ func (p *Proxy) FreezeReplication(toServer, toClient bool) int {
 	return n
 }
 
+// Throttle caps what each replication connection opened from now on receives from
+// the server at bytesPerSecond, so that a test can bound how fast a client streams
+// whatever else runs on the machine (0 lifts the cap).
+func (p *Proxy) Throttle(bytesPerSecond int) {
+	p.mu.Lock()
+	p.rate = bytesPerSecond
+	p.mu.Unlock()
+}
+
 func (p *Proxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
@@ -129,9 +140,11 @@ func (p *Proxy) serve(client net.Conn) {
 		server.Close()
 		return
 	}
+	rate := 0
 	if bytes.Contains(buf[:n], []byte("replication\x00database\x00")) {
 		p.mu.Lock()
 		p.repl = append(p.repl, pc)
+		rate = p.rate
 		p.mu.Unlock()
 	}
 	if _, err := server.Write(buf[:n]); err != nil {
@@ -142,16 +155,21 @@ func (p *Proxy) serve(client net.Conn) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		pump(client, server, pc, false)
+		pump(client, server, pc, false, rate)
 	}()
-	pump(server, client, pc, true)
+	pump(server, client, pc, true, 0)
 }
 
 // pump copies from src to dst until either fails, then closes dst, as a network
 // passes on the end of a connection. Bytes of a frozen direction are read and
-// dropped, and its end is not passed on.
-func pump(dst net.Conn, src io.Reader, pc *proxied, toServer bool) {
+// dropped, and its end is not passed on. A positive rate caps the bytes per second
+// passed on.
+func pump(dst net.Conn, src io.Reader, pc *proxied, toServer bool, rate int) {
 	buf := make([]byte, 32<<10)
+	if rate > 0 {
+		buf = buf[:max(min(len(buf), rate/20), 1)] // at most 1/20 s worth per write
+	}
+	start, sent := time.Now(), 0
 	for {
 		n, err := src.Read(buf)
 		if err != nil {
@@ -165,6 +183,12 @@ func pump(dst net.Conn, src io.Reader, pc *proxied, toServer bool) {
 		}
 		if _, err := dst.Write(buf[:n]); err != nil {
 			return
+		}
+		if rate > 0 {
+			sent += n
+			if ahead := time.Duration(sent)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
 		}
 	}
 }
