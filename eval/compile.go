@@ -28,6 +28,8 @@ type Options struct {
 	// []any, map[string]any, ...), must not modify them, and must be safe for
 	// concurrent use. A name may not be one of the helpers.
 	Functions map[string]func(args ...any) (any, error)
+	// Budget bounds each evaluation; zero fields mean the defaults.
+	Budget Budget
 }
 
 // internalFunctions are registered with every program: the helpers and the
@@ -58,6 +60,11 @@ var internalFunctions = sync.OnceValue(func() []*builtin.Function {
 			Types: []reflect.Type{t},
 		})
 	}
+	for _, f := range fns {
+		f.Func = own(f.Func)
+	}
+	// Not wrapped: their errors come from expr built-ins, or are budget errors.
+	fns = append(fns, guardFunctions()...)
 	return fns
 })
 
@@ -69,6 +76,8 @@ type program struct {
 	ref *colRef
 	// cols are the columns the expression reads by name.
 	cols []ColumnRef
+	// budget bounds each run (defaults applied).
+	budget Budget
 }
 
 // colRef is a plain reference: a column with constant keys (`name`, `new.total`,
@@ -133,7 +142,7 @@ func compile(src string, opts Options, asBool bool) (*program, error) {
 		e := (&file.Error{Location: w.cols[i].at}).Bind(tree.Source)
 		w.cols[i].Line, w.cols[i].Column = max(e.Line, 1), e.Column+1
 	}
-	return &program{p: p, ref: ref, cols: w.cols}, nil
+	return &program{p: p, ref: ref, cols: w.cols, budget: opts.Budget.withDefaults()}, nil
 }
 
 // columnRef recognises the plain references templates render from raw JSON.
@@ -188,14 +197,26 @@ func (p *program) run(env *Env) (any, error) {
 	if env == nil || env.ev == nil {
 		return nil, &Error{Line: 1, Column: 1, Msg: "no event environment"}
 	}
+	if env.begin(p.budget) {
+		defer env.end()
+	}
 	m := vmPool.Get().(*vm.VM)
+	// expr counts the elements of the lists it builds (ranges, literals, sort)
+	// against MemoryBudget: one element is at least 16 bytes.
+	m.MemoryBudget = uint(max(p.budget.MaxMemoryBytes/16, 1024))
 	out, err := m.Run(p.p, env)
 	// Drop references to the event's values before pooling the VM.
 	clear(m.Stack[:cap(m.Stack)])
 	clear(m.Variables)
 	vmPool.Put(m)
 	if err != nil {
-		return nil, toError(err)
+		e := toError(err)
+		if e.Err == nil && strings.HasPrefix(e.Msg, "memory budget exceeded") {
+			e.Err = ErrBudget
+			e.Msg = fmt.Sprintf("%v: lists of more than %d elements (evaluation.max_memory_bytes)", ErrBudget, m.MemoryBudget)
+		}
+		e.run = mayQuoteValues(e.Err)
+		return nil, e
 	}
 	return out, nil
 }

@@ -35,6 +35,8 @@ type Env struct {
 	id, lsn, commitLSN, entity string
 	event, changes, message    map[string]any
 	built                      uint8 // lazily built fields, bits below
+
+	m meter // the running evaluation's account against its Budget
 }
 
 const (

@@ -3,6 +3,7 @@ package eval
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/expr-lang/expr/file"
 )
@@ -30,6 +31,59 @@ type Error struct {
 	Line, Column int
 	Msg          string
 	Err          error // the cause, when there is one
+	// run marks an error of an evaluation (not of compilation) whose message may
+	// quote a row value: it came from an expr built-in or the VM, not from this
+	// package's own functions.
+	run bool
+}
+
+// Redacted returns the error without anything that may quote a row value: the
+// message of an expr built-in or of the VM (int('SSN-…') names its argument) is cut
+// to its first clause. Logs, /debug/events and the CLI print this; only the
+// dead-letter entry, which holds the event anyway, keeps Error().
+func (e *Error) Redacted() string {
+	if !e.run {
+		return e.Error()
+	}
+	head, _, _ := strings.Cut(e.Msg, ":")
+	if len(head) > 40 || strings.ContainsAny(head, "\"'`()[]{}0123456789") || head == e.Msg {
+		head = "the expression failed"
+	}
+	return fmt.Sprintf("%d:%d: %s (details withheld from logs as they may quote row values; the dead-letter entry keeps them)", e.Line, e.Column, head)
+}
+
+// Redact returns err.Error() with the row values of an evaluation error withheld
+// (see Error.Redacted).
+func Redact(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Redacted()
+	}
+	return err.Error()
+}
+
+// ownError marks an error of this package's functions: its message names fields and
+// types, never row values.
+type ownError struct{ error }
+
+func (e ownError) Unwrap() error { return e.error }
+
+// own wraps the errors of an internal function as ownError.
+func own(f func(args ...any) (any, error)) func(args ...any) (any, error) {
+	return func(args ...any) (any, error) {
+		v, err := f(args...)
+		if err != nil {
+			err = ownError{err}
+		}
+		return v, err
+	}
+}
+
+// mayQuoteValues reports whether a run-time error's message may quote row values.
+func mayQuoteValues(err error) bool {
+	var o ownError
+	var fe *fieldError
+	return !errors.Is(err, ErrBudget) && !errors.As(err, &o) && !errors.As(err, &fe)
 }
 
 // Error returns "line:column: message".

@@ -138,6 +138,7 @@ func (w *rewriter) walk(p *ast.Node, depth int, lenient bool) {
 				toFloatArg(&n.Arguments[i])
 			}
 		}
+		w.budget(p, n)
 	case *ast.PredicateNode:
 		w.walk(&n.Node, depth+1, false)
 	case *ast.ConditionalNode:
@@ -202,6 +203,35 @@ func (w *rewriter) binary(p *ast.Node, n *ast.BinaryNode, depth int) {
 	case arithmetic[n.Operator]:
 		toFloatArg(&n.Left)
 		toFloatArg(&n.Right)
+		if n.Operator == "+" && !(isLiteral(n.Left) && isLiteral(n.Right)) {
+			*p = call(n, fnAcct, envNode(), n) // string concatenation is counted
+		}
+	}
+}
+
+// budget makes a built-in call count against the evaluation's Budget: each iteration
+// of a predicate is a step, a built-in whose result can outgrow its arguments is
+// replaced by a size-checked one, and other results that allocate are counted.
+func (w *rewriter) budget(p *ast.Node, n *ast.BuiltinNode) {
+	for _, a := range n.Arguments {
+		if pn, ok := a.(*ast.PredicateNode); ok {
+			pn.Node = call(pn.Node, fnStep, envNode(), pn.Node)
+		}
+	}
+	if arities, ok := guardedBuiltins[n.Name]; ok {
+		for _, k := range arities {
+			if k == len(n.Arguments) {
+				*p = call(n, guardName(n.Name), append([]ast.Node{envNode()}, n.Arguments...)...)
+				return
+			}
+		}
+		return
+	}
+	switch {
+	case stringBuiltins[n.Name]:
+		*p = call(n, fnAcctString, envNode(), n)
+	case countedBuiltins[n.Name]:
+		*p = call(n, fnAcct, envNode(), n)
 	}
 }
 

@@ -54,6 +54,8 @@ type Template struct {
 	esc   Escape
 	parts []part
 	glob  bool
+	// budget bounds each render (defaults applied).
+	budget Budget
 }
 
 type part struct {
@@ -69,7 +71,7 @@ func CompileTemplate(src string, esc Escape, opts Options) (*Template, error) {
 	if len(src) > MaxTemplateLen {
 		return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("template longer than %d bytes", MaxTemplateLen)}
 	}
-	t := &Template{src: src, esc: esc}
+	t := &Template{src: src, esc: esc, budget: opts.Budget.withDefaults()}
 	lit := func(s string) {
 		if s != "" {
 			t.parts = append(t.parts, part{lit: s})
@@ -204,13 +206,22 @@ func (t *Template) Render(env *Env) (string, error) {
 // error it returns b as it was passed.
 func (t *Template) RenderTo(b []byte, env *Env) ([]byte, error) {
 	start := len(b)
+	if env != nil && env.ev != nil && env.begin(t.budget) {
+		defer env.end()
+	}
 	for _, p := range t.parts {
 		if p.prog == nil {
 			b = append(b, p.lit...)
+			if int64(len(b)-start) > t.budget.MaxRenderedBytes {
+				return b[:start], t.tooLarge(p.line, p.col)
+			}
 			continue
 		}
 		var err error
-		if b, err = t.placeholder(b, p, env); err != nil {
+		if b, err = t.placeholder(b, p, env, t.budget.MaxRenderedBytes-int64(len(b)-start)); err == nil && int64(len(b)-start) > t.budget.MaxRenderedBytes {
+			err = t.tooLarge(1, 1)
+		}
+		if err != nil {
 			var e *Error
 			if errors.As(err, &e) {
 				err = e.shift(p.line, p.col)
@@ -242,7 +253,14 @@ func (t *Template) RenderJSON(b []byte, env *Env) ([]byte, error) {
 	return decoder.AppendJSONString(b[:start], s), nil
 }
 
-func (t *Template) placeholder(b []byte, p part, env *Env) ([]byte, error) {
+func (t *Template) tooLarge(line, col int) *Error {
+	return &Error{Line: max(line, 1), Column: max(col, 1), Err: ErrBudget,
+		Msg: fmt.Sprintf("%v: the rendered template is larger than %d bytes (evaluation.max_rendered_bytes)", ErrBudget, t.budget.MaxRenderedBytes)}
+}
+
+// placeholder appends one placeholder's value; room is how many bytes the render may
+// still grow, checked before a value is written.
+func (t *Template) placeholder(b []byte, p part, env *Env, room int64) ([]byte, error) {
 	if env == nil || env.ev == nil {
 		return b, &Error{Line: 1, Column: 1, Msg: "no event environment"}
 	}
@@ -255,6 +273,9 @@ func (t *Template) placeholder(b []byte, p part, env *Env) ([]byte, error) {
 	v, err := p.prog.run(env)
 	if err != nil {
 		return b, err
+	}
+	if textSize(v, room) > room {
+		return b, t.tooLarge(1, 1)
 	}
 	return t.appendValue(b, v)
 }
