@@ -22,6 +22,7 @@ type Config struct {
 	Caching             Caching             `yaml:"caching"`
 	DLQ                 DLQ                 `yaml:"dlq"`
 	Pipeline            Pipeline            `yaml:"pipeline"`
+	Evaluation          Evaluation          `yaml:"evaluation"`
 	Admin               Admin               `yaml:"admin"`
 	Failover            Failover            `yaml:"failover"`
 	// ReplayWindow keeps delivered history in the slot for replays; zero is off.
@@ -114,6 +115,20 @@ type Pipeline struct {
 	MaxInFlightBytes Size          `yaml:"max_in_flight_bytes"`
 	BatchSize        int           `yaml:"batch_size"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Evaluation bounds what one evaluation of a condition or template may do: a breach
+// fails that event for that observer (its on_failure policy, the DLQ by default).
+type Evaluation struct {
+	// MaxSteps bounds the predicate iterations (all, any, map, filter, ...) and
+	// size-checked function calls of one evaluation.
+	MaxSteps int64 `yaml:"max_steps"`
+	// Timeout bounds the wall-clock time of one evaluation.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxMemoryBytes bounds the bytes of strings and lists one evaluation builds.
+	MaxMemoryBytes Size `yaml:"max_memory_bytes"`
+	// MaxRenderedBytes bounds the size of one rendered template.
+	MaxRenderedBytes Size `yaml:"max_rendered_bytes"`
 }
 
 // Admin is the HTTP endpoint for /metrics, status and DLQ operations.
@@ -243,6 +258,7 @@ func Default() *Config {
 		Caching:             Caching{Enabled: true, MaxBytes: 16 << 20},
 		DLQ:                 DLQ{Enabled: true},
 		Pipeline:            Pipeline{MaxInFlightBytes: 16 << 20, BatchSize: 100, ShutdownTimeout: 30 * time.Second},
+		Evaluation:          Evaluation{MaxSteps: 1_000_000, Timeout: 100 * time.Millisecond, MaxMemoryBytes: 64 << 20, MaxRenderedBytes: 10 << 20},
 		Admin:               Admin{Listen: "127.0.0.1:9187"},
 		Failover:            Failover{LeaseDuration: 10 * time.Second, RenewInterval: 3 * time.Second},
 		Snapshot:            Snapshot{Mode: SnapshotNever, ChunkSize: 1024},

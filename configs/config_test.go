@@ -89,6 +89,7 @@ func TestFullConfig(t *testing.T) {
 		Caching:             Caching{MaxBytes: 128 << 20},
 		DLQ:                 DLQ{MaxDLQSize: 10000},
 		Pipeline:            Pipeline{MaxInFlightBytes: 256 << 20, BatchSize: 500, ShutdownTimeout: 10 * time.Second},
+		Evaluation:          Evaluation{MaxSteps: 50000, Timeout: 250 * time.Millisecond, MaxMemoryBytes: 8 << 20, MaxRenderedBytes: 2 << 20},
 		Admin:               Admin{Listen: "0.0.0.0:9100", Token: EnvSecret("ADMIN_TOKEN", "t0k3n")},
 		Failover:            Failover{Enabled: true, LeaseDuration: 20 * time.Second, RenewInterval: 5 * time.Second},
 		ReplayWindow:        ReplayWindow{Bytes: 256 << 20},

@@ -67,6 +67,20 @@ func (l *loader) validate() {
 	}
 	l.positive(&p.ShutdownTimeout, "pipeline.shutdown_timeout", sec("pipeline"))
 
+	ev := &c.Evaluation
+	if ev.MaxSteps < 1 {
+		l.errorf(at(&ev.MaxSteps, "evaluation"), "evaluation.max_steps: must be at least 1, got %d", ev.MaxSteps)
+	}
+	if l.positive(&ev.Timeout, "evaluation.timeout", sec("evaluation")) && ev.Timeout > time.Minute {
+		l.errorf(at(&ev.Timeout, "evaluation"), "evaluation.timeout: must be at most 1m (one evaluation holds back the routing of later events), got %s", ev.Timeout)
+	}
+	if ev.MaxMemoryBytes <= 0 {
+		l.errorf(at(&ev.MaxMemoryBytes, "evaluation"), "evaluation.max_memory_bytes: must be positive, got %d", ev.MaxMemoryBytes)
+	}
+	if ev.MaxRenderedBytes <= 0 {
+		l.errorf(at(&ev.MaxRenderedBytes, "evaluation"), "evaluation.max_rendered_bytes: must be positive, got %d", ev.MaxRenderedBytes)
+	}
+
 	l.validateAdmin(sec("admin"))
 
 	f := &c.Failover

@@ -78,10 +78,13 @@ type Templates struct {
 	// Meta is the observer's part of every event's environment (its entity name;
 	// "" for a wildcard observer: the event's schema.table).
 	Meta eval.Meta
+	// Budget bounds each render (evaluation.* in the configuration); zero fields
+	// mean eval's defaults.
+	Budget eval.Budget
 }
 
 // Compile compiles a template with the escaping esc. Render it with
 // eval.NewEnv(ev, t.Meta).
 func (t Templates) Compile(src string, esc eval.Escape) (*eval.Template, error) {
-	return eval.CompileTemplate(src, esc, eval.Options{})
+	return eval.CompileTemplate(src, esc, eval.Options{Budget: t.Budget})
 }

@@ -71,7 +71,7 @@ func (b *builder) observer(ctx context.Context, co *configs.Observer) (*pipeline
 	retry := pipeline.RetryPolicy{MaxAttempts: co.Retry.MaxAttempts, Strategy: backoff, Initial: co.Retry.InitialDelay, Max: co.Retry.MaxDelay}
 	var errs []error
 	if co.Condition != "" {
-		if cond, err := compileCondition(co, b.cfg.Caching.Enabled); err != nil {
+		if cond, err := compileCondition(co, b.cfg.Caching.Enabled, evalBudget(b.cfg)); err != nil {
 			errs = append(errs, err)
 		} else {
 			o.Condition = cond
@@ -129,7 +129,7 @@ func (b *builder) action(ctx context.Context, co *configs.Observer, ca *configs.
 		ActionID:    ca.ID,
 		Logger:      log,
 		Metrics:     b.set,
-		Templates:   sinks.Templates{Meta: eval.Meta{Entity: observerEntity(co)}},
+		Templates:   sinks.Templates{Meta: eval.Meta{Entity: observerEntity(co)}, Budget: evalBudget(b.cfg)},
 		DB:          b.pool,
 		Concurrency: actionConcurrency(b.cfg, ca),
 	}

@@ -21,12 +21,18 @@ func (c condition) Match(ev *decoder.Event) (bool, error) {
 
 // compileCondition compiles an observer's condition, reporting a compile error at
 // its file:line:column (the expression's own position added to the condition's).
-func compileCondition(co *configs.Observer, rowCache bool) (condition, error) {
-	c, err := eval.CompileCondition(co.Condition, eval.Options{})
+func compileCondition(co *configs.Observer, rowCache bool, budget eval.Budget) (condition, error) {
+	c, err := eval.CompileCondition(co.Condition, eval.Options{Budget: budget})
 	if err != nil {
 		return condition{}, &configs.Error{Pos: service.ExprPos(co.ConditionPos, err), Msg: "observer " + co.Name + ": condition: " + exprMsg(err)}
 	}
 	return condition{c: c, meta: eval.Meta{Entity: observerEntity(co), RowCache: rowCache}}, nil
+}
+
+// evalBudget is the configuration's evaluation section as an eval.Budget.
+func evalBudget(cfg *configs.Config) eval.Budget {
+	e := cfg.Evaluation
+	return eval.Budget{MaxSteps: e.MaxSteps, Timeout: e.Timeout, MaxMemoryBytes: int64(e.MaxMemoryBytes), MaxRenderedBytes: int64(e.MaxRenderedBytes)}
 }
 
 func exprMsg(err error) string {
