@@ -20,6 +20,7 @@ type entry struct {
 	first    time.Time
 	lastErr  error
 	parking  bool // failed for good; the DLQ write is pending
+	fail     error // failed before delivery (its condition); on_failure applies at once
 	dlqTries int
 	dbg      *DebugAction // the event's record in the debug ring
 }
@@ -136,7 +137,8 @@ func (r *runner) partitionKey(b []byte, ev *decoder.Event) []byte {
 }
 
 // enqueue appends the item to its key queue. Called by the router in stream order.
-func (r *runner) enqueue(it *item, dbg *DebugAction) {
+// A non-nil fail makes the event fail for good without a delivery.
+func (r *runner) enqueue(it *item, dbg *DebugAction, fail error) {
 	r.keyBuf = r.partitionKey(r.keyBuf[:0], it.ev)
 	r.mu.Lock()
 	kq := r.keys[string(r.keyBuf)] // no allocation for the lookup
@@ -144,7 +146,7 @@ func (r *runner) enqueue(it *item, dbg *DebugAction) {
 		kq = &keyQueue{key: string(r.keyBuf)}
 		r.keys[kq.key] = kq
 	}
-	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg})
+	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg, fail: fail})
 	if !kq.scheduled {
 		kq.scheduled = true
 		r.pushReadyLocked(kq)
@@ -234,6 +236,12 @@ func (r *runner) work(ctx context.Context) {
 			if e.attempts == 0 {
 				e.first = time.Now()
 			}
+			if e.fail != nil {
+				r.m.failed.Inc()
+				e.lastErr = e.fail
+				r.failed(ctx, kq, e)
+				continue
+			}
 			evs = append(evs, e.it.ev)
 			send = append(send, j)
 		}
@@ -277,11 +285,18 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 		r.m.retries.Inc()
 		d := max(r.a.Retry.Delay(e.attempts), RetryAfter(err))
 		r.p.log.Debug().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).
-			Int("attempt", e.attempts).Dur("retry_in", d).Err(err).Msg("delivery failed, will retry")
+			Int("attempt", e.attempts).Dur("retry_in", d).Str("error", RedactError(err)).Msg("delivery failed, will retry")
 		r.p.debug.setAction(e.dbg, statusRetrying, e.attempts, err, 0)
 		r.retryLater(kq, d)
 		return
 	}
+	r.failed(ctx, kq, e)
+}
+
+// failed applies the action's on_failure policy to the head entry of kq, which
+// failed for good with e.lastErr.
+func (r *runner) failed(ctx context.Context, kq *keyQueue, e *entry) {
+	err := e.lastErr
 	switch {
 	case r.a.OnFailure == FailureDLQ && r.p.opts.DLQ != nil:
 		e.parking = true
@@ -293,7 +308,7 @@ func (r *runner) outcome(ctx context.Context, kq *keyQueue, e *entry, err error)
 			r.m.alerts.Inc()
 		}
 		ev.Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Str("table", e.it.ev.Schema+"."+e.it.ev.Table).
-			Int("attempts", e.attempts).Err(err).Msg("action failed for good; event dropped by on_failure policy")
+			Int("attempts", e.attempts).Str("error", RedactError(err)).Msg("action failed for good; event dropped by on_failure policy")
 		r.remember(e)
 		r.p.debug.setAction(e.dbg, statusDropped, e.attempts, err, time.Since(e.first))
 		r.settle(kq, e)
@@ -314,7 +329,7 @@ func (r *runner) park(ctx context.Context, kq *keyQueue, e *entry) {
 		e.dlqTries++
 		r.m.dlqWriteErrors.Inc()
 		d := backoff.Exponential(e.dlqTries, 200*time.Millisecond, 30*time.Second)
-		r.p.log.Error().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Dur("retry_in", d).Err(err).
+		r.p.log.Error().Str("action", r.a.ID).Str("event_id", e.it.ev.ID.String()).Dur("retry_in", d).Str("error", RedactError(err)).
 			Msg("dead-letter write failed; holding the event")
 		r.retryLater(kq, d)
 		return

@@ -93,7 +93,7 @@ func (r *debugRing) setAction(a *DebugAction, status string, attempts int, err e
 	r.mu.Lock()
 	a.Status, a.Attempts = status, attempts
 	if err != nil {
-		a.LastError = err.Error()
+		a.LastError = RedactError(err)
 	}
 	if latency > 0 {
 		a.LatencyMS = float64(latency.Microseconds()) / 1000

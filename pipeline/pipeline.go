@@ -75,6 +75,8 @@ type Pipeline struct {
 	ready    chan struct{}
 	settled  chan struct{} // signalled whenever in-flight bytes drop to zero
 
+	evalSince atomic.Int64 // unix nanoseconds since the router evaluates a condition; 0: not evaluating
+
 	lastID   lsn.Position // router only: highest event id routed
 	cachePos lsn.Position // router only: id of the last event the row cache saw
 	// cachedRels says, per relation, whether the row cache keeps its rows (router only).
@@ -312,33 +314,41 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 		matched = p.ix.lookup(matched, ev)
 	}
 	type target struct {
-		r   *runner
-		dbg *DebugAction
+		r    *runner
+		dbg  *DebugAction
+		fail error // the observer's condition failed: the action's on_failure policy applies
 	}
 	var targets []target
 	for _, o := range matched {
 		d := DebugObserver{Name: o.Name}
+		var condErr error
 		if o.Condition != nil {
 			if s, ok := o.Condition.(interface{ String() string }); ok {
 				d.Condition = s.String()
 			}
-			ok, err := o.Condition.Match(ev)
-			if err != nil {
+			ok, err := p.match(o, ev)
+			switch {
+			case err != nil:
+				// Not a silent skip: the event fails for each action of the observer,
+				// which parks it in the DLQ (or logs it) before it is settled.
 				p.m.conditionErrors.Inc()
-				d.ConditionError = err.Error()
-				dbg.Observers = append(dbg.Observers, d)
+				condErr = &ConditionError{Observer: o.Name, Err: err}
+				d.ConditionError = RedactError(err)
 				p.log.Warn().Str("observer", o.Name).Str("event_id", dbg.ID).
-					Str("table", ev.Schema+"."+ev.Table).Err(err).Msg("condition could not be evaluated")
-				continue
-			}
-			d.ConditionValue = &ok
-			if !ok {
+					Str("table", ev.Schema+"."+ev.Table).Str("error", d.ConditionError).
+					Msg("condition could not be evaluated; the event fails for the observer's actions (on_failure)")
+			case !ok:
+				d.ConditionValue = &ok
 				dbg.Observers = append(dbg.Observers, d)
 				continue
+			default:
+				d.ConditionValue = &ok
 			}
 		}
-		d.Matched = true
-		p.m.matched.Inc()
+		d.Matched = condErr == nil
+		if condErr == nil {
+			p.m.matched.Inc()
+		}
 		d.Actions = make([]DebugAction, len(o.Actions))
 		for i, a := range o.Actions {
 			d.Actions[i] = DebugAction{ID: a.ID, Type: a.Type, Status: statusPending}
@@ -347,7 +357,7 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 				d.Actions[i].Status = statusSkipped
 				continue
 			}
-			targets = append(targets, target{r, &d.Actions[i]})
+			targets = append(targets, target{r, &d.Actions[i], condErr})
 		}
 		dbg.Observers = append(dbg.Observers, d)
 	}
@@ -358,9 +368,69 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 	}
 	it.pending.Store(int32(len(targets)))
 	for _, t := range targets {
-		t.r.enqueue(it, t.dbg)
+		t.r.enqueue(it, t.dbg, t.fail)
 	}
 	return matched
+}
+
+// match evaluates o's condition for ev, marking the router busy meanwhile (see
+// Stalled). A panic of the condition is its error, not the process's end.
+func (p *Pipeline) match(o *Observer, ev *decoder.Event) (ok bool, err error) {
+	p.evalSince.Store(time.Now().UnixNano())
+	defer func() {
+		p.evalSince.Store(0)
+		if r := recover(); r != nil {
+			ok, err = false, fmt.Errorf("condition panicked: %v", r)
+		}
+	}()
+	return o.Condition.Match(ev)
+}
+
+// Stalled reports whether the router has been evaluating one condition for longer
+// than d: it is not routing other events meanwhile.
+func (p *Pipeline) Stalled(d time.Duration) bool {
+	since := p.evalSince.Load()
+	return since != 0 && time.Since(time.Unix(0, since)) > d
+}
+
+// ConditionError is the failure of an observer's condition for one event. The event
+// follows the on_failure policy of each of the observer's actions, like a delivery
+// that failed for good (its error_class is condition_error).
+type ConditionError struct {
+	Observer string
+	Err      error
+}
+
+func (e *ConditionError) Error() string {
+	return "condition of observer " + e.Observer + " could not be evaluated: " + e.Err.Error()
+}
+
+// Unwrap returns the evaluation error.
+func (e *ConditionError) Unwrap() error { return e.Err }
+
+// Retryable is false: the same event gives the same error.
+func (e *ConditionError) Retryable() bool { return false }
+
+// ErrorClass names the failure in the DLQ.
+func (e *ConditionError) ErrorClass() string { return "condition_error" }
+
+// Redacted is Error with the row values an evaluation error may quote withheld.
+func (e *ConditionError) Redacted() string {
+	return "condition of observer " + e.Observer + " could not be evaluated: " + RedactError(e.Err)
+}
+
+// RedactError returns err's text for logs and /debug/events: an error in the chain
+// with a method `Redacted() string` (eval.Error, ConditionError) gives the text
+// without row values; the DLQ alone stores err.Error().
+func RedactError(err error) string {
+	if err == nil {
+		return ""
+	}
+	var r interface{ Redacted() string }
+	if errors.As(err, &r) {
+		return r.Redacted()
+	}
+	return err.Error()
 }
 
 // done records that one action settled the item.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -417,3 +418,84 @@ func TestRecentEventsRecordVerdicts(t *testing.T) {
 		t.Fatalf("unexpected FindEvent result %+v %v", d, ok)
 	}
 }
+
+// TestConditionFailureIsNotDropped: an event whose condition cannot be evaluated
+// fails for each action of the observer: it is parked in the DLQ with the error
+// (held while the DLQ write fails) or logged by the on_failure policy, never skipped
+// silently, and the watermark does not pass it before then.
+func TestConditionFailureIsNotDropped(t *testing.T) {
+	rec := newRecorder()
+	o := observer(rec, 2, RetryPolicy{MaxAttempts: 3}, FailureDLQ)
+	o.Condition = condFunc(func(ev *decoder.Event) (bool, error) {
+		if string(ev.Key.Values[0]) == "0" {
+			return false, quotingErr{errors.New(`1:7: invalid operation: int(SSN-123-45-6789)`)}
+		}
+		return true, nil
+	})
+	logRec := newRecorder()
+	ol := observer(logRec, 1, RetryPolicy{MaxAttempts: 1}, FailureLog)
+	ol.Name, ol.Actions[0].ID, ol.Condition = "l", "l.0", o.Condition
+	dlq := &memDLQ{}
+	dlq.fail.Store(2) // a failing DLQ write holds the event
+	h := start(t, Options{DLQ: dlq, Observers: []*Observer{o, ol}})
+	h.push(3, 4, 4) // keys 0..3, key 0 once per transaction
+	h.waitAcked(3*1000 + 100)
+	dlq.mu.Lock()
+	defer dlq.mu.Unlock()
+	if len(dlq.letters) != 3 {
+		t.Fatalf("unexpected dead letters; got %d; want 3 (one per failed condition)", len(dlq.letters))
+	}
+	for _, dl := range dlq.letters {
+		if string(dl.Event.Key.Values[0]) != "0" || dl.Action != "o.0" || ErrorClass(dl.Err) != "condition_error" ||
+			!strings.Contains(dl.Err.Error(), "SSN-123-45-6789") {
+			t.Fatalf("unexpected dead letter %+v (%v)", dl, dl.Err)
+		}
+	}
+	if len(rec.all) != 9 || len(logRec.all) != 9 {
+		t.Fatalf("unexpected deliveries %d, %d; want 9 each", len(rec.all), len(logRec.all))
+	}
+	for _, d := range h.p.RecentEvents(20) {
+		for _, ob := range d.Observers {
+			if strings.Contains(ob.ConditionError, "SSN") {
+				t.Fatalf("/debug/events quotes a row value: %q", ob.ConditionError)
+			}
+		}
+	}
+}
+
+// TestStalled: the router reports itself stalled while one condition runs longer
+// than the given time.
+func TestStalled(t *testing.T) {
+	rec := newRecorder()
+	o := observer(rec, 1, RetryPolicy{MaxAttempts: 1}, FailureDLQ)
+	entered, release := make(chan struct{}), make(chan struct{})
+	o.Condition = condFunc(func(ev *decoder.Event) (bool, error) {
+		close(entered)
+		<-release
+		return true, nil
+	})
+	h := start(t, Options{DLQ: &memDLQ{}, Observers: []*Observer{o}})
+	if h.p.Stalled(0) {
+		t.Fatal("stalled before any event")
+	}
+	h.push(1, 1, 1)
+	<-entered
+	deadline := time.Now().Add(10 * time.Second)
+	for !h.p.Stalled(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not stalled while a condition blocks the router")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	h.waitAcked(1100)
+	if h.p.Stalled(0) {
+		t.Fatal("still stalled after the condition returned")
+	}
+}
+
+// quotingErr quotes a row value in Error, like an expr built-in's error in an
+// eval.Error, and withholds it in Redacted.
+type quotingErr struct{ error }
+
+func (quotingErr) Redacted() string { return "1:7: invalid operation (withheld)" }
