@@ -19,7 +19,7 @@ type entry struct {
 	attempts int
 	first    time.Time
 	lastErr  error
-	parking  bool // failed for good; the DLQ write is pending
+	parking  bool  // failed for good; the DLQ write is pending
 	fail     error // failed before delivery (its condition); on_failure applies at once
 	dlqTries int
 	dbg      *DebugAction // the event's record in the debug ring
