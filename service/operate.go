@@ -171,6 +171,10 @@ func (s *Service) setStopped(ctx context.Context) {
 // standby ready to take over. /readyz, observer_listener_health (with the stored
 // heartbeat), the registry record and status all derive from it;
 // observer_replication_connected is the live stream alone.
+// routerStallAfter is how long the router may spend on one condition before /readyz
+// reports routing as stuck (evaluation.timeout normally ends it long before).
+const routerStallAfter = 5 * time.Second
+
 func (s *Service) condition() (state string, ready error, healthy bool) {
 	s.ops.mu.Lock()
 	draining, stopped := s.ops.draining, s.ops.stopped
@@ -197,6 +201,9 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 		if since, err := s.writer.Failing(); err != nil {
 			return registry.StateStreaming, fmt.Errorf("checkpoints cannot be written (since %s): %w", since.UTC().Format(time.RFC3339), err), false
 		}
+	}
+	if s.pipe != nil && s.pipe.Stalled(routerStallAfter) {
+		return registry.StateStreaming, fmt.Errorf("routing is stuck: one condition has been evaluating for more than %s (evaluation.timeout is %s)", routerStallAfter, s.cfg.Evaluation.Timeout), false
 	}
 	if exp, expired := s.elect.leaseExpired(); expired {
 		return registry.StateStreaming, fmt.Errorf("the slot's lease expired at %s and could not be renewed yet", exp.UTC().Format(time.RFC3339)), false

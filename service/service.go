@@ -462,6 +462,10 @@ func StateTables(schema string) []string {
 	return out
 }
 
+// pipelineStopGrace is how long a stop waits for the pipeline's goroutines after the
+// drain deadline.
+const pipelineStopGrace = 5 * time.Second
+
 // Run runs the service until ctx is cancelled or the session fails, then shuts down in
 // two tiers: stop reading and drain under pipeline.shutdown_timeout, then cancel; the
 // checkpoints are written and the last status update confirms only what settled. It
@@ -476,13 +480,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer scancel()
 	defer wcancel()
 
-	var pwg sync.WaitGroup
-	pwg.Add(1)
-	var pipeErr error
-	go func() {
-		defer pwg.Done()
-		pipeErr = s.pipe.Run(pctx)
-	}()
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- s.pipe.Run(pctx) }()
 	writerDone := make(chan error, 1)
 	if s.writer != nil {
 		go func() {
@@ -539,7 +538,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	dcancel()
 	pcancel()
-	pwg.Wait()
+	// The router finishes the evaluation it is in before it sees the cancellation;
+	// evaluation.timeout bounds that, and a stop never waits longer than pipelineStopGrace.
+	var pipeErr error
+	select {
+	case pipeErr = <-pipeDone:
+	case <-time.After(pipelineStopGrace):
+		s.log.Error().Dur("waited", pipelineStopGrace).
+			Msg("the pipeline did not stop (routing is stuck in an evaluation); exiting without it: unsettled events are delivered again after a restart")
+	}
 	if s.snaps != nil {
 		fctx, fcancel := context.WithTimeout(base, 10*time.Second)
 		if err := s.snaps.Flush(fctx); err != nil {

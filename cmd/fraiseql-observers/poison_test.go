@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/dlq"
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+)
+
+const poisonToken = "t0ken-for-poison-tests"
+
+// poisonSetup is a table t with a nullable int, a text column holding a "secret" and
+// a large text column, and a service with the given observers.
+func poisonSetup(t *testing.T, extra, observers string) (db *pgtest.DB, addr string, env []string, cfg string) {
+	t.Helper()
+	db = pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, other int, ssn text, big text);
+	         CREATE PUBLICATION obs_pub FOR TABLE t`)
+	addr = freeAddr(t)
+	env = []string{"OBS_ADMIN_TOKEN=" + poisonToken}
+	cfg = writeConfig(t, opsConfig(db, addr, "OBS_ADMIN_TOKEN", extra, observers))
+	return db, addr, env, cfg
+}
+
+// TestConditionFailureIsNotDropped: `other > 5` on a row whose other is NULL, and
+// `int(ssn) > 5` on a row whose ssn is not a number, fail for that event and
+// observer: the event goes to the DLQ with the full error (error_class
+// condition_error), and neither the log, /debug/events nor debug-event quote the
+// row's value. Rows whose condition holds are delivered; the checkpoint covers all.
+func TestConditionFailureIsNotDropped(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	db, addr, env, cfg := poisonSetup(t, "", fmt.Sprintf(`
+  gt:
+    table: public.t
+    event_type: INSERT
+    condition: 'other > 5'
+    actions: [{type: file, name: out, path: %q}]
+  parse:
+    table: public.t
+    event_type: INSERT
+    condition: 'int(ssn) > 5'
+    actions: [{type: file, name: out, path: %q}]
+`, out, filepath.Join(dir, "parse.jsonl")))
+	p := startService(t, env, "start", "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	db.Exec(`INSERT INTO t VALUES (1, NULL, 'SSN-123-45-6789', ''), (2, 10, '42', ''), (3, NULL, 'SSN-987-65-4321', '')`)
+
+	var items []dlq.Item
+	waitFor(t, 60*time.Second, "the failed conditions in the DLQ", func() bool {
+		items = nil
+		cliJSON(t, env, &items, "dlq", "list", "--config", cfg)
+		return len(items) >= 4
+	})
+	// gt fails for rows 1 and 3 (NULL), parse for rows 1 and 3 (not a number).
+	if len(items) != 4 {
+		t.Fatalf("unexpected DLQ items %+v", items)
+	}
+	byObserver := map[string]int{}
+	for _, it := range items {
+		byObserver[it.Observer]++
+		if it.ErrorClass != "condition_error" || !strings.Contains(it.Error, "could not be evaluated") {
+			t.Fatalf("unexpected DLQ item %+v", it)
+		}
+	}
+	if byObserver["gt"] != 2 || byObserver["parse"] != 2 {
+		t.Fatalf("unexpected DLQ items per observer %v", byObserver)
+	}
+	// The DLQ row keeps the whole error (it holds the event anyway).
+	var full dlq.Item
+	for _, it := range items {
+		if it.Observer == "parse" {
+			cliJSON(t, env, &full, "dlq", "show", fmt.Sprint(it.ID), "--config", cfg)
+		}
+	}
+	if !strings.Contains(full.Error, "SSN-") {
+		t.Fatalf("the DLQ item lost the evaluation error: %q", full.Error)
+	}
+	waitFor(t, 30*time.Second, "row 2 delivered", func() bool { return len(readEvents(t, out)) == 1 })
+
+	var evs []pipeline.DebugEvent
+	cliJSON(t, env, &evs, "debug-event", "--history", "10", "--config", cfg)
+	r := expectCLI(t, env, 0, []string{"condition error"}, "debug-event", "--history", "10", "--config", cfg)
+	p.stop()
+	for what, s := range map[string]string{"service log": p.output(), "debug-event": r.stdout, "debug-event --json": fmt.Sprint(evs)} {
+		if strings.Contains(s, "SSN-") {
+			t.Errorf("the %s quotes a row value:\n%s", what, s)
+		}
+	}
+	if !strings.Contains(p.output(), "condition could not be evaluated") {
+		t.Errorf("the service log does not report the failed conditions:\n%s", p.output())
+	}
+}
+
+// TestEvaluationBudgets: a condition that would allocate a terabyte, a template that
+// would render 300 MB and a condition that would run for ever each fail their event
+// (DLQ, with the budget named) while the service goes on delivering later rows.
+func TestEvaluationBudgets(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	db, addr, env, cfg := poisonSetup(t, "evaluation: {max_rendered_bytes: 10MiB}\n", fmt.Sprintf(`
+  mem:
+    table: public.t
+    event_type: INSERT
+    condition: 'id != 1 || len(repeat(big, 1000000)) > 0'
+    actions: [{type: file, name: out, path: %q}]
+  steps:
+    table: public.t
+    event_type: INSERT
+    condition: 'id != 2 || (let a = 1..999; all(a, {all(a, {all(a, {all(a, {other == nil})})})}))'
+    actions: [{type: file, name: out, path: %q}]
+  render:
+    table: public.t
+    event_type: INSERT
+    condition: 'id == 3'
+    actions: [{type: log, message_template: '{{ map(1..300, big) }}'}]
+`, out, filepath.Join(dir, "steps.jsonl")))
+	p := startService(t, env, "start", "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	db.Exec(`INSERT INTO t SELECT g, NULL, '', repeat('x', 1000000) FROM generate_series(1, 3) g`)
+	db.Exec(`INSERT INTO t VALUES (4, 1, '', '')`)
+
+	var items []dlq.Item
+	waitFor(t, 60*time.Second, "three DLQ items", func() bool {
+		items = nil
+		cliJSON(t, env, &items, "dlq", "list", "--config", cfg)
+		return len(items) >= 3
+	})
+	want := map[string]string{"mem": "evaluation.max_memory_bytes", "steps": "evaluation.", "render": "evaluation.max_rendered_bytes"}
+	for _, it := range items {
+		if w, ok := want[it.Observer]; !ok || !strings.Contains(it.Error, "evaluation budget exceeded") || !strings.Contains(it.Error, w) {
+			t.Fatalf("unexpected DLQ item %+v", it)
+		}
+		delete(want, it.Observer)
+	}
+	if len(want) != 0 {
+		t.Fatalf("no DLQ item for %v: %+v", want, items)
+	}
+	// mem delivers rows 2..4, later rows were not held back.
+	waitFor(t, 30*time.Second, "the later rows delivered", func() bool { return len(readEvents(t, out)) == 3 })
+	if p.exited() {
+		t.Fatalf("the service died:\n%s", p.output())
+	}
+	if code := p.stop(); code != 0 {
+		t.Fatalf("unexpected exit code %d", code)
+	}
+}
+
+// TestSignalEndsAStuckService: with a generous evaluation budget a condition keeps
+// the router busy for up to a minute; /readyz stops saying ready, and SIGTERM ends the
+// process within pipeline.shutdown_timeout plus the pipeline's stop grace.
+func TestSignalEndsAStuckService(t *testing.T) {
+	dir := t.TempDir()
+	db, addr, env, cfg := poisonSetup(t, "pipeline: {shutdown_timeout: 2s}\nevaluation: {timeout: 1m, max_steps: 1000000000000000}\n", fmt.Sprintf(`
+  stuck:
+    table: public.t
+    event_type: INSERT
+    condition: 'let a = 1..999; all(a, {all(a, {all(a, {all(a, {other == nil})})})})'
+    actions: [{type: file, name: out, path: %q}]
+`, filepath.Join(dir, "out.jsonl")))
+	p := startService(t, env, "start", "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	db.Exec(`INSERT INTO t VALUES (1, NULL, '', '')`)
+	waitFor(t, 30*time.Second, "/readyz to report the stuck router", func() bool { return httpStatus(addr, "/readyz") == http.StatusServiceUnavailable })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	// The evaluation alone would go on for a minute: the process must not wait for it.
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("the service did not exit after SIGTERM while a condition was stuck:\n%s", p.output())
+	}
+	if !strings.Contains(p.output(), "the pipeline did not stop") {
+		t.Fatalf("the service did not say why it stopped without the pipeline:\n%s", p.output())
+	}
+}
