@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -426,11 +427,18 @@ func RedactError(err error) string {
 	if err == nil {
 		return ""
 	}
-	var r interface{ Redacted() string }
-	if errors.As(err, &r) {
-		return r.Redacted()
+	var r interface {
+		error
+		Redacted() string
 	}
-	return err.Error()
+	if !errors.As(err, &r) {
+		return err.Error()
+	}
+	// Keep what wraps the redacted error ("render body_template: ...").
+	if full, inner := err.Error(), r.Error(); strings.Contains(full, inner) {
+		return strings.Replace(full, inner, r.Redacted(), 1)
+	}
+	return r.Redacted()
 }
 
 // done records that one action settled the item.
