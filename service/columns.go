@@ -31,16 +31,30 @@ func ConditionColumnProblems(ctx context.Context, q querier, o *configs.Observer
 	if err != nil || len(c.Columns()) == 0 {
 		return nil, nil // a compile error is reported by the configuration check
 	}
+	// Generated columns are not sent by pgoutput before PostgreSQL 18
+	// (publish_generated_columns): a condition reading one fails for every event.
 	rows, err := q.Query(ctx, `
-SELECT a.attname FROM pg_attribute a
+SELECT a.attname, a.attgenerated = 's' AND current_setting('server_version_num')::int < 180000
+FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, o.Table.Schema, o.Table.Table)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s: %w", o.Table, err)
 	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	var cols []string
+	generated := map[string]bool{}
+	for rows.Next() {
+		var name string
+		var gen bool
+		if err := rows.Scan(&name, &gen); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read the columns of %s: %w", o.Table, err)
+		}
+		cols = append(cols, name)
+		generated[name] = gen
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the columns of %s: %w", o.Table, err)
 	}
 	if len(cols) == 0 {
@@ -49,13 +63,21 @@ ORDER BY a.attnum`, o.Table.Schema, o.Table.Table)
 	var out []string
 	reported := map[string]bool{}
 	for _, ref := range c.Columns() {
-		if slices.Contains(cols, ref.Name) || reported[ref.Name] {
+		if reported[ref.Name] {
 			continue
 		}
-		reported[ref.Name] = true
 		pos := ExprPos(o.ConditionPos, &eval.Error{Line: ref.Line, Column: ref.Column})
-		out = append(out, fmt.Sprintf("%s: observer %s's condition reads column %q, which %s does not have, so it never matches%s",
-			pos, o.Name, ref.Name, o.Table, configs.DidYouMean(ref.Name, cols)))
+		switch {
+		case generated[ref.Name]:
+			out = append(out, fmt.Sprintf("%s: observer %s's condition reads column %q, a generated column of %s: generated columns are not replicated by this PostgreSQL version, so every event of the table fails the condition (and goes to the DLQ)",
+				pos, o.Name, ref.Name, o.Table))
+		case slices.Contains(cols, ref.Name):
+			continue
+		default:
+			out = append(out, fmt.Sprintf("%s: observer %s's condition reads column %q, which %s does not have, so it never matches%s",
+				pos, o.Name, ref.Name, o.Table, configs.DidYouMean(ref.Name, cols)))
+		}
+		reported[ref.Name] = true
 	}
 	return out, nil
 }

@@ -180,3 +180,40 @@ func TestSignalEndsAStuckService(t *testing.T) {
 		t.Fatalf("the service did not say why it stopped without the pipeline:\n%s", p.output())
 	}
 }
+
+// TestGeneratedColumnIsReported: PostgreSQL 15 does not replicate generated columns,
+// so a condition reading one fails for every event: validate-config --detailed and the
+// start-up check say so, and the events go to the DLQ instead of being dropped.
+func TestGeneratedColumnIsReported(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE g (id int PRIMARY KEY, gen int GENERATED ALWAYS AS (id * 2) STORED);
+	         CREATE PUBLICATION obs_pub FOR TABLE g`)
+	addr := freeAddr(t)
+	env := []string{"OBS_ADMIN_TOKEN=" + poisonToken}
+	cfg := writeConfig(t, opsConfig(db, addr, "OBS_ADMIN_TOKEN", "", fmt.Sprintf(`
+  doubled:
+    table: public.g
+    event_type: INSERT
+    condition: 'gen > 0'
+    actions: [{type: file, name: out, path: %q}]
+`, filepath.Join(t.TempDir(), "out.jsonl"))))
+	problem := `observer doubled's condition reads column "gen", a generated column of public.g: generated columns are not replicated by this PostgreSQL version`
+	expectCLI(t, env, exitPrefight, []string{problem}, "validate-config", cfg, "--detailed")
+	p := startService(t, env, "start", "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	if out := strings.ReplaceAll(p.output(), `\"`, `"`); !strings.Contains(out, problem) {
+		t.Fatalf("the start-up check does not report the generated column:\n%s", out)
+	}
+	db.Exec(`INSERT INTO g (id) VALUES (1), (2)`)
+	var items []dlq.Item
+	waitFor(t, 60*time.Second, "the events in the DLQ", func() bool {
+		items = nil
+		cliJSON(t, env, &items, "dlq", "list", "--config", cfg)
+		return len(items) == 2
+	})
+	for _, it := range items {
+		if it.ErrorClass != "condition_error" || !strings.Contains(it.Error, "gen") {
+			t.Fatalf("unexpected DLQ item %+v", it)
+		}
+	}
+}
