@@ -98,6 +98,9 @@ type TooLargeError struct {
 	Table  string
 	Size   int // decoded bytes reached when decoding stopped (at least Limit+1)
 	Limit  int
+	// Key holds the values of the change's key columns when they could be decoded
+	// on their own (nil otherwise), so the row can be read again by key.
+	Key *Row
 }
 
 // Error implements error.

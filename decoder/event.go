@@ -183,6 +183,20 @@ func (e *Event) Size() int {
 	return n
 }
 
+// ValueBytes returns the bytes of the event's new and old row values, as JSON: what
+// source.max_event_bytes (Options.MaxEventBytes) bounds.
+func (e *Event) ValueBytes() int {
+	n := 0
+	for _, r := range [...]*Row{e.New, e.Old} {
+		if r != nil {
+			for _, v := range r.Values {
+				n += len(v)
+			}
+		}
+	}
+	return n
+}
+
 // JSON returns the event encoded as JSON. It is computed once and shared: callers
 // must not modify the returned slice.
 func (e *Event) JSON() []byte {

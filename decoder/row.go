@@ -91,6 +91,7 @@ func (a *Assembler) build(c *rowChange) (*Event, error) {
 		switch {
 		case errors.As(err, &tl):
 			tl.ID, tl.LSN, tl.Schema, tl.Table = id, c.at, c.rel.Namespace, c.rel.Name
+			tl.Key = a.tooLargeKey(c)
 		case errors.As(err, &ve):
 			ve.ID, ve.LSN, ve.Schema, ve.Table = id, c.at, c.rel.Namespace, c.rel.Name
 		}
@@ -102,11 +103,44 @@ func (a *Assembler) build(c *rowChange) (*Event, error) {
 		return nil, c.valueError(id, missing, ErrKeyUnavailable)
 	}
 	ev := a.assemble(c, unavailable, keyVals)
+	if n := ev.ValueBytes(); a.maxBytes > 0 && n > a.maxBytes {
+		// The limit applies to the event as delivered: unchanged TOAST values filled
+		// from the old image count twice.
+		return nil, &TooLargeError{ID: id, LSN: c.at, Schema: c.rel.Namespace, Table: c.rel.Name, Size: n, Limit: a.maxBytes, Key: ev.Key}
+	}
 	ev.ID, ev.LSN, ev.Op = id, c.at, c.op
 	ev.Xid, ev.CommitTime, ev.Origin = a.begin.Xid, a.begin.CommitTime, a.origin
 	ev.Schema, ev.Table, ev.RelationID, ev.Relation = c.rel.Namespace, c.rel.Name, c.rel.ID, c.rel
 	ev.Unavailable = unavailable
 	return ev, nil
+}
+
+// tooLargeKey decodes the key columns alone of a change refused as too large, for
+// the dead-letter item: the operator can re-read the row by it. It returns nil when a
+// key value was not sent, is over 1 KiB or cannot be decoded.
+func (a *Assembler) tooLargeKey(c *rowChange) *Row {
+	cols := c.newCols
+	if c.op == OpDelete {
+		cols = c.oldCols
+	}
+	rel := c.rel
+	if len(rel.keyIdx) == 0 || len(cols) != len(rel.Columns) {
+		return nil
+	}
+	k := &Row{}
+	for _, i := range rel.keyIdx {
+		col := cols[i]
+		if col.Kind == TupleNull || col.Kind == TupleUnchanged || len(col.Data) > 1024 {
+			return nil
+		}
+		b, err := a.values.appendValue(nil, &rel.types[i], col)
+		if err != nil {
+			return nil
+		}
+		k.Names = append(k.Names, rel.Names[i])
+		k.Values = append(k.Values, json.RawMessage(b))
+	}
+	return k
 }
 
 // decodeTuples decodes every sent value of the change's tuples into a.scratch and

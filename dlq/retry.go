@@ -1,9 +1,13 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -65,9 +69,8 @@ func (s *Store) Retry(ctx context.Context, id int64, deliver Deliverer) (Item, e
 		return it, fmt.Errorf("DLQ item %d: %w", id, ErrNotPending)
 	}
 	if it.Action == "*" {
-		return it, fmt.Errorf("DLQ item %d records a change that could not be decoded (%s: %s); it has no action to retry. "+
-			"Fix the cause (raise source.max_event_bytes, fix the data), replay from its position, then remove the item: %w",
-			id, it.ErrorClass, it.Error, ErrUndecodable)
+		return it, fmt.Errorf("DLQ item %d records a change that could not be decoded (%s: %s); it has no action to retry.\n%s%w",
+			id, it.ErrorClass, it.Error, RecoveryHint(it), ErrUndecodable)
 	}
 	ev, err := decoder.ParseEvent(it.Event)
 	if err != nil {
@@ -98,3 +101,91 @@ WHERE id = $1 RETURNING status, retries, last_retry_at, last_retry_error`, s.Tab
 	s.size.Add(-1)
 	return it, nil
 }
+
+// undeliverable is the event JSON PutUndeliverable stores.
+type undeliverable struct {
+	CommitLSN string                     `json:"commit_lsn"`
+	Schema    string                     `json:"schema"`
+	Table     string                     `json:"table"`
+	Reason    string                     `json:"undeliverable"`
+	Size      int64                      `json:"size"`
+	Limit     int64                      `json:"limit"`
+	Key       map[string]json.RawMessage `json:"key"`
+}
+
+// RecoveryHint tells the operator, with the exact commands, how to deliver the change
+// an undeliverable item (action "*") records; "" for other items. It needs the item's
+// event (Get, not List).
+func RecoveryHint(it Item) string {
+	if it.Action != "*" {
+		return ""
+	}
+	var u undeliverable
+	if err := json.Unmarshal(it.Event, &u); err != nil || u.CommitLSN == "" {
+		u = undeliverable{CommitLSN: it.CommitLSN, Schema: it.Schema, Table: it.Table, Reason: it.ErrorClass}
+	}
+	table := pgx.Identifier{u.Schema, u.Table}.Sanitize()
+	var b strings.Builder
+	b.WriteString("To deliver this change:\n")
+	step := 1
+	if u.Reason == "too_large" {
+		if u.Size > 0 {
+			fmt.Fprintf(&b, "  %d. Raise source.max_event_bytes above %d bytes (the event's size; the limit was %d) and restart the service.\n", step, u.Size, u.Limit)
+		} else {
+			fmt.Fprintf(&b, "  %d. Raise source.max_event_bytes and restart the service.\n", step)
+		}
+	} else {
+		fmt.Fprintf(&b, "  %d. Fix the cause (%s): the data, or the column's type.\n", step, u.Reason)
+	}
+	step++
+	fmt.Fprintf(&b, "  %d. Either deliver its transaction again, with its original event ids (only while the slot still holds that WAL: set replay_window):\n"+
+		"       fraiseql-observers replay --from-lsn %s --to-lsn %s\n", step, u.CommitLSN, u.CommitLSN)
+	if where := keyWhere(u.Key); where != "" {
+		fmt.Fprintf(&b, "     or deliver the row as it is now, read by its key, to each observer of %s.%s (a READ event):\n"+
+			"       fraiseql-observers snapshot --table %s.%s --where %s --observer NAME\n", u.Schema, u.Table, u.Schema, u.Table, shellQuote(where))
+	} else {
+		fmt.Fprintf(&b, "     or deliver the rows of %s as they are now (a READ event; the key was not recorded):\n"+
+			"       fraiseql-observers snapshot --table %s.%s --where 'CONDITION' --observer NAME\n", table, u.Schema, u.Table)
+	}
+	step++
+	fmt.Fprintf(&b, "  %d. Remove the item: fraiseql-observers dlq remove %d\n", step, it.ID)
+	return b.String()
+}
+
+// keyWhere writes an SQL condition selecting the row with key k: "id" = 5.
+func keyWhere(k map[string]json.RawMessage) string {
+	if len(k) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(k))
+	for n := range k {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		var v any
+		d := json.NewDecoder(bytes.NewReader(k[n]))
+		d.UseNumber()
+		if d.Decode(&v) != nil {
+			return ""
+		}
+		var lit string
+		switch x := v.(type) {
+		case string:
+			lit = "'" + strings.ReplaceAll(x, "'", "''") + "'"
+		case json.Number:
+			lit = x.String()
+		case bool:
+			lit = fmt.Sprint(x)
+		default:
+			// A key of another JSON shape (jsonb, arrays): compare as text.
+			lit = "'" + strings.ReplaceAll(string(k[n]), "'", "''") + "'"
+		}
+		parts = append(parts, pgx.Identifier{n}.Sanitize()+" = "+lit)
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -173,8 +173,9 @@ func nullTime(t time.Time) *time.Time {
 
 // PutUndeliverable stores a change that could not be turned into an event (too large,
 // invalid text): it has no action, so it is recorded with observer "" and action "*",
-// action type "decode" and an event holding only its position, table and reason. It
-// cannot be retried from the DLQ; the row documents what was skipped and why.
+// action type "decode" and an event holding only its position, table and reason (and,
+// for a change too large, its size, the limit and its key when known). It cannot be
+// retried from the DLQ; RecoveryHint says what the operator can do instead.
 func (s *Store) PutUndeliverable(ctx context.Context, id lsn.Position, at lsn.LSN, schema, table, reason string, cause error) error {
 	b := []byte(`{"id":"`)
 	b = id.AppendText(b)
@@ -188,6 +189,16 @@ func (s *Store) PutUndeliverable(ctx context.Context, id lsn.Position, at lsn.LS
 	b = decoder.AppendJSONString(b, table)
 	b = append(b, `,"undeliverable":`...)
 	b = decoder.AppendJSONString(b, reason)
+	var tl *decoder.TooLargeError
+	if errors.As(cause, &tl) {
+		// What recovery needs (RecoveryHint): the size against the limit, and the key
+		// to read the row again by.
+		b = fmt.Appendf(b, `,"size":%d,"limit":%d`, tl.Size, tl.Limit)
+		if tl.Key != nil {
+			b = append(b, `,"key":`...)
+			b = tl.Key.AppendJSON(b)
+		}
+	}
 	b = append(b, '}')
 	_, err := s.pool.Exec(ctx, fmt.Sprintf(`
 INSERT INTO %s (slot_name, event_id, commit_lsn, ordinal, schema_name, table_name, op, observer, action, action_type,

@@ -280,6 +280,9 @@ func printItem(w io.Writer, it dlq.Item) {
 	} else {
 		fmt.Fprintf(w, "Event JSON:\n  %s\n", it.Event)
 	}
+	if h := dlq.RecoveryHint(it); h != "" && it.Status == dlq.StatusPending {
+		fmt.Fprint(w, h)
+	}
 }
 
 // deliverers builds, once per action, the sink that re-delivers items, from the

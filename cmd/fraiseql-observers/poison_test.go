@@ -217,3 +217,46 @@ func TestGeneratedColumnIsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestTooLargeAfterTOASTFill: under REPLICA IDENTITY FULL an UPDATE of a small column
+// carries a large unchanged value twice (old image, and the new one filled from it):
+// source.max_event_bytes applies to that event as delivered. The DLQ item records the
+// size, the limit and the key, and `dlq show` and `dlq retry` give the exact commands
+// that deliver the change.
+func TestTooLargeAfterTOASTFill(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, doc text);
+	         ALTER TABLE t ALTER COLUMN doc SET STORAGE EXTERNAL; ALTER TABLE t REPLICA IDENTITY FULL;
+	         CREATE PUBLICATION obs_pub FOR TABLE t`)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg := writeConfig(t, strings.Replace(baseConfig(db, out, ""), "  status_interval: 1s", "  status_interval: 1s\n  max_event_bytes: 64KiB", 1))
+	p := startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
+	db.Exec(`INSERT INTO t VALUES (7, 1, repeat('x', 40000))`) // 40 kB: under the limit
+	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                  // 80 kB as delivered
+	db.Exec(`INSERT INTO t VALUES (8, 1, 'small')`)
+	waitFor(t, 30*time.Second, "the insert events", func() bool { return len(readEvents(t, out)) == 2 })
+	for _, ev := range readEvents(t, out) {
+		if ev.Op != "INSERT" {
+			t.Fatalf("an event over max_event_bytes was delivered (%d bytes)", len(ev.raw))
+		}
+	}
+	p.stop()
+	id := pgtest.QueryValue[int64](db, `SELECT id FROM observer_dlq WHERE error_class = 'too_large'`)
+	commit := pgtest.QueryValue[string](db, `SELECT commit_lsn::text FROM observer_dlq WHERE id = $1`, id)
+	event := pgtest.QueryValue[string](db, `SELECT jsonb_pretty(event::jsonb) FROM observer_dlq WHERE id = $1`, id)
+	event = strings.Join(strings.Fields(event), " ")
+	for _, want := range []string{`"key": { "id": 7 }`, `"limit": 65536`, `"size": 8`} {
+		if !strings.Contains(event, want) {
+			t.Fatalf("the too_large item lacks %s: %s", want, event)
+		}
+	}
+	replay := fmt.Sprintf("fraiseql-observers replay --from-lsn %s --to-lsn %s", commit, commit)
+	snapshot := `fraiseql-observers snapshot --table public.t --where '"id" = 7' --observer NAME`
+	expectCLI(t, nil, 0, []string{"Raise source.max_event_bytes above 8", "(the event's size; the limit was 65536)", replay, snapshot,
+		fmt.Sprintf("dlq remove %d", id)}, "dlq", "show", fmt.Sprint(id), "--config", cfg)
+	r := cli(t, nil, "dlq", "retry", fmt.Sprint(id), "--config", cfg)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, replay) || !strings.Contains(r.stdout+r.stderr, snapshot) {
+		t.Fatalf("dlq retry of a too_large item: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
