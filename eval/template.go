@@ -225,6 +225,9 @@ func (t *Template) RenderTo(b []byte, env *Env) ([]byte, error) {
 			var e *Error
 			if errors.As(err, &e) {
 				err = e.shift(p.line, p.col)
+			} else {
+				// A value that cannot be written (names its type, not its content).
+				err = &Error{Line: p.line, Column: p.col, Msg: err.Error(), Err: err}
 			}
 			return b[:start], err
 		}
