@@ -41,8 +41,11 @@ func (f FailurePolicy) String() string {
 }
 
 // Condition decides whether an observer fires for an event. An error means the
-// condition could not be evaluated (for example a field that is not in the row); it is
-// recorded for that event and observer and the observer does not fire.
+// condition could not be evaluated (for example a field that is not in the row): the
+// event fails for each of the observer's actions, which apply their on_failure policy
+// (a ConditionError, error class condition_error), as after a permanent delivery
+// failure. An error with a method `Redacted() string` gives the text for logs and
+// /debug/events (see RedactError).
 type Condition interface {
 	Match(ev *decoder.Event) (bool, error)
 }
