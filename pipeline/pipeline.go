@@ -51,7 +51,10 @@ type Options struct {
 	// MaxInFlightBytes bounds the memory of events between Push and settlement
 	// (default 16 MiB).
 	MaxInFlightBytes int64
-	Logger           zerolog.Logger
+	// MaxEventBytes is source.max_event_bytes: the row cache does not fill an event
+	// beyond it (0: no bound).
+	MaxEventBytes int
+	Logger        zerolog.Logger
 	// Metrics receives the pipeline's metrics; nil uses a private set.
 	Metrics *metrics.Set
 }
@@ -264,7 +267,15 @@ func (p *Pipeline) route(ctx context.Context) {
 					}
 					p.cachePos = ev.ID
 					if f, ok := rc.apply(ev); ok {
-						f.complete(ev)
+						if n := f.valueBytes(ev); p.opts.MaxEventBytes > 0 && n > p.opts.MaxEventBytes {
+							// The limit applies to the event as delivered: without the
+							// cached images it stays as PostgreSQL sent it.
+							p.log.Warn().Str("event_id", ev.ID.String()).Str("table", ev.Schema+"."+ev.Table).
+								Int("size", n).Int("max_event_bytes", p.opts.MaxEventBytes).
+								Msg("the row cache's images would make the event larger than source.max_event_bytes: delivered without them")
+						} else {
+							f.complete(ev)
+						}
 					}
 				}
 				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])

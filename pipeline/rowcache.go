@@ -255,6 +255,24 @@ func (f *filled) complete(ev *decoder.Event) {
 	}
 }
 
+// valueBytes returns ev.ValueBytes() as complete would make it.
+func (f *filled) valueBytes(ev *decoder.Event) int {
+	n := 0
+	for _, r := range [...]*decoder.Row{f.old, f.new} {
+		if r != nil {
+			for _, v := range r.Values {
+				n += len(v)
+			}
+		}
+	}
+	if f.new == nil && ev.New != nil {
+		for _, v := range ev.New.Values {
+			n += len(v)
+		}
+	}
+	return n
+}
+
 // fill completes an UPDATE from the cached image of the row before it: the old image,
 // the unchanged TOAST columns of the new one, and the changed columns.
 func fill(ev *decoder.Event, img *decoder.Row) filled {

@@ -285,6 +285,7 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 		Start:            start,
 		ListenerID:       cfg.ListenerID,
 		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
+		MaxEventBytes:    int(cfg.Source.MaxEventBytes),
 		Logger:           log,
 		Metrics:          s.set,
 	}

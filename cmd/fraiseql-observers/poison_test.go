@@ -233,7 +233,7 @@ func TestTooLargeAfterTOASTFill(t *testing.T) {
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
 	db.Exec(`INSERT INTO t VALUES (7, 1, repeat('x', 40000))`) // 40 kB: under the limit
-	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                  // 80 kB as delivered
+	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                 // 80 kB as delivered
 	db.Exec(`INSERT INTO t VALUES (8, 1, 'small')`)
 	waitFor(t, 30*time.Second, "the insert events", func() bool { return len(readEvents(t, out)) == 2 })
 	for _, ev := range readEvents(t, out) {
@@ -258,5 +258,37 @@ func TestTooLargeAfterTOASTFill(t *testing.T) {
 	r := cli(t, nil, "dlq", "retry", fmt.Sprint(id), "--config", cfg)
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, replay) || !strings.Contains(r.stdout+r.stderr, snapshot) {
 		t.Fatalf("dlq retry of a too_large item: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestRowCacheFillRespectsMaxEventBytes: the row cache fills an UPDATE's unchanged
+// TOAST value and its old image from the INSERT it saw; when that would make the
+// event larger than source.max_event_bytes, the event is delivered as PostgreSQL sent
+// it (the value unavailable), never over the limit.
+func TestRowCacheFillRespectsMaxEventBytes(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, doc text);
+	         ALTER TABLE t ALTER COLUMN doc SET STORAGE EXTERNAL;
+	         CREATE PUBLICATION obs_pub FOR TABLE t`)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg := writeConfig(t, strings.Replace(baseConfig(db, out, ""), "  status_interval: 1s", "  status_interval: 1s\n  max_event_bytes: 64KiB", 1))
+	p := startService(t, nil, "start", "--config", cfg)
+	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
+	db.Exec(`INSERT INTO t VALUES (7, 1, repeat('x', 40000))`) // cached: 40 kB
+	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                  // filled: 80 kB
+	db.Exec(`INSERT INTO t VALUES (8, 1, 'small'); UPDATE t SET v = 2 WHERE id = 8`)
+	waitFor(t, 30*time.Second, "four events", func() bool { return len(readEvents(t, out)) == 4 })
+	p.stop()
+	evs := readEvents(t, out)
+	for _, ev := range evs {
+		if len(ev.raw) > 64<<10 {
+			t.Fatalf("an event of %d bytes was delivered under max_event_bytes 64KiB: %.300s", len(ev.raw), ev.raw)
+		}
+	}
+	if up := evs[1]; up.Op != "UPDATE" || up.OldKind == "cached" || !strings.Contains(up.raw, `"unavailable":["doc"]`) {
+		t.Fatalf("unexpected UPDATE of row 7: %.300s", up.raw)
+	}
+	if up := evs[3]; up.Op != "UPDATE" || up.OldKind != "cached" {
+		t.Fatalf("the cache no longer fills small events: %.300s", up.raw)
 	}
 }
