@@ -275,7 +275,7 @@ func TestRowCacheFillRespectsMaxEventBytes(t *testing.T) {
 	p := startService(t, nil, "start", "--config", cfg)
 	waitFor(t, 30*time.Second, "the service to stream", func() bool { return slotActive(db, "obs_slot") })
 	db.Exec(`INSERT INTO t VALUES (7, 1, repeat('x', 40000))`) // cached: 40 kB
-	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                  // filled: 80 kB
+	db.Exec(`UPDATE t SET v = 2 WHERE id = 7`)                 // filled: 80 kB
 	db.Exec(`INSERT INTO t VALUES (8, 1, 'small'); UPDATE t SET v = 2 WHERE id = 8`)
 	waitFor(t, 30*time.Second, "four events", func() bool { return len(readEvents(t, out)) == 4 })
 	p.stop()
