@@ -58,20 +58,20 @@ func (b Budget) withDefaults() Budget {
 
 // meter is the running account of one evaluation, kept in its Env.
 type meter struct {
-	b        Budget
+	b        *Budget
 	steps    int64
 	mem      int64
-	deadline time.Time
+	deadline time.Time // set at the first step: an evaluation without one is short
 	active   bool
 }
 
 // begin starts an evaluation's account; it returns false when one is already running
 // (a template's placeholders share their render's account).
-func (e *Env) begin(b Budget) bool {
+func (e *Env) begin(b *Budget) bool {
 	if e.m.active {
 		return false
 	}
-	e.m = meter{b: b, deadline: time.Now().Add(b.Timeout), active: true}
+	e.m = meter{b: b, active: true}
 	return true
 }
 
@@ -89,6 +89,9 @@ func (e *Env) step() error {
 	e.m.steps++
 	if e.m.steps > e.m.b.MaxSteps {
 		return budgetError("more than %d steps (evaluation.max_steps)", e.m.b.MaxSteps)
+	}
+	if e.m.steps == 1 {
+		e.m.deadline = time.Now().Add(e.m.b.Timeout)
 	}
 	if e.m.steps&63 == 0 && time.Now().After(e.m.deadline) {
 		return budgetError("ran longer than %s (evaluation.timeout)", e.m.b.Timeout)

@@ -197,7 +197,7 @@ func (p *program) run(env *Env) (any, error) {
 	if env == nil || env.ev == nil {
 		return nil, &Error{Line: 1, Column: 1, Msg: "no event environment"}
 	}
-	if env.begin(p.budget) {
+	if env.begin(&p.budget) {
 		defer env.end()
 	}
 	m := vmPool.Get().(*vm.VM)

@@ -206,7 +206,7 @@ func (t *Template) Render(env *Env) (string, error) {
 // error it returns b as it was passed.
 func (t *Template) RenderTo(b []byte, env *Env) ([]byte, error) {
 	start := len(b)
-	if env != nil && env.ev != nil && env.begin(t.budget) {
+	if env != nil && env.ev != nil && env.begin(&t.budget) {
 		defer env.end()
 	}
 	for _, p := range t.parts {
