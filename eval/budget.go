@@ -99,6 +99,28 @@ func (e *Env) step() error {
 	return nil
 }
 
+// stepN counts n units of work at once (a built-in's loop).
+func (e *Env) stepN(n int64) error {
+	if !e.m.active {
+		return nil
+	}
+	if n < 0 || n > e.m.b.MaxSteps-e.m.steps {
+		return budgetError("more than %d steps (evaluation.max_steps)", e.m.b.MaxSteps)
+	}
+	e.m.steps += n - 1
+	return e.step()
+}
+
+// uniqSteps is the number of comparisons uniq makes at worst on v.
+func uniqSteps(v any) int64 {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return 1
+	}
+	n := int64(rv.Len())
+	return max(n*n/2, 1)
+}
+
 // reserve accounts n more bytes, failing when they would pass the memory budget.
 func (e *Env) reserve(n int64) error {
 	if !e.m.active {
@@ -205,6 +227,7 @@ var stringBuiltins = map[string]bool{"upper": true, "lower": true, "trim": true,
 // argument counts the replacement is used for (others keep expr's own error).
 var guardedBuiltins = map[string][]int{
 	"repeat": {2}, "replace": {3}, "join": {1, 2}, "toJSON": {1}, "string": {1},
+	"uniq": {1}, // quadratic in time: its comparisons are counted as steps
 }
 
 // countedBuiltins are built-ins whose result is at most about as large as their
@@ -250,9 +273,13 @@ func guardFunctions() []*builtin.Function {
 	for name, arities := range guardedBuiltins {
 		orig := builtinFunc(name)
 		check := sizeCheck(name)
+		out := str
+		if name == "uniq" {
+			out = anyT
+		}
 		var types []reflect.Type
 		for _, n := range arities {
-			types = append(types, fnType(n+1, str))
+			types = append(types, fnType(n+1, out))
 		}
 		fns = append(fns, &builtin.Function{
 			Name: guardName(name),
@@ -261,7 +288,11 @@ func guardFunctions() []*builtin.Function {
 				if err != nil {
 					return nil, err
 				}
-				if err := e.reserve(check(e, args[1:])); err != nil {
+				if name == "uniq" {
+					if err := e.stepN(uniqSteps(args[1])); err != nil {
+						return nil, err
+					}
+				} else if err := e.reserve(check(e, args[1:])); err != nil {
 					return nil, err
 				}
 				return orig(args[1:]...)

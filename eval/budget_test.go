@@ -33,6 +33,7 @@ func TestEvaluationBudgets(t *testing.T) {
 		`let a = 1..999; any(a, {any(a, {any(a, {any(a, {# < 0})})})})`,
 		`len(1..100000000) > 0`,
 		`reduce(1..10000000, #acc + 1, 0) > 0`,
+		`len(uniq(1..100000)) > 0`,
 	}
 	for _, src := range conds {
 		c, err := CompileCondition(src, Options{Budget: small})
@@ -62,7 +63,7 @@ func TestEvaluationBudgets(t *testing.T) {
 		}
 	}
 	// Within the budget, the same functions work.
-	for _, src := range []string{`len(repeat(ssn, 3)) == 45`, `len(join(map(1..3, ssn), ',')) == 47`, `let a = 1..99; all(a, {all(a, {# > 0})})`} {
+	for _, src := range []string{`uniq([1, 2, 1])[1] == 2`, `len(repeat(ssn, 3)) == 45`, `len(join(map(1..3, ssn), ',')) == 47`, `let a = 1..99; all(a, {all(a, {# > 0})})`} {
 		c, err := CompileCondition(src, Options{Budget: small})
 		if err != nil {
 			t.Fatalf("%s: compile: %v", src, err)
