@@ -90,7 +90,8 @@ func escapedRune(r rune) bool {
 	return r >= 0x80 && r <= 0x9f || r == '\u2028' || r == '\u2029'
 }
 
-// appendRuneEscape appends r (below U+10000) as \uXXXX.
+// appendRuneEscape appends r, which must be below U+10000, as a JSON \u escape with
+// four hex digits.
 func appendRuneEscape(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', hexDigits[r>>12&0xF], hexDigits[r>>8&0xF], hexDigits[r>>4&0xF], hexDigits[r&0xF])
 }
