@@ -24,8 +24,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
-
-	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
 // DefaultListen is the address used when Options.Listen is empty: loopback only.
@@ -42,10 +40,13 @@ type StatusReporter interface {
 	Status(ctx context.Context) (any, error)
 }
 
-// EventHistory is the pipeline's debug history; *pipeline.Pipeline implements it.
+// EventHistory is the pipeline's debug history, served at /debug/events. RecentEvents
+// returns up to n recent events, newest first, as one JSON-encodable value (a list);
+// FindEvent returns one event (a JSON-encodable value) and false when it is no longer
+// remembered. The service adapts the pipeline's history to it.
 type EventHistory interface {
-	RecentEvents(n int) []pipeline.DebugEvent
-	FindEvent(id string) (pipeline.DebugEvent, bool)
+	RecentEvents(n int) any
+	FindEvent(id string) (any, bool)
 }
 
 // CacheReporter returns the /cache/stats document.

@@ -41,7 +41,7 @@ func (f *fakeService) Status(context.Context) (any, error) {
 	return map[string]string{"leader": "listener-1"}, nil
 }
 
-func (f *fakeService) RecentEvents(n int) []pipeline.DebugEvent {
+func (f *fakeService) RecentEvents(n int) any {
 	out := make([]pipeline.DebugEvent, 0, n)
 	for i := 0; i < n && i < 3; i++ {
 		out = append(out, pipeline.DebugEvent{ID: "0/10:" + string(rune('1'+i)), Table: "t"})
@@ -49,11 +49,11 @@ func (f *fakeService) RecentEvents(n int) []pipeline.DebugEvent {
 	return out
 }
 
-func (f *fakeService) FindEvent(id string) (pipeline.DebugEvent, bool) {
+func (f *fakeService) FindEvent(id string) (any, bool) {
 	if id == "0/10:1" {
 		return pipeline.DebugEvent{ID: id}, true
 	}
-	return pipeline.DebugEvent{}, false
+	return nil, false
 }
 
 func (f *fakeService) CacheStats() any { return map[string]int{"hits": 7} }

@@ -17,7 +17,6 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgschema"
 	"github.com/fraiseql/fraiseql-observers/lsn"
-	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
 // ErrFull is returned by Put when the queue holds MaxSize items. The event is then not
@@ -128,9 +127,27 @@ func (s *Store) ItemsOf(ctx context.Context, eventID string) ([]int64, error) {
 // other processes (the dlq commands) change too.
 func (s *Store) Size() int64 { return s.size.Load() }
 
+// Letter is an event whose action failed for good, as the DLQ stores it. The service
+// builds it from the pipeline's dead letter, naming the failure's class (the DLQ's
+// error_class: "http_400", "ssrf_blocked", "transient", ...) as the pipeline
+// classifies it; the store does not interpret Err beyond its text.
+type Letter struct {
+	Event      *decoder.Event
+	Observer   string
+	Action     string // action id ("observer.name")
+	ActionType string
+	Err        error
+	// ErrorClass is stored as error_class ("permanent" when empty).
+	ErrorClass string
+	Attempts   int
+	FirstTry   time.Time
+	LastTry    time.Time
+}
+
 // Put stores a dead letter. Storing the same (action, event) again — a replay after a
-// crash — updates the existing row instead of adding one.
-func (s *Store) Put(ctx context.Context, dl pipeline.DeadLetter) error {
+// crash — updates the existing row instead of adding one. Put returns ErrFull, storing
+// nothing, when the queue holds Options.MaxSize pending items. Safe for concurrent use.
+func (s *Store) Put(ctx context.Context, dl Letter) error {
 	if s.opts.MaxSize > 0 && s.size.Load() >= s.opts.MaxSize {
 		if n, err := s.Count(ctx); err != nil || n >= s.opts.MaxSize {
 			s.overflow.Inc()
@@ -138,7 +155,10 @@ func (s *Store) Put(ctx context.Context, dl pipeline.DeadLetter) error {
 		}
 	}
 	ev := dl.Event
-	class := pipeline.ErrorClass(dl.Err)
+	class := dl.ErrorClass
+	if class == "" {
+		class = "permanent"
+	}
 	msg := "unknown error"
 	if dl.Err != nil {
 		msg = dl.Err.Error()

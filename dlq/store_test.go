@@ -39,8 +39,8 @@ func TestPutIsIdempotentAndComplete(t *testing.T) {
 	ev := sinktest.Events(1, 1)[0]
 	// A json column may hold "\u0000", which jsonb would reject: the letter must still store.
 	ev.New.Values[1] = json.RawMessage(`"a\u0000b"`)
-	dl := pipeline.DeadLetter{Event: ev, Observer: "o", Action: "o.hook", ActionType: "webhook",
-		Err: sinks.Permanent("http_400", errors.New("HTTP 400 Bad Request")), Attempts: 1,
+	dl := Letter{Event: ev, Observer: "o", Action: "o.hook", ActionType: "webhook",
+		Err: sinks.Permanent("http_400", errors.New("HTTP 400 Bad Request")), ErrorClass: "http_400", Attempts: 1,
 		FirstTry: time.Now().Add(-time.Second), LastTry: time.Now()}
 	if err := s.Put(ctx, dl); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestFullQueueHoldsInsteadOfDropping(t *testing.T) {
 	ctx := context.Background()
 	evs := sinktest.Events(3, 3)
 	for i, ev := range evs {
-		err := s.Put(ctx, pipeline.DeadLetter{Event: ev, Observer: "o", Action: "o.0", ActionType: "t", Err: errors.New("x"), Attempts: 1})
+		err := s.Put(ctx, Letter{Event: ev, Observer: "o", Action: "o.0", ActionType: "t", Err: errors.New("x"), ErrorClass: "transient", Attempts: 1})
 		if i < 2 && err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestFullQueueHoldsInsteadOfDropping(t *testing.T) {
 func putLetters(t *testing.T, s *Store, n int, observer string, err error) {
 	t.Helper()
 	for _, ev := range sinktest.Events(n, n) {
-		if e := s.Put(context.Background(), pipeline.DeadLetter{Event: ev, Observer: observer, Action: observer + ".a", ActionType: "file", Err: err, Attempts: 3}); e != nil {
+		if e := s.Put(context.Background(), Letter{Event: ev, Observer: observer, Action: observer + ".a", ActionType: "file", Err: err, ErrorClass: pipeline.ErrorClass(err), Attempts: 3}); e != nil {
 			t.Fatal(e)
 		}
 	}
@@ -191,7 +191,7 @@ func TestErrorClassIsTheSinksClass(t *testing.T) {
 	}
 	evs := sinktest.Events(len(cases), len(cases))
 	for i, c := range cases {
-		if err := s.Put(ctx, pipeline.DeadLetter{Event: evs[i], Observer: "o", Action: "o.a", ActionType: "webhook", Err: c.err, Attempts: 1}); err != nil {
+		if err := s.Put(ctx, Letter{Event: evs[i], Observer: "o", Action: "o.a", ActionType: "webhook", Err: c.err, ErrorClass: pipeline.ErrorClass(c.err), Attempts: 1}); err != nil {
 			t.Fatal(err)
 		}
 		got := pgtest.QueryValue[string](db, `SELECT error_class FROM observer_dlq WHERE event_id = $1`, evs[i].ID.String())
@@ -206,8 +206,8 @@ func TestItemsOf(t *testing.T) {
 	ctx := context.Background()
 	evs := sinktest.Events(2, 1)
 	for _, action := range []string{"o.a", "o.b"} {
-		dl := pipeline.DeadLetter{Event: evs[0], Observer: "o", Action: action, ActionType: "webhook",
-			Err: sinks.Permanent("http_400", errors.New("HTTP 400 Bad Request")), Attempts: 1, FirstTry: time.Now(), LastTry: time.Now()}
+		dl := Letter{Event: evs[0], Observer: "o", Action: action, ActionType: "webhook",
+			Err: sinks.Permanent("http_400", errors.New("HTTP 400 Bad Request")), ErrorClass: "http_400", Attempts: 1, FirstTry: time.Now(), LastTry: time.Now()}
 		if err := s.Put(ctx, dl); err != nil {
 			t.Fatal(err)
 		}

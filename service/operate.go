@@ -278,19 +278,20 @@ func (s *Service) settled() lsn.LSN {
 	return 0
 }
 
-// eventHistory serves /debug/events: empty until the pipeline is built.
+// eventHistory serves /debug/events (admin.EventHistory) from the pipeline's
+// history: empty until the pipeline is built.
 type eventHistory struct{ s *Service }
 
-func (e eventHistory) RecentEvents(n int) []pipeline.DebugEvent {
+func (e eventHistory) RecentEvents(n int) any {
 	if !e.s.built.Load() {
 		return []pipeline.DebugEvent{}
 	}
 	return e.s.pipe.RecentEvents(n)
 }
 
-func (e eventHistory) FindEvent(id string) (pipeline.DebugEvent, bool) {
+func (e eventHistory) FindEvent(id string) (any, bool) {
 	if !e.s.built.Load() {
-		return pipeline.DebugEvent{}, false
+		return nil, false
 	}
 	return e.s.pipe.FindEvent(id)
 }

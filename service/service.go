@@ -290,7 +290,7 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 		Metrics:          s.set,
 	}
 	if s.dlq != nil {
-		popts.DLQ = s.dlq
+		popts.DLQ = deadLetters{s.dlq}
 	}
 	s.pipe, err = pipeline.New(popts)
 	return err
@@ -409,6 +409,16 @@ func (s *Service) isClaimed() bool {
 	default:
 		return false
 	}
+}
+
+// deadLetters is the pipeline's DLQ: it stores each dead letter with the class the
+// pipeline gives its error (pipeline.ErrorClass), so the dlq package needs nothing of
+// the pipeline.
+type deadLetters struct{ s *dlq.Store }
+
+func (d deadLetters) Put(ctx context.Context, dl pipeline.DeadLetter) error {
+	return d.s.Put(ctx, dlq.Letter{Event: dl.Event, Observer: dl.Observer, Action: dl.Action, ActionType: dl.ActionType,
+		Err: dl.Err, ErrorClass: pipeline.ErrorClass(dl.Err), Attempts: dl.Attempts, FirstTry: dl.FirstTry, LastTry: dl.LastTry})
 }
 
 // quarantine parks changes that cannot become events in the DLQ table.
