@@ -184,6 +184,26 @@ func (t *Template) Static() bool {
 	return true
 }
 
+// Columns returns the columns the template's placeholders read by a constant name,
+// in source order (a name read twice is listed twice), with Line and Column
+// pointing into the template. A check against the table's columns finds names that
+// can never render, such as a generated column PostgreSQL does not replicate. The
+// returned slice is the caller's.
+func (t *Template) Columns() []ColumnRef {
+	var out []ColumnRef
+	for _, p := range t.parts {
+		if p.prog == nil {
+			continue
+		}
+		for _, c := range p.prog.cols {
+			e := (&Error{Line: c.Line, Column: c.Column}).shift(p.line, p.col)
+			c.Line, c.Column = e.Line, e.Column
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Escape returns the template's escape mode.
 func (t *Template) Escape() Escape { return t.esc }
 

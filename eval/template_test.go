@@ -3,6 +3,7 @@ package eval
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -273,4 +274,28 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestTemplateColumns: the columns a template's placeholders read by name, with
+// their positions in the template, for checking against the table.
+func TestTemplateColumns(t *testing.T) {
+	f := func(src string, want string) {
+		t.Helper()
+		tm, err := CompileTemplate(src, EscapeNone, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		var got []string
+		for _, col := range tm.Columns() {
+			got = append(got, fmt.Sprintf("%s@%d:%d", col.Name, col.Line, col.Column))
+		}
+		if strings.Join(got, " ") != want {
+			t.Fatalf("%s: unexpected columns; got %q; want %q", src, strings.Join(got, " "), want)
+		}
+	}
+	f(`no placeholders`, "")
+	f(`{{ new.gen }}`, "gen@1:8")
+	f(`order {{ id }} is {{ new.status ?? 'x' }}`, "id@1:10 status@1:26")
+	f("line one\n  {{ data.customer.email }} and {{ upper(old.name) }}", "customer@2:11 name@2:46")
+	f(`{{ event.table }} {{ entity }}`, "")
 }

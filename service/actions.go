@@ -7,7 +7,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // Actions is the executor side of the service: it turns the configured observers
@@ -20,6 +22,10 @@ type Actions interface {
 	Check(ctx context.Context) error
 	// Build constructs the observers and the sinks of their actions.
 	Build(ctx context.Context, deps ActionDeps) ([]*pipeline.Observer, error)
+	// Templates returns the {{ }} templates of an action's configuration (the key
+	// each is written under and its source), none when the action has none or its
+	// keys do not decode. The column checks read them.
+	Templates(a *configs.Action) []sinks.TemplateSource
 	// PoolSize is the size of the service's pool of connections to the source
 	// database: what the actions that call it through ActionDeps.Pool may use at
 	// once, plus the service's own needs.

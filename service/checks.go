@@ -17,6 +17,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/registry"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // Check outcomes.
@@ -37,7 +38,9 @@ type Check struct {
 var usesOld = regexp.MustCompile(`\bold\b|\bfield_changed(_to|_from)?\s*\(|\bchanges\b`)
 
 // RunChecks connects to the configured database and checks what streaming needs.
-func RunChecks(ctx context.Context, cfg *configs.Config) []Check {
+// templates lists an action's {{ }} templates (Actions.Templates), whose columns are
+// checked with the conditions' (ColumnProblems); nil checks conditions only.
+func RunChecks(ctx context.Context, cfg *configs.Config, templates func(*configs.Action) []sinks.TemplateSource) []Check {
 	var out []Check
 	add := func(name, status, format string, args ...any) {
 		out = append(out, Check{Name: name, Status: status, Message: fmt.Sprintf(format, args...)})
@@ -137,7 +140,7 @@ func RunChecks(ctx context.Context, cfg *configs.Config) []Check {
 		if o.Wildcard || o.Entity == "" {
 			continue
 		}
-		out = append(out, checkTable(ctx, conn, cfg, o, published, pubExists))
+		out = append(out, checkTable(ctx, conn, cfg, o, published, pubExists, templates))
 	}
 	out = append(out, checkState(ctx, conn, cfg, role)...)
 	return out
@@ -146,7 +149,8 @@ func RunChecks(ctx context.Context, cfg *configs.Config) []Check {
 // checkTable checks that an observer's table exists, is published so that its
 // changes arrive under its name, and logs the old values its condition reads.
 // published lists the tables of a publication start will create (pubExists false).
-func checkTable(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, o *configs.Observer, published map[string]bool, pubExists bool) Check {
+func checkTable(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, o *configs.Observer, published map[string]bool, pubExists bool,
+	templates func(*configs.Action) []sinks.TemplateSource) Check {
 	t := o.Table.String()
 	name := "table " + t
 	var ident string
@@ -171,7 +175,7 @@ FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o
 		return Check{name, CheckFail, fmt.Sprintf("observer %s watches %s, which is not in publication %s: ALTER PUBLICATION %s ADD TABLE %s",
 			o.Name, t, cfg.Source.Publication, pgx.Identifier{cfg.Source.Publication}.Sanitize(), pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize())}
 	}
-	problems, err := ConditionColumnProblems(ctx, conn, o)
+	problems, err := ColumnProblems(ctx, conn, o, templates)
 	if err != nil {
 		return Check{name, CheckFail, err.Error()}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
 // testActions is the executor side of the tests: every configured action delivers to
@@ -28,6 +29,8 @@ type testActions struct {
 
 func (a testActions) Check(context.Context) error { return nil }
 func (a testActions) PoolSize() int32             { return 6 }
+
+func (a testActions) Templates(*configs.Action) []sinks.TemplateSource { return nil }
 
 func (a testActions) Build(_ context.Context, _ ActionDeps) ([]*pipeline.Observer, error) {
 	var out []*pipeline.Observer

@@ -256,9 +256,9 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 		return err
 	}
 	for _, o := range cfg.Observers {
-		problems, err := ConditionColumnProblems(ctx, s.pool, o)
+		problems, err := ColumnProblems(ctx, s.pool, o, opts.Actions.Templates)
 		if err != nil {
-			log.Warn().Err(err).Str("observer", o.Name).Msg("cannot check the columns the condition reads")
+			log.Warn().Err(err).Str("observer", o.Name).Msg("cannot check the columns the condition and templates read")
 		}
 		for _, p := range problems {
 			log.Warn().Str("check", "condition_columns").Str("observer", o.Name).Msg(p)

@@ -32,3 +32,29 @@ type Warner interface {
 type DBUser interface {
 	UsesDB() bool
 }
+
+// TemplateSource is one {{ }} template of an action's configuration: the key it is
+// written under ("body_template") and its source text.
+type TemplateSource struct {
+	Key string
+	Src string
+}
+
+// Templater is implemented by a Config with {{ }} templates: Templates returns the
+// ones this configuration sets, so the service can check the columns they read
+// against the table (a generated column, which PostgreSQL does not replicate before
+// version 18, fails every render).
+type Templater interface {
+	Templates() []TemplateSource
+}
+
+// SetTemplates returns the sources of ts whose Src is not empty.
+func SetTemplates(ts ...TemplateSource) []TemplateSource {
+	out := ts[:0:0]
+	for _, t := range ts {
+		if t.Src != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}

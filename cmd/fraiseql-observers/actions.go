@@ -54,6 +54,9 @@ type actionType struct {
 	// usesDB reports whether an action of the type calls the source database
 	// through sinks.Deps.DB (sinks.DBUser).
 	usesDB func(a *configs.Action) bool
+	// templates returns the action's {{ }} templates (sinks.Templater), none when
+	// its keys do not decode (reported by the configuration check).
+	templates func(a *configs.Action) []sinks.TemplateSource
 }
 
 // built is the outcome of an action type's build.
@@ -110,6 +113,16 @@ func register[C any, P sinkConfig[C], S pipeline.Sink](newSink func(context.Cont
 			}
 			u, ok := any(cfg).(sinks.DBUser)
 			return ok && u.UsesDB()
+		},
+		templates: func(a *configs.Action) []sinks.TemplateSource {
+			cfg, err := decode(a)
+			if err != nil {
+				return nil
+			}
+			if t, ok := any(cfg).(sinks.Templater); ok {
+				return t.Templates()
+			}
+			return nil
 		},
 	}
 }

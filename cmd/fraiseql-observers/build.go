@@ -167,6 +167,14 @@ func (a actions) Check(ctx context.Context) error {
 	return err
 }
 
+// Templates implements service.Actions.
+func (a actions) Templates(ca *configs.Action) []sinks.TemplateSource {
+	if t, ok := actionTypes[ca.Type]; ok {
+		return t.templates(ca)
+	}
+	return nil
+}
+
 // Build implements service.Actions.
 func (a actions) Build(ctx context.Context, deps service.ActionDeps) ([]*pipeline.Observer, error) {
 	return (&builder{cfg: a.cfg, log: deps.Logger, set: deps.Metrics, pool: deps.Pool}).observers(ctx)

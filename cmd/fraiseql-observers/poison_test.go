@@ -218,6 +218,49 @@ func TestGeneratedColumnIsReported(t *testing.T) {
 	}
 }
 
+// TestGeneratedColumnInTemplateIsReported: a template reading a generated column fails
+// to render for every event just as a condition does (PostgreSQL 15 does not
+// replicate the column): validate-config --detailed and the start-up check name the
+// observer, the action, the template's key and the column, and the events go to the
+// DLQ. An action whose templates read only replicated columns is not reported.
+func TestGeneratedColumnInTemplateIsReported(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE g (id int PRIMARY KEY, gen int GENERATED ALWAYS AS (id * 2) STORED);
+	         CREATE PUBLICATION obs_pub FOR TABLE g`)
+	addr := freeAddr(t)
+	env := []string{"OBS_ADMIN_TOKEN=" + poisonToken}
+	cfg := writeConfig(t, opsConfig(db, addr, "OBS_ADMIN_TOKEN", "", `
+  doubled:
+    table: public.g
+    event_type: INSERT
+    actions:
+      - {type: log, name: say, message_template: 'row {{ new.id }} doubles to {{ new.gen }}'}
+      - {type: log, name: plain, message_template: 'row {{ new.id }}'}
+`))
+	problem := `observer doubled's action doubled.say reads column "gen" in message_template, a generated column of public.g: generated columns are not replicated by this PostgreSQL version`
+	r := expectCLI(t, env, exitPrefight, []string{problem}, "validate-config", cfg, "--detailed")
+	if strings.Contains(r.stdout+r.stderr, "doubled.plain reads") {
+		t.Fatalf("validate-config reports an action whose template reads no generated column:\n%s", r.stdout+r.stderr)
+	}
+	p := startService(t, env, "start", "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	if out := strings.ReplaceAll(p.output(), `\"`, `"`); !strings.Contains(out, problem) {
+		t.Fatalf("the start-up check does not report the generated column read by the template:\n%s", out)
+	}
+	db.Exec(`INSERT INTO g (id) VALUES (1), (2)`)
+	var items []dlq.Item
+	waitFor(t, 60*time.Second, "the events in the DLQ", func() bool {
+		items = nil
+		cliJSON(t, env, &items, "dlq", "list", "--config", cfg)
+		return len(items) == 2
+	})
+	for _, it := range items {
+		if it.Action != "doubled.say" || it.ErrorClass != "template" || !strings.Contains(it.Error, "gen") {
+			t.Fatalf("unexpected DLQ item %+v", it)
+		}
+	}
+}
+
 // TestTooLargeAfterTOASTFill: under REPLICA IDENTITY FULL an UPDATE of a small column
 // carries a large unchanged value twice (old image, and the new one filled from it):
 // source.max_event_bytes applies to that event as delivered. The DLQ item records the

@@ -159,7 +159,7 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 		v.Summary = s
 		if detailed {
 			v.ChecksRun = true
-			v.Checks = service.RunChecks(ctx, cfg)
+			v.Checks = service.RunChecks(ctx, cfg, actions{cfg: cfg}.Templates)
 		}
 	}
 	failed := 0

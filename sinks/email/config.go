@@ -139,6 +139,11 @@ func (c *Config) recipients() ([]string, error) {
 	return nil, keyErr("to", "must be an address or a list of addresses")
 }
 
+// Templates implements sinks.Templater: to_template, subject_template, body_template.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "to_template", Src: c.ToTemplate}, sinks.TemplateSource{Key: "subject_template", Src: c.SubjectTemplate}, sinks.TemplateSource{Key: "body_template", Src: c.BodyTemplate})
+}
+
 // Validate checks the configuration, compiling its templates and reading CAFile;
 // it changes nothing, and zero values pass as their defaults. Its errors are
 // *sinks.KeyError values naming the key as the YAML does (several template

@@ -97,6 +97,11 @@ func (c *Config) brokers() []string {
 	return out
 }
 
+// Templates implements sinks.Templater: topic.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "topic", Src: c.Topic})
+}
+
 // Validate checks the configuration; it changes nothing, and zero values pass as
 // their defaults. Its errors are *sinks.KeyError naming the key at fault and never
 // contain the password. It reads the TLS files.

@@ -41,6 +41,11 @@ func (c *Config) Defaults() {
 	}
 }
 
+// Templates implements sinks.Templater: message_template.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "message_template", Src: c.MessageTemplate})
+}
+
 // Validate checks the configuration; it changes nothing, and zero values pass as
 // their defaults. Its errors are *sinks.KeyError.
 func (c *Config) Validate() error {

@@ -80,6 +80,11 @@ func (c *Config) Defaults() {
 	}
 }
 
+// Templates implements sinks.Templater: subject.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "subject", Src: c.Subject})
+}
+
 // Validate checks the configuration, compiling the subject template and looking
 // at the files it names; it changes nothing, and zero values pass as their
 // defaults. Its errors never quote a secret or the URL.

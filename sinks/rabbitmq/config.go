@@ -81,6 +81,11 @@ func (c *Config) Defaults() {
 // AllowUnroutable reports whether mandatory is false.
 func (c *Config) AllowUnroutable() bool { return c.Mandatory != nil && !*c.Mandatory }
 
+// Templates implements sinks.Templater: exchange, routing_key.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "exchange", Src: c.Exchange}, sinks.TemplateSource{Key: "routing_key", Src: c.RoutingKey})
+}
+
 // Validate checks the configuration; it changes nothing, and zero values pass as
 // their defaults. Its messages name the key at fault first ("routing_key: ...")
 // and never contain the URL's password. It reads the TLS files.

@@ -56,6 +56,11 @@ func (c *CacheConfig) Defaults() {
 	c.ConnConfig.Defaults()
 }
 
+// Templates implements sinks.Templater: key_pattern.
+func (c *CacheConfig) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "key_pattern", Src: c.KeyPattern})
+}
+
 // Validate checks the configuration, compiling the key pattern; it changes
 // nothing, and zero values pass as their defaults.
 func (c *CacheConfig) Validate() error {

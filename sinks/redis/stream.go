@@ -44,6 +44,11 @@ type StreamConfig struct {
 // Defaults fills the connection keys left out.
 func (c *StreamConfig) Defaults() { c.ConnConfig.Defaults() }
 
+// Templates implements sinks.Templater: stream.
+func (c *StreamConfig) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "stream", Src: c.Stream})
+}
+
 // Validate checks the configuration, compiling the stream template; it changes
 // nothing, and zero values pass as their defaults.
 func (c *StreamConfig) Validate() error {

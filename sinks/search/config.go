@@ -61,6 +61,11 @@ func (c *Config) Defaults() {
 	}
 }
 
+// Templates implements sinks.Templater: index, id_template.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "index", Src: c.Index}, sinks.TemplateSource{Key: "id_template", Src: c.IDTemplate})
+}
+
 // Validate checks the configuration; it changes nothing, and zero values pass as
 // their defaults. Its errors are *sinks.KeyError and never hold a credential. A
 // URL whose variable was not set (configs.Options.DeferEnv) is not checked.

@@ -96,6 +96,11 @@ var reservedHeaders = map[string]bool{
 
 var methods = map[string]bool{http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true}
 
+// Templates implements sinks.Templater: body_template.
+func (c *Config) Templates() []sinks.TemplateSource {
+	return sinks.SetTemplates(sinks.TemplateSource{Key: "body_template", Src: c.BodyTemplate})
+}
+
 // Validate checks the configuration; it changes nothing, and zero values pass as
 // their defaults. Its errors are *sinks.KeyError naming the key at fault; they
 // never hold a secret or a header value. A secret whose variable was not set
