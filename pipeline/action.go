@@ -22,7 +22,7 @@ type entry struct {
 	parking  bool  // failed for good; the DLQ write is pending
 	fail     error // failed before delivery (its condition); on_failure applies at once
 	dlqTries int
-	dbg      *DebugAction // the event's record in the debug ring
+	dbg      debugRef // the action's state in the event's debug record
 }
 
 // keyQueue holds the events of one row (table + key) for one action, in commit order.
@@ -138,7 +138,7 @@ func (r *runner) partitionKey(b []byte, ev *decoder.Event) []byte {
 
 // enqueue appends the item to its key queue. Called by the router in stream order.
 // A non-nil fail makes the event fail for good without a delivery.
-func (r *runner) enqueue(it *item, dbg *DebugAction, fail error) {
+func (r *runner) enqueue(it *item, dbg debugRef, fail error) {
 	r.keyBuf = r.partitionKey(r.keyBuf[:0], it.ev)
 	r.mu.Lock()
 	kq := r.keys[string(r.keyBuf)] // no allocation for the lookup

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
 // DebugEvent records what happened to one recent event: which observers were
@@ -57,12 +58,68 @@ const (
 	statusDuplicate = "duplicate"
 )
 
-// debugRing keeps the most recent events. Safe for concurrent use.
+// debugRing keeps what routing decided for the most recent events. Routing writes
+// each event's verdicts into a slot of a ring allocated once, reusing the slot's
+// slices when the ring wraps, so recording costs no allocation; the DebugEvent
+// records are built only when asked for (RecentEvents, FindEvent). Safe for
+// concurrent use.
 type debugRing struct {
-	mu   sync.Mutex
-	buf  []*DebugEvent
-	next int
-	full bool
+	mu    sync.Mutex
+	slots []debugSlot
+	next  int
+	full  bool
+	seq   uint64 // generations handed out
+}
+
+// debugSlot is one recorded event. gen changes whenever the slot is reused, which
+// makes the debugRefs into its previous event stale.
+type debugSlot struct {
+	gen       uint64
+	id        lsn.Position
+	schema    string
+	table     string
+	op        decoder.Op
+	oldKind   decoder.OldKind
+	commit    time.Time
+	routed    time.Time
+	observers []debugVerdict
+	actions   []debugState // the actions of observers, in their order
+}
+
+// verdict is what an observer's condition said of an event.
+type verdict uint8
+
+const (
+	verdictNone  verdict = iota // no condition: the observer fired
+	verdictTrue                 // the condition held
+	verdictFalse                // the condition did not hold
+	verdictError                // the condition could not be evaluated
+)
+
+// debugVerdict is one candidate observer's verdict; the states of its actions are
+// the next nActions entries of the slot's actions.
+type debugVerdict struct {
+	o        *Observer
+	verdict  verdict
+	condErr  string // redacted
+	nActions int
+}
+
+// debugState is one action's handling of a recorded event.
+type debugState struct {
+	a        *Action
+	status   string
+	attempts int
+	lastErr  string // redacted
+	latency  time.Duration
+}
+
+// debugRef points at one action's state of a recorded event; it goes stale when the
+// ring reuses the event's slot. The zero debugRef points at nothing.
+type debugRef struct {
+	slot *debugSlot
+	gen  uint64
+	i    int
 }
 
 // DefaultDebugHistory is how many recent events the debug history keeps by default.
@@ -72,80 +129,127 @@ func newDebugRing(n int) *debugRing {
 	if n <= 0 {
 		n = DefaultDebugHistory
 	}
-	return &debugRing{buf: make([]*DebugEvent, n)}
+	return &debugRing{slots: make([]debugSlot, n)}
 }
 
-func (r *debugRing) add(d *DebugEvent) {
+// add records an event routed at now with the verdicts obs and the action states
+// acts (copied: the caller may reuse both), and returns the reference to acts[0];
+// acts[i] is the same with i set.
+func (r *debugRing) add(ev *decoder.Event, now time.Time, obs []debugVerdict, acts []debugState) debugRef {
 	r.mu.Lock()
-	r.buf[r.next] = d
-	r.next = (r.next + 1) % len(r.buf)
+	s := &r.slots[r.next]
+	r.seq++
+	s.gen = r.seq
+	s.id, s.schema, s.table, s.op, s.oldKind, s.commit, s.routed = ev.ID, ev.Schema, ev.Table, ev.Op, ev.OldKind, ev.CommitTime, now
+	s.observers = append(s.observers[:0], obs...)
+	s.actions = append(s.actions[:0], acts...)
+	r.next = (r.next + 1) % len(r.slots)
 	if r.next == 0 {
 		r.full = true
 	}
 	r.mu.Unlock()
+	return debugRef{slot: s, gen: s.gen}
 }
 
-// setAction updates one action's state of a recorded event.
-func (r *debugRing) setAction(a *DebugAction, status string, attempts int, err error, latency time.Duration) {
-	if a == nil {
+// setAction updates one action's state of a recorded event, unless the ring has
+// reused its slot since.
+func (r *debugRing) setAction(ref debugRef, status string, attempts int, err error, latency time.Duration) {
+	if ref.slot == nil {
 		return
 	}
 	r.mu.Lock()
-	a.Status, a.Attempts = status, attempts
+	defer r.mu.Unlock()
+	if ref.slot.gen != ref.gen {
+		return
+	}
+	a := &ref.slot.actions[ref.i]
+	a.status, a.attempts = status, attempts
 	if err != nil {
-		a.LastError = RedactError(err)
+		a.lastErr = RedactError(err)
 	}
 	if latency > 0 {
-		a.LatencyMS = float64(latency.Microseconds()) / 1000
+		a.latency = latency
 	}
-	r.mu.Unlock()
 }
 
-// recent returns copies of up to n events, newest first.
+// recent builds up to n events (all for n <= 0), newest first.
 func (r *debugRing) recent(n int) []DebugEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	size := r.next
 	if r.full {
-		size = len(r.buf)
+		size = len(r.slots)
 	}
 	if n <= 0 || n > size {
 		n = size
 	}
 	out := make([]DebugEvent, 0, n)
 	for i := 1; i <= n; i++ {
-		d := r.buf[(r.next-i+len(r.buf))%len(r.buf)]
-		out = append(out, copyDebug(d))
+		out = append(out, r.slots[(r.next-i+len(r.slots))%len(r.slots)].event())
 	}
 	return out
 }
 
-func copyDebug(d *DebugEvent) DebugEvent {
-	c := *d
-	c.Observers = make([]DebugObserver, len(d.Observers))
-	for i, o := range d.Observers {
-		c.Observers[i] = o
-		c.Observers[i].Actions = append([]DebugAction(nil), o.Actions...)
+// find builds the recorded event id, newest first.
+func (r *debugRing) find(id lsn.Position) (DebugEvent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.next
+	if r.full {
+		size = len(r.slots)
 	}
-	return c
-}
-
-// newDebugEvent starts the record of an event.
-func newDebugEvent(ev *decoder.Event, now time.Time) *DebugEvent {
-	return &DebugEvent{ID: ev.ID.String(), Schema: ev.Schema, Table: ev.Table, Op: ev.Op.String(),
-		CommitTime: ev.CommitTime, RoutedAt: now, OldKind: ev.OldKind.String()}
-}
-
-// RecentEvents returns up to n recently routed events, newest first, with each
-// observer's verdict and each action's state. Safe for concurrent use.
-func (p *Pipeline) RecentEvents(n int) []DebugEvent { return p.debug.recent(n) }
-
-// FindEvent returns the recent event with the given id, if it is still remembered.
-func (p *Pipeline) FindEvent(id string) (DebugEvent, bool) {
-	for _, d := range p.debug.recent(0) {
-		if d.ID == id {
-			return d, true
+	for i := 1; i <= size; i++ {
+		if s := &r.slots[(r.next-i+len(r.slots))%len(r.slots)]; s.id == id {
+			return s.event(), true
 		}
 	}
 	return DebugEvent{}, false
+}
+
+// event builds the DebugEvent of a slot (under the ring's lock).
+func (s *debugSlot) event() DebugEvent {
+	d := DebugEvent{ID: s.id.String(), Schema: s.schema, Table: s.table, Op: s.op.String(),
+		CommitTime: s.commit, RoutedAt: s.routed, OldKind: s.oldKind.String()}
+	if len(s.observers) > 0 {
+		d.Observers = make([]DebugObserver, 0, len(s.observers))
+	}
+	next := 0
+	for _, v := range s.observers {
+		o := DebugObserver{Name: v.o.Name, Matched: v.verdict == verdictNone || v.verdict == verdictTrue, ConditionError: v.condErr}
+		if c, ok := v.o.Condition.(interface{ String() string }); ok && v.verdict != verdictNone {
+			o.Condition = c.String()
+		}
+		if v.verdict == verdictTrue || v.verdict == verdictFalse {
+			held := v.verdict == verdictTrue
+			o.ConditionValue = &held
+		}
+		if v.nActions > 0 {
+			o.Actions = make([]DebugAction, v.nActions)
+			for i, a := range s.actions[next : next+v.nActions] {
+				o.Actions[i] = DebugAction{ID: a.a.ID, Type: a.a.Type, Status: a.status, Attempts: a.attempts, LastError: a.lastErr}
+				if a.latency > 0 {
+					o.Actions[i].LatencyMS = float64(a.latency.Microseconds()) / 1000
+				}
+			}
+			next += v.nActions
+		}
+		d.Observers = append(d.Observers, o)
+	}
+	return d
+}
+
+// RecentEvents returns up to n recently routed events, newest first, with each
+// observer's verdict and each action's state. The records are built by this call
+// (routing only notes the verdicts); the returned slice is the caller's. Safe for
+// concurrent use.
+func (p *Pipeline) RecentEvents(n int) []DebugEvent { return p.debug.recent(n) }
+
+// FindEvent returns the recent event with the given id ("0/16B3748:3"), if it is
+// still remembered. Safe for concurrent use.
+func (p *Pipeline) FindEvent(id string) (DebugEvent, bool) {
+	pos, err := lsn.ParsePosition(id)
+	if err != nil {
+		return DebugEvent{}, false
+	}
+	return p.debug.find(pos)
 }

@@ -87,6 +87,11 @@ type Pipeline struct {
 	cachedRels map[*decoder.Relation]bool
 
 	targets sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
+
+	// The router's scratch for one event's debug record and targets (router only).
+	verdicts []debugVerdict
+	states   []debugState
+	routeTo  []routeTarget
 }
 
 // pushed is one batch handed over by Push: events and their dispatch tickets.
@@ -310,8 +315,16 @@ func (p *Pipeline) cached(ev *decoder.Event) bool {
 	return need
 }
 
-// dispatch matches one event and enqueues it for every matching action, recording the
-// verdicts for /debug/events.
+// routeTarget is an action an event is enqueued for, with the event's state in the
+// debug history.
+type routeTarget struct {
+	r    *runner
+	dbg  int   // index of the action's state in the event's debug record
+	fail error // the observer's condition failed: the action's on_failure policy applies
+}
+
+// dispatch matches one event and enqueues it for every matching action, noting the
+// verdicts in the debug history (/debug/events).
 func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, matched []*Observer) []*Observer {
 	now := time.Now()
 	it := &item{ev: ev, ticket: ticket, size: size, start: now}
@@ -319,25 +332,17 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 	if ev.ID.Compare(p.lastID) > 0 && ev.Op != decoder.OpRead {
 		p.lastID = ev.ID
 	}
-	dbg := newDebugEvent(ev, now)
 	if o, ok := p.targeted(ev); ok {
 		matched = append(matched, o)
 	} else {
 		matched = p.ix.lookup(matched, ev)
 	}
-	type target struct {
-		r    *runner
-		dbg  *DebugAction
-		fail error // the observer's condition failed: the action's on_failure policy applies
-	}
-	var targets []target
+	// The router's scratch, reused for every event: the ring copies what it keeps.
+	verdicts, states, targets := p.verdicts[:0], p.states[:0], p.routeTo[:0]
 	for _, o := range matched {
-		d := DebugObserver{Name: o.Name}
+		v := debugVerdict{o: o}
 		var condErr error
 		if o.Condition != nil {
-			if s, ok := o.Condition.(interface{ String() string }); ok {
-				d.Condition = s.String()
-			}
 			ok, err := p.match(o, ev)
 			switch {
 			case err != nil:
@@ -345,42 +350,45 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 				// which parks it in the DLQ (or logs it) before it is settled.
 				p.m.conditionErrors.Inc()
 				condErr = &ConditionError{Observer: o.Name, Err: err}
-				d.ConditionError = RedactError(err)
-				p.log.Warn().Str("observer", o.Name).Str("event_id", dbg.ID).
-					Str("table", ev.Schema+"."+ev.Table).Str("error", d.ConditionError).
+				v.verdict, v.condErr = verdictError, RedactError(err)
+				p.log.Warn().Str("observer", o.Name).Str("event_id", ev.ID.String()).
+					Str("table", ev.Schema+"."+ev.Table).Str("error", v.condErr).
 					Msg("condition could not be evaluated; the event fails for the observer's actions (on_failure)")
 			case !ok:
-				d.ConditionValue = &ok
-				dbg.Observers = append(dbg.Observers, d)
+				v.verdict = verdictFalse
+				verdicts = append(verdicts, v)
 				continue
 			default:
-				d.ConditionValue = &ok
+				v.verdict = verdictTrue
 			}
 		}
-		d.Matched = condErr == nil
 		if condErr == nil {
 			p.m.matched.Inc()
 		}
-		d.Actions = make([]DebugAction, len(o.Actions))
-		for i, a := range o.Actions {
-			d.Actions[i] = DebugAction{ID: a.ID, Type: a.Type, Status: statusPending}
+		v.nActions = len(o.Actions)
+		for _, a := range o.Actions {
+			st := debugState{a: a, status: statusPending}
 			r := p.byID[a.ID]
 			if r.skip(ev) {
-				d.Actions[i].Status = statusSkipped
-				continue
+				st.status = statusSkipped
+			} else {
+				targets = append(targets, routeTarget{r, len(states), condErr})
 			}
-			targets = append(targets, target{r, &d.Actions[i], condErr})
+			states = append(states, st)
 		}
-		dbg.Observers = append(dbg.Observers, d)
+		verdicts = append(verdicts, v)
 	}
-	p.debug.add(dbg)
+	ref := p.debug.add(ev, now, verdicts, states)
+	p.verdicts, p.states, p.routeTo = verdicts, states, targets
 	if len(targets) == 0 {
 		p.finish(it)
 		return matched
 	}
 	it.pending.Store(int32(len(targets)))
-	for _, t := range targets {
-		t.r.enqueue(it, t.dbg, t.fail)
+	for i, t := range targets {
+		ref.i = t.dbg
+		t.r.enqueue(it, ref, t.fail)
+		targets[i] = routeTarget{} // the scratch keeps no runner or error alive
 	}
 	return matched
 }
