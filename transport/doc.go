@@ -42,12 +42,35 @@
 // (after settling what it has of it, while its lease lasts) and claims those free
 // that it should hold. A dead executor's partitions move once its leases lapse
 // (lease_ttl, checked every lease_ttl/3); a join or a graceful leave moves
-// partitions within lease_ttl/3 of the next renewal.
+// partitions within lease_ttl/3 of the next renewal. The live members are read
+// from the bucket stream's per-subject state (one request to its leader) rather
+// than with the bucket's Keys, which creates a consumer per call; a leaving
+// executor purges its key so that no delete marker counts as a member.
+//
+// A renewal that times out does not give the partition up: it is tried again
+// at the next tick while the lease's deadline fences the generation, and a
+// renewal or claim whose answer was lost but which the bucket stored is taken up
+// (the key names this executor, and only this executor writes its id; executor
+// ids must therefore be unique among running executors). A partition is given up
+// only when the bucket says another executor holds it, or nobody. lease_ttl must
+// exceed the time NATS needs to elect new leaders after a node loss (2 to 7 s
+// measured here with nats-server 2.9 on a loaded machine): with a shorter one,
+// every lease lapses then and the partitions are claimed again, which is safe but
+// pauses delivery.
 //
 // The owned partitions are served by a Generation: for each partition it deletes
 // any previous consumer of the partition and creates its own durable consumer,
 // which starts at the partition's first unacknowledged message, so a partition that
-// moves resumes exactly where the last acknowledgement left it, in order. Events
+// moves resumes exactly where the last acknowledgement left it, in order. The
+// previous consumers are found by name (CONSUMER.NAMES, answered by the meta
+// leader from its assignments), not with CONSUMER.LIST, which waits for every
+// consumer's leader and times out while any of them is being elected. Each call
+// is retried under the same consumer name while the partitions stay claimed (a
+// new R3 consumer whose preferred leader is a dead node answers only after an
+// election), and a generation that failed to start is tried again under the same
+// number, so that its consumers are taken up rather than made again. Pull
+// requests expire after the transport timeout, so a pull parked on a consumer
+// leader that died is made again to the new leader within that time. Events
 // go through the same pipeline as in-process (conditions, per-row queues, retries,
 // DLQ, dedup); a message is acknowledged only when the pipeline settled its event
 // for every matching action.

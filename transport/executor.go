@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -30,9 +32,17 @@ type ExecutorOptions struct {
 	// ones.
 	NewPipeline func(g *Generation) (*pipeline.Pipeline, error)
 	Logger      zerolog.Logger
-	// Metrics receives the executor's metrics; nil uses a private set.
+	// Metrics receives the executor's metrics (observer_transport_*, docs/metrics.md);
+	// nil keeps them in a private set that nothing exports.
 	Metrics *metrics.Set
+	// BacklogInterval is how often the executor reads the pending and ack-pending
+	// counts of the consumers of the partitions it owns for the backlog metrics
+	// (default 5s).
+	BacklogInterval time.Duration
 }
+
+// DefaultBacklogInterval is how often backlogs are read by default.
+const DefaultBacklogInterval = 5 * time.Second
 
 // Executor is the executor side of the transport: it claims partitions in the
 // ownership bucket, reads each owned partition in order from its own durable
@@ -54,10 +64,11 @@ type Executor struct {
 	mu    sync.Mutex
 	owned []int
 
-	gens       atomic.Uint64
-	rebalances *metrics.Counter
-	fencedAcks *metrics.Counter
-	fencedDel  *metrics.Counter
+	gens        atomic.Uint64
+	retryGen    uint64         // the generation that failed to start, tried again under its number
+	retryEpochs map[int]uint64 // its partitions
+	members     []string       // live executors as last read (Run's goroutine only)
+	m           executorMetrics
 }
 
 // NewExecutor returns an Executor on c; it starts no goroutine.
@@ -76,16 +87,11 @@ func NewExecutor(c *Client, opts ExecutorOptions) (*Executor, error) {
 		}
 		return '_'
 	}, id)
-	set := opts.Metrics
-	if set == nil {
-		set = metrics.NewSet()
+	if opts.BacklogInterval <= 0 {
+		opts.BacklogInterval = DefaultBacklogInterval
 	}
-	e := &Executor{c: c, opts: opts, id: id, log: opts.Logger.With().Str("executor", id).Logger(),
-		rebalances: set.GetOrCreateCounter(`observer_transport_rebalances_total`),
-		fencedAcks: set.GetOrCreateCounter(`observer_transport_fenced_total{what="ack"}`),
-		fencedDel:  set.GetOrCreateCounter(`observer_transport_fenced_total{what="deliver"}`),
-	}
-	set.GetOrCreateGauge(`observer_transport_owned_partitions`, func() float64 { return float64(len(e.Owned())) })
+	e := &Executor{c: c, opts: opts, id: id, log: opts.Logger.With().Str("executor", id).Logger()}
+	e.m = newExecutorMetrics(opts.Metrics, e.Owned)
 	return e, nil
 }
 
@@ -107,10 +113,14 @@ func (e *Executor) Owned() []int {
 func (e *Executor) Run(ctx context.Context) error {
 	ttl := e.c.cfg.LeaseTTL
 	var kv jetstream.KeyValue
+	var kvs jetstream.Stream
 	for {
 		var err error
 		cctx, cancel := e.c.timeout(ctx)
 		kv, err = e.c.ownersKV(cctx)
+		if err == nil {
+			kvs, err = e.c.ownersStream(cctx)
+		}
 		cancel()
 		if err == nil {
 			break
@@ -138,13 +148,15 @@ func (e *Executor) Run(ctx context.Context) error {
 		for _, p := range held {
 			l.release(sctx, p)
 		}
-		kv.Delete(sctx, membersPrefix+e.id)
+		if err := leave(sctx, kvs, e.c.OwnersBucket(), e.id); err != nil {
+			e.log.Debug().Err(err).Msg("transport leave failed")
+		}
 		e.setOwned(nil)
 	}()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
 	for {
-		e.step(ctx, kv, l, &gen)
+		e.step(ctx, kvs, l, &gen)
 		if gen != nil {
 			if err := gen.failedErr(); err != nil {
 				gen.stop(ctx)
@@ -160,7 +172,7 @@ func (e *Executor) Run(ctx context.Context) error {
 				gen.stop(ctx)
 				gen = nil
 			}
-			e.rebalances.Inc()
+			e.m.rebalances.Inc()
 			if len(held) > 0 {
 				g, err := e.startGeneration(ctx, l, epochs)
 				if err != nil {
@@ -197,23 +209,23 @@ func sameEpochs(a, b map[int]uint64) bool {
 	return true
 }
 
-// step heartbeats, releases what another executor should own and claims what
-// this one should. A partition is released only after the generation serving it
+// step reads the live executors, releases what another executor should own and
+// claims what this one should. A partition is released only after the generation serving it
 // stopped.
-func (e *Executor) step(ctx context.Context, kv jetstream.KeyValue, l *leases, gen **Generation) {
+func (e *Executor) step(ctx context.Context, kvs jetstream.Stream, l *leases, gen **Generation) {
 	cctx, cancel := e.c.timeout(ctx)
-	defer cancel()
-	if _, err := kv.Put(cctx, membersPrefix+e.id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		e.log.Warn().Err(err).Msg("transport heartbeat failed")
-	}
-	ms, err := members(cctx, kv)
+	ms, err := members(cctx, kvs, e.c.OwnersBucket())
+	cancel()
 	if err != nil {
-		e.log.Warn().Err(err).Msg("transport members unknown")
-		ms = nil
+		// Keep to the last known members: guessing (alone, say) would move
+		// partitions back and forth for nothing.
+		e.log.Warn().Err(err).Msg("transport members unknown; keeping the last known")
+		ms = e.members
 	}
 	if !contains(ms, e.id) {
 		ms = append(ms, e.id)
 	}
+	e.members = ms
 	want := desired(e.id, ms, e.c.cfg.Partitions)
 	held, _ := l.held()
 	for _, p := range held {
@@ -253,54 +265,153 @@ func (e *Executor) consumerName(p int, gen uint64) string {
 }
 
 // consumers replaces whatever consumer reads each partition of g (an ex-owner's,
-// or this executor's from its previous generation) with a new durable one named for
+// or this executor's from an earlier generation) with a new durable one named for
 // g, starting at the partition's first unacknowledged message. Deleting the old
-// consumer fences its reader: acknowledgements sent on it no longer count. Each
-// JetStream call has its own timeout; the leases are renewed meanwhile.
+// consumer fences its reader: acknowledgements sent on it no longer count.
+//
+// The consumers are found by name (CONSUMER.NAMES, which the meta leader answers
+// from its assignments) rather than listed with their state (CONSUMER.LIST, which
+// asks every consumer's leader and waits for all of them: after a node loss it
+// times out while any consumer of the stream is still electing a leader). Each
+// JetStream call has its own timeout and is retried, with the same consumer name,
+// while g's partitions are still claimed: after a node loss a new consumer may
+// answer only once its group elected a leader, later than one call's timeout.
 func (e *Executor) consumers(ctx context.Context, st jetstream.Stream, g *Generation) (map[int]jetstream.Consumer, error) {
-	cctx, cancel := e.c.timeout(ctx)
-	l := st.ListConsumers(cctx)
-	stale := map[string][]string{}
-	for info := range l.Info() {
-		stale[info.Config.FilterSubject] = append(stale[info.Config.FilterSubject], info.Name)
-	}
-	err := l.Err()
-	cancel()
+	var names []string
+	err := e.retry(ctx, g, func(cctx context.Context) error {
+		names = names[:0]
+		l := st.ConsumerNames(cctx)
+		for n := range l.Name() {
+			names = append(names, n)
+		}
+		return l.Err()
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list consumers: %w", err)
+		return nil, fmt.Errorf("list consumer names: %w", err)
 	}
-	out := map[int]jetstream.Consumer{}
+	stale := map[int][]string{}
+	for _, n := range names {
+		if p, ok := e.partitionOfConsumer(n); ok {
+			stale[p] = append(stale[p], n)
+		}
+	}
+	var (
+		mu    sync.Mutex
+		out   = map[int]jetstream.Consumer{}
+		first error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, maxConcurrentCalls)
+	)
 	for p := range g.epochs {
-		if !g.valid() {
-			return nil, errors.New("a lease lapsed while the consumers were replaced")
-		}
-		subject := Subject(e.c.cfg.SubjectPrefix, p)
-		for _, name := range stale[subject] {
-			cctx, cancel := e.c.timeout(ctx)
-			err := st.DeleteConsumer(cctx, name)
-			cancel()
-			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, err := e.replaceConsumer(ctx, st, g, p, stale[p])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
 			}
-		}
-		name := e.consumerName(p, g.id)
-		cctx, cancel := e.c.timeout(ctx)
-		c, err := st.CreateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   "fraiseql-observers partition " + subject + " for " + e.id,
-			FilterSubject: subject,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       e.c.cfg.AckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 4 * e.c.cfg.MaxPending,
-			Replicas:      e.c.cfg.Replicas,
-		})
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("create consumer %s: %w", name, err)
-		}
-		out[p] = c
+			out[p] = c
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
 	}
 	return out, nil
+}
+
+// maxConcurrentCalls bounds the JetStream calls made at once when a generation's
+// consumers are replaced.
+const maxConcurrentCalls = 8
+
+// replaceConsumer deletes the consumers named in stale (but g's own, from an
+// earlier try) and creates g's consumer of partition p.
+func (e *Executor) replaceConsumer(ctx context.Context, st jetstream.Stream, g *Generation, p int, stale []string) (jetstream.Consumer, error) {
+	name := e.consumerName(p, g.id)
+	for _, old := range stale {
+		if old == name { // created by an earlier try of this generation
+			continue
+		}
+		err := e.retry(ctx, g, func(cctx context.Context) error {
+			err := st.DeleteConsumer(cctx, old)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("delete consumer %s: %w", old, err)
+		}
+	}
+	subject := Subject(e.c.cfg.SubjectPrefix, p)
+	cfg := jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "fraiseql-observers partition " + subject + " for " + e.id,
+		FilterSubject: subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       e.c.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * e.c.cfg.MaxPending,
+		Replicas:      e.c.cfg.Replicas,
+	}
+	var c jetstream.Consumer
+	err := e.retry(ctx, g, func(cctx context.Context) error {
+		var err error
+		c, err = st.CreateConsumer(cctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// retry calls op, each call with its own timeout, until it succeeds, ctx ends,
+// g's partitions are no longer all claimed under g's epochs or lease_ttl passed
+// (the caller tries again at its next step); it returns op's last error then.
+func (e *Executor) retry(ctx context.Context, g *Generation, op func(ctx context.Context) error) error {
+	deadline := time.Now().Add(max(e.c.cfg.LeaseTTL, 2*(e.c.cfg.Timeout+time.Second)))
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := e.c.timeout(ctx)
+		err := op(cctx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case !g.leases.claimed(g.epochs):
+			return fmt.Errorf("%w (a partition is no longer claimed)", err)
+		case time.Now().After(deadline):
+			return err
+		}
+		e.log.Debug().Err(err).Int("attempt", attempt).Msg("transport call failed; retrying")
+		if !sleep(ctx, backoff.Exponential(attempt, 100*time.Millisecond, 2*time.Second)) {
+			return err
+		}
+	}
+}
+
+// partitionOfConsumer returns the partition a consumer named by consumerName
+// reads, and false for any other name.
+func (e *Executor) partitionOfConsumer(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, e.c.cfg.Stream+"_p")
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "_")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(digits)
+	return p, err == nil && p >= 0 && p < e.c.cfg.Partitions
+}
+
+// pullExpiry is how long a pull request waits at the consumer's leader: the
+// transport timeout, at least a second.
+func (e *Executor) pullExpiry() time.Duration {
+	return max(e.c.cfg.Timeout, time.Second)
 }

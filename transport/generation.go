@@ -32,6 +32,8 @@ type Generation struct {
 	leases *leases
 	epochs map[int]uint64 // partition → epoch of the claim served
 	pl     *pipeline.Pipeline
+	// consumers reads each partition served; set before the goroutines start
+	consumers map[int]jetstream.Consumer
 
 	fetchCtx    context.Context // cancelled to stop reading
 	stopFetch   context.CancelFunc
@@ -60,19 +62,24 @@ type flight struct {
 // startGeneration creates the consumers of the claimed partitions and starts
 // reading them into a new pipeline.
 func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[int]uint64) (*Generation, error) {
-	g := &Generation{e: e, id: e.gens.Add(1), leases: l, epochs: epochs, failed: make(chan struct{}),
+	// A generation that failed to start is tried again under the same number, so
+	// the consumers it created are taken up rather than deleted and made again.
+	id := e.retryGen
+	if id == 0 || !sameEpochs(epochs, e.retryEpochs) {
+		id = e.gens.Add(1)
+	}
+	e.retryGen, e.retryEpochs = id, epochs
+	g := &Generation{e: e, id: id, leases: l, epochs: epochs, failed: make(chan struct{}),
 		next: 1, flights: map[lsn.Ticket]*flight{}, inflightSeq: map[int]map[uint64]bool{}}
 	for p := range epochs {
 		g.inflightSeq[p] = map[uint64]bool{}
 	}
-	pl, err := e.opts.NewPipeline(g)
-	if err != nil {
-		return nil, fmt.Errorf("build pipeline: %w", err)
-	}
-	g.pl = pl
-	cctx, cancel := e.c.timeout(ctx)
-	st, err := e.c.js.Stream(cctx, e.c.cfg.Stream)
-	cancel()
+	var st jetstream.Stream
+	err := e.retry(ctx, g, func(cctx context.Context) error {
+		var err error
+		st, err = e.c.js.Stream(cctx, e.c.cfg.Stream)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("look up stream: %w", err)
 	}
@@ -80,9 +87,16 @@ func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[in
 	if err != nil {
 		return nil, err
 	}
+	pl, err := e.opts.NewPipeline(g)
+	if err != nil {
+		return nil, fmt.Errorf("build pipeline: %w", err)
+	}
+	g.pl = pl
+	g.consumers = consumers
+	e.retryGen, e.retryEpochs = 0, nil
 	g.runCtx, g.stopRun = context.WithCancel(ctx)
 	g.fetchCtx, g.stopFetch = context.WithCancel(g.runCtx)
-	g.runner.Add(2)
+	g.runner.Add(3)
 	go func() {
 		defer g.runner.Done()
 		if err := pl.Run(g.runCtx); err != nil {
@@ -92,6 +106,10 @@ func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[in
 	go func() {
 		defer g.runner.Done()
 		g.progress()
+	}()
+	go func() {
+		defer g.runner.Done()
+		g.backlog()
 	}()
 	for p, c := range consumers {
 		g.fetchers.Add(1)
@@ -105,7 +123,10 @@ func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[in
 
 // fetch reads partition p in stream order and pushes each event into the pipeline.
 func (g *Generation) fetch(p int, c jetstream.Consumer) {
-	it, err := c.Messages(jetstream.PullMaxMessages(256))
+	// Pull requests expire after the transport timeout, with heartbeats at half of
+	// it: a pull request parked on a consumer leader that died is noticed within
+	// one expiry (ErrNoHeartbeat) and made again, to the new leader.
+	it, err := c.Messages(jetstream.PullMaxMessages(256), jetstream.PullExpiry(g.e.pullExpiry()))
 	if err != nil {
 		g.fail(fmt.Errorf("read partition %d: %w", p, err))
 		return
@@ -115,6 +136,11 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 	defer it.Stop()
 	for {
 		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && g.fetchCtx.Err() == nil {
+			g.e.m.missedHeartbeats.Inc()
+			g.e.log.Debug().Int("partition", p).Msg("transport pull heartbeat missed; pulling again")
+			continue // Next pulls again
+		}
 		if err != nil {
 			if g.fetchCtx.Err() == nil {
 				g.fail(fmt.Errorf("read partition %d: %w", p, err))
@@ -184,6 +210,35 @@ func (g *Generation) progress() {
 	}
 }
 
+// backlog reads the pending and ack-pending counts of the generation's consumers
+// every BacklogInterval for the backlog metrics, until the generation ends; the
+// series of its partitions are removed by stop.
+func (g *Generation) backlog() {
+	t := time.NewTicker(g.e.opts.BacklogInterval)
+	defer t.Stop()
+	for {
+		for p, c := range g.consumers {
+			cctx, cancel := g.e.c.timeout(g.runCtx)
+			info, err := c.Info(cctx)
+			cancel()
+			if g.runCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				g.e.m.backlogErrs.Inc()
+				g.e.log.Debug().Err(err).Int("partition", p).Msg("transport partition backlog unknown")
+				continue
+			}
+			g.e.m.setBacklog(p, Backlog{Partition: p, Consumer: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending})
+		}
+		select {
+		case <-g.runCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Ack acknowledges the message of ticket t to JetStream once the pipeline settled
 // its event, unless the generation is fenced; it implements pipeline.Acker.
 func (g *Generation) Ack(t lsn.Ticket) bool {
@@ -198,7 +253,7 @@ func (g *Generation) Ack(t lsn.Ticket) bool {
 		return false
 	}
 	if !g.valid() {
-		g.e.fencedAcks.Inc()
+		g.e.m.fencedAcks.Inc()
 		g.e.log.Warn().Int("partition", f.partition).Uint64("stream_seq", f.seq).Msg("transport ack fenced: the lease lapsed")
 		return true
 	}
@@ -259,6 +314,9 @@ func (g *Generation) stop(ctx context.Context) {
 		g.mu.Unlock()
 		g.stopRun()
 		g.runner.Wait()
+		for p := range g.epochs {
+			g.e.m.dropBacklog(p)
+		}
 	})
 }
 
@@ -285,7 +343,7 @@ func (f fenced) wait() error {
 	if f.g.valid() {
 		return nil
 	}
-	f.g.e.fencedDel.Inc()
+	f.g.e.m.fencedDel.Inc()
 	// Wait on the generation, not on ctx: a delivery deadline must not turn a
 	// fenced wait into a failed attempt (and, after the retries, a dead letter).
 	for !f.g.valid() {

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sort"
 	"strconv"
@@ -71,23 +72,40 @@ func mix64(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// members lists the live executors, sorted.
-func members(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
-	keys, err := kv.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+// members lists the live executors, sorted: the members.* subjects that hold a
+// message in the bucket's stream st, read from the stream's state (one request to
+// the stream's leader). The bucket's Keys would create a consumer on every call,
+// which after a NATS node loss often goes unanswered for seconds; a member that
+// leaves purges its key (leave), so no delete marker stays behind.
+func members(ctx context.Context, st jetstream.Stream, bucket string) ([]string, error) {
+	prefix := "$KV." + bucket + "." + membersPrefix
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, k := range keys {
-		if m, ok := strings.CutPrefix(k, membersPrefix); ok {
+	out := make([]string, 0, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		if m, ok := strings.CutPrefix(subject, prefix); ok && n > 0 {
 			out = append(out, m)
 		}
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// leave removes executor id from the members: its key is purged from the bucket's
+// stream st, leaving no delete marker that members would count.
+func leave(ctx context.Context, st jetstream.Stream, bucket, id string) error {
+	return st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+membersPrefix+id))
+}
+
+// ownersStream returns the stream under the ownership bucket.
+func (c *Client) ownersStream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := c.js.Stream(ctx, "KV_"+c.OwnersBucket())
+	if err != nil {
+		return nil, fmt.Errorf("ownership bucket %q: %w", c.OwnersBucket(), err)
+	}
+	return st, nil
 }
 
 // Ownership is one partition's owner as the bucket holds it.
@@ -106,7 +124,11 @@ func (c *Client) Owners(ctx context.Context) ([]Ownership, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ms, err := members(ctx, kv)
+	st, err := c.ownersStream(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := members(ctx, st, c.OwnersBucket())
 	if err != nil {
 		return nil, nil, err
 	}

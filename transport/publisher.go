@@ -29,8 +29,12 @@ type PublisherOptions struct {
 	// Acker receives each event's ticket once JetStream acknowledged it (required).
 	Acker  Acker
 	Logger zerolog.Logger
-	// Metrics receives the publisher's metrics; nil uses a private set.
+	// Metrics receives the publisher's metrics (observer_transport_*,
+	// docs/metrics.md); nil keeps them in a private set that nothing exports.
 	Metrics *metrics.Set
+	// BacklogInterval is how often Run reads the stream's message count for
+	// observer_transport_stream_messages (default 5s).
+	BacklogInterval time.Duration
 }
 
 // Publisher is the reader side of the transport: it takes the events of the
@@ -75,39 +79,17 @@ type entry struct {
 	fut    jetstream.PubAckFuture
 }
 
-type publisherMetrics struct {
-	latency    *metrics.Histogram
-	published  *metrics.Counter
-	duplicates *metrics.Counter
-	failures   *metrics.Counter
-	resyncs    *metrics.Counter
-}
-
 // NewPublisher returns a Publisher on c; it starts no goroutine.
 func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
 	if opts.Acker == nil {
 		return nil, errors.New("transport: Acker is required")
 	}
-	set := opts.Metrics
-	if set == nil {
-		set = metrics.NewSet()
+	if opts.BacklogInterval <= 0 {
+		opts.BacklogInterval = DefaultBacklogInterval
 	}
 	p := &Publisher{c: c, opts: opts, log: opts.Logger, inReady: make(chan struct{}, 1), ready: make(chan struct{}, 1),
 		wm: lsn.NewWatermark(lsn.Position.Compare)}
-	p.m = publisherMetrics{
-		latency:    set.GetOrCreateHistogram(`observer_transport_publish_duration_seconds`),
-		published:  set.GetOrCreateCounter(`observer_transport_published_total`),
-		duplicates: set.GetOrCreateCounter(`observer_transport_publish_duplicates_total`),
-		failures:   set.GetOrCreateCounter(`observer_transport_publish_failures_total`),
-		resyncs:    set.GetOrCreateCounter(`observer_transport_publish_resyncs_total`),
-	}
-	set.GetOrCreateGauge(`observer_transport_publish_pending`, func() float64 { return float64(p.Outstanding()) })
-	set.GetOrCreateGauge(`observer_transport_available`, func() float64 {
-		if p.Available() {
-			return 1
-		}
-		return 0
-	})
+	p.m = newPublisherMetrics(opts.Metrics, p)
 	return p, nil
 }
 
@@ -160,6 +142,12 @@ func (p *Publisher) Available() bool { return p.available.Load() }
 // confirmed past them). It returns an error only for an event JetStream can never
 // take (larger than the server's max_payload): the reader must stop there.
 func (p *Publisher) Run(ctx context.Context) error {
+	pctx, stopPoll := context.WithCancel(ctx)
+	var poller sync.WaitGroup
+	poller.Add(1)
+	go func() { defer poller.Done(); p.pollStream(pctx) }()
+	defer poller.Wait()
+	defer stopPoll()
 	r := &run{p: p, resync: true, guard: time.NewTimer(time.Hour)}
 	defer r.guard.Stop()
 	for ctx.Err() == nil {
@@ -403,6 +391,31 @@ func (p *Publisher) fail(err error, e entry) {
 	}
 	p.m.failures.Inc()
 	p.m.resyncs.Inc()
+}
+
+// pollStream reads the stream's message count every BacklogInterval until ctx is
+// done: on a work-queue stream, the events published and not yet acknowledged by
+// an executor, whoever serves their partitions (or nobody).
+func (p *Publisher) pollStream(ctx context.Context) {
+	t := time.NewTicker(p.opts.BacklogInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := p.c.timeout(ctx)
+		st, err := p.c.js.Stream(cctx, p.c.cfg.Stream)
+		cancel()
+		switch {
+		case err == nil:
+			p.m.stream.Set(float64(st.CachedInfo().State.Msgs))
+		case ctx.Err() == nil:
+			p.m.streamErrs.Inc()
+			p.log.Debug().Err(err).Msg("transport stream backlog unknown")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }
