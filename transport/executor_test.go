@@ -120,10 +120,21 @@ func runExecutor(t testing.TB, cfg Config, name string, o *oracle) (*Executor, f
 // filled in).
 func runExecutorOpts(t testing.TB, cfg Config, name string, o *oracle, opts ExecutorOptions) (*Executor, func()) {
 	t.Helper()
+	return runExecutorSink(t, cfg, name, func() pipeline.Sink { return recordSink{o: o, name: name} }, opts)
+}
+
+// runExecutorGate runs executor e1 delivering through gate.
+func runExecutorGate(t testing.TB, cfg Config, gate gateSink, opts ExecutorOptions) (*Executor, func()) {
+	t.Helper()
+	return runExecutorSink(t, cfg, "e1", func() pipeline.Sink { return gate }, opts)
+}
+
+func runExecutorSink(t testing.TB, cfg Config, name string, sink func() pipeline.Sink, opts ExecutorOptions) (*Executor, func()) {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	c, _ := connect(t, cfg)
 	opts.ID, opts.Logger = name, log
-	opts.NewPipeline = newPipeline(func() pipeline.Sink { return recordSink{o: o, name: name} }, log)
+	opts.NewPipeline = newPipeline(sink, log)
 	e, err := NewExecutor(c, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -26,8 +26,16 @@ func startPublisher(t *testing.T, c *Client) (*reader, func()) { return startPub
 
 func startPublisherTB(t testing.TB, c *Client) (*reader, func()) {
 	t.Helper()
+	return startPublisherOpts(t, c, PublisherOptions{})
+}
+
+// startPublisherOpts is startPublisher with options (Acker and Logger are filled
+// in).
+func startPublisherOpts(t testing.TB, c *Client, opts PublisherOptions) (*reader, func()) {
+	t.Helper()
 	r := &reader{wm: lsn.NewWatermark(lsn.Position.Compare)}
-	pub, err := NewPublisher(c, PublisherOptions{Acker: r.wm, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	opts.Acker, opts.Logger = r.wm, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	pub, err := NewPublisher(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
