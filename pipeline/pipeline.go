@@ -285,9 +285,6 @@ func (p *Pipeline) route(ctx context.Context) {
 				}
 				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])
 			}
-			if p.opts.RowCache != nil {
-				p.opts.RowCache.endBatch()
-			}
 			for _, r := range p.runners {
 				r.wm.Advance(p.lastID) // actions with nothing in flight follow the stream
 			}

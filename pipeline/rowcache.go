@@ -2,13 +2,12 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
-	"fmt"
-	"strconv"
+	"slices"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 )
@@ -22,42 +21,43 @@ import (
 // (a replay after a reconnect), per table on TRUNCATE, and per table when its
 // Relation changes. A row it has not seen is a miss, never a guess.
 //
-// The router alone calls apply and endBatch; Stats is safe for concurrent use.
+// The images are stored without a pointer per row (see rowStore), within a byte budget
+// that counts the whole of the cache's storage; the oldest images are evicted first.
+//
+// The router alone calls apply and reset; Stats is safe for concurrent use.
 type RowCache struct {
-	c *ristretto.Cache[string, *cachedRow]
 	// Router-only state.
-	gen   map[uint32]uint64     // per relation: bumped by TRUNCATE
-	batch map[string]*cachedRow // images set during the current batch (nil: deleted)
+	store *rowStore
+	rels  map[uint32]relEpoch // per relation id: the relation and its key epoch
+	epoch uint64              // the last epoch handed out
+	keys  [2][]byte           // scratch space for the keys of one event
 
 	hits, misses atomic.Uint64
-	mHits        *metrics.Counter
-	mMisses      *metrics.Counter
-	mResets      *metrics.Counter
+	// Published by the router after each event it applies, for Stats.
+	entries, costBytes, evicted, rejected atomic.Uint64
+
+	mHits   *metrics.Counter
+	mMisses *metrics.Counter
+	mResets *metrics.Counter
 }
 
-type cachedRow struct {
-	rel *decoder.Relation
-	row *decoder.Row
+// relEpoch is what a row's key is made of besides its key values: images of a row are
+// found again only while the relation is the same Relation and no TRUNCATE came since.
+type relEpoch struct {
+	rel   *decoder.Relation
+	epoch uint64
 }
 
-// NewRowCache returns a cache holding about maxBytes of row images.
+// NewRowCache returns a cache whose storage holds at most about maxBytes (16 MiB when
+// maxBytes is not positive). The memory is allocated as images arrive.
 func NewRowCache(maxBytes int64, set *metrics.Set) (*RowCache, error) {
 	if maxBytes <= 0 {
 		maxBytes = 16 << 20
 	}
-	c, err := ristretto.NewCache(&ristretto.Config[string, *cachedRow]{
-		NumCounters: max(maxBytes/100, 10_000), // about ten counters per expected entry
-		MaxCost:     maxBytes,
-		BufferItems: 64,
-		Metrics:     true, // for Stats (cache-stats)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create row cache: %w", err)
-	}
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	rc := &RowCache{c: c, gen: map[uint32]uint64{}, batch: map[string]*cachedRow{},
+	rc := &RowCache{store: newRowStore(maxBytes), rels: map[uint32]relEpoch{},
 		mHits:   set.GetOrCreateCounter("observer_cache_hits_total"),
 		mMisses: set.GetOrCreateCounter("observer_cache_misses_total"),
 		mResets: set.GetOrCreateCounter("observer_cache_resets_total"),
@@ -76,63 +76,71 @@ func NewRowCache(maxBytes int64, set *metrics.Set) (*RowCache, error) {
 type CacheStats struct {
 	Hits, Misses uint64
 	HitRate      float64
-	// Entries and CostBytes are what ristretto holds (approximate).
+	// Entries is the number of rows with an image; CostBytes the memory the cache
+	// counts against caching.max_bytes (its storage and index).
 	Entries   uint64
 	CostBytes uint64
-	Evicted   uint64
-	Rejected  uint64
+	// Evicted counts images dropped to stay within the budget, Rejected images too
+	// large to be kept (half the budget or more).
+	Evicted  uint64
+	Rejected uint64
 }
 
 // Stats returns a snapshot; safe for concurrent use.
 func (rc *RowCache) Stats() CacheStats {
-	s := CacheStats{Hits: rc.hits.Load(), Misses: rc.misses.Load()}
+	s := CacheStats{Hits: rc.hits.Load(), Misses: rc.misses.Load(), Entries: rc.entries.Load(),
+		CostBytes: rc.costBytes.Load(), Evicted: rc.evicted.Load(), Rejected: rc.rejected.Load()}
 	if s.Hits+s.Misses > 0 {
 		s.HitRate = float64(s.Hits) / float64(s.Hits+s.Misses)
-	}
-	if m := rc.c.Metrics; m != nil {
-		s.Entries = m.KeysAdded() - m.KeysEvicted()
-		s.CostBytes = m.CostAdded() - m.CostEvicted()
-		s.Evicted = m.KeysEvicted()
-		s.Rejected = m.SetsRejected() + m.SetsDropped()
 	}
 	return s
 }
 
-// Close releases the cache's goroutines.
-func (rc *RowCache) Close() { rc.c.Close() }
+// Close releases the cache's memory; call it after the pipeline has stopped.
+func (rc *RowCache) Close() {
+	rc.store.reset()
+	rc.publish()
+}
 
 // reset forgets every image: the stream went back to an earlier position.
 func (rc *RowCache) reset() {
-	rc.c.Clear()
-	clear(rc.batch)
+	rc.store.reset()
+	rc.publish()
 	rc.mResets.Inc()
 }
 
-func (rc *RowCache) key(ev *decoder.Event, k *decoder.Row) string {
-	b := make([]byte, 0, 32)
-	b = strconv.AppendUint(b, uint64(ev.RelationID), 10)
-	b = append(b, ':')
-	b = strconv.AppendUint(b, rc.gen[ev.RelationID], 10)
+// key builds in rc.keys[slot] the store key of the row with key values k: the relation
+// id, its epoch and the length-prefixed key values.
+func (rc *RowCache) key(slot int, ev *decoder.Event, k *decoder.Row) []byte {
+	b := binary.LittleEndian.AppendUint32(rc.keys[slot][:0], ev.RelationID)
+	b = binary.LittleEndian.AppendUint64(b, rc.rels[ev.RelationID].epoch)
 	for _, v := range k.Values {
-		b = append(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}
-	return string(b)
+	rc.keys[slot] = b
+	return b
 }
 
-func (rc *RowCache) get(k string, rel *decoder.Relation) *decoder.Row {
-	e, ok := rc.batch[k]
-	if !ok {
-		e, ok = rc.c.Get(k)
+// follow starts a new epoch for the relation of ev when it is not the Relation the
+// cached images were made with.
+func (rc *RowCache) follow(ev *decoder.Event) {
+	if e, ok := rc.rels[ev.RelationID]; !ok || e.rel != ev.Relation {
+		rc.epoch++
+		rc.rels[ev.RelationID] = relEpoch{rel: ev.Relation, epoch: rc.epoch}
 	}
-	if !ok || e == nil || e.rel != rel {
+}
+
+func (rc *RowCache) get(k []byte, rel *decoder.Relation) *decoder.Row {
+	vals, ok := rc.store.get(k, len(rel.Names))
+	if !ok {
 		rc.misses.Add(1)
 		rc.mMisses.Inc()
 		return nil
 	}
 	rc.hits.Add(1)
 	rc.mHits.Inc()
-	return e.row
+	return &decoder.Row{Names: rel.Names, Values: vals}
 }
 
 // apply uses and updates the cache for one event, in stream order. It returns what the
@@ -142,7 +150,10 @@ func (rc *RowCache) apply(ev *decoder.Event) (f filled, ok bool) {
 	rel := ev.Relation
 	switch ev.Op {
 	case decoder.OpTruncate:
-		rc.gen[ev.RelationID]++
+		e := rc.rels[ev.RelationID]
+		rc.epoch++
+		e.epoch = rc.epoch
+		rc.rels[ev.RelationID] = e
 		return f, false
 	case decoder.OpInsert, decoder.OpUpdate, decoder.OpDelete:
 	default:
@@ -151,22 +162,23 @@ func (rc *RowCache) apply(ev *decoder.Event) (f filled, ok bool) {
 	if rel == nil || ev.Key == nil || ev.Key.Len() == 0 {
 		return f, false // no key: the row cannot be found again
 	}
-	newKey := rc.key(ev, ev.Key)
+	rc.follow(ev)
+	newKey := rc.key(0, ev, ev.Key)
 	switch ev.Op {
 	case decoder.OpInsert:
 		rc.put(newKey, rel, ev.New)
 	case decoder.OpUpdate:
 		oldKey := newKey
 		if ev.OldKind == decoder.OldKey && ev.Old != nil {
-			oldKey = rc.key(ev, ev.Old) // the key changed: PostgreSQL sent the old one
+			oldKey = rc.key(1, ev, ev.Old) // the key changed: PostgreSQL sent the old one
 		}
 		if ev.OldKind == decoder.OldNone || ev.OldKind == decoder.OldKey {
 			if img := rc.get(oldKey, rel); img != nil {
 				f, ok = fill(ev, img), true
 			}
 		}
-		if oldKey != newKey {
-			rc.batch[oldKey] = nil
+		if !bytes.Equal(oldKey, newKey) {
+			rc.store.del(oldKey)
 		}
 		row := ev.New
 		if f.new != nil {
@@ -179,57 +191,29 @@ func (rc *RowCache) apply(ev *decoder.Event) (f filled, ok bool) {
 				f, ok = filled{old: img}, true
 			}
 		}
-		rc.batch[newKey] = nil
+		rc.store.del(newKey)
 	}
+	rc.publish()
 	return f, ok
 }
 
-// put records the row's latest image, or forgets the row when the image is incomplete.
-func (rc *RowCache) put(k string, rel *decoder.Relation, row *decoder.Row) {
-	if row == nil || row.Len() != len(rel.Names) {
-		rc.batch[k] = nil
+// put records the row's latest image, or forgets the row when the image is incomplete
+// (or its columns are not the relation's, in its order).
+func (rc *RowCache) put(k []byte, rel *decoder.Relation, row *decoder.Row) {
+	if row == nil || !slices.Equal(row.Names, rel.Names) {
+		rc.store.del(k)
 		return
 	}
-	rc.batch[k] = &cachedRow{rel: rel, row: row}
+	rc.store.put(k, row.Values)
 }
 
-// compact copies a row into one allocation of its own, so that caching it does not
-// keep the whole event (its other rows and its JSON) alive; cost is its real size.
-func compact(row *decoder.Row) (*decoder.Row, int64) {
-	n := 0
-	for _, v := range row.Values {
-		n += len(v)
-	}
-	buf := make([]byte, 0, n)
-	vals := make([]json.RawMessage, len(row.Values))
-	for i, v := range row.Values {
-		start := len(buf)
-		buf = append(buf, v...)
-		vals[i] = buf[start:len(buf):len(buf)]
-	}
-	return &decoder.Row{Names: row.Names, Values: vals}, int64(n + 24*len(vals) + 96)
-}
-
-// endBatch publishes the batch's images to the shared cache and waits until they are
-// applied, so the next batch never reads an older image of a row.
-func (rc *RowCache) endBatch() {
-	if len(rc.batch) == 0 {
-		return
-	}
-	for k, e := range rc.batch {
-		if e == nil {
-			rc.c.Del(k)
-			continue
-		}
-		var cost int64
-		e.row, cost = compact(e.row)
-		cost += int64(len(k)) + 48
-		// A Set of a key already present is applied at once; a new key may be dropped or
-		// rejected by the admission policy, which only means a later miss.
-		rc.c.Set(k, e, cost)
-	}
-	clear(rc.batch)
-	rc.c.Wait()
+// publish makes the store's figures visible to Stats.
+func (rc *RowCache) publish() {
+	s := rc.store
+	rc.entries.Store(uint64(s.len()))
+	rc.costBytes.Store(uint64(s.bytes()))
+	rc.evicted.Store(s.evicted)
+	rc.rejected.Store(s.rejected)
 }
 
 // filled is what the row cache supplies for one event from the image of the row it

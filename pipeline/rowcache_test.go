@@ -43,7 +43,6 @@ func TestRowCacheSuppliesOldImageAndToast(t *testing.T) {
 		if f, ok := rc.apply(ev); ok {
 			f.complete(ev)
 		}
-		rc.endBatch()
 		return ev
 	}
 	// A row never seen: an update gets no old image.
@@ -92,7 +91,6 @@ func TestRowCacheTruncateAndRelationChange(t *testing.T) {
 		if f, ok := rc.apply(ev); ok {
 			f.complete(ev)
 		}
-		rc.endBatch()
 		return ev
 	}
 	step(rowEvent(decoder.OpInsert, 1, "1", `"a"`, `{}`))
@@ -143,7 +141,6 @@ func TestRowCacheOnlyWhereNeeded(t *testing.T) {
 	}
 	h.p.Push(evs, tickets)
 	h.waitAcked(100)
-	rc.c.Wait()
 	if n := rc.Stats().Entries; n != 10 {
 		t.Fatalf("row cache holds %d rows; want the 10 of orders (REPLICA IDENTITY DEFAULT)", n)
 	}
@@ -193,7 +190,6 @@ func TestRowCacheReturnsWhatItFills(t *testing.T) {
 	if _, ok := rc.apply(rowEvent(decoder.OpInsert, 1, "1", `"pending"`, `{"big":true}`)); ok {
 		t.Fatalf("the cache supplied something for an INSERT")
 	}
-	rc.endBatch()
 	ev := rowEvent(decoder.OpUpdate, 2, "1", `"shipped"`, "")
 	f, ok := rc.apply(ev)
 	if !ok || f.old.Len() != 3 || f.new.Len() != 3 || f.unavailable != nil || !slices.Equal(f.changed, []string{"status"}) {
