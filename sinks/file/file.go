@@ -108,6 +108,13 @@ func (c *StdoutConfig) Defaults() {}
 // Validate checks batch_size.
 func (c *StdoutConfig) Validate() error { return c.Batch.Check() }
 
+// syncGroup is the writes one fsync covers. Its outcome is set, under Sink.smu, when
+// that fsync returned: synced, or err.
+type syncGroup struct {
+	synced bool
+	err    error
+}
+
 // Sink appends events to a file. It is safe for concurrent use.
 type Sink struct {
 	cfg Config
@@ -121,10 +128,15 @@ type Sink struct {
 	torn bool
 	// regular reports whether the file is a regular file, which can be truncated.
 	regular bool
-	smu     sync.Mutex
-	sync    uint64 // writes covered by the last fsync, guarded by smu
-	stop    chan struct{}
-	done    chan struct{}
+	// cur is the group of the writes done since the last fsync began (guarded by wmu):
+	// the next fsync covers them all (group commit).
+	cur *syncGroup
+	// fsync syncs the file (f.Sync; tests replace it).
+	fsync func() error
+	// smu is held while an fsync runs; who holds it decides groups' outcomes.
+	smu  sync.Mutex
+	stop chan struct{}
+	done chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,7 +168,7 @@ func New(_ context.Context, cfg Config, _ sinks.Deps) (*Sink, error) {
 			return nil, fmt.Errorf("repair %s: %w", cfg.Path, err)
 		}
 	}
-	s.f, s.w = f, f
+	s.f, s.w, s.fsync = f, f, f.Sync
 	if cfg.Fsync == FsyncInterval {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
 		go s.syncLoop()
@@ -214,14 +226,16 @@ func (s *Sink) Deliver(ctx context.Context, ev *decoder.Event) error {
 }
 
 // DeliverBatch appends the events with one write and, under the always policy, waits
-// for an fsync covering them. When the write fails part way (a full disk), the events
-// whose lines were written whole are delivered, the partial line after them is cut
-// off before anything else is written, and the other events fail.
+// for an fsync covering them (group commit: while one fsync runs, the lines of other
+// deliveries are written, and the next fsync covers them all). When the write fails
+// part way (a full disk), the events whose lines were written whole are delivered,
+// the partial line after them is cut off before anything else is written, and the
+// other events fail. When the fsync fails, every event it may have covered fails.
 func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []error) {
-	whole, err := s.write(evs)
+	whole, g, err := s.write(evs)
 	var serr error
 	if whole > 0 && s.f != nil && s.cfg.Fsync == FsyncAlways {
-		serr = s.syncTo(s.lastSeq())
+		serr = s.sync(g)
 	}
 	for i := range errs {
 		switch {
@@ -235,13 +249,14 @@ func (s *Sink) DeliverBatch(ctx context.Context, evs []*decoder.Event, errs []er
 	}
 }
 
-// write appends the events' lines and returns how many of them were written whole.
-func (s *Sink) write(evs []*decoder.Event) (int, error) {
+// write appends the events' lines and returns how many of them were written whole
+// and the group of writes whose fsync covers them.
+func (s *Sink) write(evs []*decoder.Event) (int, *syncGroup, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.torn {
 		if err := s.cutTorn(); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	s.buf = s.buf[:0]
@@ -262,13 +277,23 @@ func (s *Sink) write(evs []*decoder.Event) (int, error) {
 			}
 		}
 	}
+	var g *syncGroup
 	if whole > 0 {
 		s.seq++
+		g = s.group()
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
 	}
-	return whole, err
+	return whole, g, err
+}
+
+// group returns the group of the writes since the last fsync began; wmu is held.
+func (s *Sink) group() *syncGroup {
+	if s.cur == nil {
+		s.cur = &syncGroup{}
+	}
+	return s.cur
 }
 
 // cutTorn cuts the file after its last complete line, which a failed write left
@@ -294,26 +319,43 @@ func (s *Sink) pathError(op string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, s.cfg.Path, err)
 }
 
-func (s *Sink) lastSeq() uint64 {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.seq
-}
-
-// syncTo returns once an fsync covering write number seq has succeeded. Callers that
-// queue behind an fsync in progress usually find their write already covered.
-func (s *Sink) syncTo(seq uint64) error {
+// sync returns once the fsync covering the writes of g has completed, with its error.
+// The first caller to find no fsync running starts the one for the current group;
+// callers that queue behind an fsync in progress usually find theirs done by the time
+// they get their turn, so concurrent deliveries share fsyncs, and fsyncs follow each
+// other as fast as the disk completes them.
+func (s *Sink) sync(g *syncGroup) error {
 	s.smu.Lock()
 	defer s.smu.Unlock()
-	if s.sync >= seq {
-		return nil
+	if g.synced || g.err != nil {
+		return g.err
 	}
-	target := s.lastSeq()
-	if err := s.f.Sync(); err != nil {
-		return s.pathError("fsync", err)
+	s.syncCurrent() // g is the current group: no fsync began after its write
+	return g.err
+}
+
+// syncCurrent fsyncs the writes of the current group and sets its outcome; smu is held.
+// After a failed fsync, the writes done while it ran fail too: their pages may have
+// been part of the failed writeback, and the kernel reports the error only once, so a
+// later fsync would succeed without their data on disk.
+func (s *Sink) syncCurrent() {
+	s.wmu.Lock()
+	g := s.cur
+	s.cur = nil
+	s.wmu.Unlock()
+	if g == nil {
+		return // nothing written since the last fsync began
 	}
-	s.sync = target
-	return nil
+	if err := s.fsync(); err != nil {
+		g.err = s.pathError("fsync", err)
+		s.wmu.Lock()
+		if s.cur != nil {
+			s.cur.err, s.cur = g.err, nil
+		}
+		s.wmu.Unlock()
+		return
+	}
+	g.synced = true
 }
 
 func (s *Sink) syncLoop() {
@@ -325,7 +367,9 @@ func (s *Sink) syncLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.syncTo(s.lastSeq())
+			s.smu.Lock()
+			s.syncCurrent()
+			s.smu.Unlock()
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -258,5 +259,145 @@ func TestDiskFullCutsPartialLine(t *testing.T) {
 	}
 	if got := fileIDs(t, path); !slices.Equal(got, delivered) {
 		t.Fatalf("unexpected lines after a partial batch; got %d; want %d", len(got), len(delivered))
+	}
+}
+
+// slowSync replaces the sink's fsync: every call is counted, the first blocks until
+// release is closed, and a call returns the error fail gives for its number (from 1).
+type slowSync struct {
+	s       *Sink
+	release chan struct{}
+	fail    func(n int) error
+	mu      sync.Mutex
+	calls   int
+	durable int64 // file size when the last successful fsync began
+}
+
+func newSlowSync(s *Sink, fail func(int) error) *slowSync {
+	ss := &slowSync{s: s, release: make(chan struct{}), fail: fail}
+	real := s.f.Sync
+	s.fsync = func() error {
+		ss.mu.Lock()
+		ss.calls++
+		n := ss.calls
+		ss.mu.Unlock()
+		st, err := s.f.Stat()
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			<-ss.release
+		}
+		if err := ss.fail(n); err != nil {
+			return err
+		}
+		if err := real(); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		ss.durable = max(ss.durable, st.Size())
+		ss.mu.Unlock()
+		return nil
+	}
+	return ss
+}
+
+func (ss *slowSync) counts() (calls int, durable int64) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.calls, ss.durable
+}
+
+// waitWrites waits until the sink has done n writes (a count, not a time).
+func waitWrites(s *Sink, n uint64) {
+	for {
+		s.wmu.Lock()
+		done := s.seq >= n
+		s.wmu.Unlock()
+		if done {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestGroupCommit: while one fsync runs, N single-event deliveries write their lines
+// and wait; they share the next fsync instead of one each, and each is acknowledged
+// only once an fsync that began after its line was written has completed.
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	s, err := New(t.Context(), Config{Path: path}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ss := newSlowSync(s, func(int) error { return nil })
+	const n = 64
+	evs := sinktest.Events(n, n)
+	var wg sync.WaitGroup
+	for i, ev := range evs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Deliver(t.Context(), ev); err != nil {
+				t.Error(err)
+				return
+			}
+			// Acknowledged: its line lies within what a completed fsync covered.
+			_, durable := ss.counts()
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			at := bytes.Index(data, []byte(`"id":"`+ev.ID.String()+`"`))
+			if at < 0 || int64(bytes.IndexByte(data[at:], '\n')+at) >= durable {
+				t.Errorf("event %d acknowledged before an fsync covered its line (line at %d, fsynced %d bytes)", i, at, durable)
+			}
+		}()
+	}
+	waitWrites(s, n) // every line written while the first fsync is still running
+	close(ss.release)
+	wg.Wait()
+	if calls, _ := ss.counts(); calls > 2 {
+		t.Fatalf("unexpected fsyncs for %d concurrent deliveries during a slow fsync; got %d; want at most 2", n, calls)
+	}
+	if got := len(lines(t, path)); got != n {
+		t.Fatalf("unexpected line count; got %d; want %d", got, n)
+	}
+}
+
+// TestFailedFsyncFailsEveryWriteItMayHaveCovered: an fsync fails while another
+// delivery's line was written. That line's pages may have been part of the failed
+// writeback, and Linux reports such an error only once: the next fsync succeeds without
+// the data being on disk. Both deliveries must fail (their events come again).
+func TestFailedFsyncFailsEveryWriteItMayHaveCovered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	s, err := New(t.Context(), Config{Path: path}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ss := newSlowSync(s, func(n int) error {
+		if n == 1 {
+			return syscall.EIO
+		}
+		return nil
+	})
+	evs := sinktest.Events(3, 3)
+	errs := make(chan error, 2)
+	go func() { errs <- s.Deliver(t.Context(), evs[0]) }()
+	waitWrites(s, 1)
+	go func() { errs <- s.Deliver(t.Context(), evs[1]) }() // written during the failing fsync
+	waitWrites(s, 2)
+	close(ss.release)
+	for range 2 {
+		if err := <-errs; !errors.Is(err, syscall.EIO) {
+			t.Fatalf("unexpected delivery result %v; want EIO for both deliveries", err)
+		}
+	}
+	// Written after the failure was reported: the next fsync covers it.
+	if err := s.Deliver(t.Context(), evs[2]); err != nil {
+		t.Fatalf("unexpected error after the failed fsync: %v", err)
 	}
 }
