@@ -280,6 +280,11 @@ func (p *Pipeline) route(ctx context.Context) {
 								Msg("the row cache's images would make the event larger than source.max_event_bytes: delivered without them")
 						} else {
 							f.complete(ev)
+							// The images are the event's own copies: count them in flight.
+							if grown := int64(ev.Size()) - size; grown > 0 {
+								p.inflight.Add(grown)
+								size += grown
+							}
 						}
 					}
 				}

@@ -2,9 +2,13 @@ package pipeline
 
 import (
 	"encoding/json"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -202,5 +206,43 @@ func TestRowCacheReturnsWhatItFills(t *testing.T) {
 	if got := string(ev.JSON()); got != `{"id":"0/64:2","lsn":"0/0","commit_lsn":"0/64","xid":0,"commit_time":null,"schema":"public","table":"orders","op":"UPDATE",`+
 		`"key":{"id":1},"new":{"id":1,"status":"shipped","doc":{"big":true}},"old":{"id":1,"status":"pending","doc":{"big":true}},"old_kind":"cached","changed":["status"],"unavailable":null}` {
 		t.Fatalf("unexpected completed event %s", got)
+	}
+}
+
+// TestRowCacheImagesCountInFlight: the images the cache puts into an event are the
+// event's own copies, so they count in pipeline.max_in_flight_bytes until it settles.
+func TestRowCacheImagesCountInFlight(t *testing.T) {
+	rc, err := NewRowCache(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	rec := newRecorder()
+	block := make(chan struct{})
+	rec.delay = func() time.Duration { <-block; return 0 }
+	o := observer(rec, 1, RetryPolicy{}, FailureLog)
+	o.Table = "orders"
+	h := start(t, Options{RowCache: rc, Observers: []*Observer{o}})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(block) }) }) // before the pipeline stops
+	a := rowEvent(decoder.OpInsert, 1, "1", `"pending"`, `{"doc":"`+strings.Repeat("d", 4000)+`"}`)
+	b := rowEvent(decoder.OpUpdate, 2, "1", `"shipped"`, "") // its doc is filled from a's image
+	before := b.Size()
+	h.p.Push([]*decoder.Event{a, b}, []lsn.Ticket{h.wm.Dispatch(100), h.wm.Dispatch(100)})
+	for rec.inFlight.Load() == 0 {
+		runtime.Gosched() // until b is with the sink
+	}
+	if b.OldKind != decoder.OldCached {
+		t.Fatalf("unexpected old_kind %v; want cached", b.OldKind)
+	}
+	if got, want := h.p.InFlightBytes(), int64(b.Size()); got != want || want <= int64(before)+8000 {
+		t.Fatalf("unexpected bytes in flight with the filled update; got %d; want %d (%d before the fill)", got, want, before)
+	}
+	release.Do(func() { close(block) })
+	if err := h.p.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.p.InFlightBytes(); n != 0 {
+		t.Fatalf("bytes still in flight after everything settled: %d", n)
 	}
 }
