@@ -17,7 +17,8 @@ import (
 // sent with the key only (REPLICA IDENTITY DEFAULT), each completed from the cache's
 // image of the row, over rows numerous enough to fill a 16 MiB cache. It reports the
 // share of the CPU the garbage collector took during the run (gc-%): the cache's
-// entries stay live, so their pointers are what every collection has to mark.
+// entries stay live, so their pointers are what every collection has to mark. heap-MiB
+// is the live heap the cache holds once every row has an image.
 func BenchmarkRowCache(b *testing.B) {
 	rel := &decoder.Relation{ID: 7, Namespace: "public", Name: "events", ReplicaIdentity: 'd',
 		Names: []string{"id", "body", "n", "at", "payload"}}
@@ -36,6 +37,10 @@ func BenchmarkRowCache(b *testing.B) {
 		keyAt[i] = [2]int32{int32(off), int32(end)}
 		off = end + 1
 	}
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	heap0 := ms.HeapAlloc
 	rc, err := NewRowCache(16<<20, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -53,6 +58,8 @@ func BenchmarkRowCache(b *testing.B) {
 		rc.apply(event(decoder.OpInsert, i, i))
 	}
 	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	live := float64(ms.HeapAlloc-heap0) / (1 << 20)
 	samples := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}}
 	rtmetrics.Read(samples)
 	gc0, all0 := samples[0].Value.Float64(), samples[1].Value.Float64()
@@ -72,4 +79,5 @@ func BenchmarkRowCache(b *testing.B) {
 		b.ReportMetric(100*gc/all, "gc-%")
 	}
 	b.ReportMetric(float64(rc.Stats().Hits-hits0)/float64(b.N), "hits/op")
+	b.ReportMetric(live, "heap-MiB") // the cache's live heap after the rows were inserted
 }
