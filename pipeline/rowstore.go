@@ -174,9 +174,17 @@ func (s *rowStore) put(key []byte, vals []json.RawMessage) {
 	}
 	s.chunks[last] = c
 	s.index[h] = uint64(s.first+uint32(last))<<32 | uint64(off)
-	// A new index entry may have taken the budget over: drop the oldest chunks, never
-	// the one just written.
-	for s.bytes() > s.max && len(s.chunks) > 1 {
+	// A new index entry may have taken the budget over: release the spare chunk, then
+	// drop the oldest chunks, never the one just written.
+	for s.bytes() > s.max {
+		if s.spare != nil {
+			s.used -= int64(cap(s.spare))
+			s.spare = nil
+			continue
+		}
+		if len(s.chunks) <= 1 {
+			break
+		}
 		s.drop()
 	}
 }
