@@ -3,10 +3,14 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
 func vals(vs ...string) []json.RawMessage {
@@ -176,5 +180,89 @@ func TestRowStoreTooLarge(t *testing.T) {
 	checkBytes(t, s)
 	if s.bytes() > 64<<10 {
 		t.Fatalf("store uses %d bytes; budget %d", s.bytes(), 64<<10)
+	}
+}
+
+// TestRowCacheNeverWrong applies random changes (inserts, updates with and without
+// unchanged TOAST columns, key changes, deletes, TRUNCATEs, relation changes) to a
+// small cache whose keys' hashes collide often, and checks every image it supplies
+// against the latest image of the row in a model: a miss is allowed, a wrong or stale
+// value is not.
+func TestRowCacheNeverWrong(t *testing.T) {
+	for seed := range int64(8) {
+		t.Run(strconv.FormatInt(seed, 10), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 0))
+			rc, err := NewRowCache(16<<10, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := rc.store.hash
+			rc.store.hash = func(k []byte) uint64 { return h(k) & 31 } // 32 hashes for 60 rows and their epochs
+			rel := &decoder.Relation{ID: 42, Namespace: "public", Name: "orders", ReplicaIdentity: 'd', Names: relOrders.Names}
+			model := map[string][3]string{} // key → id, status, doc
+			hits := 0
+			for n := range 20_000 {
+				k := strconv.Itoa(rng.IntN(60))
+				status := strconv.Quote(strconv.Itoa(n))
+				doc := `{"v":"` + strings.Repeat("d", rng.IntN(300)) + strconv.Itoa(n) + `"}`
+				ev := &decoder.Event{ID: lsn.Position{Commit: lsn.LSN(100 + n), Ord: 1}, Schema: "public", Table: "orders",
+					RelationID: 42, Relation: rel, Key: &decoder.Row{Names: []string{"id"}, Values: vals(k)}}
+				full := &decoder.Row{Names: rel.Names, Values: vals(k, status, doc)}
+				var oldKey string
+				switch r := rng.IntN(100); {
+				case r < 25:
+					ev.Op, ev.New = decoder.OpInsert, full
+				case r < 55: // update, all columns sent
+					ev.Op, ev.New, oldKey = decoder.OpUpdate, full, k
+				case r < 75: // update, doc unchanged TOAST
+					ev.Op, oldKey = decoder.OpUpdate, k
+					ev.New = &decoder.Row{Names: rel.Names[:2], Values: vals(k, status)}
+					ev.Unavailable = []string{"doc"}
+				case r < 85: // the key changed
+					oldKey = strconv.Itoa(rng.IntN(60))
+					ev.Op, ev.New, ev.OldKind = decoder.OpUpdate, full, decoder.OldKey
+					ev.Old = &decoder.Row{Names: []string{"id"}, Values: vals(oldKey)}
+				case r < 97:
+					ev.Op, ev.Old, ev.OldKind, oldKey = decoder.OpDelete, ev.Key, decoder.OldKey, k
+				case r < 98:
+					ev.Op = decoder.OpTruncate
+					clear(model)
+				default: // ALTER TABLE: a new Relation
+					rel = &decoder.Relation{ID: 42, Namespace: "public", Name: "orders", ReplicaIdentity: 'd', Names: relOrders.Names}
+					ev.Relation = rel
+					clear(model)
+					ev.Op, ev.New = decoder.OpInsert, full
+				}
+				f, ok := rc.apply(ev)
+				want, had := model[oldKey]
+				if ok {
+					hits++
+					if !had || string(f.old.Values[1]) != want[1] || string(f.old.Values[2]) != want[2] {
+						t.Fatalf("change %d (%v of %s): the cache supplied %q; the row's latest image is %q (known: %v)", n, ev.Op, oldKey, f.old.Values, want, had)
+					}
+					if f.new != nil && string(f.new.Values[2]) != want[2] {
+						t.Fatalf("change %d: unchanged TOAST filled with %s; want %s", n, f.new.Values[2], want[2])
+					}
+				}
+				switch {
+				case ev.Op == decoder.OpDelete:
+					delete(model, k)
+				case ev.Op == decoder.OpUpdate && oldKey != k:
+					delete(model, oldKey)
+					model[k] = [3]string{k, status, doc}
+				case ev.Op == decoder.OpUpdate && ev.Unavailable != nil:
+					if ok && f.new != nil {
+						model[k] = [3]string{k, status, want[2]}
+					} else {
+						delete(model, k) // incomplete: the cache forgets the row
+					}
+				case ev.Op == decoder.OpInsert || ev.Op == decoder.OpUpdate:
+					model[k] = [3]string{k, status, doc}
+				}
+			}
+			if hits < 1000 {
+				t.Fatalf("only %d hits in 20000 changes: the test does not exercise the cache", hits)
+			}
+		})
 	}
 }
