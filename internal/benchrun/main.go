@@ -10,6 +10,9 @@
 //     actions, with match-to-delivery latency percentiles;
 //   - snapshot: a backfill of an N-row table into the file sink, next to COPY ... TO
 //     STDOUT of the same table (the read limit);
+//   - live: single-row transactions committed by pgbench at fixed rates, streamed to a
+//     webhook receiver on loopback by the service and by the plain reader POSTing each
+//     change in turn, with commit → arrival percentiles per rate (live.go);
 //   - idle: the service on a table nobody writes to, its CPU and RSS over a minute.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
@@ -21,6 +24,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
@@ -29,29 +34,61 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
-	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers, snapshot or idle")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers, snapshot, live or idle")
 	idleFor := flag.Duration("idle", time.Minute, "how long the idle scenario watches the service")
+	liveRates := flag.String("live-rates", "1000,2500,4000", "live scenario: write rates (rows/s, comma-separated)")
+	liveFor := flag.Duration("live-for", 20*time.Second, "live scenario: load per rate and consumer")
 	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
 	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
 	slot := flag.String("slot", "", "plain reader: slot")
 	endpos := flag.String("endpos", "", "plain reader: stop once everything up to this LSN is written")
 	out := flag.String("out", "", "plain reader: output file")
+	post := flag.String("post", "", "plain reader: POST each change to this URL instead of writing a file (runs until SIGTERM)")
 	status := flag.Duration("status-interval", time.Second, "plain reader: how often it confirms")
 	flag.Parse()
 	if *plain {
-		if err := plainReaderMain(*conninfo, *slot, *endpos, *out, *status); err != nil {
+		if err := plainReaderMain(*conninfo, *slot, *endpos, *out, *post, *status); err != nil {
 			fmt.Fprintln(os.Stderr, "plain reader:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := run(*bin, *rows, *only, *idleFor); err != nil {
+	rates, err := parseRates(*liveRates)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun: -live-rates:", err)
+		os.Exit(2)
+	}
+	opts := options{bin: *bin, rows: *rows, only: *only, idleFor: *idleFor, liveRates: rates, liveFor: *liveFor}
+	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, rows int, only string, idleFor time.Duration) error {
+// options are the scenarios' parameters.
+type options struct {
+	bin       string
+	rows      int
+	only      string
+	idleFor   time.Duration
+	liveRates []int
+	liveFor   time.Duration
+}
+
+func parseRates(s string) ([]int, error) {
+	var rates []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("not a rate: %q", f)
+		}
+		rates = append(rates, n)
+	}
+	return rates, nil
+}
+
+func run(o options) error {
+	bin, rows, only := o.bin, o.rows, o.only
 	srv, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
 		"max_wal_size":                        "4GB",
 		"checkpoint_timeout":                  "30min",
@@ -99,8 +136,13 @@ func run(bin string, rows int, only string, idleFor time.Duration) error {
 			return fmt.Errorf("snapshot: %w", err)
 		}
 	}
+	if only == "" || only == "live" {
+		if err := live(ctx, srv, bin, o.liveRates, o.liveFor); err != nil {
+			return fmt.Errorf("live: %w", err)
+		}
+	}
 	if only == "" || only == "idle" {
-		if err := idle(ctx, srv, bin, idleFor); err != nil {
+		if err := idle(ctx, srv, bin, o.idleFor); err != nil {
 			return fmt.Errorf("idle: %w", err)
 		}
 	}

@@ -5,9 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -26,31 +31,42 @@ import (
 // CPU are measured like the other consumers'.
 
 // plainReaderMain is the child process: it reads slot from conninfo up to endpos,
-// writing to out, and exits 0 once the file holds everything up to endpos.
-func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) error {
-	end, err := pglogrepl.ParseLSN(endpos)
-	if err != nil {
-		return err
+// writing to out, and exits 0 once the file holds everything up to endpos. With post
+// set (the live scenario) it instead POSTs every row change in turn to that URL, one
+// request per change, and runs until SIGTERM (endpos is then ignored).
+func plainReaderMain(conninfo, slot, endpos, out, post string, status time.Duration) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	end := pglogrepl.LSN(math.MaxUint64)
+	if post == "" {
+		var err error
+		if end, err = pglogrepl.ParseLSN(endpos); err != nil {
+			return err
+		}
 	}
-	ctx := context.Background()
 	conn, err := pgconn.Connect(ctx, conninfo)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	f, err := os.Create(out)
-	if err != nil {
-		return err
+	defer conn.Close(context.Background())
+	r := &plain{conn: conn, end: end, status: status, post: post,
+		rels: map[uint32]*pglogrepl.RelationMessage{}, next: time.Now().Add(status)}
+	var f *os.File
+	if post == "" {
+		if f, err = os.Create(out); err != nil {
+			return err
+		}
+		defer f.Close()
+		r.w = bufio.NewWriterSize(f, 256<<10)
+	} else {
+		r.client = &http.Client{Timeout: 30 * time.Second}
 	}
-	defer f.Close()
 	err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names 'pub'"},
 	})
 	if err != nil {
 		return err
 	}
-	r := &plain{conn: conn, w: bufio.NewWriterSize(f, 256<<10), end: end, status: status,
-		rels: map[uint32]*pglogrepl.RelationMessage{}, next: time.Now().Add(status)}
 	for r.written < end {
 		if !time.Now().Before(r.next) {
 			if err := r.sendStatus(ctx); err != nil {
@@ -61,6 +77,9 @@ func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) e
 		raw, err := conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil && post != "" {
+				return nil // SIGTERM: the live scenario is over
+			}
 			if pgconn.Timeout(err) {
 				continue
 			}
@@ -79,7 +98,10 @@ func plainReaderMain(conninfo, slot, endpos, out string, status time.Duration) e
 // plain is the plain reader's state.
 type plain struct {
 	conn    *pgconn.PgConn
-	w       *bufio.Writer
+	w       *bufio.Writer // file mode
+	post    string        // post mode: the URL every change is POSTed to
+	client  *http.Client
+	commit  time.Time // commit time of the transaction being read (post mode)
 	end     pglogrepl.LSN
 	status  time.Duration
 	next    time.Time // next status update
@@ -90,8 +112,10 @@ type plain struct {
 
 // sendStatus flushes the file and confirms what it holds.
 func (r *plain) sendStatus(ctx context.Context) error {
-	if err := r.w.Flush(); err != nil {
-		return err
+	if r.w != nil {
+		if err := r.w.Flush(); err != nil {
+			return err
+		}
 	}
 	r.next = time.Now().Add(r.status)
 	return pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: r.written})
@@ -140,6 +164,9 @@ func (r *plain) change(at pglogrepl.LSN, lm pglogrepl.Message) error {
 	case *pglogrepl.RelationMessage:
 		r.rels[m.RelationID] = m
 		return nil
+	case *pglogrepl.BeginMessage:
+		r.commit = m.CommitTime
+		return nil
 	case *pglogrepl.InsertMessage:
 		op, rel, t = "INSERT", m.RelationID, m.Tuple
 	case *pglogrepl.UpdateMessage:
@@ -152,15 +179,38 @@ func (r *plain) change(at pglogrepl.LSN, lm pglogrepl.Message) error {
 	default:
 		return nil
 	}
-	r.line = appendLine(r.line[:0], at, r.rels[rel], op, t)
+	if r.post != "" {
+		r.line = appendLine(r.line[:0], at, r.commit, r.rels[rel], op, t)
+		return r.postLine()
+	}
+	r.line = appendLine(r.line[:0], at, time.Time{}, r.rels[rel], op, t)
 	_, err := r.w.Write(r.line)
 	return err
 }
 
-// appendLine appends one NDJSON line: column values as JSON strings (text format).
-func appendLine(b []byte, at pglogrepl.LSN, rel *pglogrepl.RelationMessage, op string, t *pglogrepl.TupleData) []byte {
+// postLine sends the current line as one POST and waits for a 2xx answer.
+func (r *plain) postLine() error {
+	resp, err := r.client.Post(r.post, "application/json", bytes.NewReader(r.line))
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("post: %s", resp.Status)
+	}
+	return nil
+}
+
+// appendLine appends one NDJSON line: column values as JSON strings (text format), and
+// the commit time when it is not zero.
+func appendLine(b []byte, at pglogrepl.LSN, commit time.Time, rel *pglogrepl.RelationMessage, op string, t *pglogrepl.TupleData) []byte {
 	b = append(b, `{"lsn":"`...)
 	b = append(b, at.String()...)
+	if !commit.IsZero() {
+		b = append(b, `","commit_time":"`...)
+		b = commit.UTC().AppendFormat(b, time.RFC3339Nano)
+	}
 	b = append(b, `","table":`...)
 	if rel != nil {
 		b = strconv.AppendQuote(b, rel.Namespace+"."+rel.RelationName)
