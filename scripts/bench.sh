@@ -3,6 +3,9 @@
 # stdout. Figures are for docs/performance.md; nothing here asserts a time.
 #   BENCH_ROWS        rows per end-to-end backlog, of the snapshot table, and of the snapshot
 #                     correctness test (default 1000000)
+#   BENCH_BIG_ROWS    rows of the large (memory) backlog (default 10000000, about 4.6 GB of
+#                     WAL and as much table; 0 skips it)
+#   BENCH_LIVE_RATES  write rates of the live webhook scenario (default 1000,2500,4000)
 #   SINK_BENCH_EVENTS events per sink benchmark (default 200000)
 #   BENCHTIME         go test -benchtime for micro-benchmarks (default 1s)
 set -euo pipefail
@@ -10,6 +13,8 @@ cd "$(dirname "$0")/.."
 mkdir -p bench-results
 out="bench-results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
 rows=${BENCH_ROWS:-1000000}
+big_rows=${BENCH_BIG_ROWS:-10000000}
+live_rates=${BENCH_LIVE_RATES:-1000,2500,4000}
 export SINK_BENCH_EVENTS=${SINK_BENCH_EVENTS:-200000}
 benchtime=${BENCHTIME:-1s}
 {
@@ -32,7 +37,7 @@ benchtime=${BENCHTIME:-1s}
     echo '```'
     echo
   fi
-  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows"
+  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -big-rows "$big_rows" -live-rates "$live_rates"
   echo "## Snapshot correctness at $rows rows (TestSnapshotWhileWriting)"
   echo
   echo "Backfill while concurrent writers update, delete and insert rows; checked against the table and an oracle slot."

@@ -222,28 +222,29 @@ func (c *lineCounter) count() (int, error) {
 
 // catchUp measures one backlog consumed, in this order, by pg_recvlogical, the plain
 // reader and the service, each from its own slot created before the data.
-func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx int) error {
+// It returns the service's peak RSS (KiB).
+func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx int) (int64, error) {
 	name := fmt.Sprintf("bench_tx%d", perTx)
 	db, err := backlog(ctx, srv, name, rows, perTx, "obs_slot", "recv_slot", "plain_slot")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer srv.DropDatabase(ctx, db)
 	endpos, err := currentWAL(ctx, srv, db)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	recv, err := recvlogical(ctx, srv, db, "recv_slot", endpos)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	plain, err := plainReader(ctx, srv, db, "plain_slot", endpos)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ours, err := service(ctx, srv, bin, db, "obs_slot", os.Getenv("BENCH_EXTRA"), rows)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	title := fmt.Sprintf("Catch-up: %d rows in transactions of %d", rows, perTx)
 	if perTx >= rows {
@@ -263,5 +264,5 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx in
 		"CPU per event **%.2f×** the plain reader's; peak RSS %d MiB.\n\n",
 		plain.dur.Seconds()/ours.dur.Seconds(), recv.dur.Seconds()/ours.dur.Seconds(),
 		ours.cpu.Seconds()/plain.cpu.Seconds(), ours.maxRSS/1024)
-	return nil
+	return ours.maxRSS, nil
 }

@@ -43,11 +43,20 @@ import (
 // liveRecorder is the receiver: it records the latency of every event it is sent.
 type liveRecorder struct {
 	mu   sync.Mutex
-	lat  []time.Duration
+	lat  []arrival
 	bad  int           // bodies without a usable commit_time
 	last atomic.Int64  // unix nanoseconds of the latest arrival
 	n    atomic.Int64  // events received
 	pace chan struct{} // signalled on each arrival (buffer 1)
+	// trace, when set (BENCH_LIVE_TRACE), gets one line per event: arrival (unix µs)
+	// and latency (µs), for looking at where the slow events are.
+	trace io.Writer
+}
+
+// arrival is one event at the receiver.
+type arrival struct {
+	commit time.Time
+	lat    time.Duration // commit → arrival
 }
 
 var commitTimeRE = regexp.MustCompile(`"commit_time":"([^"]+)"`)
@@ -62,7 +71,10 @@ func (rec *liveRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.mu.Lock()
 	if m := commitTimeRE.FindSubmatch(body); m != nil {
 		if t, err := time.Parse(time.RFC3339Nano, string(m[1])); err == nil {
-			rec.lat = append(rec.lat, now.Sub(t))
+			rec.lat = append(rec.lat, arrival{commit: t, lat: now.Sub(t)})
+			if rec.trace != nil {
+				fmt.Fprintf(rec.trace, "%d %d\n", now.UnixMicro(), now.Sub(t).Microseconds())
+			}
 		} else {
 			rec.bad++
 		}
@@ -106,8 +118,10 @@ type livePhase struct {
 	achieved      float64 // committed rows per second of load
 	p50, p99, max time.Duration
 	drain         time.Duration
+	firstMax      time.Duration // the slowest event of the first second
 	cpu           time.Duration
 	bad           int
+	walBehind     int64 // the most WAL the walsender had not sent yet (bytes, sampled)
 }
 
 type liveRun struct {
@@ -161,8 +175,11 @@ INSERT INTO live (body, n, at, payload) VALUES (repeat(md5(:r::bigint::text), 3)
 	fmt.Printf("## Live: single-row transactions at a fixed rate → webhook on loopback (%s of load per rate and consumer)\n\n", loadFor)
 	fmt.Println("Latency is commit → arrival at the receiver (the event's commit timestamp against the receiver's clock, same host).")
 	fmt.Println()
-	fmt.Println("| target rate | consumer | committed/s | events | p50 | p99 | max | drain after the load | CPU per 1k events |")
-	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("p50, p99 and max are of the steady state (events committed after the load's first second); the first second, with pgbench starting its clients, is shown apart.")
+	fmt.Println("\"Walsender behind\" is the most WAL the consumer's walsender had not yet sent (pg_stat_replication.sent_lsn, sampled every 50 ms): large values mean events were late leaving PostgreSQL.")
+	fmt.Println()
+	fmt.Println("| target rate | consumer | committed/s | events | p50 | p99 | max | slowest of the first second | drain after the load | CPU per 1k events | walsender behind (max) |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, rate := range rates {
 		for _, who := range []string{"service", "plain"} {
 			ph, err := lr.phase(ctx, who, rate)
@@ -177,8 +194,8 @@ INSERT INTO live (body, n, at, payload) VALUES (repeat(md5(:r::bigint::text), 3)
 			if ph.bad > 0 {
 				note = fmt.Sprintf(" (%d without commit_time)", ph.bad)
 			}
-			fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %.0f ms |\n", rate, name, ph.achieved, ph.events, note,
-				msd(ph.p50), msd(ph.p99), msd(ph.max), msd(ph.drain), ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)))
+			fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %s | %.0f ms | %d KiB |\n", rate, name, ph.achieved, ph.events, note,
+				msd(ph.p50), msd(ph.p99), msd(ph.max), msd(ph.firstMax), msd(ph.drain), ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)), ph.walBehind/1024)
 		}
 	}
 	fmt.Println()
@@ -243,6 +260,21 @@ func (lr *liveRun) phase(ctx context.Context, who string, rate int) (livePhase, 
 		return fail(err)
 	}
 	lr.rec.reset()
+	if d := os.Getenv("BENCH_LIVE_TRACE"); d != "" {
+		f, err := os.Create(filepath.Join(d, fmt.Sprintf("%s_%d.txt", who, rate)))
+		if err != nil {
+			return fail(err)
+		}
+		lr.rec.mu.Lock()
+		lr.rec.trace = f
+		lr.rec.mu.Unlock()
+		defer func() {
+			lr.rec.mu.Lock()
+			lr.rec.trace = nil
+			lr.rec.mu.Unlock()
+			f.Close()
+		}()
+	}
 
 	bench := exec.CommandContext(ctx, filepath.Join(lr.srv.BinDir, "pgbench"), "-n", "-M", "prepared",
 		"-h", "127.0.0.1", "-p", strconv.Itoa(lr.srv.Port), "-U", "postgres",
@@ -251,6 +283,8 @@ func (lr *liveRun) phase(ctx context.Context, who string, rate int) (livePhase, 
 	bench.Env = append(os.Environ(), "PGOPTIONS=-c synchronous_commit=on")
 	var bout bytes.Buffer
 	bench.Stdout, bench.Stderr = &bout, &bout
+	behind := lr.sampleBehind(ctx, slot)
+	defer behind()
 	start := time.Now()
 	if err := bench.Run(); err != nil {
 		return fail(fmt.Errorf("pgbench: %w\n%s", err, bout.String()))
@@ -268,16 +302,32 @@ func (lr *liveRun) phase(ctx context.Context, who string, rate int) (livePhase, 
 	if err != nil {
 		return fail(err)
 	}
+	walBehind := behind()
 	stop()
 
+	// Steady state: events committed after the first second of the load. The first
+	// second holds pgbench starting its clients (8 backends forked at once) and the
+	// consumer's cold path (new connections to the receiver); it is reported apart.
+	var ph livePhase
+	var lat, first []time.Duration
 	lr.rec.mu.Lock()
-	lat := slices.Clone(lr.rec.lat)
+	for _, a := range lr.rec.lat {
+		if a.commit.Before(start.Add(time.Second)) {
+			first = append(first, a.lat)
+		} else {
+			lat = append(lat, a.lat)
+		}
+	}
 	bad := lr.rec.bad
 	lr.rec.mu.Unlock()
 	slices.Sort(lat)
-	ph := livePhase{events: int(lr.rec.n.Load()), bad: bad, cpu: cpu1 - cpu0,
-		achieved: float64(want) / loadEnd.Sub(start).Seconds(),
-		drain:    max(0, time.Unix(0, lr.rec.last.Load()).Sub(loadEnd))}
+	slices.Sort(first)
+	if len(first) > 0 {
+		ph.firstMax = first[len(first)-1]
+	}
+	ph.events, ph.bad, ph.cpu, ph.walBehind = int(lr.rec.n.Load()), bad, cpu1-cpu0, walBehind
+	ph.achieved = float64(want) / loadEnd.Sub(start).Seconds()
+	ph.drain = max(0, time.Unix(0, lr.rec.last.Load()).Sub(loadEnd))
 	if len(lat) > 0 {
 		ph.p50, ph.p99, ph.max = pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1]
 	}
@@ -285,6 +335,42 @@ func (lr *liveRun) phase(ctx context.Context, who string, rate int) (livePhase, 
 		return fail(fmt.Errorf("received %d events, the load committed %d", ph.events, want))
 	}
 	return ph, nil
+}
+
+// sampleBehind starts sampling, every 50ms, how much WAL the walsender of slot has not
+// sent yet (pg_current_wal_lsn() − sent_lsn); the function it returns stops sampling
+// (on its first call) and returns the largest sample. It tells whether late events
+// were late leaving the server (decoding) or inside the consumer.
+func (lr *liveRun) sampleBehind(ctx context.Context, slot string) func() int64 {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan int64, 1)
+	go func() { done <- lr.sample(ctx, slot) }()
+	return sync.OnceValue(func() int64 {
+		cancel()
+		return <-done
+	})
+}
+
+func (lr *liveRun) sample(ctx context.Context, slot string) int64 {
+	conn, err := lr.srv.Connect(ctx, lr.db)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(context.Background())
+	var most int64
+	for ctx.Err() == nil {
+		var b int64
+		err := conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.sent_lsn), 0)::bigint
+FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, slot).Scan(&b)
+		if err == nil {
+			most = max(most, b)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return most
 }
 
 // pct is the q-quantile of sorted (nearest rank).
@@ -314,6 +400,9 @@ observers:
 			return nil, nil, err
 		}
 		cmd = exec.Command(lr.bin, "start", "--config", path)
+		if g := os.Getenv("BENCH_LIVE_GODEBUG"); g != "" {
+			cmd.Env = append(os.Environ(), "GODEBUG="+g)
+		}
 	case "plain":
 		self, err := os.Executable()
 		if err != nil {
@@ -323,6 +412,14 @@ observers:
 		cmd = exec.Command(self, "-plain-reader", "-conninfo", conninfo, "-slot", slot, "-post", lr.url)
 	}
 	cmd.Stdout, cmd.Stderr = &log, &log
+	if d := os.Getenv("BENCH_LIVE_LOG"); d != "" && who == "service" {
+		f, err := os.Create(filepath.Join(d, slot+".log"))
+		if err != nil {
+			return nil, nil, err
+		}
+		fmt.Fprintf(f, "start %d\n", time.Now().UnixMicro())
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	return cmd, &log, nil
 }
 

@@ -6,6 +6,8 @@
 //     loop writing NDJSON to a file, the floor) consuming the same backlog from their
 //     own slots, with events/s, peak RSS, CPU per 1M events and the ratios;
 //   - one transaction of N rows, the same way (peak memory must not grow with it);
+//   - a large backlog (-big-rows, 10,000,000 by default: about 4.6 GB of WAL), the same
+//     way as the first (peak memory must not grow with the backlog either);
 //   - observers: N events through 10 observers to a local HTTP receiver and to file
 //     actions, with match-to-delivery latency percentiles;
 //   - snapshot: a backfill of an N-row table into the file sink, next to COPY ... TO
@@ -34,7 +36,8 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
-	only := flag.String("only", "", "run one scenario: catchup, bigtx, observers, snapshot, live or idle")
+	bigRows := flag.Int("big-rows", 10_000_000, "rows of the large backlog (memory must not grow with it); 0 skips it")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx, big, observers, snapshot, live or idle")
 	idleFor := flag.Duration("idle", time.Minute, "how long the idle scenario watches the service")
 	liveRates := flag.String("live-rates", "1000,2500,4000", "live scenario: write rates (rows/s, comma-separated)")
 	liveFor := flag.Duration("live-for", 20*time.Second, "live scenario: load per rate and consumer")
@@ -58,7 +61,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchrun: -live-rates:", err)
 		os.Exit(2)
 	}
-	opts := options{bin: *bin, rows: *rows, only: *only, idleFor: *idleFor, liveRates: rates, liveFor: *liveFor}
+	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor, liveRates: rates, liveFor: *liveFor}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
@@ -69,6 +72,7 @@ func main() {
 type options struct {
 	bin       string
 	rows      int
+	bigRows   int
 	only      string
 	idleFor   time.Duration
 	liveRates []int
@@ -116,15 +120,37 @@ func run(o options) error {
 	defer srv.Remove()
 	ctx := context.Background()
 	fmt.Printf("# End-to-end benchmarks (%s, %d rows per backlog)\n\n", time.Now().UTC().Format("2006-01-02"), rows)
+	var memory []string // the service's peak RSS per catch-up scenario
 	if only == "" || only == "catchup" {
-		if err := catchUp(ctx, srv, bin, rows, 100); err != nil {
+		rss, err := catchUp(ctx, srv, bin, rows, 100)
+		if err != nil {
 			return fmt.Errorf("catch-up: %w", err)
 		}
+		memory = append(memory, fmt.Sprintf("| %d rows in transactions of 100 | %d MiB |", rows, rss/1024))
 	}
 	if only == "" || only == "bigtx" {
-		if err := catchUp(ctx, srv, bin, rows, rows); err != nil {
+		rss, err := catchUp(ctx, srv, bin, rows, rows)
+		if err != nil {
 			return fmt.Errorf("one big transaction: %w", err)
 		}
+		memory = append(memory, fmt.Sprintf("| one transaction of %d rows | %d MiB |", rows, rss/1024))
+	}
+	if (only == "" || only == "big") && o.bigRows > 0 {
+		rss, err := catchUp(ctx, srv, bin, o.bigRows, 100)
+		if err != nil {
+			return fmt.Errorf("large backlog: %w", err)
+		}
+		memory = append(memory, fmt.Sprintf("| %d rows in transactions of 100 | %d MiB |", o.bigRows, rss/1024))
+	}
+	if len(memory) > 1 {
+		fmt.Println("## Peak RSS of fraiseql-observers (defaults) by backlog")
+		fmt.Println()
+		fmt.Println("| backlog | peak RSS |")
+		fmt.Println("|---|---:|")
+		for _, m := range memory {
+			fmt.Println(m)
+		}
+		fmt.Println()
 	}
 	if only == "" || only == "observers" {
 		if err := observers(ctx, srv, bin, rows); err != nil {
