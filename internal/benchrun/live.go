@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,7 +23,7 @@ import (
 )
 
 // The live scenario: pgbench commits single-row INSERTs at a fixed rate (Poisson
-// arrivals, pgbench -R) while one consumer streams them to a webhook receiver on
+// arrivals, pgbench -R) while a consumer streams them to a webhook receiver on
 // loopback, which measures commit → arrival for every event. The commit time is the
 // event's own: the commit timestamp PostgreSQL records in the transaction's commit
 // record (pgoutput's Begin message carries it; the service puts it in the event's
@@ -39,18 +40,23 @@ import (
 // slot, is warmed up by one row it must deliver first, and is stopped after the load
 // once it has delivered every row the load committed. "Drain" is the time from the
 // end of the load (pgbench exits) to the last arrival: the lag left when writes stop.
+// With -live-together the consumers run at the same time, each on its own slot (on a
+// shared machine this cancels the neighbours' noise out of the comparison, at the
+// price of the consumers competing with each other); -live-consumers names them, and
+// "service+GOGC=400" runs the service with that variable set (for trying a lever).
+//
+// Diagnostics: BENCH_LIVE_TRACE=dir writes every event's arrival (unix µs) and latency
+// (µs) to dir/<consumer>_<rate>.txt; BENCH_LIVE_LOG=dir keeps the service's log there.
 
-// liveRecorder is the receiver: it records the latency of every event it is sent.
+// liveRecorder is the receiver of one consumer: it records the latency of every event.
 type liveRecorder struct {
-	mu   sync.Mutex
-	lat  []arrival
-	bad  int           // bodies without a usable commit_time
-	last atomic.Int64  // unix nanoseconds of the latest arrival
-	n    atomic.Int64  // events received
-	pace chan struct{} // signalled on each arrival (buffer 1)
-	// trace, when set (BENCH_LIVE_TRACE), gets one line per event: arrival (unix µs)
-	// and latency (µs), for looking at where the slow events are.
-	trace io.Writer
+	mu    sync.Mutex
+	lat   []arrival
+	bad   int           // bodies without a usable commit_time
+	trace io.Writer     // BENCH_LIVE_TRACE
+	last  atomic.Int64  // unix nanoseconds of the latest arrival
+	n     atomic.Int64  // events received
+	pace  chan struct{} // signalled on each arrival (buffer 1)
 }
 
 // arrival is one event at the receiver.
@@ -61,25 +67,17 @@ type arrival struct {
 
 var commitTimeRE = regexp.MustCompile(`"commit_time":"([^"]+)"`)
 
-func (rec *liveRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	now := time.Now()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
+func (rec *liveRecorder) record(body []byte, now time.Time) {
 	rec.mu.Lock()
-	if m := commitTimeRE.FindSubmatch(body); m != nil {
-		if t, err := time.Parse(time.RFC3339Nano, string(m[1])); err == nil {
-			rec.lat = append(rec.lat, arrival{commit: t, lat: now.Sub(t)})
-			if rec.trace != nil {
-				fmt.Fprintf(rec.trace, "%d %d\n", now.UnixMicro(), now.Sub(t).Microseconds())
-			}
-		} else {
-			rec.bad++
-		}
-	} else {
+	if m := commitTimeRE.FindSubmatch(body); m == nil {
 		rec.bad++
+	} else if t, err := time.Parse(time.RFC3339Nano, string(m[1])); err != nil {
+		rec.bad++
+	} else {
+		rec.lat = append(rec.lat, arrival{commit: t, lat: now.Sub(t)})
+		if rec.trace != nil {
+			fmt.Fprintf(rec.trace, "%d %d\n", now.UnixMicro(), now.Sub(t).Microseconds())
+		}
 	}
 	rec.mu.Unlock()
 	rec.last.Store(now.UnixNano())
@@ -112,13 +110,68 @@ func (rec *liveRecorder) wait(want int64, timeout time.Duration, exited <-chan e
 	return nil
 }
 
-// livePhase is one consumer at one rate.
+// receiver routes /c/<i> to the recorder of consumer i.
+type receiver []*liveRecorder
+
+func (rs receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	now := time.Now()
+	i, aerr := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/c/"))
+	if err != nil || aerr != nil || i < 0 || i >= len(rs) {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	rs[i].record(body, now)
+}
+
+// liveConsumer is one consumer of the live scenario and, while it runs, its process.
+type liveConsumer struct {
+	name   string   // as given to -live-consumers
+	kind   string   // service or plain
+	env    []string // extra environment of the service
+	url    string
+	rec    *liveRecorder
+	slot   string
+	cmd    *exec.Cmd
+	log    bytes.Buffer
+	exited chan error
+	cpu0   time.Duration
+	behind func() int64
+	stop   func()
+}
+
+func (c *liveConsumer) title() string {
+	t := "fraiseql-observers, defaults → webhook"
+	if c.kind == "plain" {
+		t = "plain reader, one POST per event in turn"
+	}
+	if len(c.env) > 0 {
+		t += " (" + strings.Join(c.env, " ") + ")"
+	}
+	return t
+}
+
+// parseConsumers reads -live-consumers: kind[+VAR=value...],...
+func parseConsumers(s string) ([]*liveConsumer, error) {
+	var cs []*liveConsumer
+	for _, f := range strings.Split(s, ",") {
+		parts := strings.Split(strings.TrimSpace(f), "+")
+		c := &liveConsumer{name: strings.TrimSpace(f), kind: parts[0], env: parts[1:]}
+		if c.kind != "service" && c.kind != "plain" || c.kind == "plain" && len(c.env) > 0 {
+			return nil, fmt.Errorf("not a consumer: %q (service[+VAR=value...] or plain)", f)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// livePhase is what one consumer showed at one rate.
 type livePhase struct {
 	events        int
 	achieved      float64 // committed rows per second of load
 	p50, p99, max time.Duration
-	drain         time.Duration
 	firstMax      time.Duration // the slowest event of the first second
+	drain         time.Duration
 	cpu           time.Duration
 	bad           int
 	walBehind     int64 // the most WAL the walsender had not sent yet (bytes, sampled)
@@ -129,212 +182,267 @@ type liveRun struct {
 	bin     string
 	db      string
 	dir     string
-	url     string
-	rec     *liveRecorder
 	script  string
 	loadFor time.Duration
 }
 
-// live runs the live webhook scenario at each rate for loadFor each.
-func live(ctx context.Context, srv *pgtest.Server, bin string, rates []int, loadFor time.Duration) error {
-	db, err := srv.CreateDatabase(ctx, "bench_live")
+// liveOptions are the live scenario's parameters.
+type liveOptions struct {
+	rates     []int
+	loadFor   time.Duration
+	consumers string
+	together  bool
+}
+
+// live runs the live webhook scenario.
+func live(ctx context.Context, srv *pgtest.Server, bin string, o liveOptions) error {
+	cs, err := parseConsumers(o.consumers)
 	if err != nil {
 		return err
 	}
-	defer srv.DropDatabase(ctx, db)
-	err = srv.Exec(ctx, db, `
-CREATE TABLE live (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL, n int NOT NULL, at timestamptz NOT NULL, payload jsonb NOT NULL);
-CREATE PUBLICATION pub FOR TABLE live;`)
-	if err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "benchrun-live")
+	lr, cleanup, err := newLiveRun(ctx, srv, bin, o.loadFor)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "insert.sql")
-	// The same row shape as the catch-up backlog: ~100 bytes of text, ~200 of jsonb.
-	err = os.WriteFile(script, []byte(`\set r random(1, 1000000000)
-INSERT INTO live (body, n, at, payload) VALUES (repeat(md5(:r::bigint::text), 3), :r::bigint % 1000, now(), jsonb_build_object('ref', md5(:r::bigint::text), 'seq', :r::bigint, 'note', repeat('x', 100), 'tags', jsonb_build_array('a', 'b', 'c')));
-`), 0o600)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	rec := &liveRecorder{pace: make(chan struct{}, 1)}
-	hs := &http.Server{Handler: rec}
+	rs := make(receiver, len(cs))
+	for i, c := range cs {
+		rs[i] = &liveRecorder{pace: make(chan struct{}, 1)}
+		c.rec, c.url = rs[i], fmt.Sprintf("http://%s/c/%d", ln.Addr(), i)
+	}
+	hs := &http.Server{Handler: rs}
 	go hs.Serve(ln)
 	defer hs.Close()
-	lr := &liveRun{srv: srv, bin: bin, db: db, dir: dir, url: "http://" + ln.Addr().String() + "/hook",
-		rec: rec, script: script, loadFor: loadFor}
 
-	fmt.Printf("## Live: single-row transactions at a fixed rate → webhook on loopback (%s of load per rate and consumer)\n\n", loadFor)
-	fmt.Println("Latency is commit → arrival at the receiver (the event's commit timestamp against the receiver's clock, same host).")
-	fmt.Println()
-	fmt.Println("p50, p99 and max are of the steady state (events committed after the load's first second); the first second, with pgbench starting its clients, is shown apart.")
-	fmt.Println("\"Walsender behind\" is the most WAL the consumer's walsender had not yet sent (pg_stat_replication.sent_lsn, sampled every 50 ms): large values mean events were late leaving PostgreSQL.")
+	how := "one consumer after the other"
+	if o.together {
+		how = "all consumers at the same time, each on its own slot"
+	}
+	fmt.Printf("## Live: single-row transactions at a fixed rate → webhook on loopback (%s of load per rate, %s)\n\n", o.loadFor, how)
+	fmt.Println("Latency is commit → arrival at the receiver: the event's commit timestamp against the receiver's clock, same host.")
+	fmt.Println("p50, p99 and max are of the steady state (events committed after the load's first second); the first second,")
+	fmt.Println("with pgbench starting its clients and the consumer opening its connections, is shown apart. \"Walsender behind\"")
+	fmt.Println("is the most WAL the consumer's walsender had not sent yet (`pg_stat_replication.sent_lsn`, sampled every 50 ms).")
 	fmt.Println()
 	fmt.Println("| target rate | consumer | committed/s | events | p50 | p99 | max | slowest of the first second | drain after the load | CPU per 1k events | walsender behind (max) |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, rate := range rates {
-		for _, who := range []string{"service", "plain"} {
-			ph, err := lr.phase(ctx, who, rate)
+	for _, rate := range o.rates {
+		groups := [][]*liveConsumer{cs}
+		if !o.together {
+			groups = nil
+			for _, c := range cs {
+				groups = append(groups, []*liveConsumer{c})
+			}
+		}
+		for _, g := range groups {
+			phs, err := lr.phase(ctx, g, rate)
 			if err != nil {
-				return fmt.Errorf("%s at %d/s: %w", who, rate, err)
+				return fmt.Errorf("at %d/s: %w", rate, err)
 			}
-			name := "fraiseql-observers, defaults → webhook"
-			if who == "plain" {
-				name = "plain reader, one POST per event in turn"
+			for i, ph := range phs {
+				note := ""
+				if ph.bad > 0 {
+					note = fmt.Sprintf(" (%d without commit_time)", ph.bad)
+				}
+				fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %s | %.0f ms | %d KiB |\n", rate, g[i].title(),
+					ph.achieved, ph.events, note, msd(ph.p50), msd(ph.p99), msd(ph.max), msd(ph.firstMax), msd(ph.drain),
+					ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)), ph.walBehind/1024)
 			}
-			note := ""
-			if ph.bad > 0 {
-				note = fmt.Sprintf(" (%d without commit_time)", ph.bad)
-			}
-			fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %s | %.0f ms | %d KiB |\n", rate, name, ph.achieved, ph.events, note,
-				msd(ph.p50), msd(ph.p99), msd(ph.max), msd(ph.firstMax), msd(ph.drain), ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)), ph.walBehind/1024)
 		}
 	}
 	fmt.Println()
 	return nil
 }
 
+// newLiveRun creates the database, its table and publication, and the pgbench script.
+func newLiveRun(ctx context.Context, srv *pgtest.Server, bin string, loadFor time.Duration) (*liveRun, func(), error) {
+	db, err := srv.CreateDatabase(ctx, "bench_live")
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "benchrun-live")
+	if err != nil {
+		srv.DropDatabase(ctx, db)
+		return nil, nil, err
+	}
+	cleanup := func() {
+		srv.DropDatabase(ctx, db)
+		os.RemoveAll(dir)
+	}
+	err = srv.Exec(ctx, db, `
+CREATE TABLE live (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL, n int NOT NULL, at timestamptz NOT NULL, payload jsonb NOT NULL);
+CREATE PUBLICATION pub FOR TABLE live;`)
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("schema: %w", err)
+	}
+	script := filepath.Join(dir, "insert.sql")
+	// The same row shape as the catch-up backlog: ~100 bytes of text, ~200 of jsonb.
+	err = os.WriteFile(script, []byte(`\set r random(1, 1000000000)
+INSERT INTO live (body, n, at, payload) VALUES (repeat(md5(:r::bigint::text), 3), :r::bigint % 1000, now(), jsonb_build_object('ref', md5(:r::bigint::text), 'seq', :r::bigint, 'note', repeat('x', 100), 'tags', jsonb_build_array('a', 'b', 'c')));
+`), 0o600)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return &liveRun{srv: srv, bin: bin, db: db, dir: dir, script: script, loadFor: loadFor}, cleanup, nil
+}
+
 func msd(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", d.Seconds()*1000)
 }
 
-// phase runs one consumer against one rate.
-func (lr *liveRun) phase(ctx context.Context, who string, rate int) (livePhase, error) {
-	slot := fmt.Sprintf("live_%s_%d", who, rate)
-	if err := lr.srv.Exec(ctx, lr.db, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
-		return livePhase{}, fmt.Errorf("slot: %w", err)
-	}
-	defer lr.srv.Exec(ctx, lr.db, `SELECT pg_drop_replication_slot($1)`, slot)
-	cmd, log, err := lr.consumer(who, slot)
-	if err != nil {
-		return livePhase{}, err
-	}
-	exited := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		return livePhase{}, err
-	}
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(time.Minute):
-			cmd.Process.Kill()
-			<-exited
+// phase runs the consumers through one load at rate, all at the same time.
+func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]livePhase, error) {
+	for _, c := range cs {
+		c.slot = fmt.Sprintf("live_%d_%s", rate, sanitizeSlot(c.name))
+		err := lr.start(ctx, c)
+		defer c.stop()
+		if err != nil {
+			return nil, err
 		}
 	}
-	defer stop()
-	fail := func(err error) (livePhase, error) {
-		stop()
-		return livePhase{}, fmt.Errorf("%w\n%s", err, log.String())
+	fail := func(err error) ([]livePhase, error) {
+		for _, c := range cs {
+			c.stop()
+			err = fmt.Errorf("%w\n%s: %s", err, c.name, c.log.String())
+		}
+		return nil, err
 	}
-
-	// Warm up: the consumer is streaming once the first row has arrived.
-	lr.rec.reset()
-	if err := lr.insertOne(ctx); err != nil {
+	// Warm up: a consumer is streaming once a first row has reached the receiver.
+	for _, c := range cs {
+		c.rec.reset()
+	}
+	if err := lr.srv.Exec(ctx, lr.db, `INSERT INTO live (body, n, at, payload) VALUES ('warm-up', 0, now(), '{}')`); err != nil {
 		return fail(err)
 	}
-	if err := lr.rec.wait(1, time.Minute, exited); err != nil {
-		return fail(fmt.Errorf("warm-up: %w", err))
+	for _, c := range cs {
+		if err := c.rec.wait(1, time.Minute, c.exited); err != nil {
+			return fail(fmt.Errorf("warm-up of %s: %w", c.name, err))
+		}
 	}
 	time.Sleep(500 * time.Millisecond)
 	before, err := lr.count(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	cpu0, _, err := procStat(cmd.Process.Pid)
+	for _, c := range cs {
+		if c.cpu0, _, err = procStat(c.cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+		c.rec.reset()
+		if err := c.traceTo(os.Getenv("BENCH_LIVE_TRACE"), rate); err != nil {
+			return fail(err)
+		}
+		c.behind = lr.sampleBehind(ctx, c.slot)
+	}
+	start, loadEnd, err := lr.load(ctx, rate)
 	if err != nil {
 		return fail(err)
 	}
-	lr.rec.reset()
-	if d := os.Getenv("BENCH_LIVE_TRACE"); d != "" {
-		f, err := os.Create(filepath.Join(d, fmt.Sprintf("%s_%d.txt", who, rate)))
-		if err != nil {
-			return fail(err)
-		}
-		lr.rec.mu.Lock()
-		lr.rec.trace = f
-		lr.rec.mu.Unlock()
-		defer func() {
-			lr.rec.mu.Lock()
-			lr.rec.trace = nil
-			lr.rec.mu.Unlock()
-			f.Close()
-		}()
-	}
-
-	bench := exec.CommandContext(ctx, filepath.Join(lr.srv.BinDir, "pgbench"), "-n", "-M", "prepared",
-		"-h", "127.0.0.1", "-p", strconv.Itoa(lr.srv.Port), "-U", "postgres",
-		"-c", "8", "-j", "2", "-R", strconv.Itoa(rate), "-T", strconv.Itoa(int(lr.loadFor.Seconds())),
-		"-f", lr.script, lr.db)
-	bench.Env = append(os.Environ(), "PGOPTIONS=-c synchronous_commit=on")
-	var bout bytes.Buffer
-	bench.Stdout, bench.Stderr = &bout, &bout
-	behind := lr.sampleBehind(ctx, slot)
-	defer behind()
-	start := time.Now()
-	if err := bench.Run(); err != nil {
-		return fail(fmt.Errorf("pgbench: %w\n%s", err, bout.String()))
-	}
-	loadEnd := time.Now()
 	after, err := lr.count(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	want := after - before
-	if err := lr.rec.wait(want, time.Minute, exited); err != nil {
-		return fail(err)
+	phs := make([]livePhase, len(cs))
+	for i, c := range cs {
+		if err := c.rec.wait(want, time.Minute, c.exited); err != nil {
+			return fail(fmt.Errorf("%s: %w", c.name, err))
+		}
+		cpu1, _, err := procStat(c.cmd.Process.Pid)
+		if err != nil {
+			return fail(err)
+		}
+		phs[i] = c.rec.summary(start, loadEnd)
+		phs[i].cpu, phs[i].walBehind = cpu1-c.cpu0, c.behind()
+		phs[i].achieved = float64(want) / loadEnd.Sub(start).Seconds()
+		if int64(phs[i].events) != want {
+			return fail(fmt.Errorf("%s received %d events, the load committed %d", c.name, phs[i].events, want))
+		}
 	}
-	cpu1, _, err := procStat(cmd.Process.Pid)
-	if err != nil {
-		return fail(err)
-	}
-	walBehind := behind()
-	stop()
+	return phs, nil
+}
 
-	// Steady state: events committed after the first second of the load. The first
-	// second holds pgbench starting its clients (8 backends forked at once) and the
-	// consumer's cold path (new connections to the receiver); it is reported apart.
-	var ph livePhase
+// load runs pgbench at rate for lr.loadFor and returns when it started and ended.
+func (lr *liveRun) load(ctx context.Context, rate int) (start, end time.Time, err error) {
+	bench := exec.CommandContext(ctx, filepath.Join(lr.srv.BinDir, "pgbench"), "-n", "-M", "prepared",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(lr.srv.Port), "-U", "postgres",
+		"-c", "8", "-j", "2", "-R", strconv.Itoa(rate), "-T", strconv.Itoa(int(lr.loadFor.Seconds())),
+		"-f", lr.script, lr.db)
+	bench.Env = append(os.Environ(), "PGOPTIONS=-c synchronous_commit=on")
+	var out bytes.Buffer
+	bench.Stdout, bench.Stderr = &out, &out
+	start = time.Now()
+	if err := bench.Run(); err != nil {
+		return start, time.Now(), fmt.Errorf("pgbench: %w\n%s", err, out.String())
+	}
+	return start, time.Now(), nil
+}
+
+// summary computes the phase's figures from what the recorder holds. Steady state:
+// events committed after the first second of the load; the first second holds pgbench
+// starting its clients (8 backends forked at once) and the consumer's cold path (new
+// connections to the receiver), so it is reported apart.
+func (rec *liveRecorder) summary(start, loadEnd time.Time) livePhase {
 	var lat, first []time.Duration
-	lr.rec.mu.Lock()
-	for _, a := range lr.rec.lat {
+	rec.mu.Lock()
+	for _, a := range rec.lat {
 		if a.commit.Before(start.Add(time.Second)) {
 			first = append(first, a.lat)
 		} else {
 			lat = append(lat, a.lat)
 		}
 	}
-	bad := lr.rec.bad
-	lr.rec.mu.Unlock()
+	ph := livePhase{bad: rec.bad, events: int(rec.n.Load())}
+	if rec.trace != nil {
+		if f, ok := rec.trace.(io.Closer); ok {
+			f.Close()
+		}
+		rec.trace = nil
+	}
+	rec.mu.Unlock()
 	slices.Sort(lat)
 	slices.Sort(first)
 	if len(first) > 0 {
 		ph.firstMax = first[len(first)-1]
 	}
-	ph.events, ph.bad, ph.cpu, ph.walBehind = int(lr.rec.n.Load()), bad, cpu1-cpu0, walBehind
-	ph.achieved = float64(want) / loadEnd.Sub(start).Seconds()
-	ph.drain = max(0, time.Unix(0, lr.rec.last.Load()).Sub(loadEnd))
 	if len(lat) > 0 {
 		ph.p50, ph.p99, ph.max = pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1]
 	}
-	if int64(ph.events) != want {
-		return fail(fmt.Errorf("received %d events, the load committed %d", ph.events, want))
+	ph.drain = max(0, time.Unix(0, rec.last.Load()).Sub(loadEnd))
+	return ph
+}
+
+// traceTo starts writing the recorder's events to dir (nothing when dir is empty).
+func (c *liveConsumer) traceTo(dir string, rate int) error {
+	if dir == "" {
+		return nil
 	}
-	return ph, nil
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s_%d.txt", sanitizeSlot(c.name), rate)))
+	if err != nil {
+		return err
+	}
+	c.rec.mu.Lock()
+	c.rec.trace = f
+	c.rec.mu.Unlock()
+	return nil
+}
+
+func sanitizeSlot(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
 }
 
 // sampleBehind starts sampling, every 50ms, how much WAL the walsender of slot has not
@@ -379,52 +487,81 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// consumer builds the command of one consumer streaming slot to the receiver.
-func (lr *liveRun) consumer(who, slot string) (*exec.Cmd, *bytes.Buffer, error) {
-	var log bytes.Buffer
+// start creates the consumer's slot and starts its process; c.stop (safe to call more
+// than once) stops the process and drops the slot.
+func (lr *liveRun) start(ctx context.Context, c *liveConsumer) error {
+	c.stop = func() {}
+	c.log.Reset()
+	if err := lr.srv.Exec(ctx, lr.db, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, c.slot); err != nil {
+		return fmt.Errorf("slot: %w", err)
+	}
+	dropSlot := func() { lr.srv.Exec(ctx, lr.db, `SELECT pg_drop_replication_slot($1)`, c.slot) }
+	cmd, err := lr.command(c)
+	if err != nil {
+		dropSlot()
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		dropSlot()
+		return err
+	}
+	c.cmd, c.exited = cmd, make(chan error, 1)
+	go func() { c.exited <- cmd.Wait() }()
+	c.stop = sync.OnceFunc(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-c.exited
+		}
+		if f, ok := cmd.Stderr.(*os.File); ok {
+			f.Close()
+		}
+		dropSlot()
+	})
+	return nil
+}
+
+// command builds the command of one consumer streaming its slot to the receiver.
+func (lr *liveRun) command(c *liveConsumer) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
-	switch who {
+	switch c.kind {
 	case "service":
 		cfg := fmt.Sprintf(`
 source: {dsn: %q, slot: %s, publication: pub}
-admin: {listen: %q}
+admin: {listen: ""}
 logging: {level: warn}
 observers:
   live:
     entity: live
     event_type: INSERT
     actions: [{type: webhook, url: %q, allow_private_networks: true}]
-`, lr.srv.DSN(lr.db), slot, os.Getenv("BENCH_LIVE_ADMIN"), lr.url)
-		path := filepath.Join(lr.dir, "config.yaml")
+`, lr.srv.DSN(lr.db), c.slot, c.url)
+		path := filepath.Join(lr.dir, c.slot+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		cmd = exec.Command(lr.bin, "start", "--config", path)
-		if g := os.Getenv("BENCH_LIVE_GODEBUG"); g != "" {
-			cmd.Env = append(os.Environ(), "GODEBUG="+g)
-		}
+		cmd.Env = append(os.Environ(), c.env...)
 	case "plain":
 		self, err := os.Executable()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s replication=database", lr.srv.Port, lr.db)
-		cmd = exec.Command(self, "-plain-reader", "-conninfo", conninfo, "-slot", slot, "-post", lr.url)
+		cmd = exec.Command(self, "-plain-reader", "-conninfo", conninfo, "-slot", c.slot, "-post", c.url)
 	}
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if d := os.Getenv("BENCH_LIVE_LOG"); d != "" && who == "service" {
-		f, err := os.Create(filepath.Join(d, slot+".log"))
+	cmd.Stdout, cmd.Stderr = &c.log, &c.log
+	if d := os.Getenv("BENCH_LIVE_LOG"); d != "" && c.kind == "service" {
+		f, err := os.Create(filepath.Join(d, c.slot+".log"))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		fmt.Fprintf(f, "start %d\n", time.Now().UnixMicro())
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	return cmd, &log, nil
-}
-
-func (lr *liveRun) insertOne(ctx context.Context) error {
-	return lr.srv.Exec(ctx, lr.db, `INSERT INTO live (body, n, at, payload) VALUES ('warm-up', 0, now(), '{}')`)
+	return cmd, nil
 }
 
 func (lr *liveRun) count(ctx context.Context) (int64, error) {

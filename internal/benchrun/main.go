@@ -41,6 +41,8 @@ func main() {
 	idleFor := flag.Duration("idle", time.Minute, "how long the idle scenario watches the service")
 	liveRates := flag.String("live-rates", "1000,2500,4000", "live scenario: write rates (rows/s, comma-separated)")
 	liveFor := flag.Duration("live-for", 20*time.Second, "live scenario: load per rate and consumer")
+	liveConsumers := flag.String("live-consumers", "service,plain", "live scenario: consumers (service[+VAR=value...] or plain)")
+	liveTogether := flag.Bool("live-together", false, "live scenario: run the consumers at the same time instead of one after the other")
 	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
 	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
 	slot := flag.String("slot", "", "plain reader: slot")
@@ -61,7 +63,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchrun: -live-rates:", err)
 		os.Exit(2)
 	}
-	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor, liveRates: rates, liveFor: *liveFor}
+	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor,
+		live: liveOptions{rates: rates, loadFor: *liveFor, consumers: *liveConsumers, together: *liveTogether}}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
@@ -70,13 +73,12 @@ func main() {
 
 // options are the scenarios' parameters.
 type options struct {
-	bin       string
-	rows      int
-	bigRows   int
-	only      string
-	idleFor   time.Duration
-	liveRates []int
-	liveFor   time.Duration
+	bin     string
+	rows    int
+	bigRows int
+	only    string
+	idleFor time.Duration
+	live    liveOptions
 }
 
 func parseRates(s string) ([]int, error) {
@@ -163,7 +165,7 @@ func run(o options) error {
 		}
 	}
 	if only == "" || only == "live" {
-		if err := live(ctx, srv, bin, o.liveRates, o.liveFor); err != nil {
+		if err := live(ctx, srv, bin, o.live); err != nil {
 			return fmt.Errorf("live: %w", err)
 		}
 	}
