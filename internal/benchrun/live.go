@@ -102,7 +102,7 @@ func (rec *liveRecorder) wait(want int64, timeout time.Duration, exited <-chan e
 		select {
 		case <-rec.pace:
 		case err := <-exited:
-			return fmt.Errorf("consumer exited: %v (%d of %d arrived)", err, rec.n.Load(), want)
+			return fmt.Errorf("consumer exited: %w (%d of %d arrived)", err, rec.n.Load(), want)
 		case <-time.After(timeout):
 			return fmt.Errorf("timed out: %d of %d arrived", rec.n.Load(), want)
 		}
