@@ -97,12 +97,12 @@ func (rec *liveRecorder) reset() {
 }
 
 // wait returns once want events have arrived, or fails after timeout without one.
-func (rec *liveRecorder) wait(want int64, timeout time.Duration, exited <-chan error) error {
+func (rec *liveRecorder) wait(want int64, timeout time.Duration, c *liveConsumer) error {
 	for rec.n.Load() < want {
 		select {
 		case <-rec.pace:
-		case err := <-exited:
-			return fmt.Errorf("consumer exited: %w (%d of %d arrived)", err, rec.n.Load(), want)
+		case <-c.exited:
+			return fmt.Errorf("consumer exited: %w (%d of %d arrived)", c.exitErr, rec.n.Load(), want)
 		case <-time.After(timeout):
 			return fmt.Errorf("timed out: %d of %d arrived", rec.n.Load(), want)
 		}
@@ -126,18 +126,19 @@ func (rs receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // liveConsumer is one consumer of the live scenario and, while it runs, its process.
 type liveConsumer struct {
-	name   string   // as given to -live-consumers
-	kind   string   // service or plain
-	env    []string // extra environment of the service
-	url    string
-	rec    *liveRecorder
-	slot   string
-	cmd    *exec.Cmd
-	log    bytes.Buffer
-	exited chan error
-	cpu0   time.Duration
-	behind func() int64
-	stop   func()
+	name    string   // as given to -live-consumers
+	kind    string   // service or plain
+	env     []string // extra environment of the service
+	url     string
+	rec     *liveRecorder
+	slot    string
+	cmd     *exec.Cmd
+	log     bytes.Buffer
+	exited  chan struct{} // closed when the process has exited
+	exitErr error         // the process's exit status, once exited is closed
+	cpu0    time.Duration
+	behind  func() int64
+	stop    func()
 }
 
 func (c *liveConsumer) title() string {
@@ -178,6 +179,7 @@ type livePhase struct {
 }
 
 type liveRun struct {
+	phases  int // phases run so far: slot names are never reused (the service keeps checkpoints per slot)
 	srv     *pgtest.Server
 	bin     string
 	db      string
@@ -298,8 +300,9 @@ func msd(d time.Duration) string {
 
 // phase runs the consumers through one load at rate, all at the same time.
 func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]livePhase, error) {
+	lr.phases++
 	for _, c := range cs {
-		c.slot = fmt.Sprintf("live_%d_%s", rate, sanitizeSlot(c.name))
+		c.slot = fmt.Sprintf("live_%d_%d_%s", lr.phases, rate, sanitizeSlot(c.name))
 		err := lr.start(ctx, c)
 		defer c.stop()
 		if err != nil {
@@ -321,7 +324,7 @@ func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]l
 		return fail(err)
 	}
 	for _, c := range cs {
-		if err := c.rec.wait(1, time.Minute, c.exited); err != nil {
+		if err := c.rec.wait(1, time.Minute, c); err != nil {
 			return fail(fmt.Errorf("warm-up of %s: %w", c.name, err))
 		}
 	}
@@ -351,7 +354,7 @@ func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]l
 	want := after - before
 	phs := make([]livePhase, len(cs))
 	for i, c := range cs {
-		if err := c.rec.wait(want, time.Minute, c.exited); err != nil {
+		if err := c.rec.wait(want, time.Minute, c); err != nil {
 			return fail(fmt.Errorf("%s: %w", c.name, err))
 		}
 		cpu1, _, err := procStat(c.cmd.Process.Pid)
@@ -505,8 +508,11 @@ func (lr *liveRun) start(ctx context.Context, c *liveConsumer) error {
 		dropSlot()
 		return err
 	}
-	c.cmd, c.exited = cmd, make(chan error, 1)
-	go func() { c.exited <- cmd.Wait() }()
+	c.cmd, c.exited = cmd, make(chan struct{})
+	go func() {
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
 	c.stop = sync.OnceFunc(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
