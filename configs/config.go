@@ -30,6 +30,9 @@ type Config struct {
 	// Snapshot configures backfills of the rows tables already hold.
 	Snapshot Snapshot `yaml:"snapshot"`
 	Logging  Logging  `yaml:"logging"`
+	// Transport is the transport section (type in_process or nats), decoded by the
+	// service into the transport package's Config.
+	Transport Section `yaml:"-"`
 	// Entities maps alias names used by observers' entity key to tables.
 	Entities map[string]TableRef `yaml:"-"`
 	// Observers are in the order of the file.

@@ -256,10 +256,11 @@ func (l *loader) decodeTop(root ast.Node) bool {
 		return false
 	}
 	l.sections = make(map[string]Pos)
-	var entities, observers *entry
+	var entities, observers, transport *entry
 	l.d.decodeStruct(v, reflect.ValueOf(l.cfg).Elem(), "", customKeys{
 		"entities":  func(e entry) { entities = &e },
 		"observers": func(e entry) { observers = &e },
+		"transport": func(e entry) { transport = &e },
 	})
 	for _, f := range fieldsOf(reflect.TypeFor[Config]()) {
 		ptr := reflect.ValueOf(l.cfg).Elem().FieldByIndex(f.index).Addr().Interface()
@@ -270,6 +271,10 @@ func (l *loader) decodeTop(root ast.Node) bool {
 	if entities != nil {
 		l.sections["entities"] = entities.keyPos
 		l.decodeEntities(*entities)
+	}
+	if transport != nil {
+		l.sections["transport"] = transport.keyPos
+		l.decodeTransport(*transport)
 	}
 	if observers != nil {
 		l.sections["observers"] = observers.keyPos

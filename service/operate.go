@@ -184,6 +184,8 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 		return registry.StateStopped, errors.New("shutting down"), false
 	case draining:
 		return registry.StateDraining, errors.New("shutting down"), false
+	case s.role == RoleExecutor:
+		return s.executorCondition()
 	case !s.elect.leading.Load():
 		return registry.StateStandby, s.elect.standbyReason(), true
 	case !s.built.Load():
@@ -207,6 +209,21 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 	}
 	if exp, expired := s.elect.leaseExpired(); expired {
 		return registry.StateStreaming, fmt.Errorf("the slot's lease expired at %s and could not be renewed yet", exp.UTC().Format(time.RFC3339)), false
+	}
+	if err := s.transportProblem(); err != nil {
+		return registry.StateStreaming, err, false
+	}
+	return registry.StateStreaming, nil, true
+}
+
+// executorCondition is the condition of an instance with --role executor: ready
+// while it reaches NATS.
+func (s *Service) executorCondition() (state string, ready error, healthy bool) {
+	if !s.built.Load() {
+		return registry.StateStarting, errors.New("starting: the transport executor is not built yet"), false
+	}
+	if err := s.transportProblem(); err != nil {
+		return registry.StateReconnecting, err, false
 	}
 	return registry.StateStreaming, nil, true
 }
@@ -232,12 +249,19 @@ func (s *Service) Status(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	doc.Source, doc.Version, doc.Role = "service", s.opts.Version, s.elect.role()
-	if !s.built.Load() {
+	if s.role == RoleExecutor {
+		doc.Role = RoleExecutor
+	}
+	if !s.built.Load() || s.sess == nil {
 		if err := s.Ready(); err != nil {
 			doc.RoleDetail = err.Error()
 		}
+		if s.built.Load() {
+			doc.Transport = s.transportDoc(ctx)
+		}
 		return doc, nil
 	}
+	doc.Transport = s.transportDoc(ctx)
 	if rate, ok := s.ops.mon.Rate(); ok {
 		h.EstimateInvalidation(rate)
 		doc.SlotHealth = SlotFromHealth(h)
@@ -247,7 +271,10 @@ func (s *Service) Status(ctx context.Context) (any, error) {
 	state, ready, _ := s.condition()
 	sd := &StreamDoc{State: state, ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
 		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.CurrentWAL.Sub(st.SettledLSN),
-		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError, InFlightBytes: s.pipe.InFlightBytes()}
+		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError}
+	if s.pipe != nil {
+		sd.InFlightBytes = s.pipe.InFlightBytes()
+	}
 	if ready != nil {
 		sd.NotReadyReason = ready.Error()
 	} else {
@@ -272,7 +299,7 @@ func (s *Service) Status(ctx context.Context) (any, error) {
 
 // settled is the session's settled position, 0 before it is built.
 func (s *Service) settled() lsn.LSN {
-	if s.built.Load() {
+	if s.built.Load() && s.sess != nil {
 		return s.sess.Settled()
 	}
 	return 0
@@ -283,14 +310,14 @@ func (s *Service) settled() lsn.LSN {
 type eventHistory struct{ s *Service }
 
 func (e eventHistory) RecentEvents(n int) any {
-	if !e.s.built.Load() {
+	if !e.s.built.Load() || e.s.pipe == nil {
 		return []pipeline.DebugEvent{}
 	}
 	return e.s.pipe.RecentEvents(n)
 }
 
 func (e eventHistory) FindEvent(id string) (any, bool) {
-	if !e.s.built.Load() {
+	if !e.s.built.Load() || e.s.pipe == nil {
 		return nil, false
 	}
 	return e.s.pipe.FindEvent(id)
@@ -356,6 +383,10 @@ type ReplayResult struct {
 
 // Replay implements admin.Replayer.
 func (s *Service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
+	if s.nats() {
+		return nil, &admin.Error{Status: http.StatusConflict, Code: "not_supported",
+			Msg: "replay is not supported with transport.type nats yet: use start --start-lsn on an instance with the in_process transport"}
+	}
 	if !s.elect.leading.Load() {
 		_, holder, _ := s.elect.state()
 		return nil, &admin.Error{Status: http.StatusConflict, Code: "standby",

@@ -32,6 +32,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/registry"
 	"github.com/fraiseql/fraiseql-observers/snapshot"
+	"github.com/fraiseql/fraiseql-observers/transport"
 )
 
 // Options are what New needs besides the configuration and the logger.
@@ -43,6 +44,9 @@ type Options struct {
 	StartLSN lsn.LSN
 	// Version is the build's version, for the listener registry and /status.
 	Version string
+	// Role is what the instance runs (start --role): RoleAll (""), RoleReader or
+	// RoleExecutor; the last two need transport.type nats.
+	Role string
 }
 
 // Service is the running system: the replication session (the source of events,
@@ -66,6 +70,14 @@ type Service struct {
 	cps    *checkpoint.Store  // nil when checkpoints are disabled
 	dlq    *dlq.Store
 	snaps  *snapshot.Manager // nil when checkpoints are disabled
+	// The nats transport (transport.type nats): the configuration, the connection,
+	// the reader's publisher (roles reader and all; it takes the pipeline's place
+	// behind the session) and the executor (roles executor and all).
+	role    string
+	tc      transport.Config
+	tclient *transport.Client
+	pub     *transport.Publisher
+	exec    *transport.Executor
 	ops    operator
 	// initialSnapshot: snapshot.mode initial and the slot was never streamed; the
 	// snapshot is recorded when the slot is claimed.
@@ -159,8 +171,14 @@ func New(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts Opti
 
 func (s *Service) build(ctx context.Context) (err error) {
 	cfg, log, opts := s.cfg, s.log, s.opts
-	// Every configuration mistake (actions, templates, conditions) is reported before
-	// anything connects.
+	// Every configuration mistake (transport, actions, templates, conditions) is
+	// reported before anything connects.
+	if s.tc, err = TransportConfig(cfg); err != nil {
+		return &ConfigError{Err: err}
+	}
+	if s.role, err = checkRole(opts.Role, s.tc, cfg); err != nil {
+		return err
+	}
 	if err = opts.Actions.Check(ctx); err != nil {
 		return err
 	}
@@ -185,23 +203,55 @@ func (s *Service) build(ctx context.Context) (err error) {
 	if err = s.waitForDatabase(ctx); err != nil {
 		return err
 	}
-	if err = cdc.CheckServer(ctx, s.pool); err != nil {
-		return err
+	if s.role != RoleExecutor {
+		if err = cdc.CheckServer(ctx, s.pool); err != nil {
+			return err
+		}
 	}
 	if err = s.startOperator(ctx); err != nil {
 		return err
+	}
+	if s.nats() {
+		if err = s.connectTransport(ctx); err != nil {
+			return err
+		}
+	}
+	if s.role == RoleExecutor { // no slot: no lease, no session
+		if err = s.buildTransportExecutor(ctx); err != nil {
+			return err
+		}
+		s.built.Store(true)
+		return nil
 	}
 	loaded, err := s.lead(ctx)
 	if err != nil {
 		return err
 	}
-	if err = s.buildExecutor(ctx, loaded); err != nil {
+	if err = s.buildSide(ctx, loaded); err != nil {
 		return err
 	}
 	if err = s.buildSource(ctx, cc, loaded); err != nil {
 		return err
 	}
 	s.built.Store(true)
+	return nil
+}
+
+// buildSide builds what consumes the session's events: the in-process pipeline,
+// or with the nats transport the publisher (and, for RoleAll, the executor).
+func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err error) {
+	if !s.nats() {
+		return s.buildExecutor(ctx, loaded)
+	}
+	if err = s.buildDLQ(ctx); err != nil {
+		return err
+	}
+	if s.pub, err = transport.NewPublisher(s.tclient, transport.PublisherOptions{Acker: s.wm, Logger: s.log, Metrics: s.set}); err != nil {
+		return err
+	}
+	if s.role == RoleAll {
+		return s.buildTransportExecutor(ctx)
+	}
 	return nil
 }
 
@@ -229,14 +279,12 @@ func (s *Service) lead(ctx context.Context) (loaded checkpoint.State, err error)
 	return loaded, nil
 }
 
-// buildExecutor builds the executor side: the DLQ, dedup and row caches, the
-// observers with their sinks (Options.Actions), and the pipeline, each action
-// starting after its checkpoint in loaded (or at Options.StartLSN).
-func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (err error) {
-	cfg, log, opts := s.cfg, s.log, s.opts
-	schema, slot := cfg.State.Schema, cfg.Source.Slot
-	if cfg.DLQ.Enabled {
-		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: schema, Slot: slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
+// buildStages builds what the executor side shares between pipelines: the DLQ and
+// the dedup and row caches.
+func (s *Service) buildStages(ctx context.Context) (err error) {
+	cfg := s.cfg
+	if cfg.DLQ.Enabled && s.dlq == nil {
+		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
 		if err = s.dlq.Migrate(ctx); err != nil {
 			return preflightDB(err)
 		}
@@ -250,6 +298,54 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 		if s.rows, err = pipeline.NewRowCache(int64(cfg.Caching.MaxBytes), s.set); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// buildDLQ prepares the DLQ table alone (the reader of the nats transport parks
+// there the changes that cannot become events).
+func (s *Service) buildDLQ(ctx context.Context) error {
+	cfg := s.cfg
+	if !cfg.DLQ.Enabled {
+		return nil
+	}
+	s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
+	if err := s.dlq.Migrate(ctx); err != nil {
+		return preflightDB(err)
+	}
+	return nil
+}
+
+// pipelineOptions are the options of a pipeline of observers acknowledging to
+// acker, each action starting after its position in start (nil: from the first
+// event it sees).
+func (s *Service) pipelineOptions(observers []*pipeline.Observer, acker pipeline.Acker, start map[string]lsn.Position) pipeline.Options {
+	cfg := s.cfg
+	popts := pipeline.Options{
+		Observers:        observers,
+		Acker:            acker,
+		Dedup:            s.dedup,
+		RowCache:         s.rows,
+		Start:            start,
+		ListenerID:       cfg.ListenerID,
+		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
+		MaxEventBytes:    int(cfg.Source.MaxEventBytes),
+		Logger:           s.log,
+		Metrics:          s.set,
+	}
+	if s.dlq != nil {
+		popts.DLQ = deadLetters{s.dlq}
+	}
+	return popts
+}
+
+// buildExecutor builds the executor side: the DLQ, dedup and row caches, the
+// observers with their sinks (Options.Actions), and the pipeline, each action
+// starting after its checkpoint in loaded (or at Options.StartLSN).
+func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (err error) {
+	cfg, log, opts := s.cfg, s.log, s.opts
+	if err = s.buildStages(ctx); err != nil {
+		return err
 	}
 	observers, err := opts.Actions.Build(ctx, ActionDeps{Pool: s.pool, Metrics: s.set, Logger: log})
 	if err != nil {
@@ -277,22 +373,7 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 			}
 		}
 	}
-	popts := pipeline.Options{
-		Observers:        observers,
-		Acker:            s.wm,
-		Dedup:            s.dedup,
-		RowCache:         s.rows,
-		Start:            start,
-		ListenerID:       cfg.ListenerID,
-		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
-		MaxEventBytes:    int(cfg.Source.MaxEventBytes),
-		Logger:           log,
-		Metrics:          s.set,
-	}
-	if s.dlq != nil {
-		popts.DLQ = deadLetters{s.dlq}
-	}
-	s.pipe, err = pipeline.New(popts)
+	s.pipe, err = pipeline.New(s.pipelineOptions(observers, s.wm, start))
 	return err
 }
 
@@ -311,11 +392,16 @@ func (s *Service) buildSource(ctx context.Context, cc *pgx.ConnConfig, loaded ch
 		checkpointLSN = 0
 	}
 	var confirm cdc.Confirmer = ackedConfirmer{s.wm}
+	var consumer cdc.Consumer = s.pub
+	var progress func() map[string]lsn.Position // per action: in-process only
+	if s.pub == nil {
+		consumer, progress = s.pipe, s.pipe.Progress
+	}
 	if s.cps != nil {
 		s.writer = checkpoint.NewWriter(checkpoint.WriterOptions{
 			Store:    s.cps,
 			Slot:     s.wm.Acked,
-			Actions:  s.pipe.Progress,
+			Actions:  progress,
 			SystemID: func() string { return s.sess.SystemID() },
 			Interval: cfg.Checkpoints.Interval,
 			Initial:  checkpointLSN,
@@ -325,7 +411,7 @@ func (s *Service) buildSource(ctx context.Context, cc *pgx.ConnConfig, loaded ch
 		})
 		confirm = s.writer
 	}
-	if s.cps != nil {
+	if s.cps != nil && s.pipe != nil {
 		if err = s.buildSnapshots(ctx, cc, loaded); err != nil {
 			return err
 		}
@@ -361,7 +447,7 @@ func (s *Service) buildSource(ctx context.Context, cc *pgx.ConnConfig, loaded ch
 		Interceptor:          intercept,
 		Logger:               log,
 		Metrics:              s.set,
-	}, s.wm, s.pipe, confirm)
+	}, s.wm, consumer, confirm)
 	if err != nil {
 		return err
 	}
@@ -482,6 +568,9 @@ const pipelineStopGrace = 5 * time.Second
 // checkpoints are written and the last status update confirms only what settled. It
 // closes the service: Run is called once.
 func (s *Service) Run(ctx context.Context) error {
+	if s.role == RoleExecutor {
+		return s.runExecutorRole(ctx)
+	}
 	defer s.close()
 	base := context.WithoutCancel(ctx)
 	pctx, pcancel := context.WithCancel(base)
@@ -492,7 +581,13 @@ func (s *Service) Run(ctx context.Context) error {
 	defer wcancel()
 
 	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- s.pipe.Run(pctx) }()
+	go func() { pipeDone <- s.runConsumer(pctx) }()
+	ectx, ecancel := context.WithCancel(base)
+	defer ecancel()
+	var execDone <-chan error // nil without an executor: never ready
+	if s.exec != nil {
+		execDone = s.runExecutor(ectx)
+	}
 	writerDone := make(chan error, 1)
 	if s.writer != nil {
 		go func() {
@@ -532,6 +627,8 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error().Err(runErr).Msg("lost the slot's lease: stepping down")
 	case runErr = <-snapDone: // a newer process owns the slot
 		snapDone = nil
+	case runErr = <-execDone:
+		execDone = nil
 	}
 
 	s.setDraining(base)
@@ -542,12 +639,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	s.sess.StopReading()
-	dctx, dcancel := context.WithTimeout(base, s.cfg.Pipeline.ShutdownTimeout)
-	if err := s.pipe.Drain(dctx); err != nil {
-		s.log.Warn().Int64("unsettled_bytes", s.pipe.InFlightBytes()).Dur("shutdown_timeout", s.cfg.Pipeline.ShutdownTimeout).
-			Msg("drain deadline passed; cancelling deliveries in progress (their events are delivered again after a restart)")
-	}
-	dcancel()
+	s.drainConsumer(base)
 	pcancel()
 	// The router finishes the evaluation it is in before it sees the cancellation;
 	// evaluation.timeout bounds that, and a stop never waits longer than pipelineStopGrace.
@@ -580,6 +672,12 @@ func (s *Service) Run(ctx context.Context) error {
 			runErr = err
 		}
 	}
+	ecancel() // the executor settles what its partitions hold, then releases them
+	if execDone != nil {
+		if err := <-execDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	stopOps()
 	if s.elect.lease != nil && !errors.Is(runErr, checkpoint.ErrFenced) {
 		s.elect.release(base) // a clean stop hands the slot over at once
@@ -588,8 +686,38 @@ func (s *Service) Run(ctx context.Context) error {
 	return errors.Join(runErr, pipeErr)
 }
 
+// runConsumer runs what consumes the session's events: the pipeline, or the
+// transport's publisher.
+func (s *Service) runConsumer(ctx context.Context) error {
+	if s.pub != nil {
+		return s.pub.Run(ctx)
+	}
+	return s.pipe.Run(ctx)
+}
+
+// drainConsumer waits, under pipeline.shutdown_timeout, until the pipeline settled
+// what it holds, or JetStream acknowledged every event handed to the publisher.
+func (s *Service) drainConsumer(base context.Context) {
+	dctx, dcancel := context.WithTimeout(base, s.cfg.Pipeline.ShutdownTimeout)
+	defer dcancel()
+	if s.pub != nil {
+		if err := s.drainPublisher(dctx); err != nil {
+			s.log.Warn().Int("unacknowledged", s.pub.Outstanding()).Dur("shutdown_timeout", s.cfg.Pipeline.ShutdownTimeout).
+				Msg("drain deadline passed; events JetStream did not acknowledge are published again after a restart")
+		}
+		return
+	}
+	if err := s.pipe.Drain(dctx); err != nil {
+		s.log.Warn().Int64("unsettled_bytes", s.pipe.InFlightBytes()).Dur("shutdown_timeout", s.cfg.Pipeline.ShutdownTimeout).
+			Msg("drain deadline passed; cancelling deliveries in progress (their events are delivered again after a restart)")
+	}
+}
+
 func (s *Service) close() {
 	s.stopOperator()
+	if s.tclient != nil {
+		s.tclient.Close()
+	}
 	if s.dedup != nil {
 		s.dedup.Close()
 	}
@@ -605,6 +733,9 @@ func (s *Service) close() {
 // of transactions committed from from (to to, when not 0), by rewinding the running
 // stream. It returns the ids of the actions concerned.
 func (s *Service) replay(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
+	if s.pipe == nil {
+		return nil, errors.New("replay is not supported with transport.type nats yet")
+	}
 	oldest, err := s.sess.OldestReplayable(ctx)
 	if err != nil {
 		return nil, err

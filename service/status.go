@@ -45,6 +45,9 @@ type StatusDoc struct {
 	Failover           FailoverDoc         `json:"failover"`
 	// Snapshots are the pending and running snapshots (backfills), oldest first.
 	Snapshots []snapshot.Info `json:"snapshots"`
+	// Transport is the nats transport as the answering instance sees it (absent
+	// with the in_process transport and when read from PostgreSQL).
+	Transport *TransportDoc `json:"transport,omitempty"`
 }
 
 // LeaderDoc names the instance that streams the slot and counts the healthy listeners.

@@ -22,6 +22,7 @@ type startFlags struct {
 	startLSN  string
 	logFormat string
 	logLevel  string
+	role      string
 }
 
 func newStartCmd(g *globals) *cobra.Command {
@@ -42,13 +43,20 @@ confirmed_flush_lsn — an older one is refused (exit code 2).
 When PostgreSQL stops or restarts (any shutdown mode), is locked or cannot be reached,
 the service pauses and reconnects with backoff (source.reconnect); it ends its
 replication connection itself so that a shutdown is never held up. It exits only when
-an operator must decide: see the exit codes in docs/cli.md.`,
+an operator must decide: see the exit codes in docs/cli.md.
+
+--role splits the work with transport.type nats (docs/scaling.md): reader streams the
+slot and publishes every event to the JetStream stream (the original's run_bridge),
+executor runs the actions for the partitions it owns and never opens the slot
+(run_executors), all (the default) does both in one process. With the in_process
+transport only all exists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStart(cmd.Context(), f) },
 	}
 	c.Flags().StringVar(&f.startLSN, "start-lsn", "", "start every action at this LSN (X/Y): later than the checkpoint skips the changes before it; earlier delivers the changes from it again (a replay, as far back as the slot's confirmed_flush_lsn)")
 	c.Flags().StringVar(&f.logFormat, "log-format", "", "log format: json (default) or console; overrides logging.format")
 	c.Flags().StringVar(&f.logLevel, "log-level", "", "log level: trace, debug, info, warn or error; overrides logging.level")
+	c.Flags().StringVar(&f.role, "role", service.RoleAll, "what this process runs with transport.type nats: reader (streams the slot into the stream), executor (runs the actions) or all")
 	return c
 }
 
@@ -79,9 +87,9 @@ func runStart(ctx context.Context, f startFlags) error {
 			return &codeError{code: exitConfig, err: fmt.Errorf("--start-lsn: %w", err)}
 		}
 	}
-	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).
+	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).Str("role", f.role).
 		Int64("memory_limit", memoryLimit(cfg)).Msg("starting")
-	svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion()})
+	svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion(), Role: f.role})
 	if errors.Is(err, service.ErrStoppedAsStandby) {
 		log.Info().Msg("stopped while standing by")
 		return nil

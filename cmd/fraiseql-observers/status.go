@@ -146,6 +146,9 @@ func printStatus(g *globals, doc service.StatusDoc, asJSON, detailed bool, from 
 	for _, sn := range doc.Snapshots {
 		fmt.Fprintln(w, "Snapshot "+snapshotLine(sn))
 	}
+	if doc.Transport != nil {
+		printTransport(w, doc.Transport, detailed)
+	}
 	if f := doc.Failover; f.Enabled {
 		if f.LeaseHolder != "" && f.LeaseExpires != nil {
 			fmt.Fprintf(w, "Failover: lease held by %s (epoch %d) until %s (lease %s)\n", f.LeaseHolder, f.LeaseEpoch,
@@ -257,4 +260,52 @@ func printDetails(w io.Writer, doc service.StatusDoc) {
 	} else {
 		fmt.Fprintf(w, "Replay window: %s, holding %s of WAL on the server\n", doc.Replay.Configured, humanBytes(float64(doc.Replay.HeldBytes)))
 	}
+}
+
+// printTransport prints the nats transport: this instance's side of it, the live
+// executors and, per partition, its owner and backlog (every partition with
+// --detailed, otherwise a summary).
+func printTransport(w io.Writer, t *service.TransportDoc, detailed bool) {
+	conn := "connected"
+	if !t.Connected {
+		conn = "NATS unavailable"
+	}
+	fmt.Fprintf(w, "Transport: nats, stream %s, role %s, %s\n", t.Stream, t.Role, conn)
+	if r := t.Reader; r != nil {
+		state := "publishing"
+		if !r.Available {
+			state = "NATS unavailable: holding the slot"
+		}
+		fmt.Fprintf(w, "  Reader: %s, %d awaiting JetStream's ack, stored up to %s\n", state, r.Outstanding, orDash(r.AckedID))
+	}
+	if e := t.Executor; e != nil {
+		fmt.Fprintf(w, "  Executor %s: owns partitions %v\n", e.ID, e.Owned)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(w, "  Partitions unknown: %s\n", t.Error)
+		return
+	}
+	owned, pending, ackPending := 0, uint64(0), 0
+	for _, p := range t.Partitions {
+		if p.Owner != "" {
+			owned++
+		}
+		pending += p.Pending
+		ackPending += p.AckPending
+	}
+	fmt.Fprintf(w, "  Executors: %d live %v; %d/%d partitions owned; backlog %d pending, %d awaiting ack\n",
+		len(t.Executors), t.Executors, owned, len(t.Partitions), pending, ackPending)
+	if !detailed {
+		return
+	}
+	for _, p := range t.Partitions {
+		fmt.Fprintf(w, "    partition %d: owner %s, %d pending, %d awaiting ack\n", p.Partition, orDash(p.Owner), p.Pending, p.AckPending)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -126,7 +126,16 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 			v.Errors = append(v.Errors, toProblem(e, path))
 		}
 	} else {
-		// What start checks before connecting: conditions and every action's settings.
+		// What start checks before connecting: the transport, conditions and every
+		// action's settings.
+		if _, err := service.TransportConfig(cfg); err != nil {
+			for _, e := range leaves(err, nil) {
+				v.Errors = append(v.Errors, toProblem(e, path))
+			}
+		}
+		for _, u := range cfg.Transport.Unset() {
+			warnings = append(warnings, configs.Warning{Pos: u.Pos, Msg: "transport." + u.String() + " (its value is not checked)"})
+		}
 		b := &builder{cfg: cfg, log: newCLILogger(g), set: newSet(), validateOnly: true}
 		if _, err := b.observers(ctx); err != nil {
 			for _, e := range leaves(err, nil) {

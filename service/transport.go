@@ -1,0 +1,319 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
+	"github.com/fraiseql/fraiseql-observers/sinks"
+	"github.com/fraiseql/fraiseql-observers/transport"
+)
+
+// Roles of an instance (start --role). With transport.type in_process only RoleAll
+// exists: the process reads the slot and runs the actions.
+const (
+	// RoleAll reads the slot and runs the actions (the default).
+	RoleAll = "all"
+	// RoleReader reads the slot and publishes the events to the transport's stream
+	// (the original system's run_bridge).
+	RoleReader = "reader"
+	// RoleExecutor runs the actions for the partitions it owns (the original's
+	// run_executors); it never opens the slot.
+	RoleExecutor = "executor"
+)
+
+// Roles lists the values of start --role.
+var Roles = []string{RoleAll, RoleReader, RoleExecutor}
+
+// TransportConfig decodes the configuration's transport section into the
+// transport's Config, fills its defaults and validates it. Errors are *configs.Errors
+// (or one *configs.Error) at the file:line:column of the key concerned. A key whose
+// environment variable was not set (configs.Options.DeferEnv) is not checked.
+func TransportConfig(cfg *configs.Config) (transport.Config, error) {
+	var tc transport.Config
+	sec := &cfg.Transport
+	if sec.Name == "" {
+		sec = &configs.Section{Name: "transport"}
+	}
+	if err := sec.Decode(&tc); err != nil {
+		return tc, err
+	}
+	if err := tc.Validate(); err != nil {
+		var ke *sinks.KeyError
+		if !errors.As(err, &ke) {
+			return tc, &configs.Error{Pos: sec.Pos, Msg: "transport: " + err.Error()}
+		}
+		if !unsetKey(ke.Key, sec.Unset()) {
+			key := ke.Key
+			for _, k := range []string{ke.Key, ke.Key + "_env"} {
+				if sec.Has(k) {
+					key = k
+					break
+				}
+			}
+			return tc, sec.ErrorfAt(key, "%v", ke.Err)
+		}
+	}
+	tc.Defaults()
+	return tc, nil
+}
+
+// unsetKey reports whether key or its *_env form refers to a variable that was not
+// set when the configuration was loaded.
+func unsetKey(key string, unset []configs.Unset) bool {
+	for _, u := range unset {
+		if u.Key == key || u.Key == key+"_env" || strings.HasPrefix(u.Key, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRole returns the role the instance runs as: role ("" is RoleAll), which must
+// be one of Roles and, except RoleAll, needs the nats transport.
+func checkRole(role string, tc transport.Config, cfg *configs.Config) (string, error) {
+	if role == "" {
+		role = RoleAll
+	}
+	switch role {
+	case RoleAll, RoleReader, RoleExecutor:
+	default:
+		return "", &ConfigError{Err: fmt.Errorf("--role must be reader, executor or all, not %q", role)}
+	}
+	if tc.Type != transport.TypeNATS {
+		if role != RoleAll {
+			return "", &ConfigError{Err: fmt.Errorf("--role %s needs transport.type: nats; with the in_process transport (%s) one process reads the slot and runs the actions: use --role all",
+				role, orFile(cfg.Transport.TypePos, cfg.File))}
+		}
+		return role, nil
+	}
+	if cfg.Snapshot.Mode == configs.SnapshotInitial && role != RoleExecutor {
+		return "", &ConfigError{Err: errors.New("snapshot.mode initial is not supported with transport.type nats yet: backfills need the in_process transport")}
+	}
+	return role, nil
+}
+
+func orFile(p configs.Pos, file string) string {
+	if p.IsValid() {
+		return "at " + p.String()
+	}
+	return "the default, " + file + " has no transport section"
+}
+
+// nats reports whether the instance uses the nats transport.
+func (s *Service) nats() bool { return s.tc.Type == transport.TypeNATS }
+
+// connectTransport connects to NATS and makes sure the stream and the ownership
+// bucket exist as configured (creating them when missing).
+func (s *Service) connectTransport(ctx context.Context) error {
+	c, err := transport.Connect(s.tc, s.log.With().Str("component", "transport").Logger())
+	if err != nil {
+		var ke *sinks.KeyError
+		if errors.As(err, &ke) {
+			return &ConfigError{Err: s.cfg.Transport.ErrorfAt(ke.Key, "%v", ke.Err)}
+		}
+		return fmt.Errorf("transport: %w", err)
+	}
+	s.tclient = c
+	if _, err := c.EnsureStream(ctx); err != nil {
+		var ke *sinks.KeyError
+		if errors.As(err, &ke) {
+			return &ConfigError{Err: s.cfg.Transport.ErrorfAt(ke.Key, "%v", ke.Err)}
+		}
+		return fmt.Errorf("transport: %w", err)
+	}
+	return nil
+}
+
+// buildTransportExecutor builds the executor side of the nats transport: the DLQ
+// and the caches, and a transport.Executor whose generations each build the
+// observers and their sinks anew, fenced, acknowledging through the generation.
+func (s *Service) buildTransportExecutor(ctx context.Context) error {
+	if err := s.buildStages(ctx); err != nil {
+		return err
+	}
+	base := context.WithoutCancel(ctx)
+	e, err := transport.NewExecutor(s.tclient, transport.ExecutorOptions{
+		Logger:  s.log,
+		Metrics: s.set,
+		NewPipeline: func(g *transport.Generation) (*pipeline.Pipeline, error) {
+			return s.generationPipeline(base, g)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	s.exec = e
+	return nil
+}
+
+// generationPipeline builds the stage graph of one generation of owned
+// partitions: the same as in-process (conditions, per-row queues, retries, the
+// DLQ, dedup, the row cache), with every sink fenced by g and g as the Acker. It
+// skips nothing by checkpoint: the stream's acknowledgements take their place.
+func (s *Service) generationPipeline(ctx context.Context, g *transport.Generation) (*pipeline.Pipeline, error) {
+	observers, err := s.opts.Actions.Build(ctx, ActionDeps{Pool: s.pool, Metrics: s.set, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range observers {
+		for _, a := range o.Actions {
+			a.Sink = g.Fence(a.Sink)
+		}
+	}
+	return pipeline.New(s.pipelineOptions(observers, g, nil))
+}
+
+// runExecutor runs the transport executor until ctx ends; the returned channel
+// receives its outcome.
+func (s *Service) runExecutor(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.exec.Run(ctx) }()
+	return done
+}
+
+// runExecutorRole is Run for --role executor: the executor and the operator
+// surface, no replication.
+func (s *Service) runExecutorRole(ctx context.Context) error {
+	defer s.close()
+	base := context.WithoutCancel(ctx)
+	ectx, ecancel := context.WithCancel(base)
+	defer ecancel()
+	done := s.runExecutor(ectx)
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info().Msg("shutting down: settle what the owned partitions hold, release them")
+		s.setDraining(base)
+		ecancel()
+		runErr = <-done
+	case runErr = <-done:
+	}
+	s.setStopped(base)
+	return runErr
+}
+
+// drainPublisher waits until JetStream acknowledged every event handed to the
+// publisher, or ctx ends.
+func (s *Service) drainPublisher(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for s.pub.Outstanding() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// transportProblem says why the transport keeps the instance from being ready, nil
+// when it does not: NATS unreachable, or the reader's publishes failing.
+func (s *Service) transportProblem() error {
+	if s.tclient == nil {
+		return nil
+	}
+	if !s.tclient.Connected() {
+		return errors.New("NATS is unavailable: the transport cannot be reached (the reader holds the slot)")
+	}
+	if s.pub != nil && !s.pub.Available() && s.pub.Outstanding() > 0 {
+		return errors.New("NATS JetStream does not acknowledge publishes: the reader holds the slot")
+	}
+	return nil
+}
+
+// TransportDoc is the transport part of the status document (nats transport only).
+type TransportDoc struct {
+	Type   string `json:"type"`
+	Role   string `json:"role"`
+	Stream string `json:"stream"`
+	// Connected reports whether this instance's connection to NATS is up.
+	Connected bool `json:"connected"`
+	// Reader is this instance's publishing side (roles reader and all).
+	Reader *TransportReaderDoc `json:"reader,omitempty"`
+	// Executor is this instance's executor (roles executor and all).
+	Executor *TransportExecutorDoc `json:"executor,omitempty"`
+	// Executors are the live executors, as the ownership bucket holds them.
+	Executors []string `json:"executors"`
+	// Partitions is every partition's owner and backlog.
+	Partitions []PartitionDoc `json:"partitions"`
+	// Error says why the bucket or the stream could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// TransportReaderDoc is the reader's side of the transport.
+type TransportReaderDoc struct {
+	// Available is false while NATS does not acknowledge publishes (the reader
+	// then holds the slot).
+	Available bool `json:"available"`
+	// Outstanding counts the events handed to the publisher and not yet
+	// acknowledged by JetStream.
+	Outstanding int `json:"outstanding"`
+	// AckedID is the event id at and below which JetStream holds every event.
+	AckedID string `json:"acked_id,omitempty"`
+}
+
+// TransportExecutorDoc is this instance's executor.
+type TransportExecutorDoc struct {
+	ID    string `json:"id"`
+	Owned []int  `json:"owned_partitions"`
+}
+
+// PartitionDoc is one partition: its owner, and its backlog in the stream
+// (messages not yet delivered to its consumer, and delivered but not acknowledged).
+type PartitionDoc struct {
+	Partition  int    `json:"partition"`
+	Owner      string `json:"owner"`
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+}
+
+// transportDoc reads the transport's state for the status document.
+func (s *Service) transportDoc(ctx context.Context) *TransportDoc {
+	if s.tclient == nil {
+		return nil
+	}
+	d := &TransportDoc{Type: s.tc.Type, Role: s.role, Stream: s.tc.Stream, Connected: s.tclient.Connected(),
+		Executors: []string{}, Partitions: []PartitionDoc{}}
+	if s.pub != nil {
+		r := &TransportReaderDoc{Available: s.pub.Available() || (s.pub.Outstanding() == 0 && d.Connected), Outstanding: s.pub.Outstanding()}
+		if p, ok := s.pub.Acked(); ok {
+			r.AckedID = p.String()
+		}
+		d.Reader = r
+	}
+	if s.exec != nil {
+		d.Executor = &TransportExecutorDoc{ID: s.exec.ID(), Owned: s.exec.Owned()}
+		if d.Executor.Owned == nil {
+			d.Executor.Owned = []int{}
+		}
+	}
+	owners, members, err := s.tclient.Owners(ctx)
+	if err != nil {
+		d.Error = fmt.Sprintf("read the ownership bucket: %v", err)
+		return d
+	}
+	if members != nil {
+		d.Executors = members
+	}
+	for _, o := range owners {
+		d.Partitions = append(d.Partitions, PartitionDoc{Partition: o.Partition, Owner: o.Owner})
+	}
+	backlogs, err := s.tclient.Backlogs(ctx)
+	if err != nil {
+		d.Error = fmt.Sprintf("read the stream's consumers: %v", err)
+		return d
+	}
+	for _, b := range backlogs {
+		if b.Partition < len(d.Partitions) {
+			d.Partitions[b.Partition].Pending += b.Pending
+			d.Partitions[b.Partition].AckPending += b.AckPending
+		}
+	}
+	return d
+}
