@@ -78,7 +78,7 @@ type Service struct {
 	tclient *transport.Client
 	pub     *transport.Publisher
 	exec    *transport.Executor
-	ops    operator
+	ops     operator
 	// initialSnapshot: snapshot.mode initial and the slot was never streamed; the
 	// snapshot is recorded when the slot is claimed.
 	initialSnapshot bool
