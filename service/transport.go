@@ -130,11 +130,13 @@ func (s *Service) connectTransport(ctx context.Context) error {
 }
 
 // buildTransportExecutor builds the executor side of the nats transport: the DLQ
-// and the caches, and a transport.Executor whose generations each build the
-// observers and their sinks anew, fenced, acknowledging through the generation.
+// and a transport.Executor whose generations each build the observers and their
+// sinks anew, fenced, acknowledging through the generation.
 func (s *Service) buildTransportExecutor(ctx context.Context) error {
-	if err := s.buildStages(ctx); err != nil {
-		return err
+	if s.dlq == nil {
+		if err := s.buildDLQ(ctx); err != nil {
+			return err
+		}
 	}
 	base := context.WithoutCancel(ctx)
 	e, err := transport.NewExecutor(s.tclient, transport.ExecutorOptions{
@@ -153,8 +155,16 @@ func (s *Service) buildTransportExecutor(ctx context.Context) error {
 
 // generationPipeline builds the stage graph of one generation of owned
 // partitions: the same as in-process (conditions, per-row queues, retries, the
-// DLQ, dedup, the row cache), with every sink fenced by g and g as the Acker. It
-// skips nothing by checkpoint: the stream's acknowledgements take their place.
+// DLQ), with every sink fenced by g and g as the Acker. It skips nothing by
+// checkpoint or by deduplication, and fills nothing from the row cache: all three
+// assume one stream in commit order, while a generation reads several partitions
+// side by side (a partition that moves back is read from its first unacknowledged
+// message, below ids already settled from the others: the deduplication's
+// LSN-ordering rule dropped such events, acknowledged, in TestTransportExecutorKilled),
+// and a row's partition may have been served by another executor since its image
+// was cached. The stream's acknowledgements take the place of checkpoints and
+// deduplication: repeats happen only after a crash or a lease lost mid-delivery,
+// with the same event id.
 func (s *Service) generationPipeline(ctx context.Context, g *transport.Generation) (*pipeline.Pipeline, error) {
 	observers, err := s.opts.Actions.Build(ctx, ActionDeps{Pool: s.pool, Metrics: s.set, Logger: s.log})
 	if err != nil {
@@ -165,7 +175,9 @@ func (s *Service) generationPipeline(ctx context.Context, g *transport.Generatio
 			a.Sink = g.Fence(a.Sink)
 		}
 	}
-	return pipeline.New(s.pipelineOptions(observers, g, nil))
+	popts := s.pipelineOptions(observers, g, nil)
+	popts.Dedup, popts.RowCache = nil, nil
+	return pipeline.New(popts)
 }
 
 // runExecutor runs the transport executor until ctx ends; the returned channel

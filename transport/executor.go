@@ -27,8 +27,9 @@ type ExecutorOptions struct {
 	ID string
 	// NewPipeline builds the stage graph for one generation of owned partitions
 	// (required). The pipeline must use g as its Acker and wrap every action's sink
-	// with g.Fence; it must not skip events by checkpoint (Options.Start), since
-	// partitions interleave ids. Its Run closes the sinks, so each call builds new
+	// with g.Fence; it must not skip events by checkpoint (Options.Start) nor use
+	// the pipeline's Dedup, whose LSN-ordering rule drops ids below those already
+	// settled, since partitions interleave ids. Its Run closes the sinks, so each call builds new
 	// ones.
 	NewPipeline func(g *Generation) (*pipeline.Pipeline, error)
 	Logger      zerolog.Logger

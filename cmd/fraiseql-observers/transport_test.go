@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/service"
+)
+
+// The tests of this file run the binary with transport.type nats: one reader
+// (start --role reader) and executor processes (start --role executor) between a
+// throwaway PostgreSQL, a real nats-server -js and a webhook receiver. A
+// test_decoding slot is the independent oracle of what was committed.
+
+// startJetStream starts nats-server with JetStream on a free loopback port; its
+// store survives a Restart.
+func startJetStream(t *testing.T) (*sinktest.Process, string) {
+	t.Helper()
+	port := sinktest.FreePort(t)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, filepath.Join(dir, "js"))
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return sinktest.StartProcess(t, addr, "nats-server", "-c", path), "nats://" + addr
+}
+
+// hookDelivery is one request the receiver got: the event id (Idempotency-Key) and
+// the row's id and v.
+type hookDelivery struct {
+	eventID string
+	row, v  int
+}
+
+// hookReceiver is a webhook receiver on loopback that records every delivery in
+// the order it arrived.
+type hookReceiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []hookDelivery
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	r := &hookReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		var ev fileEvent
+		if err == nil {
+			err = json.Unmarshal(body, &ev)
+		}
+		if err != nil {
+			http.Error(w, "not an event", http.StatusBadRequest)
+			return
+		}
+		row, _ := strconv.Atoi(string(ev.New["id"]))
+		v, _ := strconv.Atoi(string(ev.New["v"]))
+		r.mu.Lock()
+		r.got = append(r.got, hookDelivery{eventID: req.Header.Get("Idempotency-Key"), row: row, v: v})
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *hookReceiver) deliveries() []hookDelivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]hookDelivery(nil), r.got...)
+}
+
+func (r *hookReceiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// transportRig is one PostgreSQL database, one nats-server and one receiver, and
+// the configurations of the processes under test.
+type transportRig struct {
+	t        *testing.T
+	db       *pgtest.DB
+	nats     *sinktest.Process
+	natsURL  string
+	hook     *hookReceiver
+	oracle   string
+	stream   string
+	writerID int // next row id of the workload
+}
+
+func newTransportRig(t *testing.T) *transportRig {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)`)
+	r := &transportRig{t: t, db: db, hook: newHookReceiver(t), writerID: 1}
+	r.nats, r.natsURL = startJetStream(t)
+	// Slot and stream names are per cluster and per server; the database name is unique.
+	r.oracle = "oracle_" + db.Name
+	r.stream = "ev_" + db.Name
+	db.CreateSlotWith(r.oracle, "test_decoding")
+	return r
+}
+
+// config returns the configuration of one process: its listener id and admin
+// address, the nats transport and one webhook observer of t.
+func (r *transportRig) config(listener, addr string) string {
+	return writeConfig(r.t, fmt.Sprintf(`listener_id: %s
+source:
+  dsn: %q
+  slot: obs_slot
+  publication: obs_pub
+  manage_slot: true
+  manage_publication: true
+  publication_tables: [public.t]
+  status_interval: 1s
+  reconnect: {initial_delay: 100ms, max_delay: 1s}
+checkpoints: {enabled: true, interval: 200ms}
+dlq: {enabled: true}
+concurrent_execution: {enabled: true, max_concurrency: 8}
+admin: {listen: %q}
+logging: {level: info}
+transport:
+  type: nats
+  url: %q
+  stream: %s
+  subject_prefix: ev.%s
+  partitions: 8
+  lease_ttl: 2s
+  ack_wait: 5s
+  timeout: 2s
+observers:
+  rows:
+    entity: public.t
+    event_type: [INSERT, UPDATE]
+    retry: {max_attempts: 1000, initial_delay: 20ms, max_delay: 200ms}
+    actions:
+      - type: webhook
+        url: %q
+        allow_private_networks: true
+        timeout: 5s
+`, listener, r.db.DSN(), addr, r.natsURL, r.stream, r.stream, r.hook.srv.URL+"/hook"))
+}
+
+// start runs one process with role and waits until its /readyz says ready.
+func (r *transportRig) start(role, listener string) (*proc, string) {
+	r.t.Helper()
+	addr := freeAddr(r.t)
+	p := startService(r.t, nil, "start", "--role", role, "--config", r.config(listener, addr))
+	waitFor(r.t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
+		if p.exited() {
+			r.t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
+		}
+		return httpStatus(addr, "/readyz") == http.StatusOK
+	})
+	return p, addr
+}
+
+// write commits n transactions, each inserting two new rows and incrementing v of
+// the two rows inserted by the transaction before; per row, v counts its changes
+// from 0 in commit order.
+func (r *transportRig) write(n int) {
+	r.t.Helper()
+	ctx := context.Background()
+	conn := r.db.Conn()
+	for range n {
+		id := r.writerID
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO t VALUES ($1, 0), ($2, 0)`, id, id+1); err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE t SET v = v + 1 WHERE id IN ($1, $2)`, id-2, id-1); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			r.t.Fatal(err)
+		}
+		r.writerID += 2
+	}
+}
+
+// writeInBackground writes n transactions, pausing between them, on its own
+// goroutine; the returned function waits for it.
+func (r *transportRig) writeInBackground(n int) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, r.db.DSN())
+		if err != nil {
+			r.t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		for range n {
+			id := r.writerID
+			_, err := conn.Exec(ctx, `WITH i AS (INSERT INTO t VALUES ($1, 0), ($2, 0)) UPDATE t SET v = v + 1 WHERE id IN ($3, $4)`, id, id+1, id-2, id-1)
+			if err != nil {
+				r.t.Error(err)
+				return
+			}
+			r.writerID += 2
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() { <-done }
+}
+
+// committed reads, from the oracle slot, each row's committed values of v in
+// commit order.
+func (r *transportRig) committed() map[int][]int {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := r.db.Server.Connect(ctx, r.db.Name)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL) WHERE data LIKE 'table public.t: %'`, r.oracle)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^table public\.t: (INSERT|UPDATE): id\[integer\]:(\d+) v\[integer\]:(\d+)$`)
+	out := map[int][]int{}
+	for _, l := range lines {
+		m := re.FindStringSubmatch(l)
+		if m == nil {
+			r.t.Fatalf("unexpected oracle line %q", l)
+		}
+		id, _ := strconv.Atoi(m[2])
+		v, _ := strconv.Atoi(m[3])
+		out[id] = append(out[id], v)
+	}
+	return out
+}
+
+// changes counts the values of committed.
+func changes(c map[int][]int) int {
+	n := 0
+	for _, vs := range c {
+		n += len(vs)
+	}
+	return n
+}
+
+// check waits until the receiver got every committed change, then checks the
+// deliveries against the oracle: every committed change was delivered; per row,
+// the first deliveries of its events follow commit order; a repeat carries the
+// event id of the first delivery of the same change, and one event id is never
+// two changes. It returns the number of repeated deliveries.
+func (r *transportRig) check() int {
+	r.t.Helper()
+	want := r.committed()
+	total := changes(want)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(distinctChanges(r.hook.deliveries())) < total {
+		if time.Now().After(deadline) {
+			got := distinctChanges(r.hook.deliveries())
+			var missing [][2]int
+			for row, vs := range want {
+				for _, v := range vs {
+					if !got[[2]int{row, v}] && len(missing) < 10 {
+						missing = append(missing, [2]int{row, v})
+					}
+				}
+			}
+			r.t.Fatalf("timed out after 60s waiting for %d committed changes delivered: %d delivered (%d deliveries); missing (row, v) for example %v",
+				total, len(got), r.hook.count(), missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := r.hook.deliveries()
+	firsts := map[int][]int{}       // row → v in order of first delivery
+	idOf := map[[2]int]string{}     // (row, v) → event id
+	changeOf := map[string][2]int{} // event id → (row, v)
+	repeats := 0
+	for _, d := range got {
+		k := [2]int{d.row, d.v}
+		if d.eventID == "" {
+			r.t.Fatalf("delivery of row %d v %d without an Idempotency-Key", d.row, d.v)
+		}
+		if prev, ok := changeOf[d.eventID]; ok && prev != k {
+			r.t.Fatalf("event id %s delivered for row %d v %d and for row %d v %d", d.eventID, prev[0], prev[1], d.row, d.v)
+		}
+		changeOf[d.eventID] = k
+		if id, ok := idOf[k]; ok {
+			if id != d.eventID {
+				r.t.Fatalf("row %d v %d delivered again under another event id: %s, then %s", d.row, d.v, id, d.eventID)
+			}
+			repeats++
+			continue
+		}
+		idOf[k] = d.eventID
+		firsts[d.row] = append(firsts[d.row], d.v)
+	}
+	for row, vs := range want {
+		if fmt.Sprint(firsts[row]) != fmt.Sprint(vs) {
+			r.t.Fatalf("row %d: unexpected deliveries in first-arrival order; got %v; want %v (commit order)", row, firsts[row], vs)
+		}
+	}
+	if len(firsts) != len(want) {
+		r.t.Fatalf("unexpected rows delivered; got %d; want %d", len(firsts), len(want))
+	}
+	r.t.Logf("%d committed changes, %d deliveries (%d repeats)", total, len(got), repeats)
+	return repeats
+}
+
+func distinctChanges(ds []hookDelivery) map[[2]int]bool {
+	out := map[[2]int]bool{}
+	for _, d := range ds {
+		out[[2]int{d.row, d.v}] = true
+	}
+	return out
+}
+
+// transportStatus reads the status document of the instance at addr.
+func transportStatus(t *testing.T, addr string) *service.TransportDoc {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc service.StatusDoc
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Transport == nil {
+		t.Fatalf("the status of %s has no transport part", addr)
+	}
+	return doc.Transport
+}
+
+// ownedBy counts the partitions the bucket gives each executor, as the status of
+// the instance at addr shows them.
+func ownedBy(t *testing.T, addr string) map[string]int {
+	out := map[string]int{}
+	for _, p := range transportStatus(t, addr).Partitions {
+		if p.Owner != "" {
+			out[p.Owner]++
+		}
+	}
+	return out
+}
+
+// waitOwners waits until n executors own every one of the 8 partitions between them.
+func waitOwners(t *testing.T, addr string, n int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d executors to own the 8 partitions", n), func() bool {
+		o := ownedBy(t, addr)
+		total := 0
+		for _, c := range o {
+			total += c
+		}
+		return len(o) == n && total == 8
+	})
+}
+
+// TestTransportExecutorKilled: a reader and two executors deliver every committed
+// change; one executor is SIGKILLed under write load: its partitions move to the
+// other, nothing is lost, each row's changes arrive in commit order and repeats
+// carry the same event id. /readyz, status and /metrics show the transport.
+func TestTransportExecutorKilled(t *testing.T) {
+	r := newTransportRig(t)
+	reader, raddr := r.start(service.RoleReader, "reader-1")
+	_, e1addr := r.start(service.RoleExecutor, "exec-1")
+	e2, _ := r.start(service.RoleExecutor, "exec-2")
+	waitOwners(t, raddr, 2)
+
+	r.write(50)
+	waitFor(t, 60*time.Second, "the first deliveries", func() bool { return r.hook.count() >= 100 })
+	wait := r.writeInBackground(300)
+	waitFor(t, 60*time.Second, "deliveries under load", func() bool { return r.hook.count() >= 400 })
+	e2.kill()
+	wait()
+	r.check()
+	waitOwners(t, raddr, 1)
+
+	st := transportStatus(t, e1addr)
+	if st.Role != service.RoleExecutor || st.Executor == nil || len(st.Executor.Owned) != 8 || !st.Connected {
+		t.Fatalf("unexpected transport status of the surviving executor: %+v", st)
+	}
+	rst := transportStatus(t, raddr)
+	if rst.Reader == nil || !rst.Reader.Available || rst.Reader.Outstanding != 0 {
+		t.Fatalf("unexpected reader status: %+v", rst.Reader)
+	}
+	m := scrape(t, raddr, "")
+	if m["observer_transport_available"] != 1 || m["observer_transport_published_total"] < float64(changes(r.committed())) {
+		t.Fatalf("unexpected reader metrics: available %v, published %v", m["observer_transport_available"], m["observer_transport_published_total"])
+	}
+	if got := scrape(t, e1addr, "")["observer_transport_owned_partitions"]; got != 8 {
+		t.Fatalf("unexpected observer_transport_owned_partitions of the survivor; got %v; want 8", got)
+	}
+	if code := reader.stop(); code != 0 {
+		t.Fatalf("unexpected exit code of the reader: %d", code)
+	}
+}
