@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -396,6 +397,7 @@ func TestTransportExecutorKilled(t *testing.T) {
 	waitFor(t, 60*time.Second, "deliveries under load", func() bool { return r.hook.count() >= 400 })
 	e2.kill()
 	wait()
+	r.write(100) // after the kill, whatever the background writer had left
 	r.check()
 	waitOwners(t, raddr, 1)
 
@@ -416,5 +418,103 @@ func TestTransportExecutorKilled(t *testing.T) {
 	}
 	if code := reader.stop(); code != 0 {
 		t.Fatalf("unexpected exit code of the reader: %d", code)
+	}
+}
+
+// TestTransportScaleOneThreeOne: executors scaled 1 → 3 → 1 (the two extra ones
+// stopped with SIGTERM) while changes stream: partitions move, nothing is lost and
+// each row's changes arrive in commit order.
+func TestTransportScaleOneThreeOne(t *testing.T) {
+	r := newTransportRig(t)
+	_, raddr := r.start(service.RoleReader, "reader-1")
+	r.start(service.RoleExecutor, "exec-1")
+	waitOwners(t, raddr, 1)
+	wait := r.writeInBackground(400)
+	waitFor(t, 60*time.Second, "deliveries with one executor", func() bool { return r.hook.count() >= 150 })
+	e2, _ := r.start(service.RoleExecutor, "exec-2")
+	e3, _ := r.start(service.RoleExecutor, "exec-3")
+	waitOwners(t, raddr, 3)
+	n := r.hook.count()
+	waitFor(t, 60*time.Second, "deliveries with three executors", func() bool { return r.hook.count() >= n+150 })
+	if code := e2.stop(); code != 0 {
+		t.Fatalf("unexpected exit code of exec-2: %d", code)
+	}
+	if code := e3.stop(); code != 0 {
+		t.Fatalf("unexpected exit code of exec-3: %d", code)
+	}
+	waitOwners(t, raddr, 1)
+	wait()
+	r.check()
+}
+
+// TestTransportReaderKilled: the reader is SIGKILLed while changes stream and
+// started again: it streams the slot again from its confirmed position, JetStream's
+// duplicate window drops what it publishes again, and the executor delivers every
+// committed change exactly once (nothing else fails, so nothing repeats).
+func TestTransportReaderKilled(t *testing.T) {
+	r := newTransportRig(t)
+	reader, _ := r.start(service.RoleReader, "reader-1")
+	r.start(service.RoleExecutor, "exec-1")
+	wait := r.writeInBackground(400)
+	waitFor(t, 60*time.Second, "deliveries before the kill", func() bool { return r.hook.count() >= 200 })
+	reader.kill()
+	_, raddr := r.start(service.RoleReader, "reader-1")
+	wait()
+	if repeats := r.check(); repeats != 0 {
+		t.Fatalf("unexpected repeated deliveries after the reader's restart; got %d; want 0 (JetStream's duplicate window drops re-published events)", repeats)
+	}
+	m := scrape(t, raddr, "")
+	t.Logf("the restarted reader published %v events, %v of them dropped as duplicates", m["observer_transport_published_total"], m["observer_transport_publish_duplicates_total"])
+}
+
+// TestTransportNATSAway: while NATS is down the reader holds the slot and says so
+// in /readyz and status; once NATS is back everything committed meanwhile is
+// delivered.
+func TestTransportNATSAway(t *testing.T) {
+	r := newTransportRig(t)
+	addr := freeAddr(t)
+	cfg := r.config("reader-1", addr)
+	p := startService(t, nil, "start", "--role", service.RoleAll, "--config", cfg)
+	waitFor(t, 60*time.Second, "the service to be ready", func() bool {
+		if p.exited() {
+			t.Fatalf("the service exited:\n%s", p.output())
+		}
+		return httpStatus(addr, "/readyz") == http.StatusOK
+	})
+	r.write(20)
+	waitFor(t, 60*time.Second, "the first deliveries", func() bool { return r.hook.count() >= 40 })
+	r.nats.Kill()
+	r.write(20)
+	waitFor(t, 60*time.Second, "/readyz to report NATS unavailable", func() bool {
+		code, body := readyz(addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "NATS")
+	})
+	res := expectCLI(t, nil, 0, []string{"Transport: nats", "NATS unavailable"}, "status", "--config", cfg)
+	if p.exited() {
+		t.Fatalf("the service exited while NATS was away:\n%s\nstatus:\n%s", p.output(), res.stdout)
+	}
+	r.nats.Start()
+	waitFor(t, 60*time.Second, "the service to be ready again", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
+	r.write(10)
+	r.check()
+	expectCLI(t, nil, 0, []string{"Transport: nats", "role all, connected", "Reader: publishing", "1 live", "8/8 partitions owned"}, "status", "--config", cfg)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("unexpected exit code: %d", code)
+	}
+}
+
+// TestTransportRoleNeedsNATS: --role reader or executor with the in_process
+// transport is refused with exit code 2 and a message saying why.
+func TestTransportRoleNeedsNATS(t *testing.T) {
+	cfg := writeConfig(t, "source:\n  dsn: postgres://u@127.0.0.1:1/x\nobservers:\n  o:\n    entity: public.t\n    actions:\n      - type: log\n")
+	for _, role := range []string{service.RoleReader, service.RoleExecutor} {
+		r := cli(t, nil, "start", "--role", role, "--config", cfg)
+		if r.code != exitConfig || !strings.Contains(r.stderr, "--role "+role+" needs transport.type: nats") {
+			t.Fatalf("unexpected outcome of --role %s with the in_process transport; got exit code %d, stderr:\n%s", role, r.code, r.stderr)
+		}
+	}
+	r := cli(t, nil, "start", "--role", "bridge", "--config", cfg)
+	if r.code != exitConfig || !strings.Contains(r.stderr, "--role must be reader, executor or all") {
+		t.Fatalf("unexpected outcome of --role bridge; got exit code %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
