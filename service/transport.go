@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -328,4 +330,70 @@ func (s *Service) transportDoc(ctx context.Context) *TransportDoc {
 		}
 	}
 	return d
+}
+
+// TransportChecks are the checks of the nats transport for validate-config
+// --detailed: NATS reachable with the configured credentials, the stream (missing:
+// the reader creates it; existing: its subjects, retention, duplicate window and
+// partition count), and the executors and partitions as the ownership bucket holds
+// them. None with the in_process transport. Nothing is created or changed.
+func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
+	tc, err := TransportConfig(cfg)
+	if err != nil || tc.Type != transport.TypeNATS {
+		return nil
+	}
+	var out []Check
+	add := func(name, status, format string, args ...any) {
+		out = append(out, Check{Name: name, Status: status, Message: fmt.Sprintf(format, args...)})
+	}
+	c, err := transport.Connect(tc, zerolog.Nop())
+	if err != nil {
+		add("transport_connect", CheckFail, "cannot connect to NATS (transport.url): %v", err)
+		return out
+	}
+	defer c.Close()
+	add("transport_connect", CheckOK, "connected to NATS for the transport")
+	sc, err := c.CheckStream(ctx)
+	switch {
+	case err != nil:
+		add("transport_stream", CheckFail, "%v", err)
+		return out
+	case !sc.Exists:
+		add("transport_stream", CheckOK, "stream %s does not exist yet; the reader creates it (subjects %s.*, work queue, %d replicas, duplicate window %s)",
+			tc.Stream, tc.SubjectPrefix, tc.Replicas, tc.DuplicateWindow)
+		return out
+	}
+	add("transport_stream", CheckOK, "stream %s fits the transport (subjects %s.*, work queue, %d partitions, %d replicas): %d messages, %d consumers",
+		tc.Stream, tc.SubjectPrefix, tc.Partitions, sc.Replicas, sc.Messages, sc.Consumers)
+	if !sc.Bucket {
+		add("transport_consumers", CheckWarn, "ownership bucket %s does not exist yet: no executor has run", c.OwnersBucket())
+		return out
+	}
+	owners, members, err := c.Owners(ctx)
+	if err != nil {
+		add("transport_consumers", CheckFail, "cannot read the ownership bucket %s: %v", c.OwnersBucket(), err)
+		return out
+	}
+	owned := 0
+	for _, o := range owners {
+		if o.Owner != "" {
+			owned++
+		}
+	}
+	backlogs, err := c.Backlogs(ctx)
+	if err != nil {
+		add("transport_consumers", CheckFail, "cannot read the stream's consumers: %v", err)
+		return out
+	}
+	var pending uint64
+	for _, b := range backlogs {
+		pending += b.Pending
+	}
+	status := CheckOK
+	if owned < len(owners) {
+		status = CheckWarn
+	}
+	add("transport_consumers", status, "%d live executors; %d/%d partitions owned; %d partition consumers, %d messages pending",
+		len(members), owned, len(owners), len(backlogs), pending)
+	return out
 }

@@ -445,6 +445,20 @@ func TestTransportScaleOneThreeOne(t *testing.T) {
 	waitOwners(t, raddr, 1)
 	wait()
 	r.check()
+
+	// validate-config --detailed checks the stream and the partitions' owners,
+	// and refuses a partition count other than the stream's.
+	cfg := r.config("check", freeAddr(t))
+	expectCLI(t, nil, 0, []string{"connected to NATS for the transport", "stream " + r.stream + " fits the transport", "1 live executors; 8/8 partitions owned"},
+		"validate-config", "--detailed", cfg)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "partitions: 8", "partitions: 4", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expectCLI(t, nil, exitPrefight, []string{"was created with 8 partitions, not 4"}, "validate-config", "--detailed", cfg)
 }
 
 // TestTransportReaderKilled: the reader is SIGKILLed while changes stream and

@@ -31,7 +31,10 @@ attribute, the publication and the slot, that every observed table exists, is pu
 under its own name, has the columns its observers' conditions read, and has the replica
 identity its observers need (conditions that read old values need REPLICA
 IDENTITY FULL, or the row cache for rows seen before), and that the role may use the
-service's tables in state.schema. A failed check exits with code 3.`,
+service's tables in state.schema. With transport.type nats it also connects to NATS and
+checks the stream (an existing one must fit: subjects, work-queue retention, duplicate window,
+partitions) and the executors' ownership of the partitions, changing nothing. A failed check
+exits with code 3.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := g.config
@@ -168,7 +171,7 @@ func runValidate(ctx context.Context, g *globals, path string, detailed bool) er
 		v.Summary = s
 		if detailed {
 			v.ChecksRun = true
-			v.Checks = service.RunChecks(ctx, cfg, actions{cfg: cfg}.Templates)
+			v.Checks = append(service.RunChecks(ctx, cfg, actions{cfg: cfg}.Templates), service.TransportChecks(ctx, cfg)...)
 		}
 	}
 	failed := 0
