@@ -56,8 +56,12 @@ func (s *Service) startOperator(ctx context.Context) error {
 	}
 	s.elect.hb = registry.NewHeartbeat(registry.HeartbeatOptions{Store: op.reg, Record: s.record, Interval: s.opsInterval(),
 		Logger: s.log, Metrics: s.set})
-	s.set.NewGauge(`observer_role{role="leader"}`, func() float64 { return b2f(s.elect.leading.Load()) })
-	s.set.NewGauge(`observer_role{role="standby"}`, func() float64 { return b2f(!s.elect.leading.Load()) })
+	if s.role == RoleExecutor { // never leads nor stands by: it has no slot
+		s.set.NewGauge(`observer_role{role="executor"}`, func() float64 { return 1 })
+	} else {
+		s.set.NewGauge(`observer_role{role="leader"}`, func() float64 { return b2f(s.elect.leading.Load()) })
+		s.set.NewGauge(`observer_role{role="standby"}`, func() float64 { return b2f(!s.elect.leading.Load()) })
+	}
 	if cfg.Failover.Enabled {
 		s.set.NewGauge("observer_lease_epoch", func() float64 { e, _, _ := s.elect.state(); return float64(e) })
 		s.set.NewGauge("observer_lease_remaining_seconds", func() float64 {

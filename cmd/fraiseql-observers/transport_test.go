@@ -46,8 +46,9 @@ func startJetStream(t *testing.T) (*sinktest.Process, string) {
 // hookDelivery is one request the receiver got: the event id (Idempotency-Key) and
 // the row's id and v.
 type hookDelivery struct {
-	eventID string
-	row, v  int
+	eventID  string
+	row, v   int
+	listener string // the X-Listener header: which process delivered it
 }
 
 // hookReceiver is a webhook receiver on loopback that records every delivery in
@@ -56,10 +57,15 @@ type hookReceiver struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []hookDelivery
+	// holdFor names a process whose requests are recorded and then held, unanswered,
+	// until release is closed.
+	holdFor string
+	held    []hookDelivery
+	release chan struct{}
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
-	r := &hookReceiver{}
+	r := &hookReceiver{release: make(chan struct{})}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(req.Body)
 		var ev fileEvent
@@ -72,12 +78,54 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 		}
 		row, _ := strconv.Atoi(string(ev.New["id"]))
 		v, _ := strconv.Atoi(string(ev.New["v"]))
+		d := hookDelivery{eventID: req.Header.Get("Idempotency-Key"), row: row, v: v, listener: req.Header.Get("X-Listener")}
 		r.mu.Lock()
-		r.got = append(r.got, hookDelivery{eventID: req.Header.Get("Idempotency-Key"), row: row, v: v})
+		r.got = append(r.got, d)
+		hold := r.holdFor != "" && d.listener == r.holdFor
+		if hold {
+			r.held = append(r.held, d)
+		}
 		r.mu.Unlock()
+		if hold {
+			select {
+			case <-r.release:
+			case <-req.Context().Done():
+			}
+		}
 	}))
-	t.Cleanup(r.srv.Close)
+	t.Cleanup(func() {
+		r.unhold()
+		r.srv.Close()
+	})
 	return r
+}
+
+// hold starts holding the requests of the process named listener.
+func (r *hookReceiver) hold(listener string) {
+	r.mu.Lock()
+	r.holdFor = listener
+	r.mu.Unlock()
+}
+
+// heldDeliveries returns the requests held so far.
+func (r *hookReceiver) heldDeliveries() []hookDelivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]hookDelivery(nil), r.held...)
+}
+
+// unhold answers the held requests and holds no more.
+func (r *hookReceiver) unhold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.holdFor != "" || r.release != nil {
+		select {
+		case <-r.release:
+		default:
+			close(r.release)
+		}
+		r.holdFor = ""
+	}
 }
 
 func (r *hookReceiver) deliveries() []hookDelivery {
@@ -155,7 +203,8 @@ observers:
         url: %q
         allow_private_networks: true
         timeout: 5s
-`, listener, r.db.DSN(), addr, r.natsURL, r.stream, r.stream, r.hook.srv.URL+"/hook"))
+        headers: {X-Listener: %s}
+`, listener, r.db.DSN(), addr, r.natsURL, r.stream, r.stream, r.hook.srv.URL+"/hook", listener))
 }
 
 // start runs one process with role and waits until its /readyz says ready.
@@ -393,13 +442,30 @@ func TestTransportExecutorKilled(t *testing.T) {
 
 	r.write(50)
 	waitFor(t, 60*time.Second, "the first deliveries", func() bool { return r.hook.count() >= 100 })
+	// exec-2's deliveries from now on get no answer: it dies with them in flight.
+	r.hook.hold("exec-2")
 	wait := r.writeInBackground(300)
-	waitFor(t, 60*time.Second, "deliveries under load", func() bool { return r.hook.count() >= 400 })
+	waitFor(t, 60*time.Second, "deliveries of exec-2 in flight", func() bool { return len(r.hook.heldDeliveries()) >= 5 })
 	e2.kill()
+	held := r.hook.heldDeliveries()
+	r.hook.unhold()
 	wait()
 	r.write(100) // after the kill, whatever the background writer had left
 	r.check()
 	waitOwners(t, raddr, 1)
+	// Every delivery exec-2 had in flight when it died is delivered again by exec-1,
+	// with the same event id.
+	again := map[string]bool{}
+	for _, d := range r.hook.deliveries() {
+		if d.listener == "exec-1" {
+			again[d.eventID] = true
+		}
+	}
+	for _, d := range held {
+		if !again[d.eventID] {
+			t.Fatalf("event %s (row %d v %d), in flight at exec-2 when it was killed, was not delivered again by exec-1", d.eventID, d.row, d.v)
+		}
+	}
 
 	st := transportStatus(t, e1addr)
 	if st.Role != service.RoleExecutor || st.Executor == nil || len(st.Executor.Owned) != 8 || !st.Connected {
