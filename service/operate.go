@@ -183,11 +183,14 @@ func (s *Service) condition() (state string, ready error, healthy bool) {
 	s.ops.mu.Lock()
 	draining, stopped := s.ops.draining, s.ops.stopped
 	s.ops.mu.Unlock()
+	waiting := s.waitingFor.Load()
 	switch {
 	case stopped:
 		return registry.StateStopped, errors.New("shutting down"), false
 	case draining:
 		return registry.StateDraining, errors.New("shutting down"), false
+	case waiting != nil:
+		return registry.StateStarting, errors.New(*waiting), false
 	case s.role == RoleExecutor:
 		return s.executorCondition()
 	case !s.elect.leading.Load():

@@ -78,7 +78,9 @@ type Service struct {
 	tclient *transport.Client
 	pub     *transport.Publisher
 	exec    *transport.Executor
-	ops     operator
+	// waitingFor says why the start waits (NATS cannot be reached), nil otherwise.
+	waitingFor atomic.Pointer[string]
+	ops        operator
 	// initialSnapshot: snapshot.mode initial and the slot was never streamed; the
 	// snapshot is recorded when the slot is claimed.
 	initialSnapshot bool

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/transport"
@@ -109,26 +110,50 @@ func orFile(p configs.Pos, file string) string {
 // nats reports whether the instance uses the nats transport.
 func (s *Service) nats() bool { return s.tc.Type == transport.TypeNATS }
 
+// ErrStoppedWaitingForNATS ends a start that was stopped while NATS could not be
+// reached: not a failure.
+var ErrStoppedWaitingForNATS = errors.New("stopped while waiting for NATS")
+
 // connectTransport connects to NATS and makes sure the stream and the ownership
-// bucket exist as configured (creating them when missing).
+// bucket exist as configured (creating them when missing). While NATS cannot be
+// reached it waits, logging each attempt, with backoff (source.reconnect), and the
+// instance is not ready; a stream or bucket that does not fit the configuration is
+// a configuration error at its key.
 func (s *Service) connectTransport(ctx context.Context) error {
 	c, err := transport.Connect(s.tc, s.log.With().Str("component", "transport").Logger())
 	if err != nil {
-		var ke *sinks.KeyError
-		if errors.As(err, &ke) {
-			return &ConfigError{Err: s.cfg.Transport.ErrorfAt(ke.Key, "%v", ke.Err)}
-		}
-		return fmt.Errorf("transport: %w", err)
+		return s.transportConfigError(err)
 	}
 	s.tclient = c
-	if _, err := c.EnsureStream(ctx); err != nil {
+	rc := s.cfg.Source.Reconnect
+	for attempt := 1; ; attempt++ {
+		_, err := c.EnsureStream(ctx)
+		if err == nil {
+			s.waitingFor.Store(nil)
+			return nil
+		}
 		var ke *sinks.KeyError
 		if errors.As(err, &ke) {
-			return &ConfigError{Err: s.cfg.Transport.ErrorfAt(ke.Key, "%v", ke.Err)}
+			return s.transportConfigError(err)
 		}
-		return fmt.Errorf("transport: %w", err)
+		why := fmt.Sprintf("waiting for NATS: the transport's stream cannot be reached: %v", err)
+		s.waitingFor.Store(&why)
+		d := backoff.Exponential(attempt, rc.InitialDelay, rc.MaxDelay)
+		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", d).Msg("NATS cannot be reached; waiting for it")
+		if backoff.Sleep(ctx, d) != nil {
+			return ErrStoppedWaitingForNATS
+		}
 	}
-	return nil
+}
+
+// transportConfigError reports a *sinks.KeyError of the transport at its key's
+// position, as a configuration error; other errors are returned wrapped.
+func (s *Service) transportConfigError(err error) error {
+	var ke *sinks.KeyError
+	if errors.As(err, &ke) {
+		return &ConfigError{Err: s.cfg.Transport.ErrorfAt(ke.Key, "%v", ke.Err)}
+	}
+	return fmt.Errorf("transport: %w", err)
 }
 
 // buildTransportExecutor builds the executor side of the nats transport: the DLQ

@@ -22,9 +22,10 @@ type Client struct {
 	log zerolog.Logger
 }
 
-// Connect fills cfg's defaults, validates it (type must be nats) and connects. The
-// client reconnects on its own when the connection drops; Close stops it. It does
-// not touch the stream: call EnsureStream.
+// Connect fills cfg's defaults, validates it (type must be nats) and connects. A
+// server that cannot be reached yet is not an error: the client keeps trying, as it
+// reconnects on its own when the connection drops (Connected reports the state);
+// Close stops it. It does not touch the stream: call EnsureStream.
 func Connect(cfg Config, log zerolog.Logger) (*Client, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -35,7 +36,7 @@ func Connect(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	// No reconnect buffer: a publish while disconnected fails at once instead of
 	// being sent after the reconnect, behind publishes the reader already retried.
-	nc, err := cfg.Connection.Dial(log, natsio.ReconnectBufSize(-1))
+	nc, err := cfg.Connection.Dial(log, natsio.ReconnectBufSize(-1), natsio.RetryOnFailedConnect(true))
 	if err != nil {
 		return nil, err
 	}

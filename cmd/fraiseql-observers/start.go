@@ -98,6 +98,10 @@ func runStart(ctx context.Context, f startFlags) error {
 		log.Info().Msg("stopped while waiting for PostgreSQL")
 		return nil
 	}
+	if errors.Is(err, service.ErrStoppedWaitingForNATS) {
+		log.Info().Msg("stopped while waiting for NATS")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -547,14 +547,24 @@ func TestTransportReaderKilled(t *testing.T) {
 	t.Logf("the restarted reader published %v events, %v of them dropped as duplicates", m["observer_transport_published_total"], m["observer_transport_publish_duplicates_total"])
 }
 
-// TestTransportNATSAway: while NATS is down the reader holds the slot and says so
-// in /readyz and status; once NATS is back everything committed meanwhile is
-// delivered.
+// TestTransportNATSAway: a start while NATS is down waits for it; while NATS is
+// down later the reader holds the slot and says so in /readyz and status; once NATS
+// is back everything committed meanwhile is delivered.
 func TestTransportNATSAway(t *testing.T) {
 	r := newTransportRig(t)
 	addr := freeAddr(t)
 	cfg := r.config("reader-1", addr)
+	// A start while NATS cannot be reached waits for it, not ready meanwhile.
+	r.nats.Kill()
 	p := startService(t, nil, "start", "--role", service.RoleAll, "--config", cfg)
+	waitFor(t, 60*time.Second, "/readyz to say the start waits for NATS", func() bool {
+		if p.exited() {
+			t.Fatalf("the service exited:\n%s", p.output())
+		}
+		code, body := readyz(addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for NATS")
+	})
+	r.nats.Start()
 	waitFor(t, 60*time.Second, "the service to be ready", func() bool {
 		if p.exited() {
 			t.Fatalf("the service exited:\n%s", p.output())
