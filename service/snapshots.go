@@ -112,6 +112,10 @@ func initialTables(ctx context.Context, q interface {
 var snapshotsOff = &admin.Error{Status: http.StatusBadRequest, Code: "snapshots_unavailable",
 	Msg: "snapshots need checkpoints.enabled: their progress is stored with the checkpoints"}
 
+// snapshotsNATS is the answer of the snapshot endpoints with the nats transport.
+var snapshotsNATS = &admin.Error{Status: http.StatusBadRequest, Code: "snapshots_unavailable",
+	Msg: "snapshots are not supported with transport.type nats yet: backfill with the in_process transport"}
+
 // notStreaming is the answer of the snapshot endpoints that change something before
 // the slot is this instance's.
 var notStreaming = &admin.Error{Status: http.StatusServiceUnavailable, Code: "not_streaming",
@@ -120,6 +124,8 @@ var notStreaming = &admin.Error{Status: http.StatusServiceUnavailable, Code: "no
 // snapshotManager returns the manager once the service is built (nil: unavailable).
 func (s *Service) snapshotManager(write bool) (*snapshot.Manager, error) {
 	switch {
+	case s.nats():
+		return nil, snapshotsNATS
 	case !s.built.Load():
 		return nil, notStreaming
 	case s.snaps == nil:
