@@ -584,12 +584,8 @@ func (s *Service) Run(ctx context.Context) error {
 
 	pipeDone := make(chan error, 1)
 	go func() { pipeDone <- s.runConsumer(pctx) }()
-	ectx, ecancel := context.WithCancel(base)
+	execDone, ecancel := s.startExecutor(base)
 	defer ecancel()
-	var execDone <-chan error // nil without an executor: never ready
-	if s.exec != nil {
-		execDone = s.runExecutor(ectx)
-	}
 	writerDone := make(chan error, 1)
 	if s.writer != nil {
 		go func() {
@@ -617,8 +613,12 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.elect.renew(wctx, leaseLost, func(err error) { s.sess.NoteServerError(err) })
 	}
 
-	var runErr error
-	sessExited := false
+	var runErr, pipeErr error
+	sessExited, pipeExited := false, false
+	var pubDone <-chan error // the publisher stops by itself only for an event JetStream can never take
+	if s.pub != nil {
+		pubDone = pipeDone
+	}
 	select {
 	case <-ctx.Done():
 		s.log.Info().Msg("shutting down: stop reading, drain in-flight events")
@@ -631,6 +631,9 @@ func (s *Service) Run(ctx context.Context) error {
 		snapDone = nil
 	case runErr = <-execDone:
 		execDone = nil
+	case runErr = <-pubDone:
+		pipeExited = true
+		runErr = fmt.Errorf("transport: %w: set source.max_event_bytes below the NATS server's max_payload to park such changes in the DLQ", runErr)
 	}
 
 	s.setDraining(base)
@@ -641,13 +644,15 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	s.sess.StopReading()
-	s.drainConsumer(base)
+	if !pipeExited {
+		s.drainConsumer(base)
+	}
 	pcancel()
 	// The router finishes the evaluation it is in before it sees the cancellation;
 	// evaluation.timeout bounds that, and a stop never waits longer than pipelineStopGrace.
-	var pipeErr error
 	select {
 	case pipeErr = <-pipeDone:
+	case <-orNever(pipeExited):
 	case <-time.After(pipelineStopGrace):
 		s.log.Error().Dur("waited", pipelineStopGrace).
 			Msg("the pipeline did not stop (routing is stuck in an evaluation); exiting without it: unsettled events are delivered again after a restart")
@@ -686,6 +691,26 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.setStopped(base)
 	return errors.Join(runErr, pipeErr)
+}
+
+// startExecutor runs the transport executor (RoleAll with nats) until the returned
+// cancel; the channel receives its outcome (nil without an executor: never ready).
+func (s *Service) startExecutor(ctx context.Context) (<-chan error, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if s.exec == nil {
+		return nil, cancel
+	}
+	return s.runExecutor(ctx), cancel
+}
+
+// orNever returns a closed channel when done, else nil (never ready).
+func orNever(done bool) <-chan struct{} {
+	if !done {
+		return nil
+	}
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // runConsumer runs what consumes the session's events: the pipeline, or the

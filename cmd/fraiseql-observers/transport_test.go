@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/service"
 )
 
@@ -613,5 +614,28 @@ func TestTransportRoleNeedsNATS(t *testing.T) {
 	r := cli(t, nil, "start", "--role", "bridge", "--config", cfg)
 	if r.code != exitConfig || !strings.Contains(r.stderr, "--role must be reader, executor or all") {
 		t.Fatalf("unexpected outcome of --role bridge; got exit code %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestTransportEventTooLarge: a change larger than NATS's max_payload stops the
+// reader with an error that says what to do, and nothing is confirmed past it.
+func TestTransportEventTooLarge(t *testing.T) {
+	r := newTransportRig(t)
+	r.db.Exec(`ALTER TABLE t ADD COLUMN pad text`)
+	reader, _ := r.start(service.RoleReader, "reader-1")
+	r.db.Exec(`INSERT INTO t VALUES (1, 0, repeat('x', 2000000))`)
+	if code := reader.wait(60 * time.Second); code == 0 {
+		t.Fatalf("unexpected exit code 0 of the reader after a change larger than max_payload")
+	}
+	if out := reader.output(); !strings.Contains(out, "maximum payload exceeded") || !strings.Contains(out, "source.max_event_bytes") {
+		t.Fatalf("the reader's error does not say what happened and what to do:\n%s", out)
+	}
+	commit := pgtest.QueryValue[string](r.db, `SELECT max(lsn)::text FROM pg_logical_slot_peek_changes($1, NULL, NULL) WHERE data LIKE 'COMMIT%'`, r.oracle)
+	c, err := lsn.Parse(commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if confirmed := confirmedFlush(t, r.db, "obs_slot"); confirmed > c {
+		t.Fatalf("the slot was confirmed to %s, past the commit %s of the change JetStream could not take", confirmed, c)
 	}
 }
