@@ -648,14 +648,8 @@ func (s *Service) Run(ctx context.Context) error {
 		s.drainConsumer(base)
 	}
 	pcancel()
-	// The router finishes the evaluation it is in before it sees the cancellation;
-	// evaluation.timeout bounds that, and a stop never waits longer than pipelineStopGrace.
-	select {
-	case pipeErr = <-pipeDone:
-	case <-orNever(pipeExited):
-	case <-time.After(pipelineStopGrace):
-		s.log.Error().Dur("waited", pipelineStopGrace).
-			Msg("the pipeline did not stop (routing is stuck in an evaluation); exiting without it: unsettled events are delivered again after a restart")
+	if !pipeExited {
+		pipeErr = s.waitConsumer(pipeDone)
 	}
 	if s.snaps != nil {
 		fctx, fcancel := context.WithTimeout(base, 10*time.Second)
@@ -703,14 +697,19 @@ func (s *Service) startExecutor(ctx context.Context) (<-chan error, context.Canc
 	return s.runExecutor(ctx), cancel
 }
 
-// orNever returns a closed channel when done, else nil (never ready).
-func orNever(done bool) <-chan struct{} {
-	if !done {
+// waitConsumer waits for the pipeline (or the publisher) to stop after its
+// cancellation. The router finishes the evaluation it is in before it sees the
+// cancellation; evaluation.timeout bounds that, and a stop never waits longer than
+// pipelineStopGrace.
+func (s *Service) waitConsumer(done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(pipelineStopGrace):
+		s.log.Error().Dur("waited", pipelineStopGrace).
+			Msg("the pipeline did not stop (routing is stuck in an evaluation); exiting without it: unsettled events are delivered again after a restart")
 		return nil
 	}
-	c := make(chan struct{})
-	close(c)
-	return c
 }
 
 // runConsumer runs what consumes the session's events: the pipeline, or the
