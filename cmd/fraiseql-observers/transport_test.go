@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/promtext"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/service"
@@ -480,8 +481,29 @@ func TestTransportExecutorKilled(t *testing.T) {
 	if m["observer_transport_available"] != 1 || m["observer_transport_published_total"] < float64(changes(r.committed())) {
 		t.Fatalf("unexpected reader metrics: available %v, published %v", m["observer_transport_available"], m["observer_transport_published_total"])
 	}
-	if got := scrape(t, e1addr, "")["observer_transport_owned_partitions"]; got != 8 {
+	em := scrape(t, e1addr, "")
+	if got := em["observer_transport_owned_partitions"]; got != 8 {
 		t.Fatalf("unexpected observer_transport_owned_partitions of the survivor; got %v; want 8", got)
+	}
+	// The shipped alert rules and dashboard use only transport series that a reader
+	// or an executor exports.
+	names := map[string]bool{}
+	for _, set := range []map[string]float64{m, em} {
+		for series := range set {
+			name, _ := promtext.SplitSeries(series)
+			names[name] = true
+		}
+	}
+	for _, file := range []string{"../../configs/prometheus/alerts.yaml", "../../configs/grafana/dashboard.json"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range regexp.MustCompile(`observer_transport_[a-z_]+`).FindAllString(string(data), -1) {
+			if !names[ref] && !names[ref+"_bucket"] { // a histogram by its name
+				t.Errorf("%s refers to %s, which neither the reader's nor the executor's /metrics exports", file, ref)
+			}
+		}
 	}
 	if code := reader.stop(); code != 0 {
 		t.Fatalf("unexpected exit code of the reader: %d", code)
