@@ -62,6 +62,20 @@ func desired(id string, members []string, n int) map[int]bool {
 	return out
 }
 
+// Assignment returns, for each of n partitions, the executor that rendezvous
+// hashing gives it among members: where ownership settles once every member has
+// seen the same member list. With fewer partitions per member than a few, a
+// member may be given none.
+func Assignment(members []string, n int) []string {
+	out := make([]string, n)
+	for _, m := range members {
+		for p := range desired(m, members, n) {
+			out[p] = m
+		}
+	}
+	return out
+}
+
 // mix64 is the splitmix64 finalizer: FNV of short, similar ids ("e1", "e2") is
 // too regular for rendezvous hashing on its own.
 func mix64(x uint64) uint64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,14 @@ import (
 func TestHugeTransactionKilledMidDelivery(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL); CREATE PUBLICATION obs_pub FOR TABLE t`)
-	dsn := db.DSN() + "&options=-c%20logical_decoding_work_mem%3D64kB"
+	// The service streams through a proxy that passes it at most 1 MB/s of
+	// replication data (the transaction is about 8 MB of it), so that the kill lands
+	// mid-delivery however fast the service is: unthrottled, it delivered all 150k
+	// events between two of the test's polls.
+	proxy := pgtest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", db.Server.Port))
+	proxy.Throttle(1 << 20)
+	dsn := strings.Replace(db.DSN(), fmt.Sprintf("127.0.0.1:%d", db.Server.Port), proxy.Addr(), 1) +
+		"&options=-c%20logical_decoding_work_mem%3D64kB"
 	out := filepath.Join(t.TempDir(), "events.jsonl")
 	cfg := writeConfig(t, fmt.Sprintf(`
 source: {dsn: %q, slot: obs_slot, publication: obs_pub, manage_slot: true, status_interval: 1s}
@@ -61,6 +69,7 @@ observers:
 		t.Fatal("PostgreSQL did not spill the transaction to disk: the test does not exercise the path it is for")
 	}
 
+	proxy.Throttle(0) // the restart may stream at full speed
 	p = startService(t, nil, "start", "--config", cfg)
 	var eventOf map[int]string // row id → event id
 	waitFor(t, 180*time.Second, fmt.Sprintf("%d distinct rows", want), func() bool {

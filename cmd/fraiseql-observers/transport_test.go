@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/service"
+	"github.com/fraiseql/fraiseql-observers/transport"
 )
 
 // The tests of this file run the binary with transport.type nats: one reader
@@ -406,28 +407,24 @@ func transportStatus(t *testing.T, addr string) *service.TransportDoc {
 	return doc.Transport
 }
 
-// ownedBy counts the partitions the bucket gives each executor, as the status of
-// the instance at addr shows them.
-func ownedBy(t *testing.T, addr string) map[string]int {
-	out := map[string]int{}
-	for _, p := range transportStatus(t, addr).Partitions {
-		if p.Owner != "" {
-			out[p.Owner]++
-		}
-	}
-	return out
-}
-
-// waitOwners waits until n executors own every one of the 8 partitions between them.
+// waitOwners waits until n executors are live and the 8 partitions are owned as
+// rendezvous hashing assigns them among those n (transport.Assignment): a
+// rebalance that has settled. Not "n executors own partitions": with 8 partitions
+// and 3 executors, hashing gives one of them none about one run in nine.
 func waitOwners(t *testing.T, addr string, n int) {
 	t.Helper()
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d executors to own the 8 partitions", n), func() bool {
-		o := ownedBy(t, addr)
-		total := 0
-		for _, c := range o {
-			total += c
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d live executors owning the 8 partitions as assigned", n), func() bool {
+		ts := transportStatus(t, addr)
+		if len(ts.Executors) != n || len(ts.Partitions) != 8 {
+			return false
 		}
-		return len(o) == n && total == 8
+		want := transport.Assignment(ts.Executors, 8)
+		for _, p := range ts.Partitions {
+			if p.Partition < 0 || p.Partition >= 8 || p.Owner == "" || p.Owner != want[p.Partition] {
+				return false
+			}
+		}
+		return true
 	})
 }
 
