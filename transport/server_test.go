@@ -28,15 +28,7 @@ func TestMain(m *testing.M) {
 // survives a Restart.
 func startNATS(t testing.TB) (*sinktest.Process, string) {
 	t.Helper()
-	port := sinktest.FreePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, filepath.Join(dir, "js"))
-	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	return sinktest.StartProcess(t, addr, "nats-server", "-c", path), "nats://" + addr
+	return sinktest.StartJetStream(t, "")
 }
 
 // startCluster starts a three-node JetStream cluster on loopback and returns the

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,15 +34,7 @@ import (
 // store survives a Restart.
 func startJetStream(t *testing.T) (*sinktest.Process, string) {
 	t.Helper()
-	port := sinktest.FreePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, filepath.Join(dir, "js"))
-	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	return sinktest.StartProcess(t, addr, "nats-server", "-c", path), "nats://" + addr
+	return sinktest.StartJetStream(t, "")
 }
 
 // hookDelivery is one request the receiver got: the event id (Idempotency-Key) and

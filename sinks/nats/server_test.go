@@ -1,9 +1,6 @@
 package nats
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,20 +23,12 @@ type server struct {
 	url string
 }
 
-// startNATS starts nats-server -c <file> with JetStream storing under a temp dir;
-// extra is added to the configuration file.
+// startNATS starts nats-server with JetStream storing under a temp dir; extra is
+// added to the configuration file.
 func startNATS(t testing.TB, extra string) *server {
 	t.Helper()
-	port := sinktest.FreePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n%s\n", port, filepath.Join(dir, "js"), extra)
-	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := sinktest.StartProcess(t, addr, "nats-server", "-c", path)
-	return &server{Process: p, url: "nats://" + addr}
+	p, url := sinktest.StartJetStream(t, extra)
+	return &server{Process: p, url: url}
 }
 
 // jsClient connects a test client, closed with the test.
