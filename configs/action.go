@@ -3,8 +3,6 @@ package configs
 import (
 	"fmt"
 	"reflect"
-
-	"github.com/goccy/go-yaml/ast"
 )
 
 // Action is one entry of an observer's actions list. The loader reads its
@@ -30,8 +28,7 @@ type Action struct {
 	Pos     Pos
 	TypePos Pos
 
-	node *ast.MappingNode
-	doc  *document
+	rawMapping
 }
 
 // Decode decodes the action's mapping, without the keys every action has (type,
@@ -50,7 +47,7 @@ func (a *Action) Decode(v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("decode action %s: need a non-nil pointer to a struct, got %T", a.ID, v)
 	}
-	if a.doc == nil || a.node == nil {
+	if !a.loaded() {
 		return fmt.Errorf("decode action %s: the action was not loaded from a configuration", a.ID)
 	}
 	errs := &Errors{}
@@ -79,30 +76,11 @@ func (a *Action) ErrorfAt(key, format string, args ...any) error {
 
 // KeyPos returns where the value of key is written in the action's mapping, or
 // the action's position when the key is absent.
-func (a *Action) KeyPos(key string) Pos {
-	if e, ok := a.lookupKey(key); ok {
-		return a.doc.posOf(e.value)
-	}
-	return a.Pos
-}
+func (a *Action) KeyPos(key string) Pos { return a.keyPos(key, "", a.Pos) }
 
 // Has reports whether the action's mapping has key, for mutually exclusive
 // keys whose zero value is meaningful.
 func (a *Action) Has(key string) bool {
-	_, ok := a.lookupKey(key)
+	_, ok := a.lookupKey(key, "")
 	return ok
-}
-
-func (a *Action) lookupKey(key string) (entry, bool) {
-	if a.node == nil || a.doc == nil {
-		return entry{}, false
-	}
-	d := newYAMLDecoder(a.doc, &Errors{})
-	d.reportDuplicates = false
-	for _, e := range d.entries(a.node, "") {
-		if e.key == key {
-			return e, true
-		}
-	}
-	return entry{}, false
 }

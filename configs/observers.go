@@ -316,7 +316,7 @@ func (l *loader) decodeActions(o *Observer, e entry, path string) {
 			l.d.typeError(av, apath, "an action mapping with a type key")
 			continue
 		}
-		a := &Action{Pos: av.pos, TypePos: av.pos, node: av.mapping(), doc: l.doc}
+		a := &Action{Pos: av.pos, TypePos: av.pos, rawMapping: rawMapping{node: av.mapping(), doc: l.doc}}
 		hasType, dupName := false, false
 		for _, ae := range l.d.entries(av.mapping(), apath) {
 			switch ae.key {

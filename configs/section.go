@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-
-	"github.com/goccy/go-yaml/ast"
 )
 
 // Section is a top-level section whose keys belong to a package configs does not
@@ -23,12 +21,11 @@ type Section struct {
 	Pos     Pos
 	TypePos Pos
 
-	node *ast.MappingNode
-	doc  *document
+	rawMapping
 }
 
 // Present reports whether the file has the section (with at least one key).
-func (s *Section) Present() bool { return s.node != nil && s.doc != nil }
+func (s *Section) Present() bool { return s.loaded() }
 
 // Decode decodes the section's mapping, type included, into the struct v points
 // to, as strictly as Action.Decode does (unknown and mistyped keys, ${VAR}, *_env
@@ -54,16 +51,11 @@ func (s *Section) Decode(v any) error {
 
 // KeyPos returns where the value of key is written in the section, or the
 // section's position when the key is absent.
-func (s *Section) KeyPos(key string) Pos {
-	if e, ok := s.lookupKey(key); ok {
-		return s.doc.posOf(e.value)
-	}
-	return s.Pos
-}
+func (s *Section) KeyPos(key string) Pos { return s.keyPos(key, s.Name, s.Pos) }
 
 // Has reports whether the section has key.
 func (s *Section) Has(key string) bool {
-	_, ok := s.lookupKey(key)
+	_, ok := s.lookupKey(key, s.Name)
 	return ok
 }
 
@@ -77,30 +69,7 @@ func (s *Section) ErrorfAt(key, format string, args ...any) error {
 // Unset returns the section's references to environment variables that are not
 // set (Options.DeferEnv), in file order, with keys relative to the section
 // ("url_env"); nil after a strict load, where Decode reports them as errors.
-func (s *Section) Unset() []Unset {
-	if !s.Present() || !s.doc.deferEnv {
-		return nil
-	}
-	d := newYAMLDecoder(s.doc, &Errors{})
-	d.reportDuplicates = false
-	d.scanUnset(s.node, "")
-	sortByPos(d.unset, func(u Unset) Pos { return u.Pos })
-	return slices.CompactFunc(d.unset, func(a, b Unset) bool { return a.Pos == b.Pos })
-}
-
-func (s *Section) lookupKey(key string) (entry, bool) {
-	if !s.Present() {
-		return entry{}, false
-	}
-	d := newYAMLDecoder(s.doc, &Errors{})
-	d.reportDuplicates = false
-	for _, e := range d.entries(s.node, s.Name) {
-		if e.key == key {
-			return e, true
-		}
-	}
-	return entry{}, false
-}
+func (s *Section) Unset() []Unset { return s.unset() }
 
 // transportTypes are the values of transport.type.
 var transportTypes = []string{"in_process", "nats"}

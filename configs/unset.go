@@ -81,16 +81,7 @@ func (c *Config) Need(keys ...string) error {
 // Options.DeferEnv, in file order; for a strict load it returns nil (Decode
 // reports them as errors). Keys are relative to the action ("url_env",
 // "smtp.password_env").
-func (a *Action) Unset() []Unset {
-	if a.doc == nil || a.node == nil || !a.doc.deferEnv {
-		return nil
-	}
-	d := newYAMLDecoder(a.doc, &Errors{})
-	d.reportDuplicates = false
-	d.scanUnset(a.node, "")
-	sortByPos(d.unset, func(u Unset) Pos { return u.Pos })
-	return slices.CompactFunc(d.unset, func(a, b Unset) bool { return a.Pos == b.Pos })
-}
+func (a *Action) Unset() []Unset { return a.unset() }
 
 // scanUnset collects the unset variables that the values under n refer to: the
 // names given by *_env keys, and ${NAME} references in other strings. Decoding
