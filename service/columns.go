@@ -24,7 +24,8 @@ type querier interface {
 // a column since dropped: such a condition never matches, and every event of the
 // table is a condition error), and each generated column its condition or one of its
 // actions' templates reads (PostgreSQL before version 18 does not replicate them, so
-// the condition or the template fails for every event of the table). templates
+// the condition or the template fails for every event of the table), and each
+// column a template reads that the table does not have. templates
 // returns an action's templates (Actions.Templates; nil checks the condition only).
 // It returns nothing for observers without a table, and for a table that does not
 // exist (reported by the table checks).
@@ -66,13 +67,19 @@ func ColumnProblems(ctx context.Context, q querier, o *configs.Observer, templat
 		reported[ref.Name] = true
 	}
 	for _, r := range reads {
-		if !generated[r.ref.Name] || reported[r.action.ID+" "+r.key+" "+r.ref.Name] {
+		id := r.action.ID + " " + r.key + " " + r.ref.Name
+		if reported[id] || (!generated[r.ref.Name] && slices.Contains(cols, r.ref.Name)) {
 			continue
 		}
-		reported[r.action.ID+" "+r.key+" "+r.ref.Name] = true
+		reported[id] = true
 		pos := ExprPos(r.action.KeyPos(r.key), &eval.Error{Line: r.ref.Line, Column: r.ref.Column})
-		out = append(out, fmt.Sprintf("%s: observer %s's action %s reads column %q in %s, a generated column of %s: generated columns are not replicated by this PostgreSQL version, so the template fails for every event of the table (and the event goes to the DLQ)",
-			pos, o.Name, r.action.ID, r.ref.Name, r.key, o.Table))
+		if generated[r.ref.Name] {
+			out = append(out, fmt.Sprintf("%s: observer %s's action %s reads column %q in %s, a generated column of %s: generated columns are not replicated by this PostgreSQL version, so the template fails for every event of the table (and the event goes to the DLQ)",
+				pos, o.Name, r.action.ID, r.ref.Name, r.key, o.Table))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: observer %s's action %s reads column %q in %s, which %s does not have, so the template fails for every event of the table (and the event goes to the DLQ) unless the read is optional (?. or ??)%s",
+			pos, o.Name, r.action.ID, r.ref.Name, r.key, o.Table, configs.DidYouMean(r.ref.Name, cols)))
 	}
 	return out, nil
 }
