@@ -81,10 +81,8 @@ type Pipeline struct {
 
 	evalSince atomic.Int64 // unix nanoseconds since the router evaluates a condition; 0: not evaluating
 
-	lastID   lsn.Position // router only: highest event id routed
-	cachePos lsn.Position // router only: id of the last event the row cache saw
-	// cachedRels says, per relation, whether the row cache keeps its rows (router only).
-	cachedRels map[*decoder.Relation]bool
+	lastID lsn.Position // router only: highest event id routed
+	fill   *Filler      // router only: nil without a row cache
 
 	targets sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
 
@@ -131,6 +129,7 @@ func New(opts Options) (*Pipeline, error) {
 		settled: make(chan struct{}, 1),
 		debug:   newDebugRing(opts.DebugHistory),
 	}
+	p.fill = NewFiller(FillerOptions{RowCache: opts.RowCache, Observers: opts.Observers, MaxEventBytes: opts.MaxEventBytes, Logger: opts.Logger})
 	p.m = newPipelineMetrics(set, p)
 	for _, o := range opts.Observers {
 		if len(o.Actions) == 0 {
@@ -265,28 +264,9 @@ func (p *Pipeline) route(ctx context.Context) {
 		for _, b := range batches {
 			for i, ev := range b.evs {
 				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
-				// Snapshot rows (READ) bypass the row cache: their ids are not in stream order.
-				if rc := p.opts.RowCache; rc != nil && ev.Op != decoder.OpRead && p.cached(ev) {
-					if p.cachePos != (lsn.Position{}) && ev.ID.Compare(p.cachePos) <= 0 {
-						rc.reset() // a replay: the cache holds images from later in the stream
-					}
-					p.cachePos = ev.ID
-					if f, ok := rc.apply(ev); ok {
-						if n := f.valueBytes(ev); p.opts.MaxEventBytes > 0 && n > p.opts.MaxEventBytes {
-							// The limit applies to the event as delivered: without the
-							// cached images it stays as PostgreSQL sent it.
-							p.log.Warn().Str("event_id", ev.ID.String()).Str("table", ev.Schema+"."+ev.Table).
-								Int("size", n).Int("max_event_bytes", p.opts.MaxEventBytes).
-								Msg("the row cache's images would make the event larger than source.max_event_bytes: delivered without them")
-						} else {
-							f.complete(ev)
-							// The images are the event's own copies: count them in flight.
-							if grown := int64(ev.Size()) - size; grown > 0 {
-								p.inflight.Add(grown)
-								size += grown
-							}
-						}
-					}
+				if grown := p.fill.Fill(ev); grown > 0 {
+					p.inflight.Add(grown)
+					size += grown
 				}
 				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])
 			}
@@ -295,26 +275,6 @@ func (p *Pipeline) route(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// cached reports whether the row cache sees the event: TRUNCATEs always, row changes
-// of tables that need images — an observer fires on their UPDATEs or DELETEs and the
-// table's replica identity is not FULL (PostgreSQL then sends the whole old row, and
-// the cache would never be consulted). Other tables cost the cache nothing.
-func (p *Pipeline) cached(ev *decoder.Event) bool {
-	rel := ev.Relation
-	if ev.Op == decoder.OpTruncate || rel == nil {
-		return ev.Op == decoder.OpTruncate
-	}
-	need, ok := p.cachedRels[rel]
-	if !ok {
-		need = rel.ReplicaIdentity != decoder.IdentityFull && p.ix.needsImages(ev.Schema, ev.Table)
-		if p.cachedRels == nil || len(p.cachedRels) > 4096 {
-			p.cachedRels = map[*decoder.Relation]bool{} // relations replaced by newer ones
-		}
-		p.cachedRels[rel] = need
-	}
-	return need
 }
 
 // routeTarget is an action an event is enqueued for, with the event's state in the
