@@ -279,8 +279,11 @@ func (s *Service) Status(ctx context.Context) (any, error) {
 	sd := &StreamDoc{State: state, ReceivedLSN: st.ReceivedLSN.String(), SettledLSN: st.SettledLSN.String(),
 		ConfirmedLSN: st.ConfirmedLSN.String(), ServerWALEnd: st.ServerWALEnd.String(), LagBytes: h.CurrentWAL.Sub(st.SettledLSN),
 		LagSeconds: st.LagSeconds, Reconnects: st.Reconnects, LastError: st.LastError}
-	if s.pipe != nil {
+	switch {
+	case s.pipe != nil:
 		sd.InFlightBytes = s.pipe.InFlightBytes()
+	case s.pub != nil:
+		sd.InFlightBytes = s.pub.InFlightBytes()
 	}
 	if ready != nil {
 		sd.NotReadyReason = ready.Error()

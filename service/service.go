@@ -240,7 +240,8 @@ func (s *Service) build(ctx context.Context) (err error) {
 }
 
 // buildSide builds what consumes the session's events: the in-process pipeline,
-// or with the nats transport the publisher (and, for RoleAll, the executor).
+// or with the nats transport the publisher, which fills events from the row cache
+// before publishing them (and, for RoleAll, the executor).
 func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err error) {
 	if !s.nats() {
 		return s.buildExecutor(ctx, loaded)
@@ -248,7 +249,17 @@ func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err e
 	if err = s.buildDLQ(ctx); err != nil {
 		return err
 	}
-	if s.pub, err = transport.NewPublisher(s.tclient, transport.PublisherOptions{Acker: s.wm, Logger: s.log, Metrics: s.set}); err != nil {
+	cfg := s.cfg
+	if cfg.Caching.Enabled {
+		if s.rows, err = pipeline.NewRowCache(int64(cfg.Caching.MaxBytes), s.set); err != nil {
+			return err
+		}
+	}
+	s.pub, err = transport.NewPublisher(s.tclient, transport.PublisherOptions{Acker: s.wm, Logger: s.log, Metrics: s.set,
+		Filler: pipeline.NewFiller(pipeline.FillerOptions{RowCache: s.rows, Observers: imageObservers(cfg.Observers),
+			MaxEventBytes: int(cfg.Source.MaxEventBytes), Logger: s.log}),
+		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes)})
+	if err != nil {
 		return err
 	}
 	if s.role == RoleAll {
@@ -555,7 +566,7 @@ func observedTables(obs []*configs.Observer) []string {
 // changes, and no snapshot reads them.
 func StateTables(schema string) []string {
 	var out []string
-	for _, t := range append(append([]string{registry.TableName, dlq.TableName}, checkpoint.Tables...), snapshot.Tables...) {
+	for _, t := range append(append([]string{registry.TableName, dlq.TableName, checkpoint.PartitionsTable}, checkpoint.Tables...), snapshot.Tables...) {
 		out = append(out, schema+"."+t)
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
@@ -156,19 +157,30 @@ func (s *Service) transportConfigError(err error) error {
 	return fmt.Errorf("transport: %w", err)
 }
 
-// buildTransportExecutor builds the executor side of the nats transport: the DLQ
-// and a transport.Executor whose generations each build the observers and their
-// sinks anew, fenced, acknowledging through the generation.
+// buildTransportExecutor builds the executor side of the nats transport: the DLQ,
+// the partitions' settled positions (deduplication.enabled) and a
+// transport.Executor whose generations each build the observers and their sinks
+// anew, fenced, acknowledging through the generation.
 func (s *Service) buildTransportExecutor(ctx context.Context) error {
 	if s.dlq == nil {
 		if err := s.buildDLQ(ctx); err != nil {
 			return err
 		}
 	}
+	var positions transport.Positions
+	if s.cfg.Deduplication.Enabled {
+		ps := checkpoint.NewPartitions(s.pool, s.cfg.State.Schema, s.tc.Stream)
+		if err := ps.Migrate(ctx); err != nil {
+			return preflightDB(err)
+		}
+		positions = ps
+	}
 	base := context.WithoutCancel(ctx)
 	e, err := transport.NewExecutor(s.tclient, transport.ExecutorOptions{
-		Logger:  s.log,
-		Metrics: s.set,
+		Logger:            s.log,
+		Metrics:           s.set,
+		Positions:         positions,
+		PositionsInterval: s.cfg.Checkpoints.Interval,
 		NewPipeline: func(g *transport.Generation) (*pipeline.Pipeline, error) {
 			return s.generationPipeline(base, g)
 		},
@@ -182,16 +194,17 @@ func (s *Service) buildTransportExecutor(ctx context.Context) error {
 
 // generationPipeline builds the stage graph of one generation of owned
 // partitions: the same as in-process (conditions, per-row queues, retries, the
-// DLQ), with every sink fenced by g and g as the Acker. It skips nothing by
-// checkpoint or by deduplication, and fills nothing from the row cache: all three
-// assume one stream in commit order, while a generation reads several partitions
-// side by side (a partition that moves back is read from its first unacknowledged
-// message, below ids already settled from the others: the deduplication's
-// LSN-ordering rule dropped such events, acknowledged, in TestTransportExecutorKilled),
-// and a row's partition may have been served by another executor since its image
-// was cached. The stream's acknowledgements take the place of checkpoints and
-// deduplication: repeats happen only after a crash or a lease lost mid-delivery,
-// with the same event id.
+// DLQ), with every sink fenced by g and g as the Acker. Two stages moved out of it,
+// because a generation reads several partitions side by side and a row's
+// partition may have been served by another executor since: the row cache is the
+// reader's (it fills each event before publishing it, in commit order, so the
+// events arrive complete), and deduplication is the generation's, per partition
+// against the settled positions stored in PostgreSQL (transport.Positions). The
+// pipeline's own rules would be wrong here: its LSN-ordering rule compares ids
+// across partitions (a partition that moves back is read from its first
+// unacknowledged message, below ids already settled from the others: those events
+// were dropped, acknowledged, in TestTransportExecutorKilled), and checkpoints are
+// per action over one stream.
 func (s *Service) generationPipeline(ctx context.Context, g *transport.Generation) (*pipeline.Pipeline, error) {
 	observers, err := s.opts.Actions.Build(ctx, ActionDeps{Pool: s.pool, Metrics: s.set, Logger: s.log})
 	if err != nil {
@@ -205,6 +218,20 @@ func (s *Service) generationPipeline(ctx context.Context, g *transport.Generatio
 	popts := s.pipelineOptions(observers, g, nil)
 	popts.Dedup, popts.RowCache = nil, nil
 	return pipeline.New(popts)
+}
+
+// imageObservers are the configured observers as the row cache needs them (table
+// and operations, no condition, no action): they say which tables need images.
+func imageObservers(obs []*configs.Observer) []*pipeline.Observer {
+	out := make([]*pipeline.Observer, 0, len(obs))
+	for _, co := range obs {
+		o := &pipeline.Observer{Name: co.Name, Ops: co.Ops, MessagePrefix: co.MessagePrefix}
+		if !co.Wildcard {
+			o.Schema, o.Table = co.Table.Schema, co.Table.Table
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // runExecutor runs the transport executor until ctx ends; the returned channel

@@ -29,10 +29,18 @@ type ExecutorOptions struct {
 	// (required). The pipeline must use g as its Acker and wrap every action's sink
 	// with g.Fence; it must not skip events by checkpoint (Options.Start) nor use
 	// the pipeline's Dedup, whose LSN-ordering rule drops ids below those already
-	// settled, since partitions interleave ids. Its Run closes the sinks, so each call builds new
-	// ones.
+	// settled, since partitions interleave ids (Positions deduplicates per
+	// partition instead), nor its RowCache (the reader fills the events). Its Run
+	// closes the sinks, so each call builds new ones.
 	NewPipeline func(g *Generation) (*pipeline.Pipeline, error)
-	Logger      zerolog.Logger
+	// Positions keeps each partition's settled position, so that events at or
+	// below it are not delivered again, whichever executor serves the partition
+	// (nil: no deduplication; see Positions).
+	Positions Positions
+	// PositionsInterval is how often a generation saves the settled positions of
+	// its partitions (default 1s); it also saves them when it stops.
+	PositionsInterval time.Duration
+	Logger            zerolog.Logger
 	// Metrics receives the executor's metrics (observer_transport_*, docs/metrics.md);
 	// nil keeps them in a private set that nothing exports.
 	Metrics *metrics.Set
@@ -90,6 +98,9 @@ func NewExecutor(c *Client, opts ExecutorOptions) (*Executor, error) {
 	}, id)
 	if opts.BacklogInterval <= 0 {
 		opts.BacklogInterval = DefaultBacklogInterval
+	}
+	if opts.PositionsInterval <= 0 {
+		opts.PositionsInterval = time.Second
 	}
 	e := &Executor{c: c, opts: opts, id: id, log: opts.Logger.With().Str("executor", id).Logger()}
 	e.m = newExecutorMetrics(opts.Metrics, e.Owned)

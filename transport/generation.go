@@ -34,6 +34,8 @@ type Generation struct {
 	pl     *pipeline.Pipeline
 	// consumers reads each partition served; set before the goroutines start
 	consumers map[int]jetstream.Consumer
+	// positions are the partitions' settled positions (nil: no deduplication)
+	positions *settledPositions
 
 	fetchCtx    context.Context // cancelled to stop reading
 	stopFetch   context.CancelFunc
@@ -57,6 +59,7 @@ type flight struct {
 	partition int
 	seq       uint64
 	since     time.Time
+	settled   lsn.Ticket // in the partition's settled positions (0: none)
 }
 
 // startGeneration creates the consumers of the claimed partitions and starts
@@ -87,6 +90,9 @@ func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[in
 	if err != nil {
 		return nil, err
 	}
+	if g.positions, err = e.loadPositions(ctx, g); err != nil {
+		return nil, fmt.Errorf("load the settled positions: %w", err)
+	}
 	pl, err := e.opts.NewPipeline(g)
 	if err != nil {
 		return nil, fmt.Errorf("build pipeline: %w", err)
@@ -97,6 +103,13 @@ func (e *Executor) startGeneration(ctx context.Context, l *leases, epochs map[in
 	g.runCtx, g.stopRun = context.WithCancel(ctx)
 	g.fetchCtx, g.stopFetch = context.WithCancel(g.runCtx)
 	g.runner.Add(3)
+	if g.positions != nil {
+		g.runner.Add(1)
+		go func() {
+			defer g.runner.Done()
+			g.savePositions()
+		}()
+	}
 	go func() {
 		defer g.runner.Done()
 		if err := pl.Run(g.runCtx); err != nil {
@@ -163,6 +176,15 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 			g.fail(fmt.Errorf("%w: partition %d, stream sequence %d is not an event: %w", errPermanent, p, md.Sequence.Stream, err))
 			return
 		}
+		if g.positions.repeat(p, msg, ev) {
+			g.e.m.dedupDropped.Inc()
+			if g.valid() {
+				if err := msg.Ack(); err != nil {
+					g.e.log.Debug().Err(err).Msg("transport ack failed")
+				}
+			}
+			continue
+		}
 		for g.pl.Full() {
 			select {
 			case <-g.fetchCtx.Done():
@@ -174,7 +196,7 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 		g.mu.Lock()
 		t := g.next
 		g.next++
-		g.flights[t] = &flight{msg: msg, partition: p, seq: md.Sequence.Stream, since: time.Now()}
+		g.flights[t] = &flight{msg: msg, partition: p, seq: md.Sequence.Stream, since: time.Now(), settled: g.positions.dispatch(p, msg, ev)}
 		g.inflightSeq[p][md.Sequence.Stream] = true
 		g.mu.Unlock()
 		g.pl.Push([]*decoder.Event{ev}, []lsn.Ticket{t})
@@ -252,6 +274,7 @@ func (g *Generation) Ack(t lsn.Ticket) bool {
 	if f == nil {
 		return false
 	}
+	g.positions.settled(f.partition, f.settled) // settled, whether or not the ack may go
 	if !g.valid() {
 		g.e.m.fencedAcks.Inc()
 		g.e.log.Warn().Int("partition", f.partition).Uint64("stream_seq", f.seq).Msg("transport ack fenced: the lease lapsed")
@@ -314,6 +337,9 @@ func (g *Generation) stop(ctx context.Context) {
 		g.mu.Unlock()
 		g.stopRun()
 		g.runner.Wait()
+		if g.positions != nil {
+			g.save(context.WithoutCancel(ctx))
+		}
 		for p := range g.epochs {
 			g.e.m.dropBacklog(p)
 		}

@@ -56,6 +56,8 @@ type executorMetrics struct {
 	released         *metrics.Counter
 	lost             *metrics.Counter
 	fencedAcks       *metrics.Counter
+	dedupDropped     *metrics.Counter
+	positionErrs     *metrics.Counter
 	fencedDel        *metrics.Counter
 	missedHeartbeats *metrics.Counter
 	backlogErrs      *metrics.Counter
@@ -73,6 +75,8 @@ func newExecutorMetrics(set *metrics.Set, owned func() []int) executorMetrics {
 		released:         set.GetOrCreateCounter(`observer_transport_partitions_released_total`),
 		lost:             set.GetOrCreateCounter(`observer_transport_partitions_lost_total`),
 		fencedAcks:       set.GetOrCreateCounter(`observer_transport_fenced_total{what="ack"}`),
+		dedupDropped:     set.GetOrCreateCounter(`observer_dedup_dropped_total{layer="checkpoint"}`),
+		positionErrs:     set.GetOrCreateCounter(`observer_transport_position_errors_total`),
 		fencedDel:        set.GetOrCreateCounter(`observer_transport_fenced_total{what="deliver"}`),
 		missedHeartbeats: set.GetOrCreateCounter(`observer_transport_pull_heartbeats_missed_total`),
 		backlogErrs:      set.GetOrCreateCounter(`observer_transport_backlog_errors_total`),

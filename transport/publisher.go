@@ -16,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/lsn"
+	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
 // Acker receives the dispatch ticket of each event once JetStream has stored it: the
@@ -35,12 +36,21 @@ type PublisherOptions struct {
 	// BacklogInterval is how often Run reads the stream's message count for
 	// observer_transport_stream_messages (default 5s).
 	BacklogInterval time.Duration
+	// Filler completes each event from the row cache as it is pushed, in commit
+	// order, before it is published (nil: events are published as decoded).
+	Filler *pipeline.Filler
+	// MaxInFlightBytes bounds the bytes of the events pushed and not yet
+	// acknowledged by JetStream, as filled (pipeline.max_in_flight_bytes; 0: only
+	// max_pending bounds them).
+	MaxInFlightBytes int64
 }
 
 // Publisher is the reader side of the transport: it takes the events of the
-// replication session (it is a cdc.Consumer: Push, Full, Ready) and publishes each
-// to <prefix>.<partition> with Nats-Msg-Id set to the event id, asynchronously,
-// with at most max_pending events pushed and not yet acknowledged by JetStream.
+// replication session (it is a cdc.Consumer: Push, Full, Ready), completes them
+// from the row cache (PublisherOptions.Filler) and publishes each to
+// <prefix>.<partition> with Nats-Msg-Id set to the event id, asynchronously, with at
+// most max_pending events (and MaxInFlightBytes of them) pushed and not yet
+// acknowledged by JetStream.
 // Each event's ticket goes to the Acker only once JetStream acknowledged it, so the
 // slot is never confirmed past an event JetStream does not hold.
 //
@@ -62,6 +72,7 @@ type Publisher struct {
 	mu      sync.Mutex
 	queue   []entry // pushed, not yet published, in stream order
 	count   int     // pushed and not yet acknowledged by JetStream
+	bytes   int64   // their Size, as filled
 	inReady chan struct{}
 	ready   chan struct{}
 
@@ -75,6 +86,7 @@ type entry struct {
 	ev     *decoder.Event
 	ticket lsn.Ticket // the session's
 	own    lsn.Ticket // in wm
+	size   int64      // ev.Size() as pushed and filled
 	sent   time.Time
 	fut    jetstream.PubAckFuture
 }
@@ -99,11 +111,17 @@ func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
 	}
+	var n int64
+	for _, ev := range evs {
+		p.opts.Filler.Fill(ev) // in commit order: Push is called in stream order
+		n += int64(ev.Size())
+	}
 	p.mu.Lock()
 	for i, ev := range evs {
-		p.queue = append(p.queue, entry{ev: ev, ticket: tickets[i], own: p.wm.Dispatch(ev.ID)})
+		p.queue = append(p.queue, entry{ev: ev, ticket: tickets[i], own: p.wm.Dispatch(ev.ID), size: int64(ev.Size())})
 	}
 	p.count += len(evs)
+	p.bytes += n
 	p.mu.Unlock()
 	select {
 	case p.inReady <- struct{}{}:
@@ -111,12 +129,25 @@ func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	}
 }
 
-// Full reports whether max_pending events wait for JetStream; the replication
-// session stops reading while it does (and goes on sending status updates).
+// Full reports whether max_pending events, or MaxInFlightBytes of them, wait for
+// JetStream; the replication session stops reading while it does (and goes on
+// sending status updates).
 func (p *Publisher) Full() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.count >= p.c.cfg.MaxPending
+	return p.fullLocked()
+}
+
+func (p *Publisher) fullLocked() bool {
+	return p.count >= p.c.cfg.MaxPending || (p.opts.MaxInFlightBytes > 0 && p.bytes >= p.opts.MaxInFlightBytes)
+}
+
+// InFlightBytes returns the bytes of the events pushed and not yet acknowledged by
+// JetStream (their Size, as filled from the row cache).
+func (p *Publisher) InFlightBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
 }
 
 // Ready returns a channel that receives after Full turned false.
@@ -305,7 +336,7 @@ func (p *Publisher) requeue(es ...entry) {
 	p.mu.Lock()
 	q := make([]entry, 0, len(es)+len(p.queue))
 	for _, e := range es {
-		q = append(q, entry{ev: e.ev, ticket: e.ticket, own: e.own})
+		q = append(q, entry{ev: e.ev, ticket: e.ticket, own: e.own, size: e.size})
 	}
 	p.queue = append(q, p.queue...)
 	p.mu.Unlock()
@@ -373,9 +404,10 @@ func (p *Publisher) settle(e entry) {
 	p.wm.Ack(e.own)
 	p.opts.Acker.Ack(e.ticket)
 	p.mu.Lock()
-	full := p.count >= p.c.cfg.MaxPending
+	full := p.fullLocked()
 	p.count--
-	nowFull := p.count >= p.c.cfg.MaxPending
+	p.bytes -= e.size
+	nowFull := p.fullLocked()
 	p.mu.Unlock()
 	if full && !nowFull {
 		select {

@@ -232,3 +232,24 @@ func TestPublishHoldsWhileClusterIsDown(t *testing.T) {
 	r.waitAcked(t, evs, 3*time.Minute)
 	checkStream(t, c, st, evs)
 }
+
+// The events awaiting their PubAck are bounded by bytes (pipeline.max_in_flight_bytes)
+// as well as by count: events filled from the row cache can be large.
+func TestPublisherFullByBytes(t *testing.T) {
+	_, url := startNATS(t)
+	c, _ := connect(t, testConfig(url))
+	evs := sinktest.Events(3, 3)
+	size := int64(evs[0].Size() + evs[1].Size())
+	pub, err := NewPublisher(c, PublisherOptions{Acker: lsn.NewWatermark(lsn.Position.Compare), MaxInFlightBytes: size + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Push(evs[:2], []lsn.Ticket{1, 2}) // not run: nothing is published
+	if pub.Full() || pub.InFlightBytes() != size {
+		t.Fatalf("unexpected state after two events; full %v, %d bytes; want not full, %d bytes", pub.Full(), pub.InFlightBytes(), size)
+	}
+	pub.Push(evs[2:], []lsn.Ticket{3})
+	if !pub.Full() {
+		t.Fatalf("unexpected: not full with %d bytes over a budget of %d (3 events of max_pending %d)", pub.InFlightBytes(), size+1, c.cfg.MaxPending)
+	}
+}
