@@ -72,8 +72,36 @@
 // requests expire after the transport timeout, so a pull parked on a consumer
 // leader that died is made again to the new leader within that time. Events
 // go through the same pipeline as in-process (conditions, per-row queues, retries,
-// DLQ, dedup); a message is acknowledged only when the pipeline settled its event
-// for every matching action.
+// DLQ); a message is acknowledged only when the pipeline settled its event for
+// every matching action.
+//
+// # Row cache and deduplication
+//
+// Two stages of the in-process pipeline move out of the executors' pipelines,
+// which interleave partitions and see a row only while they own its partition.
+// The row cache moves to the reader, which sees every event in commit order: the
+// Publisher fills each event (pipeline.Filler: unchanged TOAST columns, the cached
+// old image, changed columns) before publishing it, so executors receive complete
+// events whichever executor served the row before.
+//
+// Deduplication moves to the Generation, per partition: a partition is in commit
+// order, so the position up to which every event of it was settled (its settled
+// position, advanced as messages are acknowledged) tells repeats apart — a message
+// JetStream delivers again after its acknowledgement was lost or its executor died
+// or lost its lease after settling it, or an event the reader re-published after
+// the duplicate window. A message at or below it is acknowledged and not
+// delivered; one carrying ReplayHeader is delivered regardless. The position lives
+// in PostgreSQL beside the checkpoints (Positions; the service's is
+// checkpoint.Partitions), saved periodically and when a generation stops, loaded
+// when a generation starts, so it follows a partition to its next executor. Not
+// in the KV bucket: the ownership bucket's TTL is the lease, so it keeps nothing
+// durable, and a second bucket would add a replicated write per save while every
+// executor already writes to PostgreSQL (the DLQ); there a late save from an
+// executor that lost the partition cannot lower the position (it only rises) and
+// is true (what it saves it settled). The position is per partition rather than
+// per (partition, action): an event one action settled while another had not when
+// the executor died is delivered again to the first, with the same event id, as
+// after a crash in-process (the in-flight window).
 //
 // Fencing: a Generation may deliver or acknowledge only before the deadline of its
 // last renewal (taken on the monotonic clock before the renewal was sent, less a
