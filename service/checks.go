@@ -18,6 +18,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/registry"
 	"github.com/fraiseql/fraiseql-observers/sinks"
+	"github.com/fraiseql/fraiseql-observers/transport"
 )
 
 // Check outcomes.
@@ -217,6 +218,9 @@ func checkState(ctx context.Context, conn *pgx.Conn, cfg *configs.Config, role s
 	}
 	if cfg.DLQ.Enabled {
 		tables = append(tables, dlq.TableName)
+	}
+	if tc, err := TransportConfig(cfg); err == nil && tc.Type == transport.TypeNATS && cfg.Deduplication.Enabled {
+		tables = append(tables, checkpoint.PartitionsTable) // the executors' settled positions
 	}
 	var out []Check
 	var missing []string
