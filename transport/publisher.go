@@ -105,8 +105,9 @@ func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
 	return p, nil
 }
 
-// Push hands events over with their dispatch tickets (tickets[i] for evs[i]); it
-// never blocks. The publisher owns both slices and the events from then on.
+// Push hands events over with their dispatch tickets (tickets[i] for evs[i]), in
+// stream order (the Filler completes them here, from one caller); it never blocks.
+// The publisher owns both slices and the events from then on.
 func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
