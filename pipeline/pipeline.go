@@ -84,7 +84,8 @@ type Pipeline struct {
 	lastID lsn.Position // router only: highest event id routed
 	fill   *Filler      // router only: nil without a row cache
 
-	targets sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
+	targets   sync.Map // *decoder.Relation → *Observer: snapshot rows for one observer (Target)
+	evTargets sync.Map // *decoder.Event → *Observer: the same, per event (PushTargeted)
 
 	// The router's scratch for one event's debug record and targets (router only).
 	verdicts []debugVerdict

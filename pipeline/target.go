@@ -5,18 +5,61 @@ import (
 	"slices"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 )
+
+// Routes answers which observers receive an event from the observers' tables and
+// operations alone, as a pipeline routes: for a process that reads the slot but runs
+// no pipeline (the transport's reader), which needs the answers for snapshots. The
+// observers need no actions and no condition. A Routes is safe for concurrent use.
+type Routes struct {
+	observers []*Observer
+	ix        *index
+}
+
+// NewRoutes returns the Routes of observers; it keeps the slice.
+func NewRoutes(observers []*Observer) *Routes {
+	return &Routes{observers: observers, ix: newIndex(observers)}
+}
 
 // ObserversOf returns the names of the observers that fire for op on schema.table,
 // those of the table first, then the wildcard ones, each in configuration order. For
 // OpRead these are the observers whose event_type lists READ.
+func (r *Routes) ObserversOf(schema, table string, op decoder.Op) []string {
+	return observersOf(r.ix, schema, table, op)
+}
+
+// Target returns the observer named observer when snapshot rows of schema.table may
+// be sent to it alone (Pipeline.Target): it is an error when no observer has that name
+// or when the observer does not watch the table.
+func (r *Routes) Target(schema, table, observer string) (*Observer, error) {
+	return targetOf(r.observers, schema, table, observer)
+}
+
+// ObserversOf returns the names of the observers that fire for op on schema.table,
+// as Routes.ObserversOf.
 func (p *Pipeline) ObserversOf(schema, table string, op decoder.Op) []string {
+	return observersOf(p.ix, schema, table, op)
+}
+
+func observersOf(ix *index, schema, table string, op decoder.Op) []string {
 	ev := decoder.Event{Schema: schema, Table: table, Op: op}
 	var names []string
-	for _, o := range p.ix.lookup(nil, &ev) {
+	for _, o := range ix.lookup(nil, &ev) {
 		names = append(names, o.Name)
 	}
 	return names
+}
+
+func targetOf(observers []*Observer, schema, table, observer string) (*Observer, error) {
+	i := slices.IndexFunc(observers, func(o *Observer) bool { return o.Name == observer })
+	switch {
+	case i < 0:
+		return nil, fmt.Errorf("no observer named %q", observer)
+	case !observesTable(observers[i], schema, table):
+		return nil, fmt.Errorf("observer %q does not watch %s.%s", observer, schema, table)
+	}
+	return observers[i], nil
 }
 
 // Target sends the snapshot rows built with rel (events of OpRead whose Relation is
@@ -25,26 +68,52 @@ func (p *Pipeline) ObserversOf(schema, table string, op decoder.Op) []string {
 // watch rel's table. The returned function ends the targeting; call it once every
 // event built with rel has been pushed and routed. Safe for concurrent use with Run.
 func (p *Pipeline) Target(rel *decoder.Relation, observer string) (release func(), err error) {
-	var found *Observer
-	for _, o := range p.opts.Observers {
-		if o.Name == observer {
-			found = o
-			break
-		}
-	}
-	switch {
-	case found == nil:
-		return nil, fmt.Errorf("no observer named %q", observer)
-	case !observesTable(found, rel.Namespace, rel.Name):
-		return nil, fmt.Errorf("observer %q does not watch %s.%s", observer, rel.Namespace, rel.Name)
+	found, err := targetOf(p.opts.Observers, rel.Namespace, rel.Name, observer)
+	if err != nil {
+		return nil, err
 	}
 	p.targets.Store(rel, found)
 	return func() { p.targets.CompareAndDelete(rel, found) }, nil
 }
 
-// targeted returns the observer a snapshot row is for, when Target named one.
+// PushTargeted is Push for snapshot rows that were read for one observer elsewhere
+// (the transport's reader targeted them, see Target): each event of OpRead goes to
+// the named observer only, whatever its event_type lists, and its condition still
+// applies; other events are routed as by Push. A row of a table the observer does not
+// watch, or for an observer this pipeline does not have (the processes'
+// configurations differ), is delivered to nobody: it is logged and its ticket
+// acknowledged at once. Safe for concurrent use with Run.
+func (p *Pipeline) PushTargeted(observer string, evs []*decoder.Event, tickets []lsn.Ticket) {
+	if len(evs) != len(tickets) {
+		panic(fmt.Sprintf("pipeline: PushTargeted of %d events with %d tickets", len(evs), len(tickets)))
+	}
+	keep, kept := evs[:0], tickets[:0]
+	for i, ev := range evs {
+		if ev.Op == decoder.OpRead {
+			o, err := targetOf(p.opts.Observers, ev.Schema, ev.Table, observer)
+			if err != nil {
+				p.log.Warn().Err(err).Str("event_id", ev.ID.String()).
+					Msg("snapshot row for an observer this process cannot deliver it to: not delivered (the processes' configurations differ)")
+				p.opts.Acker.Ack(tickets[i])
+				continue
+			}
+			p.evTargets.Store(ev, o)
+		}
+		keep, kept = append(keep, ev), append(kept, tickets[i])
+	}
+	p.Push(keep, kept)
+}
+
+// targeted returns the observer a snapshot row is for, when Target or PushTargeted
+// named one.
 func (p *Pipeline) targeted(ev *decoder.Event) (*Observer, bool) {
-	if ev.Op != decoder.OpRead || ev.Relation == nil {
+	if ev.Op != decoder.OpRead {
+		return nil, false
+	}
+	if o, ok := p.evTargets.LoadAndDelete(ev); ok {
+		return o.(*Observer), true
+	}
+	if ev.Relation == nil {
 		return nil, false
 	}
 	o, ok := p.targets.Load(ev.Relation)

@@ -89,3 +89,34 @@ func TestTargetSendsReadsToOneObserver(t *testing.T) {
 		t.Fatalf("unexpected deliveries; got %d to b (targeted, UPDATE only) and %d to o; want 3 and 2", len(recB.all), len(recA.all))
 	}
 }
+
+// TestPushTargetedSendsReadsToOneObserver: snapshot rows that arrive from the
+// transport (no Relation) marked for an observer reach only that observer, whatever
+// its event_type lists; rows for an observer the pipeline does not have reach nobody
+// and are settled; Routes answers as the pipeline does.
+func TestPushTargetedSendsReadsToOneObserver(t *testing.T) {
+	recA, recB := newRecorder(), newRecorder()
+	a := observer(recA, 1, RetryPolicy{}, FailureLog)
+	a.Ops = []decoder.Op{decoder.OpRead, decoder.OpUpdate}
+	b := observer(recB, 1, RetryPolicy{}, FailureLog) // UPDATE only
+	b.Name, b.Actions[0].ID = "b", "b.0"
+	h := start(t, Options{Observers: []*Observer{a, b}})
+	routes := NewRoutes([]*Observer{{Name: a.Name, Schema: a.Schema, Table: a.Table, Ops: a.Ops}, {Name: b.Name, Schema: b.Schema, Table: b.Table, Ops: b.Ops}})
+	if got, want := routes.ObserversOf("public", "t", decoder.OpRead), h.p.ObserversOf("public", "t", decoder.OpRead); len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("unexpected READ observers of the routes; got %v; want %v", got, want)
+	}
+	if _, err := routes.Target("public", "other", "b"); err == nil {
+		t.Fatalf("targeting an observer of another table succeeded")
+	}
+	h.p.PushTargeted("b", readEvents(nil, 7, 3), []lsn.Ticket{h.wm.Dispatch(100), h.wm.Dispatch(100), h.wm.Dispatch(100)})
+	h.p.PushTargeted("nobody", readEvents(nil, 9, 2), []lsn.Ticket{h.wm.Dispatch(150), h.wm.Dispatch(150)})
+	h.p.Push(readEvents(nil, 15, 2), []lsn.Ticket{h.wm.Dispatch(200), h.wm.Dispatch(200)}) // not targeted
+	h.waitAcked(200)
+	recA.mu.Lock()
+	recB.mu.Lock()
+	defer recA.mu.Unlock()
+	defer recB.mu.Unlock()
+	if len(recB.all) != 3 || len(recA.all) != 2 {
+		t.Fatalf("unexpected deliveries; got %d to b (targeted, UPDATE only) and %d to o; want 3 and 2", len(recB.all), len(recA.all))
+	}
+}

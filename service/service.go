@@ -78,6 +78,8 @@ type Service struct {
 	tclient *transport.Client
 	pub     *transport.Publisher
 	exec    *transport.Executor
+	// readerPipe stands for the pipeline in the reader's snapshots (snapshot.Pipeline).
+	readerPipe *readerPipeline
 	// waitingFor says why the start waits (NATS cannot be reached), nil otherwise.
 	waitingFor atomic.Pointer[string]
 	ops        operator
@@ -255,13 +257,15 @@ func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err e
 			return err
 		}
 	}
+	s.readerPipe = newReaderPipeline(cfg, s.tc)
 	s.pub, err = transport.NewPublisher(s.tclient, transport.PublisherOptions{Acker: s.wm, Logger: s.log, Metrics: s.set,
 		Filler: pipeline.NewFiller(pipeline.FillerOptions{RowCache: s.rows, Observers: imageObservers(cfg.Observers),
 			MaxEventBytes: int(cfg.Source.MaxEventBytes), Logger: s.log}),
-		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes)})
+		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes), Observer: s.readerPipe.observerOf})
 	if err != nil {
 		return err
 	}
+	s.readerPipe.pub = s.pub
 	if s.role == RoleAll {
 		return s.buildTransportExecutor(ctx)
 	}
@@ -424,7 +428,7 @@ func (s *Service) buildSource(ctx context.Context, cc *pgx.ConnConfig, loaded ch
 		})
 		confirm = s.writer
 	}
-	if s.cps != nil && s.pipe != nil {
+	if s.cps != nil {
 		if err = s.buildSnapshots(ctx, cc, loaded); err != nil {
 			return err
 		}

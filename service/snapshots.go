@@ -22,6 +22,10 @@ import (
 // recorded, once the slot is ours (claim).
 func (s *Service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded checkpoint.State) error {
 	cfg := s.cfg
+	var pipe snapshot.Pipeline = s.readerPipe // the nats transport's reader
+	if s.pipe != nil {
+		pipe = s.pipe
+	}
 	var err error
 	s.snaps, err = snapshot.New(snapshot.Options{
 		ConnConfig:       cc,
@@ -35,7 +39,7 @@ func (s *Service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded
 		RowsPerSecond:    cfg.Snapshot.RowsPerSecond,
 		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
 		MaxEventBytes:    int(cfg.Source.MaxEventBytes),
-		Pipeline:         s.pipe,
+		Pipeline:         pipe,
 		Settled:          s.wm,
 		Quarantine:       s.quarantine(),
 		Streaming:        s.isClaimed,
@@ -112,20 +116,16 @@ func initialTables(ctx context.Context, q interface {
 var snapshotsOff = &admin.Error{Status: http.StatusBadRequest, Code: "snapshots_unavailable",
 	Msg: "snapshots need checkpoints.enabled: their progress is stored with the checkpoints"}
 
-// snapshotsNATS is the answer of the snapshot endpoints with the nats transport.
-var snapshotsNATS = &admin.Error{Status: http.StatusBadRequest, Code: "snapshots_unavailable",
-	Msg: "snapshots are not supported with transport.type nats yet: backfill with the in_process transport"}
-
 // notStreaming is the answer of the snapshot endpoints that change something before
 // the slot is this instance's.
 var notStreaming = &admin.Error{Status: http.StatusServiceUnavailable, Code: "not_streaming",
 	Msg: "this instance does not stream the slot (yet): snapshots run on the instance that does"}
 
 // snapshotManager returns the manager once the service is built (nil: unavailable).
-func (s *Service) snapshotManager(write bool) (*snapshot.Manager, error) {
+func (s *Service) snapshotManager(ctx context.Context, write bool) (*snapshot.Manager, error) {
 	switch {
-	case s.nats():
-		return nil, snapshotsNATS
+	case s.role == RoleExecutor:
+		return nil, s.snapshotsOnExecutor(ctx)
 	case !s.built.Load():
 		return nil, notStreaming
 	case s.snaps == nil:
@@ -154,7 +154,7 @@ func snapshotErr(err error) error {
 
 // StartSnapshot implements admin.Snapshotter.
 func (s *Service) StartSnapshot(ctx context.Context, req admin.SnapshotRequest) (any, error) {
-	snaps, err := s.snapshotManager(true)
+	snaps, err := s.snapshotManager(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (s *Service) StartSnapshot(ctx context.Context, req admin.SnapshotRequest) 
 
 // Snapshots implements admin.Snapshotter.
 func (s *Service) Snapshots(ctx context.Context) (any, error) {
-	snaps, err := s.snapshotManager(false)
+	snaps, err := s.snapshotManager(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Service) Snapshots(ctx context.Context) (any, error) {
 
 // Snapshot implements admin.Snapshotter.
 func (s *Service) Snapshot(ctx context.Context, id int64) (any, error) {
-	snaps, err := s.snapshotManager(false)
+	snaps, err := s.snapshotManager(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Service) Snapshot(ctx context.Context, id int64) (any, error) {
 
 // CancelSnapshot implements admin.Snapshotter.
 func (s *Service) CancelSnapshot(ctx context.Context, id int64) (any, error) {
-	snaps, err := s.snapshotManager(true)
+	snaps, err := s.snapshotManager(ctx, true)
 	if err != nil {
 		return nil, err
 	}

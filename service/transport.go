@@ -95,9 +95,6 @@ func checkRole(role string, tc transport.Config, cfg *configs.Config) (string, e
 		}
 		return role, nil
 	}
-	if cfg.Snapshot.Mode == configs.SnapshotInitial && role != RoleExecutor {
-		return "", &ConfigError{Err: errors.New("snapshot.mode initial is not supported with transport.type nats yet: backfills need the in_process transport")}
-	}
 	return role, nil
 }
 

@@ -199,7 +199,11 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 		g.flights[t] = &flight{msg: msg, partition: p, seq: md.Sequence.Stream, since: time.Now(), settled: g.positions.dispatch(p, msg, ev)}
 		g.inflightSeq[p][md.Sequence.Stream] = true
 		g.mu.Unlock()
-		g.pl.Push([]*decoder.Event{ev}, []lsn.Ticket{t})
+		if o := msg.Headers().Get(ObserverHeader); o != "" { // a snapshot's row for one observer
+			g.pl.PushTargeted(o, []*decoder.Event{ev}, []lsn.Ticket{t})
+		} else {
+			g.pl.Push([]*decoder.Event{ev}, []lsn.Ticket{t})
+		}
 	}
 }
 

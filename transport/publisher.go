@@ -43,6 +43,10 @@ type PublisherOptions struct {
 	// acknowledged by JetStream, as filled (pipeline.max_in_flight_bytes; 0: only
 	// max_pending bounds them).
 	MaxInFlightBytes int64
+	// Observer, when set, returns the observer an event is for alone ("": every
+	// observer that matches it), which travels in ObserverHeader. It is called on
+	// Run's goroutine.
+	Observer func(ev *decoder.Event) string
 }
 
 // Publisher is the reader side of the transport: it takes the events of the
@@ -63,7 +67,8 @@ type PublisherOptions struct {
 // "duplicate" (it stored them before the failure), pipelined again from the first
 // new one.
 //
-// Push, Full, Ready, Acked and Available are safe for concurrent use with Run.
+// Push, Full, Ready, Outstanding, PendingBytes, Acked and Available are safe for
+// concurrent use with Run.
 type Publisher struct {
 	c    *Client
 	opts PublisherOptions
@@ -159,6 +164,14 @@ func (p *Publisher) Outstanding() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.count
+}
+
+// PendingBytes returns the size (decoder.Event.Size) of the events pushed and not
+// yet acknowledged by JetStream.
+func (p *Publisher) PendingBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
 }
 
 // Acked returns the highest event id at or below which JetStream has acknowledged
@@ -389,6 +402,11 @@ func (p *Publisher) msg(ev *decoder.Event, last string) *natsio.Msg {
 	m.Header.Set(jetstream.ExpectedStreamHeader, p.c.cfg.Stream)
 	if last != "" {
 		m.Header.Set(jetstream.ExpectedLastMsgIDHeader, last)
+	}
+	if p.opts.Observer != nil {
+		if o := p.opts.Observer(ev); o != "" {
+			m.Header.Set(ObserverHeader, o)
+		}
 	}
 	return m
 }

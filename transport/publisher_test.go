@@ -253,3 +253,46 @@ func TestPublisherFullByBytes(t *testing.T) {
 		t.Fatalf("unexpected: not full with %d bytes over a budget of %d (3 events of max_pending %d)", pub.InFlightBytes(), size+1, c.cfg.MaxPending)
 	}
 }
+
+// The observer an event is for travels in ObserverHeader, the other events carry
+// none; PendingBytes counts the events JetStream has not acknowledged.
+func TestPublishObserverHeaderAndPendingBytes(t *testing.T) {
+	srv, url := startNATS(t)
+	c, st := connect(t, testConfig(url))
+	r, _ := startPublisherOpts(t, c, PublisherOptions{Observer: func(ev *decoder.Event) string {
+		if ev.ID.Ord%2 == 0 {
+			return "b"
+		}
+		return ""
+	}})
+	evs := sinktest.Events(200, 40)
+	r.push(t, evs)
+	r.waitAcked(t, evs, time.Minute)
+	checkStream(t, c, st, evs)
+	for _, m := range storedMsgs(t, st) {
+		ev, err := decoder.ParseEvent(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if ev.ID.Ord%2 == 0 {
+			want = "b"
+		}
+		if got := m.Header.Get(ObserverHeader); got != want {
+			t.Fatalf("unexpected %s of %s; got %q; want %q", ObserverHeader, ev.ID, got, want)
+		}
+	}
+	if got := r.pub.PendingBytes(); got != 0 {
+		t.Fatalf("unexpected pending bytes once everything is stored; got %d; want 0", got)
+	}
+	srv.Kill()
+	more := sinktest.Events(210, 40)[200:]
+	r.push(t, more)
+	var want int64
+	for _, ev := range more {
+		want += int64(ev.Size())
+	}
+	if got := r.pub.PendingBytes(); got != want {
+		t.Fatalf("unexpected pending bytes while NATS is away; got %d; want %d", got, want)
+	}
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fraiseql/fraiseql-observers/service"
+)
+
+// opDelivery is one webhook request: the observer it was for (the URL path), the
+// event's id, op and the row's id and v.
+type opDelivery struct {
+	observer, eventID, op string
+	row, v                int
+}
+
+// opReceiver records every webhook request in the order it arrived.
+type opReceiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []opDelivery
+}
+
+func newOpReceiver(t *testing.T) *opReceiver {
+	r := &opReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		var ev fileEvent
+		if err == nil {
+			err = json.Unmarshal(body, &ev)
+		}
+		if err != nil {
+			http.Error(w, "not an event", http.StatusBadRequest)
+			return
+		}
+		row, _ := strconv.Atoi(string(ev.New["id"]))
+		v, _ := strconv.Atoi(string(ev.New["v"]))
+		r.mu.Lock()
+		r.got = append(r.got, opDelivery{observer: strings.TrimPrefix(req.URL.Path, "/"), eventID: ev.ID, op: ev.Op, row: row, v: v})
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// distinct returns the first delivery of each event id for observer, in arrival order.
+func (r *opReceiver) distinct(observer string) []opDelivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	var out []opDelivery
+	for _, d := range r.got {
+		if d.observer == observer && !seen[d.eventID] {
+			seen[d.eventID] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func countOp(ds []opDelivery, op string) int {
+	n := 0
+	for _, d := range ds {
+		if d.op == op {
+			n++
+		}
+	}
+	return n
+}
+
+// snapshotConfig is the rig's configuration of one process with snapshot.mode
+// initial and two observers of t: rows (INSERT and UPDATE, no READ) and reads
+// (READ only), each a webhook to recv.
+func (r *transportRig) snapshotConfig(listener, addr string, recv *opReceiver) string {
+	r.t.Helper()
+	data, err := os.ReadFile(r.config(listener, addr))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	head, _, ok := strings.Cut(string(data), "observers:\n")
+	if !ok {
+		r.t.Fatal("the rig's configuration has no observers section")
+	}
+	observer := func(name, ops string) string {
+		return fmt.Sprintf(`  %s:
+    entity: public.t
+    event_type: [%s]
+    retry: {max_attempts: 1000, initial_delay: 20ms, max_delay: 200ms}
+    actions:
+      - {type: webhook, url: %q, allow_private_networks: true, timeout: 5s}
+`, name, ops, recv.srv.URL+"/"+name)
+	}
+	return writeConfig(r.t, head+"snapshot: {mode: initial, chunk_size: 500, rows_per_second: 3000}\nobservers:\n"+
+		observer("rows", "INSERT, UPDATE")+observer("reads", "READ"))
+}
+
+// TestTransportSnapshot: with a reader and two executors, snapshot.mode initial
+// backfills the table's 3000 rows to the observer that lists READ; then a snapshot
+// for the other observer (--observer rows), while writers update random rows and
+// insert new ones, reaches that observer alone: every row arrives as READ or a later
+// change, per row in order (a READ never after a newer change of its row, the
+// changes in commit order), and the last event of each row is the row the table
+// holds. An executor answers the snapshot commands with the reader's name.
+func TestTransportSnapshot(t *testing.T) {
+	r := newTransportRig(t)
+	r.db.Exec(`INSERT INTO t SELECT g, 0 FROM generate_series(1, 3000) g`)
+	recv := newOpReceiver(t)
+	start := func(role, listener string) (*proc, string, string) {
+		addr := freeAddr(t)
+		cfg := r.snapshotConfig(listener, addr, recv)
+		p := startService(t, nil, "start", "--role", role, "--config", cfg)
+		waitFor(t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
+			if p.exited() {
+				t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
+			}
+			return httpStatus(addr, "/readyz") == http.StatusOK
+		})
+		return p, addr, cfg
+	}
+	reader, raddr, rcfg := start(service.RoleReader, "reader-1")
+	_, _, ecfg := start(service.RoleExecutor, "exec-1")
+	start(service.RoleExecutor, "exec-2")
+	waitOwners(t, raddr, 2)
+
+	// The initial snapshot, through the stream, to the observer that lists READ.
+	waitFor(t, 2*time.Minute, "the initial snapshot's 3000 rows", func() bool { return len(recv.distinct("reads")) >= 3000 })
+	type info struct {
+		ID       int64  `json:"id"`
+		State    string `json:"state"`
+		Origin   string `json:"origin"`
+		Observer string `json:"observer"`
+		RowsRead int64  `json:"rows_read"`
+		RowsSent int64  `json:"rows_sent"`
+	}
+	var infos []info
+	cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+	if len(infos) != 1 || infos[0].State != "done" || infos[0].Origin != "initial" || infos[0].RowsRead != 3000 || infos[0].RowsSent != 3000 {
+		t.Fatalf("unexpected snapshots after the initial one: %+v", infos)
+	}
+	res := cli(t, nil, "snapshot", "status", "--config", ecfg)
+	if res.code == 0 || !strings.Contains(res.stderr, "is an executor") || !strings.Contains(res.stderr, "reader-1") {
+		t.Fatalf("unexpected answer of an executor to snapshot status; got exit code %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+
+	// A snapshot for rows alone while writers go on.
+	stop := make(chan struct{})
+	var writes sync.WaitGroup
+	writes.Add(1)
+	go func() {
+		defer writes.Done()
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, r.db.DSN())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		for id := 3001; ; id++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := conn.Exec(ctx, `WITH i AS (INSERT INTO t VALUES ($1, 0)) UPDATE t SET v = v + 1 WHERE id IN ($2, $3)`,
+				id, 1+rand.IntN(3000), 1+rand.IntN(3000))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	expectCLI(t, nil, 0, []string{"Snapshot 2 of public.t requested", "2 of public.t for observer rows: done"}, "snapshot", "--table", "public.t", "--observer", "rows", "--config", rcfg)
+	close(stop)
+	writes.Wait()
+
+	rows, err := r.db.Conn().Query(context.Background(), `SELECT id, v FROM t`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := map[int]int{}
+	var id, v int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { final[id] = v; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	byRow := func() map[int][]opDelivery {
+		out := map[int][]opDelivery{}
+		for _, d := range recv.distinct("rows") {
+			out[d.row] = append(out[d.row], d)
+		}
+		return out
+	}
+	waitFor(t, 2*time.Minute, "the last event of every row delivered to rows", func() bool {
+		got := byRow()
+		for id, v := range final {
+			ds := got[id]
+			if len(ds) == 0 || ds[len(ds)-1].v != v {
+				return false
+			}
+		}
+		return true
+	})
+	reads := 0
+	for id, ds := range byRow() {
+		first := 1 // the changes of a row of the snapshot count v from 1, those of a new row from 0 (its INSERT)
+		if id > 3000 {
+			first = 0
+		}
+		// Per row, in arrival order: a READ of v comes after the change that made v
+		// and before the next one; the changes come in commit order, none missing.
+		rank, next := -1, first
+		for _, d := range ds {
+			rk := 2 * d.v
+			if d.op == "READ" {
+				rk++
+				reads++
+			} else if d.v != next {
+				t.Fatalf("row %d: change v=%d delivered where v=%d was due; deliveries %+v", id, d.v, next, ds)
+			} else {
+				next++
+			}
+			if rk <= rank {
+				t.Fatalf("row %d: unexpected order of deliveries (a READ after a newer change, or changes out of commit order): %+v", id, ds)
+			}
+			rank = rk
+		}
+		if ds[len(ds)-1].v != final[id] {
+			t.Fatalf("row %d: last delivery v=%d; the table holds v=%d", id, ds[len(ds)-1].v, final[id])
+		}
+	}
+	// rows lists no READ: it got the targeted snapshot's rows only; reads got none of them.
+	cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+	if len(infos) != 2 || infos[0].ID != 2 || infos[0].Observer != "rows" || int64(reads) != infos[0].RowsSent || reads < 2000 {
+		t.Fatalf("unexpected READ deliveries to rows; got %d; snapshots %+v", reads, infos)
+	}
+	if got := countOp(recv.distinct("reads"), "READ"); got != 3000 || len(recv.distinct("reads")) != 3000 {
+		t.Fatalf("unexpected deliveries to reads; got %d READ of %d; want the initial snapshot's 3000 alone", got, len(recv.distinct("reads")))
+	}
+	t.Logf("%d rows: %d READ delivered to rows, %d rows written meanwhile", len(final), reads, len(final)-3000)
+	if code := reader.stop(); code != 0 {
+		t.Fatalf("unexpected exit code of the reader: %d", code)
+	}
+}
