@@ -27,7 +27,10 @@
 // confirmed past an event the stream does not hold. Every publish carries
 // Nats-Expected-Last-Msg-Id (its predecessor's id) except the first after a start or
 // a failure, so JetStream refuses to store an event after a gap: the stream holds
-// the events in commit order, whatever fails in between.
+// the events in commit order, whatever fails in between. A snapshot's READ rows
+// (package snapshot) reach the publisher the same way, at their high watermark's
+// place in the stream, so they are published in order with their rows' changes; a
+// row read for one observer carries its name in ObserverHeader.
 //
 // # Executors
 //

@@ -151,7 +151,7 @@ func TestTransportSnapshot(t *testing.T) {
 		t.Fatalf("unexpected snapshots after the initial one: %+v", infos)
 	}
 	res := cli(t, nil, "snapshot", "status", "--config", ecfg)
-	if res.code == 0 || !strings.Contains(res.stderr, "is an executor") || !strings.Contains(res.stderr, "reader-1") {
+	if res.code != 1 || !strings.Contains(res.stderr, "is an executor") || !strings.Contains(res.stderr, "reader-1") {
 		t.Fatalf("unexpected answer of an executor to snapshot status; got exit code %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 
