@@ -20,6 +20,9 @@ import (
 )
 
 // Pipeline is what a snapshot needs of the pipeline; *pipeline.Pipeline implements it.
+// With the nats transport the session's consumer is the transport's publisher and the
+// reader runs no pipeline: the service implements it over the publisher (its pending
+// events, the configured observers) and the executors' pipelines deliver the rows.
 type Pipeline interface {
 	// InFlightBytes is the memory of events handed on and not yet settled: a chunk is
 	// read only while it is below half of Options.MaxInFlightBytes.
