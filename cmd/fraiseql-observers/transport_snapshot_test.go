@@ -146,7 +146,10 @@ func TestTransportSnapshot(t *testing.T) {
 		RowsSent int64  `json:"rows_sent"`
 	}
 	var infos []info
-	cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+	waitFor(t, time.Minute, "the initial snapshot to be done", func() bool {
+		cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+		return len(infos) == 1 && infos[0].State != "pending" && infos[0].State != "running"
+	})
 	if len(infos) != 1 || infos[0].State != "done" || infos[0].Origin != "initial" || infos[0].RowsRead != 3000 || infos[0].RowsSent != 3000 {
 		t.Fatalf("unexpected snapshots after the initial one: %+v", infos)
 	}
