@@ -46,7 +46,7 @@ func newReaderPipeline(cfg *configs.Config, tc transport.Config) *readerPipeline
 // taken it returns at least the whole budget, so that the next chunk waits for the
 // transport as it waits for a pipeline that is half full.
 func (r *readerPipeline) InFlightBytes() int64 {
-	b := r.pub.PendingBytes()
+	b := r.pub.InFlightBytes()
 	if r.pub.Outstanding() >= max(r.window/2, 1) {
 		b = max(b, r.budget)
 	}

@@ -67,7 +67,7 @@ type PublisherOptions struct {
 // "duplicate" (it stored them before the failure), pipelined again from the first
 // new one.
 //
-// Push, Full, Ready, Outstanding, PendingBytes, Acked and Available are safe for
+// Push, Full, Ready, Outstanding, InFlightBytes, Acked and Available are safe for
 // concurrent use with Run.
 type Publisher struct {
 	c    *Client
@@ -166,9 +166,9 @@ func (p *Publisher) Outstanding() int {
 	return p.count
 }
 
-// PendingBytes returns the size (decoder.Event.Size) of the events pushed and not
+// InFlightBytes returns the bytes (decoder.Event.Size) of the events pushed and not
 // yet acknowledged by JetStream.
-func (p *Publisher) PendingBytes() int64 {
+func (p *Publisher) InFlightBytes() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.bytes

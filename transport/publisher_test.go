@@ -255,8 +255,8 @@ func TestPublisherFullByBytes(t *testing.T) {
 }
 
 // The observer an event is for travels in ObserverHeader, the other events carry
-// none; PendingBytes counts the events JetStream has not acknowledged.
-func TestPublishObserverHeaderAndPendingBytes(t *testing.T) {
+// none; InFlightBytes counts the events JetStream has not acknowledged.
+func TestPublishObserverHeaderAndInFlightBytes(t *testing.T) {
 	srv, url := startNATS(t)
 	c, st := connect(t, testConfig(url))
 	r, _ := startPublisherOpts(t, c, PublisherOptions{Observer: func(ev *decoder.Event) string {
@@ -282,7 +282,7 @@ func TestPublishObserverHeaderAndPendingBytes(t *testing.T) {
 			t.Fatalf("unexpected %s of %s; got %q; want %q", ObserverHeader, ev.ID, got, want)
 		}
 	}
-	if got := r.pub.PendingBytes(); got != 0 {
+	if got := r.pub.InFlightBytes(); got != 0 {
 		t.Fatalf("unexpected pending bytes once everything is stored; got %d; want 0", got)
 	}
 	srv.Kill()
@@ -292,7 +292,7 @@ func TestPublishObserverHeaderAndPendingBytes(t *testing.T) {
 	for _, ev := range more {
 		want += int64(ev.Size())
 	}
-	if got := r.pub.PendingBytes(); got != want {
+	if got := r.pub.InFlightBytes(); got != want {
 		t.Fatalf("unexpected pending bytes while NATS is away; got %d; want %d", got, want)
 	}
 }
