@@ -15,9 +15,9 @@ import (
 )
 
 // TestReaderPipeline: snapshot.mode initial is taken with the nats transport; on its
-// reader, a snapshot sees the observers
-// as the executors route, is held back while half of the publisher's window waits
-// for JetStream, and marks the rows of a targeted table for the publisher.
+// reader, a snapshot sees the observers as the executors route, is held back while
+// half of the publisher's window waits for JetStream, and marks the rows of a
+// targeted table for the publisher.
 func TestReaderPipeline(t *testing.T) {
 	_, url := sinktest.StartJetStream(t, "")
 	yaml := `source:
