@@ -83,9 +83,9 @@ func countOp(ds []opDelivery, op string) int {
 }
 
 // snapshotConfig is the rig's configuration of one process with snapshot.mode
-// initial and two observers of t: rows (INSERT and UPDATE, no READ) and reads
-// (READ only), each a webhook to recv.
-func (r *transportRig) snapshotConfig(listener, addr string, recv *opReceiver) string {
+// initial, the snapshot options in extra, and two observers of t: rows (INSERT and
+// UPDATE, no READ) and reads (READ only), each a webhook to recv.
+func (r *transportRig) snapshotConfig(listener, addr string, recv *opReceiver, extra string) string {
 	r.t.Helper()
 	data, err := os.ReadFile(r.config(listener, addr))
 	if err != nil {
@@ -104,8 +104,25 @@ func (r *transportRig) snapshotConfig(listener, addr string, recv *opReceiver) s
       - {type: webhook, url: %q, allow_private_networks: true, timeout: 5s}
 `, name, ops, recv.srv.URL+"/"+name)
 	}
-	return writeConfig(r.t, head+"snapshot: {mode: initial, chunk_size: 500, rows_per_second: 3000}\nobservers:\n"+
+	return writeConfig(r.t, head+"snapshot: {mode: initial, chunk_size: 500, "+extra+"}\nobservers:\n"+
 		observer("rows", "INSERT, UPDATE")+observer("reads", "READ"))
+}
+
+// startSnapshotting runs one process with role and snapshotConfig and waits until
+// its /readyz says ready; it returns the process, its admin address and its
+// configuration.
+func (r *transportRig) startSnapshotting(role, listener string, recv *opReceiver, extra string) (*proc, string, string) {
+	r.t.Helper()
+	addr := freeAddr(r.t)
+	cfg := r.snapshotConfig(listener, addr, recv, extra)
+	p := startService(r.t, nil, "start", "--role", role, "--config", cfg)
+	waitFor(r.t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
+		if p.exited() {
+			r.t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
+		}
+		return httpStatus(addr, "/readyz") == http.StatusOK
+	})
+	return p, addr, cfg
 }
 
 // TestTransportSnapshot: with a reader and two executors, snapshot.mode initial
@@ -120,16 +137,7 @@ func TestTransportSnapshot(t *testing.T) {
 	r.db.Exec(`INSERT INTO t SELECT g, 0 FROM generate_series(1, 3000) g`)
 	recv := newOpReceiver(t)
 	start := func(role, listener string) (*proc, string, string) {
-		addr := freeAddr(t)
-		cfg := r.snapshotConfig(listener, addr, recv)
-		p := startService(t, nil, "start", "--role", role, "--config", cfg)
-		waitFor(t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
-			if p.exited() {
-				t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
-			}
-			return httpStatus(addr, "/readyz") == http.StatusOK
-		})
-		return p, addr, cfg
+		return r.startSnapshotting(role, listener, recv, "rows_per_second: 3000")
 	}
 	reader, raddr, rcfg := start(service.RoleReader, "reader-1")
 	_, _, ecfg := start(service.RoleExecutor, "exec-1")
@@ -264,4 +272,54 @@ func TestTransportSnapshot(t *testing.T) {
 	if code := reader.stop(); code != 0 {
 		t.Fatalf("unexpected exit code of the reader: %d", code)
 	}
+}
+
+// TestTransportSnapshotReaderKilled: the reader is SIGKILLed in the middle of the
+// initial snapshot and started again: the snapshot resumes after its last chunk
+// stored in the stream, every row arrives, and a row read again keeps its event id
+// (JetStream's duplicate window drops the chunks published again).
+func TestTransportSnapshotReaderKilled(t *testing.T) {
+	r := newTransportRig(t)
+	r.db.Exec(`INSERT INTO t SELECT g, 0 FROM generate_series(1, 8000) g`)
+	recv := newOpReceiver(t)
+	reader, _, rcfg := r.startSnapshotting(service.RoleReader, "reader-1", recv, "rows_per_second: 2000")
+	r.startSnapshotting(service.RoleExecutor, "exec-1", recv, "")
+	type info struct {
+		State    string `json:"state"`
+		Chunks   int64  `json:"chunks"`
+		RowsRead int64  `json:"rows_read"`
+	}
+	var infos []info
+	waitFor(t, time.Minute, "the initial snapshot to complete chunks", func() bool {
+		cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+		return len(infos) == 1 && infos[0].Chunks >= 4
+	})
+	reader.kill()
+	if infos[0].State != "running" {
+		t.Fatalf("the snapshot was not running when the reader was killed: %+v", infos)
+	}
+	var reader2 *proc
+	reader2, _, rcfg = r.startSnapshotting(service.RoleReader, "reader-1", recv, "rows_per_second: 2000")
+	waitFor(t, 2*time.Minute, "the snapshot to be done after the restart", func() bool {
+		cliJSON(t, nil, &infos, "snapshot", "status", "--config", rcfg)
+		return len(infos) == 1 && infos[0].State == "done"
+	})
+	if out := reader2.output(); !strings.Contains(out, `"message":"snapshot resumed"`) || strings.Contains(out, `"message":"snapshot started"`) {
+		t.Fatalf("the restarted reader did not resume the snapshot after its completed chunks:\n%s", out)
+	}
+	waitFor(t, time.Minute, "every row delivered as READ", func() bool { return len(recv.distinct("reads")) >= 8000 })
+	ids := map[int]string{}
+	for _, d := range recv.distinct("reads") {
+		if prev, ok := ids[d.row]; ok {
+			t.Fatalf("row %d delivered under two event ids: %s and %s", d.row, prev, d.eventID)
+		}
+		ids[d.row] = d.eventID
+	}
+	if len(ids) != 8000 {
+		t.Fatalf("unexpected rows delivered; got %d; want 8000", len(ids))
+	}
+	recv.mu.Lock()
+	deliveries := len(recv.got)
+	recv.mu.Unlock()
+	t.Logf("8000 rows, %d deliveries; the snapshot read %d rows in %d chunks", deliveries, infos[0].RowsRead, infos[0].Chunks)
 }
