@@ -166,14 +166,6 @@ func (p *Publisher) Outstanding() int {
 	return p.count
 }
 
-// InFlightBytes returns the bytes (decoder.Event.Size) of the events pushed and not
-// yet acknowledged by JetStream.
-func (p *Publisher) InFlightBytes() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bytes
-}
-
 // Acked returns the highest event id at or below which JetStream has acknowledged
 // every event pushed, and false before the first acknowledgement.
 func (p *Publisher) Acked() (lsn.Position, bool) { return p.wm.Acked() }
