@@ -227,7 +227,7 @@ func (r *runner) work(ctx context.Context) {
 				r.park(ctx, kq, e)
 				continue
 			}
-			if r.dd != nil && !r.replaying(e.it.ev) && (r.settledInQueue(kq, e) || r.dd.seen(e.it.ev.ID, e.it.ev.Op == decoder.OpRead)) {
+			if r.dd != nil && !e.it.replayed && !r.replaying(e.it.ev) && (r.settledInQueue(kq, e) || r.dd.seen(e.it.ev.ID, e.it.ev.Op == decoder.OpRead)) {
 				r.m.dedupCache.Inc()
 				r.p.debug.setAction(e.dbg, statusDuplicate, e.attempts, nil, 0)
 				r.settle(kq, e)

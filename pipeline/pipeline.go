@@ -97,6 +97,7 @@ type Pipeline struct {
 type pushed struct {
 	evs     []*decoder.Event
 	tickets []lsn.Ticket
+	replay  *replayPush // PushReplayed's; nil for Push
 }
 
 // item is an event in flight with the number of actions that still have to settle it.
@@ -106,6 +107,8 @@ type item struct {
 	size    int64
 	start   time.Time
 	pending atomic.Int32
+	// replayed: pushed by PushReplayed, delivered again whatever was settled before.
+	replayed bool
 }
 
 // New checks the observers and returns a Pipeline; it starts no goroutine.
@@ -161,6 +164,10 @@ func New(opts Options) (*Pipeline, error) {
 // matching action has settled the event. It never blocks. The pipeline owns both
 // slices and the events from then on. It panics if the slices differ in length.
 func (p *Pipeline) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
+	p.push(evs, tickets, nil)
+}
+
+func (p *Pipeline) push(evs []*decoder.Event, tickets []lsn.Ticket, rp *replayPush) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("pipeline: Push of %d events with %d tickets", len(evs), len(tickets)))
 	}
@@ -174,11 +181,11 @@ func (p *Pipeline) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	p.inflight.Add(n)
 	p.inMu.Lock()
 	for _, ev := range evs {
-		if ev.ID.Compare(p.routedMax) > 0 {
+		if rp == nil && ev.ID.Compare(p.routedMax) > 0 {
 			p.routedMax = ev.ID
 		}
 	}
-	p.inbox = append(p.inbox, pushed{evs, tickets})
+	p.inbox = append(p.inbox, pushed{evs, tickets, rp})
 	p.inMu.Unlock()
 	select {
 	case p.inReady <- struct{}{}:
@@ -265,11 +272,14 @@ func (p *Pipeline) route(ctx context.Context) {
 		for _, b := range batches {
 			for i, ev := range b.evs {
 				size := int64(ev.Size()) // as counted by Push, before the row cache fills the event
-				if grown := p.fill.Fill(ev); grown > 0 {
-					p.inflight.Add(grown)
-					size += grown
+				// Replayed events (PushReplayed) bypass the row cache: older than what it saw.
+				if b.replay == nil {
+					if grown := p.fill.Fill(ev); grown > 0 {
+						p.inflight.Add(grown)
+						size += grown
+					}
 				}
-				matched = p.dispatch(ev, b.tickets[i], size, matched[:0])
+				matched = p.dispatch(ev, b.tickets[i], size, b.replay, matched[:0])
 			}
 			for _, r := range p.runners {
 				r.wm.Advance(p.lastID) // actions with nothing in flight follow the stream
@@ -287,10 +297,11 @@ type routeTarget struct {
 }
 
 // dispatch matches one event and enqueues it for every matching action, noting the
-// verdicts in the debug history (/debug/events).
-func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, matched []*Observer) []*Observer {
+// verdicts in the debug history (/debug/events). rp is set for an event pushed by
+// PushReplayed.
+func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp *replayPush, matched []*Observer) []*Observer {
 	now := time.Now()
-	it := &item{ev: ev, ticket: ticket, size: size, start: now}
+	it := &item{ev: ev, ticket: ticket, size: size, start: now, replayed: rp != nil}
 	p.m.processed.Inc()
 	if ev.ID.Compare(p.lastID) > 0 && ev.Op != decoder.OpRead {
 		p.lastID = ev.ID
@@ -299,6 +310,9 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 		matched = append(matched, o)
 	} else {
 		matched = p.ix.lookup(matched, ev)
+	}
+	if rp != nil {
+		matched = rp.scope(p, ev, matched)
 	}
 	// The router's scratch, reused for every event: the ring copies what it keeps.
 	verdicts, states, targets := p.verdicts[:0], p.states[:0], p.routeTo[:0]
@@ -332,7 +346,7 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, ma
 		for _, a := range o.Actions {
 			st := debugState{a: a, status: statusPending}
 			r := p.byID[a.ID]
-			if r.skip(ev) {
+			if !it.replayed && r.skip(ev) {
 				st.status = statusSkipped
 			} else {
 				targets = append(targets, routeTarget{r, len(states), condErr})

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
@@ -64,3 +65,37 @@ func (p *Pipeline) Replay(observer string, from, to lsn.LSN) ([]string, error) {
 
 // replayRangeOf is the type of runner.replay.
 type replayRangeOf = atomic.Pointer[replayRange]
+
+// replayPush marks a batch that a replay sends again (PushReplayed).
+type replayPush struct {
+	observer string // "" for every observer
+}
+
+// PushReplayed is Push for events that a replay sends again from elsewhere (the
+// transport's reader re-published them): they bypass the checkpoint and
+// deduplication layers and the row cache, like the events of a Replay range, and when
+// observer is not "" only that observer's actions handle them (its condition still
+// applies). Safe for concurrent use with Run.
+func (p *Pipeline) PushReplayed(observer string, evs []*decoder.Event, tickets []lsn.Ticket) {
+	p.push(evs, tickets, &replayPush{observer: observer})
+}
+
+// scope keeps, of the observers matched for a replayed event, the one the replay is
+// for (all when it is for every observer). A replay for an observer this pipeline
+// does not have delivers nothing: it is logged.
+func (rp *replayPush) scope(p *Pipeline, ev *decoder.Event, matched []*Observer) []*Observer {
+	if rp.observer == "" {
+		return matched
+	}
+	kept := matched[:0]
+	for _, o := range matched {
+		if o.Name == rp.observer {
+			kept = append(kept, o)
+		}
+	}
+	if len(kept) == 0 && !slices.ContainsFunc(p.opts.Observers, func(o *Observer) bool { return o.Name == rp.observer }) {
+		p.log.Warn().Str("observer", rp.observer).Str("event_id", ev.ID.String()).
+			Msg("replayed event for an observer this process does not have: not delivered (the processes' configurations differ)")
+	}
+	return kept
+}

@@ -393,9 +393,10 @@ type ReplayResult struct {
 
 // Replay implements admin.Replayer.
 func (s *Service) Replay(ctx context.Context, req admin.ReplayRequest) (any, error) {
-	if s.nats() {
-		return nil, &admin.Error{Status: http.StatusConflict, Code: "not_supported",
-			Msg: "replay is not supported with transport.type nats yet: use start --start-lsn on an instance with the in_process transport"}
+	if s.role == RoleExecutor {
+		return nil, &admin.Error{Status: http.StatusConflict, Code: "executor",
+			Msg: fmt.Sprintf("this instance (%s) runs --role executor and does not read slot %s: replay on the reader that leads it (%s), which publishes the range to the stream again",
+				s.cfg.ListenerID, s.cfg.Source.Slot, s.leaderName(ctx))}
 	}
 	if !s.elect.leading.Load() {
 		_, holder, _ := s.elect.state()
@@ -440,6 +441,19 @@ func (s *Service) Replay(ctx context.Context, req admin.ReplayRequest) (any, err
 		res.ToLSN = req.To.String()
 	}
 	return res, nil
+}
+
+// leaderName names the instance that streams the slot, as the listener registry
+// says, or why it is not known.
+func (s *Service) leaderName(ctx context.Context) string {
+	ls, err := s.ops.reg.List(ctx)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	if leader, _, _ := registry.Leader(ls); leader != "" {
+		return leader
+	}
+	return "none streams it now"
 }
 
 func (s *Service) hasObserver(name string) bool {

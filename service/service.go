@@ -772,17 +772,19 @@ func (s *Service) close() {
 
 // replay delivers again, for the named observer's actions (all when ""), the events
 // of transactions committed from from (to to, when not 0), by rewinding the running
-// stream. It returns the ids of the actions concerned.
+// stream: the pipeline delivers them again, or with the nats transport the
+// publisher publishes them to the stream again (replayNATS). It returns the ids of
+// the actions concerned.
 func (s *Service) replay(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
-	if s.pipe == nil {
-		return nil, errors.New("replay is not supported with transport.type nats yet")
-	}
 	oldest, err := s.sess.OldestReplayable(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if from < oldest {
 		return nil, &cdc.ReplayTooOldError{Requested: from, Oldest: oldest, Slot: s.cfg.Source.Slot}
+	}
+	if s.pub != nil {
+		return s.replayNATS(ctx, observer, from, to)
 	}
 	ids, err := s.pipe.Replay(observer, from, to)
 	if err != nil {

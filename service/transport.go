@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/transport"
@@ -445,4 +448,47 @@ func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
 	add("transport_consumers", status, "%d live executors; %d/%d partitions owned; %d partition consumers, %d messages pending",
 		len(members), owned, len(owners), len(backlogs), pending)
 	return out
+}
+
+// replayNATS is replay for the reader of the nats transport: the publisher
+// publishes the range's events to the stream again, as the rewound session sends
+// them, each under a Nats-Msg-Id of its own and marked as a replay for the
+// observer (transport.Replay), and the executors deliver them again with their
+// original ids, for that observer's actions only.
+func (s *Service) replayNATS(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
+	r := transport.Replay{From: from, To: to, Observer: observer}
+	var ids []string
+	for _, o := range s.cfg.Observers {
+		if observer != "" && o.Name != observer {
+			continue
+		}
+		if observer != "" {
+			r.Only = observes(o)
+		}
+		for _, a := range o.Actions {
+			ids = append(ids, a.ID)
+		}
+	}
+	n, cancel := s.pub.Replay(r)
+	if err := s.sess.Rewind(ctx, from); err != nil {
+		cancel()
+		return nil, err
+	}
+	s.log.Info().Str("observer", observer).Str("from_lsn", from.String()).Str("to_lsn", to.String()).Strs("actions", ids).
+		Int64("replay", n).Msg("replay started: publishing the range to the transport's stream again")
+	return ids, nil
+}
+
+// observes returns whether o can fire for an event: its operation is one of o's,
+// on o's table (any, for a wildcard observer), or a message with o's prefix.
+func observes(o *configs.Observer) func(ev *decoder.Event) bool {
+	return func(ev *decoder.Event) bool {
+		switch {
+		case !slices.Contains(o.Ops, ev.Op):
+			return false
+		case ev.Op == decoder.OpMessage:
+			return ev.Message != nil && (o.MessagePrefix == "" || o.MessagePrefix == ev.Message.Prefix)
+		}
+		return o.Wildcard || (o.Table.Schema == ev.Schema && o.Table.Table == ev.Table)
+	}
 }

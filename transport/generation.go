@@ -199,7 +199,10 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 		g.flights[t] = &flight{msg: msg, partition: p, seq: md.Sequence.Stream, since: time.Now(), settled: g.positions.dispatch(p, msg, ev)}
 		g.inflightSeq[p][md.Sequence.Stream] = true
 		g.mu.Unlock()
-		if o := msg.Headers().Get(ObserverHeader); o != "" { // a snapshot's row for one observer
+		if h := msg.Headers(); h.Get(ReplayHeader) != "" {
+			// Published again by a replay: delivered again, for its observer only.
+			g.pl.PushReplayed(h.Get(ReplayObserverHeader), []*decoder.Event{ev}, []lsn.Ticket{t})
+		} else if o := h.Get(ObserverHeader); o != "" { // a snapshot's row for one observer
 			g.pl.PushTargeted(o, []*decoder.Event{ev}, []lsn.Ticket{t})
 		} else {
 			g.pl.Push([]*decoder.Event{ev}, []lsn.Ticket{t})

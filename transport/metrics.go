@@ -19,6 +19,7 @@ type publisherMetrics struct {
 	latency    *metrics.PrometheusHistogram
 	published  *metrics.Counter
 	duplicates *metrics.Counter
+	replayed   *metrics.Counter
 	failures   *metrics.Counter
 	resyncs    *metrics.Counter
 	stream     *metrics.Gauge
@@ -40,6 +41,7 @@ func newPublisherMetrics(set *metrics.Set, p *Publisher) publisherMetrics {
 		latency:    set.GetOrCreatePrometheusHistogramExt(`observer_transport_publish_duration_seconds`, durationBuckets),
 		published:  set.GetOrCreateCounter(`observer_transport_published_total`),
 		duplicates: set.GetOrCreateCounter(`observer_transport_publish_duplicates_total`),
+		replayed:   set.GetOrCreateCounter(`observer_transport_replayed_total`),
 		failures:   set.GetOrCreateCounter(`observer_transport_publish_failures_total`),
 		resyncs:    set.GetOrCreateCounter(`observer_transport_publish_resyncs_total`),
 		stream:     set.GetOrCreateGauge(`observer_transport_stream_messages`, nil),

@@ -12,11 +12,6 @@ import (
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
-// ReplayHeader marks a message that re-publishes an event on purpose (replay): it
-// is delivered again even at or below its partition's settled position, and does
-// not move that position.
-const ReplayHeader = "Fraiseql-Replay"
-
 // Positions stores, per partition, the position up to which every event of the
 // partition was settled (delivered or stored in the DLQ by every matching action):
 // the partition's settled position. An executor loads it when it starts serving a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,10 @@ type Publisher struct {
 	queue   []entry // pushed, not yet published, in stream order
 	count   int     // pushed and not yet acknowledged by JetStream
 	bytes   int64   // their Size, as filled
+	high    lsn.Position
+	hasHigh bool         // high is the highest event id pushed
+	replay  *replayRange // the last replay asked for (nil: none)
+	lastRep int64        // its number
 	inReady chan struct{}
 	ready   chan struct{}
 
@@ -89,9 +94,10 @@ type Publisher struct {
 
 type entry struct {
 	ev     *decoder.Event
-	ticket lsn.Ticket // the session's
-	own    lsn.Ticket // in wm
-	size   int64      // ev.Size() as pushed and filled
+	replay *replayRange // set when a replay publishes ev again
+	ticket lsn.Ticket   // the session's
+	own    lsn.Ticket   // in wm
+	size   int64        // ev.Size() as pushed and filled
 	sent   time.Time
 	fut    jetstream.PubAckFuture
 }
@@ -113,22 +119,42 @@ func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
 // Push hands events over with their dispatch tickets (tickets[i] for evs[i]), in
 // stream order (the Filler completes them here, from one caller); it never blocks.
 // The publisher owns both slices and the events from then on.
+//
+// An event at or below the highest id pushed before is one the session sends again
+// (after a rewind or a reconnect): the publisher has it already, published or
+// queued, so its ticket is acknowledged at once and it is not published again —
+// unless a Replay covers it, which publishes it again as a new message. Snapshot
+// rows (READ) are always published: their ids are below the stream's by design.
 func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
 	}
-	var n int64
 	for _, ev := range evs {
 		p.opts.Filler.Fill(ev) // in commit order: Push is called in stream order
-		n += int64(ev.Size())
 	}
+	var again []lsn.Ticket
 	p.mu.Lock()
 	for i, ev := range evs {
-		p.queue = append(p.queue, entry{ev: ev, ticket: tickets[i], own: p.wm.Dispatch(ev.ID), size: int64(ev.Size())})
+		var rr *replayRange
+		switch {
+		case ev.Op == decoder.OpRead: // a snapshot's row: its id is below the stream's by design
+		case p.hasHigh && ev.ID.Compare(p.high) <= 0:
+			if rr = p.replay; rr == nil || !rr.covers(ev) {
+				again = append(again, tickets[i])
+				continue
+			}
+		default:
+			p.high, p.hasHigh = ev.ID, true
+		}
+		size := int64(ev.Size())
+		p.queue = append(p.queue, entry{ev: ev, replay: rr, ticket: tickets[i], own: p.wm.Dispatch(ev.ID), size: size})
+		p.count++
+		p.bytes += size
 	}
-	p.count += len(evs)
-	p.bytes += n
 	p.mu.Unlock()
+	for _, t := range again {
+		p.opts.Acker.Ack(t)
+	}
 	select {
 	case p.inReady <- struct{}{}:
 	default:
@@ -242,7 +268,7 @@ func (r *run) resyncOne(ctx context.Context) error {
 	p.pop(1)
 	p.settle(e)
 	if !dup {
-		r.last, r.resync = e.ev.ID.String(), false
+		r.last, r.resync = e.msgID(), false
 	}
 	return nil
 }
@@ -253,7 +279,7 @@ func (r *run) pipelined(ctx context.Context) error {
 	p := r.p
 	taken := p.take()
 	for i, e := range taken {
-		f, err := p.c.js.PublishMsgAsync(p.msg(e.ev, r.last))
+		f, err := p.c.js.PublishMsgAsync(p.msg(e, r.last))
 		if err != nil {
 			if errors.Is(err, natsio.ErrMaxPayload) {
 				return fmt.Errorf("publish event %s: %w", e.ev.ID, err)
@@ -265,7 +291,7 @@ func (r *run) pipelined(ctx context.Context) error {
 		}
 		e.fut, e.sent = f, time.Now()
 		r.inflight = append(r.inflight, e)
-		r.last = e.ev.ID.String()
+		r.last = e.msgID()
 	}
 	if len(r.inflight) == 0 {
 		select {
@@ -342,7 +368,7 @@ func (p *Publisher) requeue(es ...entry) {
 	p.mu.Lock()
 	q := make([]entry, 0, len(es)+len(p.queue))
 	for _, e := range es {
-		q = append(q, entry{ev: e.ev, ticket: e.ticket, own: e.own, size: e.size})
+		q = append(q, entry{ev: e.ev, replay: e.replay, ticket: e.ticket, own: e.own, size: e.size})
 	}
 	p.queue = append(q, p.queue...)
 	p.mu.Unlock()
@@ -377,7 +403,7 @@ func (p *Publisher) publishSync(ctx context.Context, e entry) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := p.c.js.PublishMsg(ctx, p.msg(e.ev, ""))
+	ack, err := p.c.js.PublishMsg(ctx, p.msg(e, ""))
 	if err != nil {
 		return false, err
 	}
@@ -388,14 +414,20 @@ func (p *Publisher) publishSync(ctx context.Context, e entry) (bool, error) {
 	return ack.Duplicate, nil
 }
 
-func (p *Publisher) msg(ev *decoder.Event, last string) *natsio.Msg {
+func (p *Publisher) msg(e entry, last string) *natsio.Msg {
+	ev := e.ev
 	m := &natsio.Msg{Subject: Subject(p.c.cfg.SubjectPrefix, Partition(ev, p.c.cfg.Partitions)), Data: ev.JSON(), Header: natsio.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID.String())
+	m.Header.Set(jetstream.MsgIDHeader, e.msgID())
 	m.Header.Set(jetstream.ExpectedStreamHeader, p.c.cfg.Stream)
 	if last != "" {
 		m.Header.Set(jetstream.ExpectedLastMsgIDHeader, last)
 	}
-	if p.opts.Observer != nil {
+	if rr := e.replay; rr != nil {
+		m.Header.Set(ReplayHeader, strconv.FormatInt(rr.n, 10))
+		if rr.Observer != "" {
+			m.Header.Set(ReplayObserverHeader, rr.Observer)
+		}
+	} else if p.opts.Observer != nil {
 		if o := p.opts.Observer(ev); o != "" {
 			m.Header.Set(ObserverHeader, o)
 		}
@@ -412,6 +444,9 @@ func (p *Publisher) settleTimed(e entry) {
 func (p *Publisher) settle(e entry) {
 	p.available.Store(true)
 	p.m.published.Inc()
+	if e.replay != nil {
+		p.m.replayed.Inc()
+	}
 	p.wm.Ack(e.own)
 	p.opts.Acker.Ack(e.ticket)
 	p.mu.Lock()
