@@ -456,7 +456,7 @@ func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
 // observer (transport.Replay), and the executors deliver them again with their
 // original ids, for that observer's actions only.
 func (s *Service) replayNATS(ctx context.Context, observer string, from, to lsn.LSN) ([]string, error) {
-	r := transport.Replay{From: from, To: to, Observer: observer}
+	r := transport.Replay{From: from, To: to, Observer: observer, Stored: s.sess.Settled()}
 	var ids []string
 	for _, o := range s.cfg.Observers {
 		if observer != "" && o.Name != observer {

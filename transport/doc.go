@@ -31,6 +31,21 @@
 // (package snapshot) reach the publisher the same way, at their high watermark's
 // place in the stream, so they are published in order with their rows' changes; a
 // row read for one observer carries its name in ObserverHeader.
+// An event the session sends again within one process (a reconnect, a rewind) is
+// not published again: the publisher holds it already, published or queued, and
+// acknowledges the new ticket at once.
+//
+// # Replay
+//
+// A replay (Publisher.Replay, before the session rewinds) publishes the events of
+// its range again when the session sends them again, as new messages: the event
+// keeps its id, Nats-Msg-Id becomes ReplayMsgID (<id>:replay:<n>, n the replay's
+// number), so that the duplicate window does not drop it, and the headers
+// Fraiseql-Replay (n) and Fraiseql-Replay-Observer (the observer, when the replay
+// is for one) mark it. Replayed events take their place in the
+// Nats-Expected-Last-Msg-Id chain like any other, in commit order. An executor
+// hands a replayed event to its pipeline with PushReplayed: delivered again
+// whatever was settled before, by the named observer's actions only.
 //
 // # Executors
 //

@@ -81,6 +81,7 @@ type Publisher struct {
 	bytes   int64   // their Size, as filled
 	high    lsn.Position
 	hasHigh bool         // high is the highest event id pushed
+	held    lsn.LSN      // the stream holds every event committed below it (Replay.Stored)
 	replay  *replayRange // the last replay asked for (nil: none)
 	lastRep int64        // its number
 	inReady chan struct{}
@@ -123,8 +124,9 @@ func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
 // An event at or below the highest id pushed before is one the session sends again
 // (after a rewind or a reconnect): the publisher has it already, published or
 // queued, so its ticket is acknowledged at once and it is not published again —
-// unless a Replay covers it, which publishes it again as a new message. Snapshot
-// rows (READ) are always published: their ids are below the stream's by design.
+// unless a Replay covers it, which publishes it again as a new message. So is an
+// event below the last Replay's Stored position. Snapshot rows (READ) are always
+// published: their ids are below the stream's by design.
 func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
@@ -135,16 +137,16 @@ func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	var again []lsn.Ticket
 	p.mu.Lock()
 	for i, ev := range evs {
-		var rr *replayRange
+		rr := p.replay
 		switch {
 		case ev.Op == decoder.OpRead: // a snapshot's row: its id is below the stream's by design
-		case p.hasHigh && ev.ID.Compare(p.high) <= 0:
-			if rr = p.replay; rr == nil || !rr.covers(ev) {
-				again = append(again, tickets[i])
-				continue
-			}
+			rr = nil
+		case rr != nil && rr.covers(ev):
+		case p.hasHigh && ev.ID.Compare(p.high) <= 0 || ev.ID.Commit < p.held:
+			again = append(again, tickets[i])
+			continue
 		default:
-			p.high, p.hasHigh = ev.ID, true
+			rr, p.high, p.hasHigh = nil, ev.ID, true
 		}
 		size := int64(ev.Size())
 		p.queue = append(p.queue, entry{ev: ev, replay: rr, ticket: tickets[i], own: p.wm.Dispatch(ev.ID), size: size})

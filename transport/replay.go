@@ -38,26 +38,37 @@ type Replay struct {
 	// Only, when set, keeps the events the observer can fire for: the others are
 	// not published again.
 	Only func(ev *decoder.Event) bool
+	// Stored is a position below which the stream holds every event (the
+	// replication session's settled position): the replay covers those events
+	// too, which matters after a restart, before this publisher was pushed any.
+	Stored lsn.LSN
 }
 
 // replayRange is a Replay asked for: n numbers it, until is the highest event id
 // pushed when it was asked for.
 type replayRange struct {
 	Replay
-	n     int64
-	until lsn.Position
+	n      int64
+	until  lsn.Position
+	pushed bool // until is set: events were pushed before
 }
 
+// covers reports whether the replay publishes ev again: in its range, stored
+// already and, for an observer, one it can fire for.
 func (rr *replayRange) covers(ev *decoder.Event) bool {
-	if ev.ID.Commit < rr.From || (rr.To != 0 && ev.ID.Commit > rr.To) || ev.ID.Compare(rr.until) > 0 {
+	if ev.ID.Commit < rr.From || (rr.To != 0 && ev.ID.Commit > rr.To) {
+		return false
+	}
+	if (!rr.pushed || ev.ID.Compare(rr.until) > 0) && ev.ID.Commit >= rr.Stored {
 		return false
 	}
 	return rr.Only == nil || rr.Only(ev)
 }
 
 // Replay makes the publisher publish again, as new messages, the events of r that
-// it was pushed before, when the replication session sends them again: the caller
-// rewinds the session to r.From next. Each such event goes to its partition with
+// it was pushed before (or that r.Stored says the stream holds), when the
+// replication session sends them again: the caller rewinds the session to r.From
+// next. Each such event goes to its partition with
 // Nats-Msg-Id ReplayMsgID(id, n), ReplayHeader n and, for an observer,
 // ReplayObserverHeader, in the same chain of Nats-Expected-Last-Msg-Id as every
 // publish (observer_transport_replayed_total counts them once stored); the other
@@ -72,8 +83,9 @@ func (p *Publisher) Replay(r Replay) (n int64, cancel func()) {
 	defer p.mu.Unlock()
 	n = max(time.Now().UnixMilli(), p.lastRep+1)
 	p.lastRep = n
-	rr := &replayRange{Replay: r, n: n, until: p.high}
+	rr := &replayRange{Replay: r, n: n, until: p.high, pushed: p.hasHigh}
 	p.replay = rr
+	p.held = max(p.held, r.Stored)
 	return n, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()

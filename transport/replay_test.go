@@ -16,13 +16,15 @@ import (
 // session sends them again, as new messages (a Nats-Msg-Id of their own, so the
 // duplicate window does not drop them; the event inside keeps its id) in the same
 // Nats-Expected-Last-Msg-Id chain; the other events sent again are not published
-// again. A second replay of the same range is stored again too.
+// again. A second replay of the same range is stored again too, and so is a third
+// one asked of a restarted publisher before anything was pushed to it.
 func TestPublishReplay(t *testing.T) {
 	_, url := startNATS(t)
 	c, st := connect(t, testConfig(url))
 	set := metrics.NewSet()
-	r, _ := startPublisherOpts(t, c, PublisherOptions{Metrics: set})
-	evs := sinktest.Events(400, 40) // ten events per transaction
+	r, stop := startPublisherOpts(t, c, PublisherOptions{Metrics: set})
+	all := sinktest.Events(410, 40) // ten events per transaction
+	evs := all[:400]
 	r.push(t, evs[:300])
 	r.waitAcked(t, evs[:300], time.Minute)
 
@@ -43,6 +45,21 @@ func TestPublishReplay(t *testing.T) {
 	}
 	r.push(t, evs[350:])
 	r.waitAcked(t, evs, time.Minute)
+	if got, _ := metricValue(set, `observer_transport_replayed_total`); got != 200 {
+		t.Fatalf("unexpected observer_transport_replayed_total; got %v; want 200", got)
+	}
+
+	// A restarted reader: the session's settled position says what the stream
+	// holds; the rewound session sends everything again from before the range.
+	stop()
+	set3 := metrics.NewSet()
+	r3, _ := startPublisherOpts(t, c, PublisherOptions{Metrics: set3})
+	n3, _ := r3.pub.Replay(Replay{From: rng[0].ID.Commit, To: rng[len(rng)-1].ID.Commit, Observer: "o", Stored: all[400].ID.Commit})
+	r3.push(t, all[50:])
+	r3.waitAcked(t, all[50:], time.Minute)
+	if got, _ := metricValue(set3, `observer_transport_publish_duplicates_total`); got != 0 {
+		t.Fatalf("the restarted reader published %v events the stream held already", got)
+	}
 
 	// The stream, in order: the first 300, the range again (n1), 50 new ones, the
 	// range again (n2), the last 50.
@@ -61,6 +78,8 @@ func TestPublishReplay(t *testing.T) {
 	add(evs[300:350], 0)
 	add(rng, n2)
 	add(evs[350:], 0)
+	add(rng, n3)
+	add(all[400:], 0)
 	msgs := storedMsgs(t, st)
 	if len(msgs) != len(wants) {
 		t.Fatalf("unexpected message count in the stream; got %d; want %d", len(msgs), len(wants))
@@ -85,7 +104,7 @@ func TestPublishReplay(t *testing.T) {
 			t.Fatalf("unexpected subject of message %d; got %s; want %s", i, m.Subject, want)
 		}
 	}
-	if got, _ := metricValue(set, `observer_transport_replayed_total`); got != 200 {
-		t.Fatalf("unexpected observer_transport_replayed_total; got %v; want 200", got)
+	if got, _ := metricValue(set3, `observer_transport_replayed_total`); got != 100 {
+		t.Fatalf("unexpected observer_transport_replayed_total of the restarted reader; got %v; want 100", got)
 	}
 }

@@ -198,7 +198,9 @@ transactions committed at or after --from-lsn (and at or before --to-lsn), for e
 or only --observer. The service rewinds its stream; PostgreSQL sends those transactions again.
 This reaches back only as far as the slot's confirmed_flush_lsn: set replay_window to keep
 history replayable. An older position is refused with the oldest replayable LSN (exit code 2),
-never silently moved forward. Needs the running service (exit code 6 otherwise).
+never silently moved forward. Needs the running service (exit code 6 otherwise). With
+transport.type nats, run it against the reader: it publishes the range to the stream again and
+the executors deliver it (an executor refuses, naming the reader).
 
 A replay starts the row cache empty: an observer whose condition reads old values (old.x,
 field_changed, changes) of a table without REPLICA IDENTITY FULL cannot evaluate it for a
