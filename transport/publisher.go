@@ -68,8 +68,8 @@ type PublisherOptions struct {
 // "duplicate" (it stored them before the failure), pipelined again from the first
 // new one.
 //
-// Push, Full, Ready, Outstanding, InFlightBytes, Acked and Available are safe for
-// concurrent use with Run.
+// Push, Full, Ready, Outstanding, InFlightBytes, Acked, Available and Replay are
+// safe for concurrent use with Run.
 type Publisher struct {
 	c    *Client
 	opts PublisherOptions

@@ -599,13 +599,7 @@ func TestTransportNATSAway(t *testing.T) {
 	r.write(10)
 	r.check()
 	expectCLI(t, nil, 0, []string{"Transport: nats", "role all, connected", "Reader: publishing", "1 live", "8/8 partitions owned"}, "status", "--config", cfg)
-	// Not supported in this mode yet, and said so (snapshots are: TestTransportSnapshot).
-	for _, args := range [][]string{{"replay", "--from-lsn", "0/0"}} {
-		res := cli(t, nil, append(args, "--config", cfg)...)
-		if res.code == 0 || !strings.Contains(res.stdout+res.stderr, "not supported with transport.type nats") {
-			t.Fatalf("unexpected outcome of %v in nats mode; got exit code %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
-		}
-	}
+	// replay (TestTransportReplay) and snapshots (TestTransportSnapshot) work in this mode.
 	if code := p.stop(); code != 0 {
 		t.Fatalf("unexpected exit code: %d", code)
 	}
