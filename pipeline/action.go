@@ -54,7 +54,9 @@ type runner struct {
 	timers map[*keyQueue]*time.Timer
 	closed bool
 	wake   chan struct{}
-	replay replayRangeOf // events to deliver again (nil: none)
+	// unkicked is how many keys enqueue made ready without waking a worker (see kick).
+	unkicked int
+	replay   replayRangeOf // events to deliver again (nil: none)
 	// resumeFrom is the checkpoint the action resumed from (hasStart false: none).
 	resumeFrom lsn.Position
 	hasStart   bool
@@ -149,9 +151,29 @@ func (r *runner) enqueue(it *item, dbg debugRef, fail error) {
 	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg, fail: fail})
 	if !kq.scheduled {
 		kq.scheduled = true
-		r.pushReadyLocked(kq)
+		r.ready = append(r.ready, kq) // the workers are woken by kick, once per routed batch
+		r.unkicked++
 	}
 	r.mu.Unlock()
+}
+
+// kick wakes workers for the keys enqueue made ready since the last kick: one worker
+// per batch_size of them (a worker takes up to batch_size keys at a time), at most
+// every worker. The router calls it after each batch it routed, so that a batch of
+// events reaches the sink in a few large deliveries (one write, one fsync) rather than
+// one small delivery per worker woken by each event.
+func (r *runner) kick() {
+	r.mu.Lock()
+	n := r.unkicked
+	r.unkicked = 0
+	r.mu.Unlock()
+	for w := min((n+r.a.BatchSize-1)/r.a.BatchSize, r.a.Concurrency); w > 0; w-- {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+			return // every worker has a wake-up pending
+		}
+	}
 }
 
 func (r *runner) pushReadyLocked(kq *keyQueue) {

@@ -283,6 +283,7 @@ func (p *Pipeline) route(ctx context.Context) {
 			}
 			for _, r := range p.runners {
 				r.wm.Advance(p.lastID) // actions with nothing in flight follow the stream
+				r.kick()
 			}
 		}
 	}
