@@ -6,6 +6,9 @@
 #   BENCH_BIG_ROWS    rows of the large (memory) backlog (default 10000000, about 4.6 GB of
 #                     WAL and as much table; 0 skips it)
 #   BENCH_LIVE_RATES  write rates of the live webhook scenario (default 1000,2500,4000)
+#   BENCH_TRANSPORT_EVENTS  single-row transactions of the transport scenario: webhook
+#                     delivery in-process and through NATS with 1, 2 and 3 executors
+#                     (default 50000; 0 skips it)
 #   SINK_BENCH_EVENTS events per sink benchmark (default 200000)
 #   BENCHTIME         go test -benchtime for micro-benchmarks (default 1s)
 set -euo pipefail
@@ -15,6 +18,7 @@ out="bench-results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
 rows=${BENCH_ROWS:-1000000}
 big_rows=${BENCH_BIG_ROWS:-10000000}
 live_rates=${BENCH_LIVE_RATES:-1000,2500,4000}
+transport_events=${BENCH_TRANSPORT_EVENTS:-50000}
 export SINK_BENCH_EVENTS=${SINK_BENCH_EVENTS:-200000}
 benchtime=${BENCHTIME:-1s}
 {
@@ -37,7 +41,7 @@ benchtime=${BENCHTIME:-1s}
     echo '```'
     echo
   fi
-  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -big-rows "$big_rows" -live-rates "$live_rates"
+  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -big-rows "$big_rows" -live-rates "$live_rates" -transport-events "$transport_events"
   echo "## Snapshot correctness at $rows rows (TestSnapshotWhileWriting)"
   echo
   echo "Backfill while concurrent writers update, delete and insert rows; checked against the table and an oracle slot."

@@ -15,6 +15,9 @@
 //   - live: single-row transactions committed by pgbench at fixed rates, streamed to a
 //     webhook receiver on loopback by the service and by the plain reader POSTing each
 //     change in turn, with commit → arrival percentiles per rate (live.go);
+//   - transport: a backlog of single-row transactions delivered by webhook to a
+//     receiver answering after 2 ms, in-process and through the nats transport with
+//     one reader and 1, 2 and 3 executor processes (transport.go);
 //   - idle: the service on a table nobody writes to, its CPU and RSS over a minute.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
@@ -37,12 +40,13 @@ func main() {
 	bin := flag.String("bin", "bin/fraiseql-observers", "service binary")
 	rows := flag.Int("rows", 1_000_000, "rows in each backlog")
 	bigRows := flag.Int("big-rows", 10_000_000, "rows of the large backlog (memory must not grow with it); 0 skips it")
-	only := flag.String("only", "", "run one scenario: catchup, bigtx, big, observers, snapshot, live or idle")
+	only := flag.String("only", "", "run one scenario: catchup, bigtx, big, observers, snapshot, live, transport or idle")
 	idleFor := flag.Duration("idle", time.Minute, "how long the idle scenario watches the service")
 	liveRates := flag.String("live-rates", "1000,2500,4000", "live scenario: write rates (rows/s, comma-separated)")
 	liveFor := flag.Duration("live-for", 20*time.Second, "live scenario: load per rate and consumer")
 	liveConsumers := flag.String("live-consumers", "service,plain", "live scenario: consumers (service[+VAR=value...] or plain)")
 	liveTogether := flag.Bool("live-together", false, "live scenario: run the consumers at the same time instead of one after the other")
+	transportEvents := flag.Int("transport-events", 50_000, "transport scenario: single-row transactions in its backlog; 0 skips it")
 	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
 	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
 	slot := flag.String("slot", "", "plain reader: slot")
@@ -63,7 +67,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchrun: -live-rates:", err)
 		os.Exit(2)
 	}
-	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor,
+	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor, transportEvents: *transportEvents,
 		live: liveOptions{rates: rates, loadFor: *liveFor, consumers: *liveConsumers, together: *liveTogether}}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -79,6 +83,8 @@ type options struct {
 	only    string
 	idleFor time.Duration
 	live    liveOptions
+	// transportEvents is the transport scenario's backlog (0 skips it).
+	transportEvents int
 }
 
 func parseRates(s string) ([]int, error) {
@@ -167,6 +173,11 @@ func run(o options) error {
 	if only == "" || only == "live" {
 		if err := live(ctx, srv, bin, o.live); err != nil {
 			return fmt.Errorf("live: %w", err)
+		}
+	}
+	if (only == "" || only == "transport") && o.transportEvents > 0 {
+		if err := transportBench(ctx, srv, bin, o.transportEvents); err != nil {
+			return fmt.Errorf("transport: %w", err)
 		}
 	}
 	if only == "" || only == "idle" {
