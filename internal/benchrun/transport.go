@@ -77,8 +77,11 @@ type transportResult struct {
 	pg     time.Duration // PostgreSQL's CPU over dur
 	self   time.Duration // benchrun's (the receiver's) CPU over dur
 	busy   time.Duration // summed time the receiver's requests were open
+	// published is when the reader had every event acknowledged by JetStream
+	// (sampled with inflight).
+	published time.Duration
 	// inflight is the most observer_inflight_bytes a delivering process reported
-	// (sampled every 250 ms).
+	// (sampled every 100 ms).
 	inflight int64
 	repeats  int64
 }
@@ -158,7 +161,8 @@ func transportBench(ctx context.Context, srv *pgtest.Server, bin string, events 
 	hs := &http.Server{Handler: rs}
 	go hs.Serve(ln)
 	defer hs.Close()
-	tb := &transportRun{srv: srv, bin: bin, db: db, dir: dir, natsURL: natsURL.url, natsPID: natsURL.pid, events: events}
+	tb := &transportRun{srv: srv, bin: bin, db: db, dir: dir, natsURL: natsURL.url, natsPID: natsURL.pid, events: events,
+		env: strings.Fields(os.Getenv("BENCH_TRANSPORT_ENV")), extra: os.Getenv("BENCH_TRANSPORT_EXTRA")}
 	results := make([]transportResult, len(cases))
 	for i, c := range cases {
 		tb.hookURL, tb.rec = fmt.Sprintf("http://%s/c/%d", ln.Addr(), i), rs[i]
@@ -167,6 +171,9 @@ func transportBench(ctx context.Context, srv *pgtest.Server, bin string, events 
 		}
 	}
 	printTransport(cases, results, events)
+	if len(tb.env) > 0 || tb.extra != "" {
+		fmt.Printf("Not defaults: every process ran with environment %q and configuration %q added.\n\n", tb.env, tb.extra)
+	}
 	return nil
 }
 
@@ -230,6 +237,8 @@ type transportRun struct {
 	natsURL string
 	natsPID int
 	events  int
+	env     []string      // BENCH_TRANSPORT_ENV: VAR=value added to every process's environment
+	extra   string        // BENCH_TRANSPORT_EXTRA: YAML added to every process's configuration
 	hookURL string        // this case's receiver path
 	rec     *hookRecorder // this case's recorder
 }
@@ -242,6 +251,7 @@ type benchProc struct {
 	log    bytes.Buffer
 	exited chan struct{}
 	cpu0   time.Duration // CPU used before the clock started
+	owned  int           // executors: partitions owned when the clock started
 }
 
 // config returns the configuration of one process of case c.
@@ -254,7 +264,7 @@ logging: {level: warn}
 	if c.executors > 0 {
 		cfg += fmt.Sprintf("transport: {type: nats, url: %q, stream: bench_%d, subject_prefix: bench.e%d}\n", tb.natsURL, c.executors, c.executors)
 	}
-	return cfg + fmt.Sprintf(`observers:
+	return cfg + tb.extra + "\n" + fmt.Sprintf(`observers:
   all:
     entity: events
     event_type: INSERT
@@ -277,6 +287,7 @@ func (tb *transportRun) start(c transportCase, name, role string) (*benchProc, e
 		args = append(args, "--role", role)
 	}
 	p := &benchProc{name: name, admin: admin, cmd: exec.Command(tb.bin, args...), exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), tb.env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
@@ -331,6 +342,14 @@ func (tb *transportRun) run(ctx context.Context, c transportCase) (transportResu
 		}
 		res.settle = time.Since(t0)
 		for _, p := range procs {
+			ts, err := transportStatus(p.admin)
+			if err != nil {
+				return res, fmt.Errorf("status of %s: %w", p.name, err)
+			}
+			if ts.Executor == nil {
+				return res, fmt.Errorf("the status of %s has no executor", p.name)
+			}
+			p.owned = len(ts.Executor.Owned)
 			cpu, _, err := procUsage(p.cmd.Process.Pid)
 			if err != nil {
 				return res, err
@@ -358,7 +377,11 @@ func (tb *transportRun) run(ctx context.Context, c transportCase) (transportResu
 	}
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan int64, 1)
-	go func() { sampled <- sampleInflight(sctx, delivering) }()
+	var reader *benchProc
+	if c.executors > 0 {
+		reader = p
+	}
+	go func() { sampled <- sampleInflight(sctx, delivering, reader, tb.events, start, &res.published) }()
 	err = tb.waitDelivered(ctx, procs)
 	res.dur = time.Since(start)
 	stopSampling()
@@ -377,17 +400,29 @@ func (tb *transportRun) run(ctx context.Context, c transportCase) (transportResu
 			return res, err
 		}
 		res.cpu += cpu - p.cpu0
-		res.procs = append(res.procs, procFigures{p.name, cpu - p.cpu0, peak})
+		name := p.name
+		if p.cmd.Args[len(p.cmd.Args)-1] == svc.RoleExecutor {
+			name = fmt.Sprintf("%s (%d partitions)", p.name, p.owned)
+		}
+		res.procs = append(res.procs, procFigures{name, cpu - p.cpu0, peak})
 	}
 	res.busy, res.repeats = time.Duration(tb.rec.busy.Load()), tb.rec.repeats.Load()
 	return res, nil
 }
 
 // sampleInflight returns the highest observer_inflight_bytes any of procs
-// reported on /metrics until ctx ends.
-func sampleInflight(ctx context.Context, procs []*benchProc) int64 {
+// reported on /metrics until ctx ends. With a reader, it sets *published to the
+// time from start until the reader's observer_transport_published_total reached
+// events (the time is set before ctx ends: the executors cannot deliver what the
+// stream does not hold).
+func sampleInflight(ctx context.Context, procs []*benchProc, reader *benchProc, events int, start time.Time, published *time.Duration) int64 {
 	var peak int64
 	for {
+		if reader != nil && *published == 0 {
+			if v, err := metricValue(reader.admin, "observer_transport_published_total"); err == nil && v >= float64(events) {
+				*published = time.Since(start)
+			}
+		}
 		for _, p := range procs {
 			if v, err := metricValue(p.admin, "observer_inflight_bytes"); err == nil {
 				peak = max(peak, int64(v))
@@ -396,7 +431,7 @@ func sampleInflight(ctx context.Context, procs []*benchProc) int64 {
 		select {
 		case <-ctx.Done():
 			return peak
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -538,16 +573,21 @@ func printTransport(cases []transportCase, rs []transportResult, events int) {
 	fmt.Printf("Where the time went: requests open at the receiver on average (each at least %s; the ceiling is %d per delivering process)\n", delay, workers)
 	fmt.Println("and the cores each party kept busy over the case (CPU seconds / wall seconds; the machine has", nproc(), "cores).")
 	fmt.Println()
-	fmt.Println("\"In flight\" is the most `observer_inflight_bytes` (bounded by `pipeline.max_in_flight_bytes`) a delivering process reported.")
+	fmt.Println("\"In flight\" is the most `observer_inflight_bytes` (bounded by `pipeline.max_in_flight_bytes`) a delivering process reported;")
+	fmt.Println("\"all published\" is when the reader's `observer_transport_published_total` reached the backlog (sampled every 100 ms).")
 	fmt.Println()
-	fmt.Println("| mode | requests open (ceiling) | in flight (max) | service processes | nats-server | PostgreSQL | receiver (benchrun) | total |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| mode | requests open (ceiling) | in flight (max) | all published | service processes | nats-server | PostgreSQL | receiver (benchrun) | total |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for i, c := range cases {
 		r := rs[i]
 		d := r.dur.Seconds()
 		ceiling := workers * max(c.executors, 1)
-		fmt.Printf("| %s | %.1f (%d) | %.1f MiB | %.2f | %.2f | %.2f | %.2f | %.2f |\n", c.title(), r.busy.Seconds()/d, ceiling,
-			float64(r.inflight)/(1<<20), r.cpu.Seconds()/d, r.nats.Seconds()/d, r.pg.Seconds()/d, r.self.Seconds()/d,
+		published := "—"
+		if c.executors > 0 {
+			published = fmt.Sprintf("%.1f s", r.published.Seconds())
+		}
+		fmt.Printf("| %s | %.1f (%d) | %.1f MiB | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", c.title(), r.busy.Seconds()/d, ceiling,
+			float64(r.inflight)/(1<<20), published, r.cpu.Seconds()/d, r.nats.Seconds()/d, r.pg.Seconds()/d, r.self.Seconds()/d,
 			(r.cpu+r.nats+r.pg+r.self).Seconds()/d)
 	}
 	for i, c := range cases {
