@@ -349,7 +349,11 @@ func (tb *transportRun) run(ctx context.Context, c transportCase) (transportResu
 			if ts.Executor == nil {
 				return res, fmt.Errorf("the status of %s has no executor", p.name)
 			}
-			p.owned = len(ts.Executor.Owned)
+			for _, part := range ts.Partitions { // as the bucket holds them: Owned may lag
+				if part.Owner == ts.Executor.ID {
+					p.owned++
+				}
+			}
 			cpu, _, err := procUsage(p.cmd.Process.Pid)
 			if err != nil {
 				return res, err
