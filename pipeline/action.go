@@ -48,12 +48,16 @@ type runner struct {
 	// keyBuf is the router's scratch buffer for partition keys.
 	keyBuf []byte
 
-	mu     sync.Mutex
-	keys   map[string]*keyQueue
-	ready  []*keyQueue
-	timers map[*keyQueue]*time.Timer
-	closed bool
-	wake   chan struct{}
+	mu   sync.Mutex
+	keys map[string]*keyQueue
+	// ready holds the keys waiting for a worker from readyHead on, in order: take
+	// advances readyHead rather than moving the rest of the list, which a busy
+	// action with thousands of ready keys would do for every delivery.
+	ready     []*keyQueue
+	readyHead int
+	timers    map[*keyQueue]*time.Timer
+	closed    bool
+	wake      chan struct{}
 	// unkicked is how many keys enqueue made ready without waking a worker (see kick).
 	unkicked int
 	replay   replayRangeOf // events to deliver again (nil: none)
@@ -194,12 +198,23 @@ type job struct {
 func (r *runner) take(ctx context.Context, dst []job, n int) []job {
 	for {
 		r.mu.Lock()
-		if len(r.ready) > 0 {
-			k := min(n, len(r.ready))
-			for _, kq := range r.ready[:k] {
+		if waiting := r.ready[r.readyHead:]; len(waiting) > 0 {
+			k := min(n, len(waiting))
+			for _, kq := range waiting[:k] {
 				dst = append(dst, job{kq: kq, e: kq.entries[0]})
 			}
-			r.ready = r.ready[:copy(r.ready, r.ready[k:])]
+			clear(waiting[:k]) // the list no longer holds them
+			r.readyHead += k
+			switch {
+			case r.readyHead == len(r.ready):
+				r.ready, r.readyHead = r.ready[:0], 0
+			case r.readyHead >= 1024 && r.readyHead*2 >= len(r.ready):
+				// Half the list is taken: move the rest down, once for every
+				// readyHead keys taken rather than at every take.
+				n := copy(r.ready, r.ready[r.readyHead:])
+				clear(r.ready[n:])
+				r.ready, r.readyHead = r.ready[:n], 0
+			}
 			r.mu.Unlock()
 			return dst
 		}
