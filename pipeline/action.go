@@ -211,9 +211,9 @@ func (r *runner) take(ctx context.Context, dst []job, n int) []job {
 			case r.readyHead >= 1024 && r.readyHead*2 >= len(r.ready):
 				// Half the list is taken: move the rest down, once for every
 				// readyHead keys taken rather than at every take.
-				n := copy(r.ready, r.ready[r.readyHead:])
-				clear(r.ready[n:])
-				r.ready, r.readyHead = r.ready[:n], 0
+				left := copy(r.ready, r.ready[r.readyHead:])
+				clear(r.ready[left:])
+				r.ready, r.readyHead = r.ready[:left], 0
 			}
 			r.mu.Unlock()
 			return dst
