@@ -1,10 +1,7 @@
 package transport
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,29 +32,8 @@ func startNATS(t testing.TB) (*sinktest.Process, string) {
 // nodes and a URL list naming all of them.
 func startCluster(t testing.TB) ([]*sinktest.Process, string) {
 	t.Helper()
-	var ports, cports [3]int
-	for i := range ports {
-		ports[i], cports[i] = sinktest.FreePort(t), sinktest.FreePort(t)
-	}
-	var routes []string
-	for _, p := range cports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	var nodes []*sinktest.Process
-	var urls []string
-	dir := t.TempDir()
-	for i := range ports {
-		conf := fmt.Sprintf("server_name: n%d\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\ncluster { name: c\n listen: 127.0.0.1:%d\n routes: [%s] }\n",
-			i, ports[i], filepath.Join(dir, fmt.Sprint("js", i)), cports[i], strings.Join(routes, ", "))
-		path := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
-		nodes = append(nodes, sinktest.StartProcess(t, addr, "nats-server", "-c", path))
-		urls = append(urls, "nats://"+addr)
-	}
-	return nodes, strings.Join(urls, ",")
+	c := sinktest.StartJetStreamCluster(t)
+	return c.Nodes, c.URL
 }
 
 // testConfig is a nats transport configuration for url.
