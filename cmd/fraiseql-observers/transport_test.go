@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -145,14 +146,27 @@ type transportRig struct {
 	oracle   string
 	stream   string
 	writerID int // next row id of the workload
+	// The configuration of the processes started after these are set:
+	replicas    int    // transport.replicas (1 when 0)
+	failover    bool   // failover.enabled, with a 3s lease
+	hookTimeout string // the webhook's timeout (5s when "")
 }
 
 func newTransportRig(t *testing.T) *transportRig {
 	t.Helper()
+	srv, url := startJetStream(t)
+	r := newTransportRigAt(t, url)
+	r.nats = srv
+	return r
+}
+
+// newTransportRigAt is newTransportRig with the NATS server(s) at url, started by
+// the caller.
+func newTransportRigAt(t *testing.T, url string) *transportRig {
+	t.Helper()
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)`)
-	r := &transportRig{t: t, db: db, hook: newHookReceiver(t), writerID: 1}
-	r.nats, r.natsURL = startJetStream(t)
+	r := &transportRig{t: t, db: db, hook: newHookReceiver(t), writerID: 1, natsURL: url}
 	// Slot and stream names are per cluster and per server; the database name is unique.
 	r.oracle = "oracle_" + db.Name
 	r.stream = "ev_" + db.Name
@@ -163,6 +177,10 @@ func newTransportRig(t *testing.T) *transportRig {
 // config returns the configuration of one process: its listener id and admin
 // address, the nats transport and one webhook observer of t.
 func (r *transportRig) config(listener, addr string) string {
+	failover := ""
+	if r.failover {
+		failover = "failover: {enabled: true, lease_duration: 3s, renew_interval: 500ms}\n"
+	}
 	return writeConfig(r.t, fmt.Sprintf(`listener_id: %s
 source:
   dsn: %q
@@ -178,12 +196,13 @@ dlq: {enabled: true}
 concurrent_execution: {enabled: true, max_concurrency: 8}
 admin: {listen: %q}
 logging: {level: info}
-transport:
+%stransport:
   type: nats
   url: %q
   stream: %s
   subject_prefix: ev.%s
   partitions: 8
+  replicas: %d
   lease_ttl: 2s
   ack_wait: 5s
   timeout: 2s
@@ -196,9 +215,9 @@ observers:
       - type: webhook
         url: %q
         allow_private_networks: true
-        timeout: 5s
+        timeout: %s
         headers: {X-Listener: %s}
-`, listener, r.db.DSN(), addr, r.natsURL, r.stream, r.stream, r.hook.srv.URL+"/hook", listener))
+`, listener, r.db.DSN(), addr, failover, r.natsURL, r.stream, r.stream, max(r.replicas, 1), r.hook.srv.URL+"/hook", cmp.Or(r.hookTimeout, "5s"), listener))
 }
 
 // start runs one process with role and waits until its /readyz says ready.
