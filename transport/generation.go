@@ -147,6 +147,12 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 	stop := context.AfterFunc(g.fetchCtx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	// The consumer numbers its deliveries (redeliveries too) 1, 2, 3, ...; one
+	// missing was lost in transit (a dropped connection, a NATS node gone) yet
+	// counts as delivered: JetStream delivers it again only after ack_wait, behind
+	// the messages that follow it. Rather than break the partition's order, the
+	// generation fails and the next one reads from the first unacknowledged message.
+	delivered := c.CachedInfo().Delivered.Consumer
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrNoHeartbeat) && g.fetchCtx.Err() == nil {
@@ -165,6 +171,11 @@ func (g *Generation) fetch(p int, c jetstream.Consumer) {
 			g.fail(fmt.Errorf("read partition %d: %w", p, err))
 			return
 		}
+		if md.Sequence.Consumer != delivered+1 {
+			g.fail(fmt.Errorf("read partition %d: delivery %d was lost in transit (%d came next)", p, delivered+1, md.Sequence.Consumer))
+			return
+		}
+		delivered = md.Sequence.Consumer
 		g.mu.Lock()
 		again := g.inflightSeq[p][md.Sequence.Stream]
 		g.mu.Unlock()

@@ -172,14 +172,17 @@ func (p *executorProc) signal(t *testing.T, sig syscall.Signal) {
 }
 
 // proxy forwards TCP connections to target; while frozen it forwards nothing, so
-// a client behind it can neither reach the server nor learn that it cannot.
+// a client behind it can neither reach the server nor learn that it cannot. While
+// dropping it discards what the server sends (the client's requests still reach
+// the server): messages lost in transit.
 type proxy struct {
-	ln     net.Listener
-	target string
-	frozen atomic.Bool
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln       net.Listener
+	target   string
+	frozen   atomic.Bool
+	dropping atomic.Bool
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -206,8 +209,8 @@ func startProxy(t *testing.T, target string) *proxy {
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); p.pipe(s, c) }()
-			go func() { defer p.wg.Done(); p.pipe(c, s) }()
+			go func() { defer p.wg.Done(); p.pipe(s, c, false) }()
+			go func() { defer p.wg.Done(); p.pipe(c, s, true) }()
 		}
 	}()
 	t.Cleanup(func() {
@@ -223,12 +226,15 @@ func startProxy(t *testing.T, target string) *proxy {
 	return p
 }
 
-func (p *proxy) pipe(dst, src net.Conn) {
+func (p *proxy) pipe(dst, src net.Conn, fromServer bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		for p.frozen.Load() {
 			time.Sleep(5 * time.Millisecond)
+		}
+		if fromServer && p.dropping.Load() {
+			n = 0
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -240,6 +246,16 @@ func (p *proxy) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// cut closes every connection forwarded so far; the clients connect again.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
 
 func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
