@@ -88,7 +88,12 @@
 // election), and a generation that failed to start is tried again under the same
 // number, so that its consumers are taken up rather than made again. Pull
 // requests expire after the transport timeout, so a pull parked on a consumer
-// leader that died is made again to the new leader within that time. Events
+// leader that died is made again to the new leader within that time. A
+// message delivered to a pull but lost in transit (its connection dropped)
+// counts as delivered, and JetStream sends it again only after ack_wait, behind
+// the messages that follow it: the fetcher checks that the consumer's delivery
+// sequence has no gap, and on one the generation fails and its successor reads
+// the partition from its first unacknowledged message, in order. Events
 // go through the same pipeline as in-process (conditions, per-row queues, retries,
 // DLQ); a message is acknowledged only when the pipeline settled its event for
 // every matching action.
