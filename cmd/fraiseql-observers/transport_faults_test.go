@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
 	"github.com/fraiseql/fraiseql-observers/internal/sinktest"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/service"
 )
 
@@ -113,6 +115,12 @@ func TestTransportReaderFailover(t *testing.T) {
 			m["observer_transport_published_total"])
 	}
 	t.Logf("reader-2 published %v events, %v of them dropped as duplicates", m["observer_transport_published_total"], m["observer_transport_publish_duplicates_total"])
+	// The slot is confirmed past the last commit once JetStream holds it all.
+	last, err := lsn.Parse(pgtest.QueryValue[string](r.db, `SELECT max(lsn)::text FROM pg_logical_slot_peek_changes($1, NULL, NULL) WHERE data LIKE 'COMMIT%'`, r.oracle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "reader-2 to confirm the slot past the last commit", func() bool { return confirmedFlush(t, r.db, "obs_slot") > last })
 	waitFor(t, 30*time.Second, "status to show reader-2 leading", func() bool {
 		return strings.Contains(cli(t, nil, "status", "--config", cfg2).stdout, "Leader: reader-2")
 	})
