@@ -15,6 +15,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/service"
+	"github.com/fraiseql/fraiseql-observers/transport"
 )
 
 type startFlags struct {
@@ -88,7 +89,7 @@ func runStart(ctx context.Context, f startFlags) error {
 		}
 	}
 	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).Str("role", f.role).
-		Int64("memory_limit", memoryLimit(cfg)).Msg("starting")
+		Int64("memory_limit", memoryLimit(cfg, f.role)).Msg("starting")
 	svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion(), Role: f.role})
 	if errors.Is(err, service.ErrStoppedAsStandby) {
 		log.Info().Msg("stopped while standing by")
@@ -143,13 +144,23 @@ func newLogger(c configs.Logging) (zerolog.Logger, error) {
 // completed from it, so it then stays empty), plus a fixed allowance for everything
 // else. The budgets bound the live data; the limit keeps the heap from growing beyond
 // them between collections: 48 MiB with the defaults (64 MiB with the row cache).
-func memoryLimit(cfg *configs.Config) int64 {
+//
+// A process that runs the actions of the nats transport (role executor, or all with
+// transport.type nats) holds each event in flight twice more: the JetStream message
+// it acknowledges once the event is settled, and the messages pulled ahead of the
+// pipeline. Its limit counts the in-flight budget twice more (80 MiB with the
+// defaults): under the in-process figure, executors spent most of their CPU in the
+// collector (docs/performance.md, transport).
+func memoryLimit(cfg *configs.Config, role string) int64 {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return debug.SetMemoryLimit(-1)
 	}
 	limit := 2*int64(cfg.Pipeline.MaxInFlightBytes) + memoryAllowance
 	if cfg.Caching.Enabled && needsRowCache(cfg) {
 		limit += int64(cfg.Caching.MaxBytes)
+	}
+	if tc, err := service.TransportConfig(cfg); err == nil && tc.Type == transport.TypeNATS && role != service.RoleReader {
+		limit += 2 * int64(cfg.Pipeline.MaxInFlightBytes)
 	}
 	debug.SetMemoryLimit(limit)
 	return limit
