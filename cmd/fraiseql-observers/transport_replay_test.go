@@ -32,14 +32,7 @@ func (r *transportRig) startWith(role, listener string, edit func(string) string
 	r.t.Helper()
 	addr := freeAddr(r.t)
 	cfg := r.configWith(listener, addr, edit)
-	p := startService(r.t, nil, "start", "--role", role, "--config", cfg)
-	waitFor(r.t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
-		if p.exited() {
-			r.t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
-		}
-		return httpStatus(addr, "/readyz") == http.StatusOK
-	})
-	return p, addr, cfg
+	return r.startConfigured(role, listener, addr, cfg), addr, cfg
 }
 
 // TestTransportReplay: with the nats transport, replay --observer on the reader

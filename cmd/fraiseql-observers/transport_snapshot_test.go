@@ -115,14 +115,7 @@ func (r *transportRig) startSnapshotting(role, listener string, recv *opReceiver
 	r.t.Helper()
 	addr := freeAddr(r.t)
 	cfg := r.snapshotConfig(listener, addr, recv, extra)
-	p := startService(r.t, nil, "start", "--role", role, "--config", cfg)
-	waitFor(r.t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
-		if p.exited() {
-			r.t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
-		}
-		return httpStatus(addr, "/readyz") == http.StatusOK
-	})
-	return p, addr, cfg
+	return r.startConfigured(role, listener, addr, cfg), addr, cfg
 }
 
 // TestTransportSnapshot: with a reader and two executors, snapshot.mode initial

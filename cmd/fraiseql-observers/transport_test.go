@@ -224,14 +224,21 @@ observers:
 func (r *transportRig) start(role, listener string) (*proc, string) {
 	r.t.Helper()
 	addr := freeAddr(r.t)
-	p := startService(r.t, nil, "start", "--role", role, "--config", r.config(listener, addr))
+	return r.startConfigured(role, listener, addr, r.config(listener, addr)), addr
+}
+
+// startConfigured runs one process with role, its admin endpoint at addr, and the
+// configuration file cfg, and waits until its /readyz says ready.
+func (r *transportRig) startConfigured(role, listener, addr, cfg string) *proc {
+	r.t.Helper()
+	p := startService(r.t, nil, "start", "--role", role, "--config", cfg)
 	waitFor(r.t, 60*time.Second, role+" "+listener+" to be ready", func() bool {
 		if p.exited() {
 			r.t.Fatalf("%s %s exited:\n%s", role, listener, p.output())
 		}
 		return httpStatus(addr, "/readyz") == http.StatusOK
 	})
-	return p, addr
+	return p
 }
 
 // write commits n transactions, each inserting two new rows and incrementing v of
