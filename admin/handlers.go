@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -120,6 +121,21 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, ev)
 	})
+	// Go's runtime profiles (net/http/pprof), for measuring the service where it runs:
+	// /debug/pprof/ lists them, /debug/pprof/profile?seconds=N takes a CPU profile,
+	// /debug/pprof/trace?seconds=N an execution trace, /debug/pprof/heap and the other
+	// named profiles a snapshot. The command line is not served (it may hold secrets).
+	auth("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/pprof/cmdline" {
+			writeError(w, notFound("the command line"))
+			return
+		}
+		pprof.Index(w, r)
+	})
+	auth("GET /debug/pprof/profile", pprof.Profile)
+	auth("GET /debug/pprof/trace", pprof.Trace)
+	auth("GET /debug/pprof/symbol", pprof.Symbol)
+	auth("POST /debug/pprof/symbol", pprof.Symbol)
 	auth("GET /cache/stats", func(w http.ResponseWriter, _ *http.Request) {
 		if o.Cache == nil {
 			writeError(w, notFound("cache statistics"))

@@ -162,6 +162,29 @@ func TestTokenAuth(t *testing.T) {
 	}
 }
 
+func TestPprof(t *testing.T) {
+	ts, _, _ := newTestServer(t, "tok")
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1", "/debug/pprof/symbol"} {
+		if code, body := do(t, "GET", ts.URL+p, "", ""); code != http.StatusUnauthorized {
+			t.Fatalf("GET %s without token: unexpected status; got %d; want 401\n%s", p, code, body)
+		}
+	}
+	if code, body := do(t, "GET", ts.URL+"/debug/pprof/", "tok", ""); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("unexpected profile index; got %d\n%s", code, body)
+	}
+	if code, body := do(t, "GET", ts.URL+"/debug/pprof/goroutine?debug=1", "tok", ""); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Fatalf("unexpected goroutine profile; got %d\n%s", code, body)
+	}
+	// A CPU profile is gzipped protobuf.
+	if code, body := do(t, "GET", ts.URL+"/debug/pprof/profile?seconds=1", "tok", ""); code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Fatalf("unexpected CPU profile; got %d, %d bytes", code, len(body))
+	}
+	// The command line may carry secrets: not served.
+	if code, body := do(t, "GET", ts.URL+"/debug/pprof/cmdline", "tok", ""); code != http.StatusNotFound {
+		t.Fatalf("the command line was served; got %d\n%s", code, body)
+	}
+}
+
 func TestNoTokenMeansOpen(t *testing.T) {
 	ts, _, _ := newTestServer(t, "")
 	if code, body := do(t, "GET", ts.URL+"/metrics", "", ""); code != http.StatusOK ||

@@ -46,7 +46,8 @@ import (
 // "service+GOGC=400" runs the service with that variable set (for trying a lever).
 //
 // Diagnostics: BENCH_LIVE_TRACE=dir writes every event's arrival (unix µs) and latency
-// (µs) to dir/<consumer>_<rate>.txt; BENCH_LIVE_LOG=dir keeps the service's log there.
+// (µs) to dir/<consumer>_<rate>.txt; BENCH_LIVE_LOG=dir keeps the service's log there;
+// BENCH_LIVE_ADMIN=host:port serves the service's admin API (and /debug/pprof/) there.
 
 // liveRecorder is the receiver of one consumer: it records the latency of every event.
 type liveRecorder struct {
@@ -534,16 +535,18 @@ func (lr *liveRun) command(c *liveConsumer) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
 	switch c.kind {
 	case "service":
+		// BENCH_LIVE_ADMIN=host:port serves the service's admin API there (its
+		// /debug/pprof/ endpoints, to profile it under load).
 		cfg := fmt.Sprintf(`
 source: {dsn: %q, slot: %s, publication: pub}
-admin: {listen: ""}
+admin: {listen: %q}
 logging: {level: warn}
 observers:
   live:
     entity: live
     event_type: INSERT
     actions: [{type: webhook, url: %q, allow_private_networks: true}]
-`, lr.srv.DSN(lr.db), c.slot, c.url)
+`, lr.srv.DSN(lr.db), c.slot, os.Getenv("BENCH_LIVE_ADMIN"), c.url)
 		path := filepath.Join(lr.dir, c.slot+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
