@@ -115,7 +115,7 @@ func service(ctx context.Context, srv *pgtest.Server, bin, db, slot, extra strin
 	cfg := fmt.Sprintf(`
 source: {dsn: %q, slot: %s, publication: pub, status_interval: 1s}
 checkpoints: {interval: 1s}
-admin: {listen: ""}
+admin: {listen: %q}
 logging: {level: warn}
 %s
 observers:
@@ -123,7 +123,7 @@ observers:
     entity: events
     event_type: INSERT
     actions: [{type: file, path: %q}]
-`, srv.DSN(db), slot, extra, out)
+`, srv.DSN(db), slot, os.Getenv("BENCH_ADMIN"), extra, out)
 	counter := &lineCounter{paths: []string{out}}
 	return runService(ctx, bin, dir, cfg, func() (int, error) { return counter.count() }, want, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -47,7 +48,7 @@ import (
 //
 // Diagnostics: BENCH_LIVE_TRACE=dir writes every event's arrival (unix µs) and latency
 // (µs) to dir/<consumer>_<rate>.txt; BENCH_LIVE_LOG=dir keeps the service's log there;
-// BENCH_LIVE_ADMIN=host:port serves the service's admin API (and /debug/pprof/) there.
+// BENCH_ADMIN=host:port serves the service's admin API (and /debug/pprof/) there.
 
 // liveRecorder is the receiver of one consumer: it records the latency of every event.
 type liveRecorder struct {
@@ -140,6 +141,8 @@ type liveConsumer struct {
 	cpu0    time.Duration
 	behind  func() int64
 	stop    func()
+	admin   string    // the service's admin API (host:port)
+	hist0   histogram // its delivery latency histogram when the load began
 }
 
 func (c *liveConsumer) title() string {
@@ -177,6 +180,9 @@ type livePhase struct {
 	cpu           time.Duration
 	bad           int
 	walBehind     int64 // the most WAL the walsender had not sent yet (bytes, sampled)
+	// inside50 and inside99 are the service's own routing → delivered latency
+	// (observer_delivery_latency_seconds over the phase, seconds; NaN for the plain reader).
+	inside50, inside99 float64
 }
 
 type liveRun struct {
@@ -230,9 +236,12 @@ func live(ctx context.Context, srv *pgtest.Server, bin string, o liveOptions) er
 	fmt.Println("p50, p99 and max are of the steady state (events committed after the load's first second); the first second,")
 	fmt.Println("with pgbench starting its clients and the consumer opening its connections, is shown apart. \"Walsender behind\"")
 	fmt.Println("is the most WAL the consumer's walsender had not sent yet (`pg_stat_replication.sent_lsn`, sampled every 50 ms).")
+	fmt.Println("\"Inside the service\" is the service's own `observer_delivery_latency_seconds` over the load (from routing the")
+	fmt.Println("event to its delivery, estimated from the histogram's buckets as histogram_quantile does): the rest of the")
+	fmt.Println("commit → arrival time is spent before the service has the event (the commit's WAL flush, the walsender, the socket).")
 	fmt.Println()
-	fmt.Println("| target rate | consumer | committed/s | events | p50 | p99 | max | slowest of the first second | drain after the load | CPU per 1k events | walsender behind (max) |")
-	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| target rate | consumer | committed/s | events | p50 | p99 | max | slowest of the first second | drain after the load | CPU per 1k events | walsender behind (max) | inside the service p50 / p99 |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, rate := range o.rates {
 		groups := [][]*liveConsumer{cs}
 		if !o.together {
@@ -251,9 +260,13 @@ func live(ctx context.Context, srv *pgtest.Server, bin string, o liveOptions) er
 				if ph.bad > 0 {
 					note = fmt.Sprintf(" (%d without commit_time)", ph.bad)
 				}
-				fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %s | %.0f ms | %d KiB |\n", rate, g[i].title(),
+				inside := "—"
+				if !math.IsNaN(ph.inside99) {
+					inside = ms(ph.inside50) + " / " + ms(ph.inside99)
+				}
+				fmt.Printf("| %d/s | %s | %.0f | %d%s | %s | %s | %s | %s | %s | %.0f ms | %d KiB | %s |\n", rate, g[i].title(),
 					ph.achieved, ph.events, note, msd(ph.p50), msd(ph.p99), msd(ph.max), msd(ph.firstMax), msd(ph.drain),
-					ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)), ph.walBehind/1024)
+					ph.cpu.Seconds()*1e6/float64(max(ph.events, 1)), ph.walBehind/1024, inside)
 			}
 		}
 	}
@@ -343,6 +356,11 @@ func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]l
 			return fail(err)
 		}
 		c.behind = lr.sampleBehind(ctx, c.slot)
+		if c.kind == "service" {
+			if c.hist0, err = scrapeLatency(c.admin, "webhook"); err != nil {
+				return fail(fmt.Errorf("%s: metrics: %w", c.name, err))
+			}
+		}
 	}
 	start, loadEnd, err := lr.load(ctx, rate)
 	if err != nil {
@@ -365,6 +383,15 @@ func (lr *liveRun) phase(ctx context.Context, cs []*liveConsumer, rate int) ([]l
 		phs[i] = c.rec.summary(start, loadEnd)
 		phs[i].cpu, phs[i].walBehind = cpu1-c.cpu0, c.behind()
 		phs[i].achieved = float64(want) / loadEnd.Sub(start).Seconds()
+		phs[i].inside50, phs[i].inside99 = math.NaN(), math.NaN()
+		if c.kind == "service" {
+			h, err := scrapeLatency(c.admin, "webhook")
+			if err != nil {
+				return fail(fmt.Errorf("%s: metrics: %w", c.name, err))
+			}
+			h = h.since(c.hist0)
+			phs[i].inside50, phs[i].inside99 = h.quantile(0.5), h.quantile(0.99)
+		}
 		if int64(phs[i].events) != want {
 			return fail(fmt.Errorf("%s received %d events, the load committed %d", c.name, phs[i].events, want))
 		}
@@ -535,8 +562,17 @@ func (lr *liveRun) command(c *liveConsumer) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
 	switch c.kind {
 	case "service":
-		// BENCH_LIVE_ADMIN=host:port serves the service's admin API there (its
-		// /debug/pprof/ endpoints, to profile it under load).
+		// The admin API serves the latency histogram; BENCH_ADMIN=host:port
+		// chooses its address (to profile the service under load at /debug/pprof/).
+		c.admin = os.Getenv("BENCH_ADMIN")
+		if c.admin == "" {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			c.admin = ln.Addr().String()
+			ln.Close()
+		}
 		cfg := fmt.Sprintf(`
 source: {dsn: %q, slot: %s, publication: pub}
 admin: {listen: %q}
@@ -546,7 +582,7 @@ observers:
     entity: live
     event_type: INSERT
     actions: [{type: webhook, url: %q, allow_private_networks: true}]
-`, lr.srv.DSN(lr.db), c.slot, os.Getenv("BENCH_LIVE_ADMIN"), c.url)
+`, lr.srv.DSN(lr.db), c.slot, c.admin, c.url)
 		path := filepath.Join(lr.dir, c.slot+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err

@@ -21,6 +21,9 @@
 //   - idle: the service on a table nobody writes to, its CPU and RSS over a minute.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
+// BENCH_ADMIN=host:port serves the admin API of the service measured by the catch-up
+// and live scenarios there, so that it can be profiled while it runs
+// (curl 'http://host:port/debug/pprof/profile?seconds=10').
 // Usage: go run ./internal/benchrun -bin bin/fraiseql-observers [-rows 1000000]
 package main
 

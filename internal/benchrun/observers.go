@@ -113,16 +113,26 @@ func ms(s float64) string {
 }
 
 // latency scrapes /metrics and estimates the 50th and 99th percentile of
-// observer_delivery_latency_seconds for the action type, interpolating within
-// buckets as Prometheus's histogram_quantile does.
+// observer_delivery_latency_seconds for the action type.
 func latency(addr, actionType string) (p50, p99 float64, err error) {
+	h, err := scrapeLatency(addr, actionType)
+	return h.quantile(0.5), h.quantile(0.99), err
+}
+
+// histogram is the cumulative buckets of one Prometheus histogram, by upper bound.
+type histogram []bucket
+
+type bucket struct{ le, count float64 }
+
+// scrapeLatency reads the buckets of observer_delivery_latency_seconds for the action
+// type from the admin API's /metrics.
+func scrapeLatency(addr, actionType string) (histogram, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	type bucket struct{ le, count float64 }
-	var buckets []bucket
+	var h histogram
 	prefix := `observer_delivery_latency_seconds_bucket{action_type="` + actionType + `",le="`
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -141,25 +151,42 @@ func latency(addr, actionType string) (p50, p99 float64, err error) {
 			le = math.Inf(1)
 		}
 		c, _ := strconv.ParseFloat(rest[sp+1:], 64)
-		buckets = append(buckets, bucket{le, c})
+		h = append(h, bucket{le, c})
 	}
-	sort.Slice(buckets, func(i, j int) bool { return buckets[i].le < buckets[j].le })
-	quantile := func(q float64) float64 {
-		if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
-			return math.NaN()
-		}
-		rank := q * buckets[len(buckets)-1].count
-		prevLe, prevCount := 0.0, 0.0
-		for _, b := range buckets {
-			if b.count >= rank {
-				if math.IsInf(b.le, 1) {
-					return prevLe
-				}
-				return prevLe + (b.le-prevLe)*(rank-prevCount)/(b.count-prevCount)
+	sort.Slice(h, func(i, j int) bool { return h[i].le < h[j].le })
+	return h, sc.Err()
+}
+
+// since returns what was counted after earlier (a scrape of the same histogram).
+func (h histogram) since(earlier histogram) histogram {
+	out := make(histogram, len(h))
+	for i, b := range h {
+		out[i] = b
+		for _, e := range earlier {
+			if e.le == b.le {
+				out[i].count -= e.count
 			}
-			prevLe, prevCount = b.le, b.count
 		}
-		return prevLe
 	}
-	return quantile(0.5), quantile(0.99), sc.Err()
+	return out
+}
+
+// quantile estimates the q-quantile, interpolating within buckets as Prometheus's
+// histogram_quantile does; NaN when nothing was counted.
+func (h histogram) quantile(q float64) float64 {
+	if len(h) == 0 || h[len(h)-1].count == 0 {
+		return math.NaN()
+	}
+	rank := q * h[len(h)-1].count
+	prevLe, prevCount := 0.0, 0.0
+	for _, b := range h {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return prevLe
+			}
+			return prevLe + (b.le-prevLe)*(rank-prevCount)/(b.count-prevCount)
+		}
+		prevLe, prevCount = b.le, b.count
+	}
+	return prevLe
 }
