@@ -54,9 +54,10 @@
 // number of clients; "priority groups" and pinned clients came in 2.11), while a KV
 // key gives exactly the lease needed: Create succeeds only when nobody holds the
 // key, Update and Delete only at the revision the holder last saw, and the bucket TTL
-// removes the key of a holder that stopped renewing. Rendezvous hashing over the
-// live members (members.<id>, renewed with the leases) tells each executor which
-// partitions it should hold; an executor releases a partition another should hold
+// removes the key of a holder that stopped renewing. Rendezvous hashing with
+// bounded load over the live members (members.<id>, renewed with the leases; see
+// Assignment) tells each executor which partitions it should hold, an even share
+// each; an executor releases a partition another should hold
 // (after settling what it has of it, while its lease lasts) and claims those free
 // that it should hold. A dead executor's partitions move once its leases lapse
 // (lease_ttl, checked every lease_ttl/3); a join or a graceful leave moves

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,36 +43,79 @@ type claim struct {
 	until time.Time // the lease is known to be ours before this (monotonic)
 }
 
-// desired returns the partitions (of n) that rendezvous hashing gives to id among
-// members.
+// desired returns the partitions (of n) that Assignment gives to id among members.
 func desired(id string, members []string, n int) map[int]bool {
 	out := map[int]bool{}
-	for p := 0; p < n; p++ {
-		best, bestH := "", uint64(0)
-		for _, m := range members {
-			h := fnv.New64a()
-			h.Write([]byte(m))
-			if v := mix64(h.Sum64() ^ mix64(uint64(p)+1)); best == "" || v > bestH || (v == bestH && m < best) {
-				best, bestH = m, v
-			}
-		}
-		if best == id {
+	for p, m := range Assignment(members, n) {
+		if m == id {
 			out[p] = true
 		}
 	}
 	return out
 }
 
-// Assignment returns, for each of n partitions, the executor that rendezvous
-// hashing gives it among members: where ownership settles once every member has
-// seen the same member list. With fewer partitions per member than a few, a
-// member may be given none.
+// Assignment returns, for each of n partitions, the executor that should own it
+// among members: where ownership settles once every member has seen the same member
+// list. It is rendezvous hashing with bounded load: every (partition, member) pair
+// has a score, and going through the pairs from the highest score down, a partition
+// goes to the member of the pair unless that member already holds its share, so
+// that each member holds n/len(members) partitions, rounded down or up (plain
+// rendezvous hashing split 16 partitions 8/2/6 over three executors, and 8 over
+// three left one idle about one time in nine). Every member computes the same answer
+// from the same set of members, in any order. A join or a leave moves mostly the
+// partitions of that member, and a few more to keep the shares even.
 func Assignment(members []string, n int) []string {
 	out := make([]string, n)
-	for _, m := range members {
-		for p := range desired(m, members, n) {
-			out[p] = m
+	ms := slices.Clone(members)
+	slices.Sort(ms)
+	ms = slices.Compact(ms)
+	if len(ms) == 0 || n <= 0 {
+		return out
+	}
+	type pair struct {
+		score uint64
+		m, p  int
+	}
+	pairs := make([]pair, 0, n*len(ms))
+	for i, m := range ms {
+		h := fnv.New64a()
+		h.Write([]byte(m))
+		hm := h.Sum64()
+		for p := range n {
+			pairs = append(pairs, pair{mix64(hm ^ mix64(uint64(p)+1)), i, p})
 		}
+	}
+	sort.Slice(pairs, func(a, b int) bool {
+		x, y := pairs[a], pairs[b]
+		if x.score != y.score {
+			return x.score > y.score
+		}
+		if x.m != y.m {
+			return x.m < y.m
+		}
+		return x.p < y.p
+	})
+	// Each member holds base partitions, and extra of them one more.
+	base, extra := n/len(ms), n%len(ms)
+	held := make([]int, len(ms))
+	left := n
+	for _, pr := range pairs {
+		if left == 0 {
+			break
+		}
+		if out[pr.p] != "" {
+			continue
+		}
+		switch {
+		case held[pr.m] < base:
+		case held[pr.m] == base && extra > 0:
+			extra--
+		default:
+			continue
+		}
+		held[pr.m]++
+		out[pr.p] = ms[pr.m]
+		left--
 	}
 	return out
 }
