@@ -5,6 +5,9 @@
 #                     correctness test (default 1000000)
 #   BENCH_BIG_ROWS    rows of the large (memory) backlog (default 10000000, about 4.6 GB of
 #                     WAL and as much table; 0 skips it)
+#   BENCH_CATCHUP_ROUNDS  rounds of the catch-up and one-transaction scenarios, each
+#                     running pg_recvlogical, the plain reader and the service once, in a
+#                     rotated order; medians are shown (default 3)
 #   BENCH_LIVE_RATES  write rates of the live webhook scenario (default 1000,2500,4000)
 #   BENCH_TRANSPORT_EVENTS  single-row transactions of the transport scenario: webhook
 #                     delivery in-process and through NATS with 1, 2 and 3 executors
@@ -17,6 +20,7 @@ mkdir -p bench-results
 out="bench-results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
 rows=${BENCH_ROWS:-1000000}
 big_rows=${BENCH_BIG_ROWS:-10000000}
+rounds=${BENCH_CATCHUP_ROUNDS:-3}
 live_rates=${BENCH_LIVE_RATES:-1000,2500,4000}
 transport_events=${BENCH_TRANSPORT_EVENTS:-50000}
 export SINK_BENCH_EVENTS=${SINK_BENCH_EVENTS:-200000}
@@ -41,7 +45,7 @@ benchtime=${BENCHTIME:-1s}
     echo '```'
     echo
   fi
-  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -big-rows "$big_rows" -live-rates "$live_rates" -transport-events "$transport_events"
+  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -catchup-rounds "$rounds" -big-rows "$big_rows" -live-rates "$live_rates" -transport-events "$transport_events"
   echo "## Snapshot correctness at $rows rows (TestSnapshotWhileWriting)"
   echo
   echo "Backfill while concurrent writers update, delete and insert rows; checked against the table and an oracle slot."

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -220,12 +222,21 @@ func (c *lineCounter) count() (int, error) {
 	return c.lines, nil
 }
 
-// catchUp measures one backlog consumed, in this order, by pg_recvlogical, the plain
-// reader and the service, each from its own slot created before the data.
-// It returns the service's peak RSS (KiB).
-func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx int) (int64, error) {
+// catchUp measures one backlog consumed by pg_recvlogical, the plain reader and the
+// service, each from its own slot created before the data, in rounds: each round runs
+// the three once more, each time in another order (recv, plain, service; then plain,
+// service, recv; ...), so that whatever favours a place in the order (pages cached by
+// the consumer before, a neighbour's burst) does not favour one consumer. Each
+// consumer's median round is shown, with every round's ratios. It returns the service's
+// highest peak RSS (KiB).
+func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, rounds int) (int64, error) {
+	rounds = max(rounds, 1)
 	name := fmt.Sprintf("bench_tx%d", perTx)
-	db, err := backlog(ctx, srv, name, rows, perTx, "obs_slot", "recv_slot", "plain_slot")
+	var slots []string
+	for r := range rounds {
+		slots = append(slots, fmt.Sprintf("obs_slot_%d", r), fmt.Sprintf("recv_slot_%d", r), fmt.Sprintf("plain_slot_%d", r))
+	}
+	db, err := backlog(ctx, srv, name, rows, perTx, slots...)
 	if err != nil {
 		return 0, err
 	}
@@ -234,35 +245,74 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx in
 	if err != nil {
 		return 0, err
 	}
-	recv, err := recvlogical(ctx, srv, db, "recv_slot", endpos)
-	if err != nil {
-		return 0, err
-	}
-	plain, err := plainReader(ctx, srv, db, "plain_slot", endpos)
-	if err != nil {
-		return 0, err
-	}
-	ours, err := service(ctx, srv, bin, db, "obs_slot", os.Getenv("BENCH_EXTRA"), rows)
-	if err != nil {
-		return 0, err
+	var recvs, plains, ours []result
+	for r := range rounds {
+		runs := []func() error{
+			func() error {
+				res, err := recvlogical(ctx, srv, db, fmt.Sprintf("recv_slot_%d", r), endpos)
+				recvs = append(recvs, res)
+				return err
+			},
+			func() error {
+				res, err := plainReader(ctx, srv, db, fmt.Sprintf("plain_slot_%d", r), endpos)
+				plains = append(plains, res)
+				return err
+			},
+			func() error {
+				res, err := service(ctx, srv, bin, db, fmt.Sprintf("obs_slot_%d", r), os.Getenv("BENCH_EXTRA"), rows)
+				ours = append(ours, res)
+				return err
+			},
+		}
+		for i := range runs {
+			if err := runs[(i+r)%len(runs)](); err != nil {
+				return 0, err
+			}
+		}
 	}
 	title := fmt.Sprintf("Catch-up: %d rows in transactions of %d", rows, perTx)
 	if perTx >= rows {
 		title = fmt.Sprintf("One transaction of %d rows", rows)
 	}
 	fmt.Printf("## %s\n\n", title)
+	if rounds > 1 {
+		fmt.Printf("%d rounds, each consumer once per round, the order rotated each round; each consumer's median round is shown.\n\n", rounds)
+	}
 	fmt.Println("| consumer (same run, same backlog) | time | events/s | peak RSS | CPU per 1M events |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	row := func(who string, r result) {
 		fmt.Printf("| %s | %.1f s | %.0f | %d MiB | %.1f s |\n", who, r.dur.Seconds(), float64(rows)/r.dur.Seconds(),
 			r.maxRSS/1024, r.cpu.Seconds()*1e6/float64(rows))
 	}
+	recv, plain, our := median(recvs), median(plains), median(ours)
 	row("`pg_recvlogical` (pgoutput, to /dev/null)", recv)
 	row("plain reader (pglogrepl → NDJSON file, no fsync)", plain)
-	row("fraiseql-observers, defaults → file action (fsync)", ours)
-	fmt.Printf("\nRatios of fraiseql-observers: events/s **%.2f×** the plain reader's and **%.2f×** `pg_recvlogical`'s; "+
-		"CPU per event **%.2f×** the plain reader's; peak RSS %d MiB.\n\n",
-		plain.dur.Seconds()/ours.dur.Seconds(), recv.dur.Seconds()/ours.dur.Seconds(),
-		ours.cpu.Seconds()/plain.cpu.Seconds(), ours.maxRSS/1024)
-	return ours.maxRSS, nil
+	row("fraiseql-observers, defaults → file action (fsync)", our)
+	var peak int64
+	for _, o := range ours {
+		peak = max(peak, o.maxRSS)
+	}
+	fmt.Printf("\nRatios of fraiseql-observers (medians): events/s **%.2f×** the plain reader's and **%.2f×** `pg_recvlogical`'s; "+
+		"CPU per event **%.2f×** the plain reader's; peak RSS %d MiB (highest of the rounds).\n",
+		plain.dur.Seconds()/our.dur.Seconds(), recv.dur.Seconds()/our.dur.Seconds(),
+		our.cpu.Seconds()/plain.cpu.Seconds(), peak/1024)
+	if rounds > 1 {
+		fmt.Print("Each round (events/s to the plain reader's, to `pg_recvlogical`'s):")
+		for r := range rounds {
+			fmt.Printf(" %.2f× / %.2f×", plains[r].dur.Seconds()/ours[r].dur.Seconds(), recvs[r].dur.Seconds()/ours[r].dur.Seconds())
+			if r < rounds-1 {
+				fmt.Print(";")
+			}
+		}
+		fmt.Println(".")
+	}
+	fmt.Println()
+	return peak, nil
+}
+
+// median returns the result of the median duration (the lower one of an even count).
+func median(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return cmp.Compare(a.dur, b.dur) })
+	return s[(len(s)-1)/2]
 }

@@ -49,6 +49,7 @@ func main() {
 	liveFor := flag.Duration("live-for", 20*time.Second, "live scenario: load per rate and consumer")
 	liveConsumers := flag.String("live-consumers", "service,plain", "live scenario: consumers (service[+VAR=value...] or plain)")
 	liveTogether := flag.Bool("live-together", false, "live scenario: run the consumers at the same time instead of one after the other")
+	rounds := flag.Int("catchup-rounds", 3, "catch-up and one-transaction scenarios: rounds of the three consumers (the 10M-row backlog runs one)")
 	transportEvents := flag.Int("transport-events", 50_000, "transport scenario: single-row transactions in its backlog; 0 skips it")
 	plain := flag.Bool("plain-reader", false, "internal: run as the plain reader child process")
 	conninfo := flag.String("conninfo", "", "plain reader: replication connection string")
@@ -70,7 +71,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchrun: -live-rates:", err)
 		os.Exit(2)
 	}
-	opts := options{bin: *bin, rows: *rows, bigRows: *bigRows, only: *only, idleFor: *idleFor, transportEvents: *transportEvents,
+	opts := options{bin: *bin, rows: *rows, rounds: *rounds, bigRows: *bigRows, only: *only, idleFor: *idleFor, transportEvents: *transportEvents,
 		live: liveOptions{rates: rates, loadFor: *liveFor, consumers: *liveConsumers, together: *liveTogether}}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -82,6 +83,7 @@ func main() {
 type options struct {
 	bin     string
 	rows    int
+	rounds  int // of the catch-up consumers
 	bigRows int
 	only    string
 	idleFor time.Duration
@@ -133,21 +135,21 @@ func run(o options) error {
 	fmt.Printf("# End-to-end benchmarks (%s, %d rows per backlog)\n\n", time.Now().UTC().Format("2006-01-02"), rows)
 	var memory []string // the service's peak RSS per catch-up scenario
 	if only == "" || only == "catchup" {
-		rss, err := catchUp(ctx, srv, bin, rows, 100)
+		rss, err := catchUp(ctx, srv, bin, rows, 100, o.rounds)
 		if err != nil {
 			return fmt.Errorf("catch-up: %w", err)
 		}
 		memory = append(memory, fmt.Sprintf("| %d rows in transactions of 100 | %d MiB |", rows, rss/1024))
 	}
 	if only == "" || only == "bigtx" {
-		rss, err := catchUp(ctx, srv, bin, rows, rows)
+		rss, err := catchUp(ctx, srv, bin, rows, rows, o.rounds)
 		if err != nil {
 			return fmt.Errorf("one big transaction: %w", err)
 		}
 		memory = append(memory, fmt.Sprintf("| one transaction of %d rows | %d MiB |", rows, rss/1024))
 	}
 	if (only == "" || only == "big") && o.bigRows > 0 {
-		rss, err := catchUp(ctx, srv, bin, o.bigRows, 100)
+		rss, err := catchUp(ctx, srv, bin, o.bigRows, 100, 1)
 		if err != nil {
 			return fmt.Errorf("large backlog: %w", err)
 		}
