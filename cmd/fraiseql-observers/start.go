@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
@@ -181,8 +182,16 @@ func needsRowCache(cfg *configs.Config) bool {
 	return false
 }
 
-// isTerminal reports whether f is a character device (a terminal), not a file or pipe.
+// isTerminal reports whether f is a terminal: one that answers the terminal
+// attributes request (a character device such as /dev/null does not).
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && st.Mode()&os.ModeDevice != 0
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var terr error
+	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
+		return false
+	}
+	return terr == nil
 }

@@ -188,9 +188,52 @@ func TestTransportSnapshot(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	expectCLI(t, nil, 0, []string{"Snapshot 2 of public.t requested", "2 of public.t for observer rows: done"}, "snapshot", "--table", "public.t", "--observer", "rows", "--config", rcfg)
+	// Followed on a terminal: a progress bar redrawn in place, then the outcome;
+	// meanwhile the reader's /status lists the snapshot.
+	var watched sync.WaitGroup
+	watching := make(chan struct{})
+	var listed []string // the states /status showed snapshot 2 in
+	watched.Add(1)
+	go func() {
+		defer watched.Done()
+		for {
+			select {
+			case <-watching:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			resp, err := http.Get("http://" + raddr + "/status")
+			if err != nil {
+				continue
+			}
+			var doc service.StatusDoc
+			err = json.NewDecoder(resp.Body).Decode(&doc)
+			resp.Body.Close()
+			if err != nil {
+				continue
+			}
+			for _, sn := range doc.Snapshots {
+				if sn.ID == 2 && sn.Table == "public.t" {
+					listed = append(listed, sn.State)
+				}
+			}
+		}
+	}()
+	res = cliOnTerminal(t, nil, "snapshot", "--table", "public.t", "--observer", "rows", "--config", rcfg)
+	close(watching)
+	watched.Wait()
 	close(stop)
 	writes.Wait()
+	if res.code != 0 || !strings.Contains(res.stdout, "Snapshot 2 of public.t requested") || !strings.Contains(res.stdout, "2 of public.t for observer rows: done") {
+		t.Fatalf("unexpected snapshot command on a terminal; got exit code %d\nterminal:\n%q\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "\r\x1b[K[") || !strings.Contains(res.stdout, " rows/s") {
+		t.Fatalf("no progress bar on the terminal:\n%q", res.stdout)
+	}
+	if !slices.ContainsFunc(listed, func(s string) bool { return s == "pending" || s == "running" }) {
+		t.Fatalf("the reader's /status never listed snapshot 2 while it ran; states seen: %v", listed)
+	}
+	t.Logf("/status listed snapshot 2 %d times while it ran", len(listed))
 
 	rows, err := r.db.Conn().Query(context.Background(), `SELECT id, v FROM t`)
 	if err != nil {

@@ -425,9 +425,7 @@ func transportStatus(t *testing.T, addr string) *service.TransportDoc {
 }
 
 // waitOwners waits until n executors are live and the 8 partitions are owned as
-// rendezvous hashing assigns them among those n (transport.Assignment): a
-// rebalance that has settled. Not "n executors own partitions": with 8 partitions
-// and 3 executors, hashing gives one of them none about one run in nine.
+// transport.Assignment assigns them among those n: a rebalance that has settled.
 func waitOwners(t *testing.T, addr string, n int) {
 	t.Helper()
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d live executors owning the 8 partitions as assigned", n), func() bool {
