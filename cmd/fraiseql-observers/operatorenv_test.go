@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -29,15 +28,7 @@ func cliOnly(t *testing.T, vars map[string]string, names []string, args ...strin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("run %v: %v", args, err)
-		}
-		r.code = ee.ExitCode()
-	}
-	return r
+	return cliOutcome(t, args, err, out.String(), errb.String())
 }
 
 // TestOperatorCommandsNeedOnlyTheirVariables runs every operator command of

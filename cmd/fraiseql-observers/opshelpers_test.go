@@ -43,7 +43,14 @@ func cli(t *testing.T, env []string, args ...string) cliResult {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
+	return cliOutcome(t, args, err, out.String(), errb.String())
+}
+
+// cliOutcome is the result of a finished command: its output and exit code; a
+// command that could not be run fails the test.
+func cliOutcome(t *testing.T, args []string, err error, stdout, stderr string) cliResult {
+	t.Helper()
+	r := cliResult{stdout: stdout, stderr: stderr}
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,15 +53,7 @@ func cliOnTerminal(t *testing.T, env []string, args ...string) cliResult {
 	err = cmd.Run()
 	slave.Close()
 	reading.Wait()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("run %v: %v", args, err)
-		}
-		r.code = ee.ExitCode()
-	}
-	return r
+	return cliOutcome(t, args, err, out.String(), errb.String())
 }
 
 // TestIsTerminal: a pseudo-terminal is a terminal; /dev/null (a character device too),
