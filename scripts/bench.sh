@@ -12,6 +12,7 @@
 #   BENCH_TRANSPORT_EVENTS  single-row transactions of the transport scenario: webhook
 #                     delivery in-process and through NATS with 1, 2 and 3 executors
 #                     (default 50000; 0 skips it)
+#   BENCH_IDLE        how long the idle scenario watches the service (default 1m)
 #   SINK_BENCH_EVENTS events per sink benchmark (default 200000)
 #   BENCHTIME         go test -benchtime for micro-benchmarks (default 1s)
 set -euo pipefail
@@ -23,6 +24,7 @@ big_rows=${BENCH_BIG_ROWS:-10000000}
 rounds=${BENCH_CATCHUP_ROUNDS:-3}
 live_rates=${BENCH_LIVE_RATES:-1000,2500,4000}
 transport_events=${BENCH_TRANSPORT_EVENTS:-50000}
+idle=${BENCH_IDLE:-1m}
 export SINK_BENCH_EVENTS=${SINK_BENCH_EVENTS:-200000}
 benchtime=${BENCHTIME:-1s}
 {
@@ -45,7 +47,7 @@ benchtime=${BENCHTIME:-1s}
     echo '```'
     echo
   fi
-  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -catchup-rounds "$rounds" -big-rows "$big_rows" -live-rates "$live_rates" -transport-events "$transport_events"
+  go run ./internal/benchrun -bin bin/fraiseql-observers -rows "$rows" -catchup-rounds "$rounds" -big-rows "$big_rows" -live-rates "$live_rates" -transport-events "$transport_events" -idle "$idle"
   echo "## Snapshot correctness at $rows rows (TestSnapshotWhileWriting)"
   echo
   echo "Backfill while concurrent writers update, delete and insert rows; checked against the table and an oracle slot."

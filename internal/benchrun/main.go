@@ -18,7 +18,8 @@
 //   - transport: a backlog of single-row transactions delivered by webhook to a
 //     receiver answering after 2 ms, in-process and through the nats transport with
 //     one reader and 1, 2 and 3 executor processes (transport.go);
-//   - idle: the service on a table nobody writes to, its CPU and RSS over a minute.
+//   - idle: the service on a table nobody writes to, its CPU, RSS and Go heap over a minute
+//     (-idle), sampled six times.
 //
 // It is run by `make bench` (scripts/bench.sh); results go to stdout as Markdown.
 // BENCH_ADMIN=host:port serves the admin API of the service measured by the catch-up
