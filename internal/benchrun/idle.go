@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,25 +107,22 @@ observers:
 
 // scrapeGauges reads the named unlabelled gauges from the admin API's /metrics.
 func scrapeGauges(addr string, names ...string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	samples, err := scrape(addr)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && slices.Contains(names, name) {
-			out[name], _ = strconv.ParseFloat(v, 64)
+	for _, s := range samples {
+		if slices.Contains(names, s.Name) {
+			out[s.Name] = s.Value
 		}
 	}
 	for _, n := range names {
-		if _, ok := out[n]; !ok && sc.Err() == nil {
+		if _, ok := out[n]; !ok {
 			return nil, fmt.Errorf("%s: no %s", addr, n)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // procStat returns the user + system CPU time and the resident set (KiB) of a process.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,12 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 	"sync/atomic"
 
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/internal/promtext"
 )
 
 // observers measures rows events matched against 10 observers (each event matches
@@ -119,74 +118,52 @@ func latency(addr, actionType string) (p50, p99 float64, err error) {
 	return h.quantile(0.5), h.quantile(0.99), err
 }
 
-// histogram is the cumulative buckets of one Prometheus histogram, by upper bound.
-type histogram []bucket
-
-type bucket struct{ le, count float64 }
+// histogram is the bucket samples of one Prometheus histogram, as scraped.
+type histogram []promtext.Sample
 
 // scrapeLatency reads the buckets of observer_delivery_latency_seconds for the action
 // type from the admin API's /metrics.
 func scrapeLatency(addr, actionType string) (histogram, error) {
+	samples, err := scrape(addr)
+	var h histogram
+	for _, s := range samples {
+		if s.Name == "observer_delivery_latency_seconds_bucket" && s.Labels["action_type"] == actionType {
+			h = append(h, s)
+		}
+	}
+	return h, err
+}
+
+// scrape reads the samples of the admin API's /metrics.
+func scrape(addr string) ([]promtext.Sample, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var h histogram
-	prefix := `observer_delivery_latency_seconds_bucket{action_type="` + actionType + `",le="`
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		rest := line[len(prefix):]
-		q := strings.IndexByte(rest, '"')
-		sp := strings.LastIndexByte(rest, ' ')
-		if q < 0 || sp < 0 {
-			continue
-		}
-		le, _ := strconv.ParseFloat(rest[:q], 64)
-		if rest[:q] == "+Inf" {
-			le = math.Inf(1)
-		}
-		c, _ := strconv.ParseFloat(rest[sp+1:], 64)
-		h = append(h, bucket{le, c})
-	}
-	sort.Slice(h, func(i, j int) bool { return h[i].le < h[j].le })
-	return h, sc.Err()
+	b, err := io.ReadAll(resp.Body)
+	return promtext.Parse(string(b)), err
 }
 
 // since returns what was counted after earlier (a scrape of the same histogram).
 func (h histogram) since(earlier histogram) histogram {
-	out := make(histogram, len(h))
-	for i, b := range h {
-		out[i] = b
+	out := slices.Clone(h)
+	for i, b := range out {
 		for _, e := range earlier {
-			if e.le == b.le {
-				out[i].count -= e.count
+			if e.Series == b.Series {
+				out[i].Value -= e.Value
 			}
 		}
 	}
 	return out
 }
 
-// quantile estimates the q-quantile, interpolating within buckets as Prometheus's
-// histogram_quantile does; NaN when nothing was counted.
+// quantile estimates the q-quantile as Prometheus's histogram_quantile does; NaN
+// when nothing was counted.
 func (h histogram) quantile(q float64) float64 {
-	if len(h) == 0 || h[len(h)-1].count == 0 {
+	qs := promtext.HistogramQuantiles(h, []float64{q})
+	if len(qs) == 0 {
 		return math.NaN()
 	}
-	rank := q * h[len(h)-1].count
-	prevLe, prevCount := 0.0, 0.0
-	for _, b := range h {
-		if b.count >= rank {
-			if math.IsInf(b.le, 1) {
-				return prevLe
-			}
-			return prevLe + (b.le-prevLe)*(rank-prevCount)/(b.count-prevCount)
-		}
-		prevLe, prevCount = b.le, b.count
-	}
-	return prevLe
+	return qs[0].Value
 }
