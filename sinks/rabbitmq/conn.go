@@ -22,6 +22,21 @@ const (
 	reconnectMax     = 10 * time.Second
 )
 
+// unroutableGrace is how long after a connection replaced a lost one a returned
+// (unroutable) message is a transient failure rather than a permanent one. A
+// RabbitMQ node restarted after a crash accepts connections before it has
+// recovered every durable binding, and returns messages meanwhile (seen: a whole
+// stream of 312 NO_ROUTE for a queue that was bound before and after); those are
+// retried under the retry policy instead of going to the DLQ.
+const unroutableGrace = 30 * time.Second
+
+// recovering reports whether returned messages are transient now.
+func (s *Sink) recovering() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Before(s.graceUntil)
+}
+
 // pubChannel is a confirm-mode channel used by one delivery at a time, so that its
 // confirms and returns belong to that delivery alone.
 type pubChannel struct {
@@ -171,7 +186,10 @@ func (s *Sink) connectLocked(ctx context.Context) error {
 	if s.failures > 0 {
 		s.log.Info().Int("failures", s.failures).Msg("rabbitmq reconnected")
 	}
-	s.failures, s.lastErr, s.nextDial = 0, nil, time.Time{}
+	if s.failures > 0 || s.lost {
+		s.graceUntil = time.Now().Add(unroutableGrace)
+	}
+	s.failures, s.lastErr, s.nextDial, s.lost = 0, nil, time.Time{}, false
 	s.conn = conn
 	s.connCloses = conn.NotifyClose(make(chan *amqp.Error, 1))
 	return nil
@@ -184,6 +202,7 @@ func (s *Sink) dropLocked(e *amqp.Error) {
 	}
 	s.conn.Close()
 	s.conn, s.connCloses, s.idle = nil, nil, nil
+	s.lost = true
 }
 
 func (s *Sink) dial(timeout time.Duration) (*amqp.Connection, error) {

@@ -50,6 +50,8 @@ type Sink struct {
 	nextDial   time.Time     // no new attempt before this
 	lastErr    error
 	closed     bool
+	lost       bool      // a connection was lost (or could not be opened) since the last one opened
+	graceUntil time.Time // returns are transient before this: the broker may still be recovering
 }
 
 // New fills cfg's defaults, validates it and prepares the sink. deps.Logger
@@ -257,8 +259,13 @@ func (s *Sink) publish(ctx context.Context, ms []message, out []error) *amqp.Err
 			continue
 		}
 		if r, ok := returned[ms[j].pub.MessageId]; ok {
-			out[j] = sinks.Permanent("unroutable", fmt.Errorf("message returned by the broker: %d %s (no queue bound for routing key; set mandatory: false to drop such messages)",
-				r.ReplyCode, r.ReplyText))
+			err := fmt.Errorf("message returned by the broker: %d %s (no queue bound for routing key; set mandatory: false to drop such messages)",
+				r.ReplyCode, r.ReplyText)
+			if s.recovering() {
+				out[j] = sinks.Transient("unroutable", fmt.Errorf("%w; retried: the connection reopened less than %v ago and the broker may still be recovering its bindings", err, unroutableGrace), 0)
+			} else {
+				out[j] = sinks.Permanent("unroutable", err)
+			}
 			continue
 		}
 		if dc.Acked() {

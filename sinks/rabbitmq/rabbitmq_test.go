@@ -360,6 +360,53 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	checkMessages(t, drain(t, n), evs, false)
 }
 
+// TestUnroutableAfterReconnectIsRetried: a node restarted after a crash accepts
+// connections before it has recovered its durable bindings and returns messages
+// meanwhile. A return on a connection that replaced a lost one is transient (the
+// event is retried, not dead-lettered); on a connection that never broke it stays
+// permanent. The recovery window is made deterministic here by unbinding the queue
+// after the restart and binding it again.
+func TestUnroutableAfterReconnectIsRetried(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	bindQueue(t, n, "orders.*")
+	s := newSink(t, cdcConfig(n))
+	evs := sinktest.Events(2, 2)
+	if err := s.Deliver(context.Background(), evs[0]); err != nil {
+		t.Fatal(err)
+	}
+	n.Kill()
+	n.Start()
+	if err := admin(t, n).QueueUnbind(queue, "orders.*", exchange, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first deliveries may still see the old connection fail.
+	var err error
+	for range 50 {
+		err = s.Deliver(context.Background(), evs[1])
+		if c := sinks.Class(err); c != "connection_closed" && c != "disconnected" && c != "connect" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sinks.Class(err) != "unroutable" || !pipeline.Retryable(err) {
+		t.Fatalf("unexpected error after the reconnection; got %v (class %s); want a transient unroutable", err, sinks.Class(err))
+	}
+	t.Logf("%v", err)
+
+	// A sink whose connection never broke: permanent, as before.
+	if err := newSink(t, cdcConfig(n)).Deliver(context.Background(), evs[1]); sinks.Class(err) != "unroutable" || pipeline.Retryable(err) {
+		t.Fatalf("unexpected error on an unbroken connection; got %v (class %s); want a permanent unroutable", err, sinks.Class(err))
+	}
+
+	// The binding is back: the retry delivers.
+	bindQueue(t, n, "orders.*")
+	if err := s.Deliver(context.Background(), evs[1]); err != nil {
+		t.Fatalf("unexpected error once bound again: %v", err)
+	}
+	checkMessages(t, drain(t, n), evs, true)
+}
+
 func TestConfigValidate(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()
