@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -16,9 +17,18 @@ type pipelineMetrics struct {
 	processing      *metrics.PrometheusHistogram
 }
 
+// gaugeMu serialises replacing observer_inflight_bytes in a metric set.
+var gaugeMu sync.Mutex
+
 func newPipelineMetrics(set *metrics.Set, p *Pipeline) *pipelineMetrics {
 	lid := label("listener_id", p.opts.ListenerID)
-	set.GetOrCreateGauge("observer_inflight_bytes", func() float64 { return float64(p.inflight.Load()) })
+	// The latest pipeline built on a set is the one that runs: an executor builds one
+	// per generation of partitions, each after the last stopped. GetOrCreate would
+	// keep reading the first, stopped pipeline.
+	gaugeMu.Lock()
+	set.UnregisterMetric("observer_inflight_bytes")
+	set.NewGauge("observer_inflight_bytes", func() float64 { return float64(p.inflight.Load()) })
+	gaugeMu.Unlock()
 	return &pipelineMetrics{
 		processed:       set.GetOrCreateCounter("observer_events_processed_total" + lid),
 		matched:         set.GetOrCreateCounter("observer_events_matched_total" + lid),

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -110,11 +112,14 @@ func start(t *testing.T, opts Options) *harness {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	h := &harness{t: t, wm: wm, p: p}
+	var once sync.Once
 	h.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
 	}
 	t.Cleanup(h.stop)
 	return h
@@ -314,6 +319,39 @@ func TestBackpressure(t *testing.T) {
 	h.waitAcked(1100)
 	if h.p.InFlightBytes() != 0 {
 		t.Fatalf("bytes still in flight after everything settled: %d", h.p.InFlightBytes())
+	}
+}
+
+// TestInflightGaugeFollowsTheLatestPipeline: an executor builds one pipeline per
+// generation of partitions, one after the other, on the process's metric set.
+// observer_inflight_bytes must report the pipeline that runs now, not the first one
+// built (it read 0 from a stopped pipeline for the rest of the process's life).
+func TestInflightGaugeFollowsTheLatestPipeline(t *testing.T) {
+	set := metrics.NewSet()
+	gauge := func() string {
+		var b bytes.Buffer
+		set.WritePrometheus(&b)
+		for l := range strings.Lines(b.String()) {
+			if v, ok := strings.CutPrefix(l, "observer_inflight_bytes "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "missing"
+	}
+	for gen := range 3 {
+		rec := newRecorder()
+		block := make(chan struct{})
+		rec.delay = func() time.Duration { <-block; return 0 }
+		h := start(t, Options{Metrics: set, Observers: []*Observer{observer(rec, 1, RetryPolicy{}, FailureLog)}})
+		release := sync.OnceFunc(func() { close(block) })
+		t.Cleanup(release) // before the harness stops
+		h.push(1, 50, 50)
+		if got, want := gauge(), strconv.FormatInt(h.p.InFlightBytes(), 10); got != want || want == "0" {
+			t.Fatalf("generation %d: unexpected observer_inflight_bytes; got %s; want %s (this pipeline's)", gen, got, want)
+		}
+		release()
+		h.waitAcked(1100)
+		h.stop()
 	}
 }
 

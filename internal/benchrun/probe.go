@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	svc "github.com/fraiseql/fraiseql-observers/service"
@@ -42,18 +39,13 @@ func sampleInflight(ctx context.Context, procs []*benchProc, reader *benchProc, 
 
 // metricValue reads one unlabelled series from an instance's /metrics.
 func metricValue(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	samples, err := scrape(addr)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+	for _, s := range samples {
+		if s.Name == name && len(s.Labels) == 0 {
+			return s.Value, nil
 		}
 	}
 	return 0, fmt.Errorf("%s: no %s", addr, name)
