@@ -8,6 +8,8 @@
 #   BENCH_CATCHUP_ROUNDS  rounds of the catch-up and one-transaction scenarios, each
 #                     running pg_recvlogical, the plain reader and the service once, in a
 #                     rotated order; medians are shown (default 3)
+#   BENCH_CATCHUP_VARIANT  variables (e.g. GOMAXPROCS=1) for a fourth catch-up consumer:
+#                     the service with them set, against the defaults in the same rounds
 #   BENCH_LIVE_RATES  write rates of the live webhook scenario (default 1000,2500,4000)
 #   BENCH_TRANSPORT_EVENTS  single-row transactions of the transport scenario: webhook
 #                     delivery in-process and through NATS with 1, 2 and 3 executors

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -106,8 +107,8 @@ func recvlogical(ctx context.Context, srv *pgtest.Server, db, slot, endpos strin
 }
 
 // service runs the binary on the slot with one file action and returns when the file
-// holds want lines.
-func service(ctx context.Context, srv *pgtest.Server, bin, db, slot, extra string, want int) (result, error) {
+// holds want lines. env is added to the service's environment.
+func service(ctx context.Context, srv *pgtest.Server, bin, db, slot, extra string, want int, env ...string) (result, error) {
 	dir, err := os.MkdirTemp("", "benchrun")
 	if err != nil {
 		return result{}, err
@@ -127,17 +128,21 @@ observers:
     actions: [{type: file, path: %q}]
 `, srv.DSN(db), slot, os.Getenv("BENCH_ADMIN"), extra, out)
 	counter := &lineCounter{paths: []string{out}}
-	return runService(ctx, bin, dir, cfg, func() (int, error) { return counter.count() }, want, nil)
+	return runService(ctx, bin, dir, cfg, func() (int, error) { return counter.count() }, want, nil, env...)
 }
 
-// runService writes cfg into dir, runs the binary on it and returns once delivered
-// reports want; before stopping it calls atEnd (to scrape metrics, say).
-func runService(ctx context.Context, bin, dir, cfg string, delivered func() (int, error), want int, atEnd func()) (result, error) {
+// runService writes cfg into dir, runs the binary on it (env added to its
+// environment) and returns once delivered reports want; before stopping it calls
+// atEnd (to scrape metrics, say).
+func runService(ctx context.Context, bin, dir, cfg string, delivered func() (int, error), want int, atEnd func(), env ...string) (result, error) {
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return result{}, err
 	}
 	cmd := exec.Command(bin, "start", "--config", path)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	start := time.Now()
@@ -229,12 +234,20 @@ func (c *lineCounter) count() (int, error) {
 // the consumer before, a neighbour's burst) does not favour one consumer. Each
 // consumer's median round is shown, with every round's ratios. It returns the service's
 // highest peak RSS (KiB).
+//
+// BENCH_CATCHUP_VARIANT (environment variables separated by spaces, e.g.
+// "GOMAXPROCS=1" or "GOGC=400") adds a fourth consumer to every round: the service
+// with those variables set, for trying a lever against the defaults in the same run.
 func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, rounds int) (int64, error) {
+	variant := strings.Fields(os.Getenv("BENCH_CATCHUP_VARIANT"))
 	rounds = max(rounds, 1)
 	name := fmt.Sprintf("bench_tx%d", perTx)
 	var slots []string
 	for r := range rounds {
 		slots = append(slots, fmt.Sprintf("obs_slot_%d", r), fmt.Sprintf("recv_slot_%d", r), fmt.Sprintf("plain_slot_%d", r))
+		if len(variant) > 0 {
+			slots = append(slots, fmt.Sprintf("var_slot_%d", r))
+		}
 	}
 	db, err := backlog(ctx, srv, name, rows, perTx, slots...)
 	if err != nil {
@@ -245,7 +258,7 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, r
 	if err != nil {
 		return 0, err
 	}
-	var recvs, plains, ours []result
+	var recvs, plains, ours, vars []result
 	for r := range rounds {
 		runs := []func() error{
 			func() error {
@@ -263,6 +276,13 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, r
 				ours = append(ours, res)
 				return err
 			},
+		}
+		if len(variant) > 0 {
+			runs = append(runs, func() error {
+				res, err := service(ctx, srv, bin, db, fmt.Sprintf("var_slot_%d", r), os.Getenv("BENCH_EXTRA"), rows, variant...)
+				vars = append(vars, res)
+				return err
+			})
 		}
 		for i := range runs {
 			if err := runs[(i+r)%len(runs)](); err != nil {
@@ -288,6 +308,9 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, r
 	row("`pg_recvlogical` (pgoutput, to /dev/null)", recv)
 	row("plain reader (pglogrepl → NDJSON file, no fsync)", plain)
 	row("fraiseql-observers, defaults → file action (fsync)", our)
+	if len(variant) > 0 {
+		row("fraiseql-observers with "+strings.Join(variant, " "), median(vars))
+	}
 	var peak int64
 	for _, o := range ours {
 		peak = max(peak, o.maxRSS)
@@ -305,6 +328,18 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, r
 			}
 		}
 		fmt.Println(".")
+	}
+	if len(variant) > 0 {
+		v := median(vars)
+		fmt.Printf("With %s (median): events/s %.2f× the plain reader's, %.2f× `pg_recvlogical`'s, %.2f× the defaults'; CPU per event %.2f× the plain reader's.",
+			strings.Join(variant, " "), plain.dur.Seconds()/v.dur.Seconds(), recv.dur.Seconds()/v.dur.Seconds(), our.dur.Seconds()/v.dur.Seconds(), v.cpu.Seconds()/plain.cpu.Seconds())
+		if rounds > 1 {
+			fmt.Print(" Each round (to the plain reader's, to the defaults'):")
+			for r := range rounds {
+				fmt.Printf(" %.2f× / %.2f×", plains[r].dur.Seconds()/vars[r].dur.Seconds(), ours[r].dur.Seconds()/vars[r].dur.Seconds())
+			}
+		}
+		fmt.Println()
 	}
 	fmt.Println()
 	return peak, nil

@@ -119,7 +119,7 @@ func run(o options) error {
 		"synchronous_commit":                  "off",
 		"wal_writer_flush_after":              "1MB",
 		"full_page_writes":                    "off",
-		"max_replication_slots":               "10",
+		"max_replication_slots":               "64", // 4 per catch-up round (BENCH_CATCHUP_ROUNDS, BENCH_CATCHUP_VARIANT)
 		"max_wal_senders":                     "10",
 		"wal_compression":                     "off",
 		"log_min_messages":                    "warning",
