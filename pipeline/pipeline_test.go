@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fraiseql/fraiseql-observers/decoder"
+	"github.com/fraiseql/fraiseql-observers/internal/promtext"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 )
 
@@ -331,9 +332,9 @@ func TestInflightGaugeFollowsTheLatestPipeline(t *testing.T) {
 	gauge := func() string {
 		var b bytes.Buffer
 		set.WritePrometheus(&b)
-		for l := range strings.Lines(b.String()) {
-			if v, ok := strings.CutPrefix(l, "observer_inflight_bytes "); ok {
-				return strings.TrimSpace(v)
+		for _, s := range promtext.Parse(b.String()) {
+			if s.Name == "observer_inflight_bytes" {
+				return strconv.FormatFloat(s.Value, 'f', -1, 64)
 			}
 		}
 		return "missing"

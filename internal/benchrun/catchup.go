@@ -320,29 +320,31 @@ func catchUp(ctx context.Context, srv *pgtest.Server, bin string, rows, perTx, r
 		plain.dur.Seconds()/our.dur.Seconds(), recv.dur.Seconds()/our.dur.Seconds(),
 		our.cpu.Seconds()/plain.cpu.Seconds(), peak/1024)
 	if rounds > 1 {
-		fmt.Print("Each round (events/s to the plain reader's, to `pg_recvlogical`'s):")
-		for r := range rounds {
-			fmt.Printf(" %.2f× / %.2f×", plains[r].dur.Seconds()/ours[r].dur.Seconds(), recvs[r].dur.Seconds()/ours[r].dur.Seconds())
-			if r < rounds-1 {
-				fmt.Print(";")
-			}
-		}
-		fmt.Println(".")
+		fmt.Printf("Each round (events/s to the plain reader's, to `pg_recvlogical`'s):%s.\n", perRound(ours, plains, recvs))
 	}
 	if len(variant) > 0 {
 		v := median(vars)
 		fmt.Printf("With %s (median): events/s %.2f× the plain reader's, %.2f× `pg_recvlogical`'s, %.2f× the defaults'; CPU per event %.2f× the plain reader's.",
 			strings.Join(variant, " "), plain.dur.Seconds()/v.dur.Seconds(), recv.dur.Seconds()/v.dur.Seconds(), our.dur.Seconds()/v.dur.Seconds(), v.cpu.Seconds()/plain.cpu.Seconds())
 		if rounds > 1 {
-			fmt.Print(" Each round (to the plain reader's, to the defaults'):")
-			for r := range rounds {
-				fmt.Printf(" %.2f× / %.2f×", plains[r].dur.Seconds()/vars[r].dur.Seconds(), ours[r].dur.Seconds()/vars[r].dur.Seconds())
-			}
+			fmt.Printf(" Each round (to the plain reader's, to the defaults'):%s.", perRound(vars, plains, ours))
 		}
 		fmt.Println()
 	}
 	fmt.Println()
 	return peak, nil
+}
+
+// perRound lists each round's events/s of rs as ratios to a's and b's in that round.
+func perRound(rs, a, b []result) string {
+	var sb strings.Builder
+	for r := range rs {
+		if r > 0 {
+			sb.WriteString(";")
+		}
+		fmt.Fprintf(&sb, " %.2f× / %.2f×", a[r].dur.Seconds()/rs[r].dur.Seconds(), b[r].dur.Seconds()/rs[r].dur.Seconds())
+	}
+	return sb.String()
 }
 
 // median returns the result of the median duration (the lower one of an even count).

@@ -50,7 +50,7 @@ type Sink struct {
 	nextDial   time.Time     // no new attempt before this
 	lastErr    error
 	closed     bool
-	lost       bool      // a connection was lost (or could not be opened) since the last one opened
+	lost       bool      // the open connection was lost since the last one opened (failed dials count in failures)
 	graceUntil time.Time // returns are transient before this: the broker may still be recovering
 }
 
