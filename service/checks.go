@@ -16,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/dlq"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/registry"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 	"github.com/fraiseql/fraiseql-observers/transport"
@@ -91,7 +92,7 @@ func RunChecks(ctx context.Context, cfg *configs.Config, templates func(*configs
 	case err != nil:
 		add("publication", CheckFail, "cannot read publications: %v", err)
 	case !pubExists && cfg.Source.ManagePublication && len(cfg.Source.PublicationTables) > 0:
-		add("publication", CheckOK, "publication %s does not exist yet; start creates it (manage_publication) for %d tables", pub, len(cfg.Source.PublicationTables))
+		add("publication", CheckOK, "publication %s does not exist yet; start creates it (manage_publication) for %s", pub, words.Count(len(cfg.Source.PublicationTables), "table", "tables"))
 		for _, t := range cfg.Source.PublicationTables {
 			published[t.String()] = true
 		}
@@ -111,7 +112,7 @@ func RunChecks(ctx context.Context, cfg *configs.Config, templates func(*configs
 		} else if allTables {
 			add("publication", CheckOK, "publication %s exists (FOR ALL TABLES)", pub)
 		} else {
-			add("publication", CheckOK, "publication %s exists with %d tables", pub, len(published))
+			add("publication", CheckOK, "publication %s exists with %s", pub, words.Count(len(published), "table", "tables"))
 		}
 	}
 

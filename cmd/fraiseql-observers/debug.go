@@ -12,6 +12,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/dlq"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/service"
@@ -134,7 +135,7 @@ func printDebugEvent(w io.Writer, ev pipeline.DebugEvent) {
 			fmt.Fprintf(w, "  observer %s: matched (no condition)\n", o.Name)
 		}
 		for _, a := range o.Actions {
-			fmt.Fprintf(w, "    action %s (%s): %s, %s, %.1fms", a.ID, a.Type, a.Status, count(a.Attempts, "attempt", "attempts"), a.LatencyMS)
+			fmt.Fprintf(w, "    action %s (%s): %s, %s, %.1fms", a.ID, a.Type, a.Status, words.Count(a.Attempts, "attempt", "attempts"), a.LatencyMS)
 			if a.LastError != "" {
 				fmt.Fprintf(w, ", last error: %s", a.LastError)
 			}
@@ -241,7 +242,7 @@ warns about each such observer in scope; --require-old-images refuses the replay
 			if res.ToLSN != "" {
 				end = res.ToLSN
 			}
-			fmt.Fprintf(g.stdout, "Replaying transactions committed from %s to %s for %s: %v\n", res.FromLSN, end, count(len(res.Actions), "action", "actions"), res.Actions)
+			fmt.Fprintf(g.stdout, "Replaying transactions committed from %s to %s for %s: %v\n", res.FromLSN, end, words.Count(len(res.Actions), "action", "actions"), res.Actions)
 			fmt.Fprintln(g.stdout, "Events are delivered again with their original ids as PostgreSQL sends them again; watch observer_actions_executed_total.")
 			return nil
 		},

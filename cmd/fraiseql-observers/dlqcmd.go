@@ -18,6 +18,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/dlq"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/service"
 )
@@ -129,7 +130,7 @@ func newDLQStatsCmd(g *globals) *cobra.Command {
 			}
 			termSafe(&st)
 			w := g.stdout
-			fmt.Fprintf(w, "DLQ (slot %s): %s, %d delivered by retry, %s\n", e.cfg.Source.Slot, count(int(st.Pending), "pending item", "pending items"), st.Delivered, count(int(st.Retries), "retry", "retries"))
+			fmt.Fprintf(w, "DLQ (slot %s): %s, %d delivered by retry, %s\n", e.cfg.Source.Slot, words.Count(int(st.Pending), "pending item", "pending items"), st.Delivered, words.Count(int(st.Retries), "retry", "retries"))
 			if st.OldestPending != nil {
 				fmt.Fprintf(w, "Oldest pending item: %s (%s ago)\n", st.OldestPending.UTC().Format(time.RFC3339), humanSeconds(time.Since(*st.OldestPending).Seconds()))
 			}
@@ -393,7 +394,7 @@ func newDLQRetryAllCmd(g *globals) *cobra.Command {
 				if asJSON {
 					return g.printJSON(map[string]any{"dry_run": true, "would_retry": len(items)})
 				}
-				fmt.Fprintf(g.stdout, "Would retry %s\n", count(len(items), "item", "items"))
+				fmt.Fprintf(g.stdout, "Would retry %s\n", words.Count(len(items), "item", "items"))
 				return nil
 			}
 			d := newDeliverers(e, g)
@@ -414,7 +415,7 @@ func newDLQRetryAllCmd(g *globals) *cobra.Command {
 				g.printJSON(map[string]any{"retried": len(items), "delivered": len(items) - failed, "failed": failed, "items": results})
 			} else {
 				termSafe(&results)
-				fmt.Fprintf(g.stdout, "Retried %s: %d delivered, %d failed\n", count(len(items), "item", "items"), len(items)-failed, failed)
+				fmt.Fprintf(g.stdout, "Retried %s: %d delivered, %d failed\n", words.Count(len(items), "item", "items"), len(items)-failed, failed)
 				for _, r := range results {
 					if r.Error != "" {
 						fmt.Fprintf(g.stdout, "  item %d (%s): %s\n", r.ID, r.Action, r.Error)

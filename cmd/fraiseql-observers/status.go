@@ -13,6 +13,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/service"
 )
 
@@ -139,9 +140,9 @@ func printStatus(g *globals, doc service.StatusDoc, asJSON, detailed bool, from 
 	}
 	printCheckpoints(w, doc, detailed)
 	if doc.DLQ.Enabled {
-		fmt.Fprintf(w, "DLQ: %s\n", count(int(doc.DLQ.Pending), "pending item", "pending items"))
+		fmt.Fprintf(w, "DLQ: %s\n", words.Count(int(doc.DLQ.Pending), "pending item", "pending items"))
 	} else {
-		fmt.Fprintf(w, "DLQ: disabled (%s)\n", count(int(doc.DLQ.Pending), "pending item", "pending items"))
+		fmt.Fprintf(w, "DLQ: disabled (%s)\n", words.Count(int(doc.DLQ.Pending), "pending item", "pending items"))
 	}
 	for _, sn := range doc.Snapshots {
 		fmt.Fprintln(w, "Snapshot "+snapshotLine(sn))

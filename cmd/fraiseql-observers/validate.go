@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fraiseql/fraiseql-observers/configs"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/service"
 )
 
@@ -204,7 +205,7 @@ func printValidation(g *globals, v validation) {
 		for _, p := range v.Warnings {
 			fmt.Fprintln(w, "warning:", p.String())
 		}
-		fmt.Fprintf(w, "Configuration is invalid: %s\n", count(len(v.Errors), "error", "errors"))
+		fmt.Fprintf(w, "Configuration is invalid: %s\n", words.Count(len(v.Errors), "error", "errors"))
 		return
 	}
 	fmt.Fprintln(w, "Configuration is valid")
@@ -215,7 +216,7 @@ func printValidation(g *globals, v validation) {
 	}
 	sort.Strings(types)
 	fmt.Fprintf(w, "  listener %s, slot %s, publication %s\n", s.ListenerID, s.Slot, s.Publication)
-	fmt.Fprintf(w, "  %s, %s %v\n", count(s.Observers, "observer", "observers"), count(s.Actions, "action", "actions"), types)
+	fmt.Fprintf(w, "  %s, %s %v\n", words.Count(s.Observers, "observer", "observers"), words.Count(s.Actions, "action", "actions"), types)
 	for _, p := range v.Warnings {
 		fmt.Fprintln(w, "warning:", p.String())
 	}
@@ -231,5 +232,5 @@ func printChecks(w io.Writer, checks []service.Check) {
 		counts[c.Status]++
 		fmt.Fprintf(w, "  %-4s  %s\n", strings.ToUpper(c.Status), c.Message)
 	}
-	fmt.Fprintf(w, "%s: %d ok, %s, %d failed\n", count(len(checks), "check", "checks"), counts[service.CheckOK], count(counts[service.CheckWarn], "warning", "warnings"), counts[service.CheckFail])
+	fmt.Fprintf(w, "%s: %d ok, %s, %d failed\n", words.Count(len(checks), "check", "checks"), counts[service.CheckOK], words.Count(counts[service.CheckWarn], "warning", "warnings"), counts[service.CheckFail])
 }
