@@ -22,6 +22,14 @@ func NewRoutes(observers []*Observer) *Routes {
 	return &Routes{observers: observers, ix: newIndex(observers)}
 }
 
+// Observed reports whether an observer fires for ev: one of its table (or a wildcard
+// one) for its operation, or for a message one whose message_prefix matches. The
+// condition is not evaluated.
+func (r *Routes) Observed(ev *decoder.Event) bool {
+	var buf [4]*Observer
+	return len(r.ix.lookup(buf[:0], ev)) > 0
+}
+
 // ObserversOf returns the names of the observers that fire for op on schema.table,
 // those of the table first, then the wildcard ones, each in configuration order. For
 // OpRead these are the observers whose event_type lists READ.

@@ -120,3 +120,28 @@ func TestPushTargetedSendsReadsToOneObserver(t *testing.T) {
 		t.Fatalf("unexpected deliveries; got %d to b (targeted, UPDATE only) and %d to o; want 3 and 2", len(recB.all), len(recA.all))
 	}
 }
+
+// Routes.Observed answers whether any observer fires for an event: by table and
+// operation, wildcard observers for every table, messages by prefix.
+func TestRoutesObserved(t *testing.T) {
+	routes := NewRoutes([]*Observer{
+		{Name: "orders", Schema: "public", Table: "orders", Ops: []decoder.Op{decoder.OpInsert}},
+		{Name: "deletes", Ops: []decoder.Op{decoder.OpDelete}},
+		{Name: "audit", Ops: []decoder.Op{decoder.OpMessage}, MessagePrefix: "audit"},
+	})
+	for _, c := range []struct {
+		ev   *decoder.Event
+		want bool
+	}{
+		{&decoder.Event{Schema: "public", Table: "orders", Op: decoder.OpInsert}, true},
+		{&decoder.Event{Schema: "public", Table: "orders", Op: decoder.OpUpdate}, false},
+		{&decoder.Event{Schema: "public", Table: "other", Op: decoder.OpInsert}, false},
+		{&decoder.Event{Schema: "public", Table: "other", Op: decoder.OpDelete}, true},
+		{&decoder.Event{Op: decoder.OpMessage, Message: &decoder.Message{Prefix: "audit"}}, true},
+		{&decoder.Event{Op: decoder.OpMessage, Message: &decoder.Message{Prefix: "other"}}, false},
+	} {
+		if got := routes.Observed(c.ev); got != c.want {
+			t.Errorf("Observed(%s %s.%s) = %v; want %v", c.ev.Op, c.ev.Schema, c.ev.Table, got, c.want)
+		}
+	}
+}

@@ -261,7 +261,8 @@ func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err e
 	s.pub, err = transport.NewPublisher(s.tclient, transport.PublisherOptions{Acker: s.wm, Logger: s.log, Metrics: s.set,
 		Filler: pipeline.NewFiller(pipeline.FillerOptions{RowCache: s.rows, Observers: imageObservers(cfg.Observers),
 			MaxEventBytes: int(cfg.Source.MaxEventBytes), Logger: s.log}),
-		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes), Observer: s.readerPipe.observerOf})
+		MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes), Observer: s.readerPipe.observerOf,
+		Observed: s.readerPipe.routes.Observed})
 	if err != nil {
 		return err
 	}

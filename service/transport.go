@@ -14,6 +14,7 @@ import (
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
+	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 	"github.com/fraiseql/fraiseql-observers/sinks"
@@ -404,6 +405,10 @@ func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
 		return out
 	}
 	defer c.Close()
+	if err := c.WaitConnected(ctx); err != nil {
+		add("transport_connect", CheckFail, "%v", err)
+		return out
+	}
 	add("transport_connect", CheckOK, "connected to NATS for the transport")
 	sc, err := c.CheckStream(ctx)
 	switch {
@@ -411,12 +416,13 @@ func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
 		add("transport_stream", CheckFail, "%v", err)
 		return out
 	case !sc.Exists:
-		add("transport_stream", CheckOK, "stream %s does not exist yet; the reader creates it (subjects %s.*, work queue, %d replicas, duplicate window %s)",
-			tc.Stream, tc.SubjectPrefix, tc.Replicas, tc.DuplicateWindow)
+		add("transport_stream", CheckOK, "stream %s does not exist yet; the reader creates it (subjects %s.*, work queue, %s, duplicate window %s)",
+			tc.Stream, tc.SubjectPrefix, words.Count(tc.Replicas, "replica", "replicas"), tc.DuplicateWindow)
 		return out
 	}
-	add("transport_stream", CheckOK, "stream %s fits the transport (subjects %s.*, work queue, %d partitions, %d replicas): %d messages, %d consumers",
-		tc.Stream, tc.SubjectPrefix, tc.Partitions, sc.Replicas, sc.Messages, sc.Consumers)
+	add("transport_stream", CheckOK, "stream %s fits the transport (subjects %s.*, work queue, %s, %s): %s, %s",
+		tc.Stream, tc.SubjectPrefix, words.Count(tc.Partitions, "partition", "partitions"), words.Count(sc.Replicas, "replica", "replicas"),
+		words.Count(sc.Messages, "message", "messages"), words.Count(sc.Consumers, "consumer", "consumers"))
 	if !sc.Bucket {
 		add("transport_consumers", CheckWarn, "ownership bucket %s does not exist yet: no executor has run", c.OwnersBucket())
 		return out
@@ -438,15 +444,20 @@ func TransportChecks(ctx context.Context, cfg *configs.Config) []Check {
 		return out
 	}
 	var pending uint64
+	consumers := 0
 	for _, b := range backlogs {
-		pending += b.Pending
+		pending += b.Pending + uint64(b.AckPending)
+		if b.Consumer != "" {
+			consumers++
+		}
 	}
 	status := CheckOK
 	if owned < len(owners) {
 		status = CheckWarn
 	}
-	add("transport_consumers", status, "%d live executors; %d/%d partitions owned; %d partition consumers, %d messages pending",
-		len(members), owned, len(owners), len(backlogs), pending)
+	add("transport_consumers", status, "%s; %d/%d partitions owned; %s; %s not yet acknowledged",
+		words.Count(len(members), "live executor", "live executors"), owned, len(owners),
+		words.Count(consumers, "partition consumer", "partition consumers"), words.Count(pending, "message", "messages"))
 	return out
 }
 

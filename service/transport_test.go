@@ -1,6 +1,8 @@
 package service
 
 import (
+	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +35,8 @@ func TestTransportConfigPositions(t *testing.T) {
 	f("transport:\n  type: nats\n  url: http://x\n", "c.yaml:10:8: transport.url: ")
 	f("transport:\n  type: nats\n  url_env: NATS_URL\n  lease_ttl: 10ms\n", "c.yaml:11:14: transport.lease_ttl: must be at least 1s")
 	f("transport:\n  type: nats\n  url_env: NATS_URL\n  strem: x\n", `c.yaml:11:3: transport: unknown key "strem" (did you mean "stream"?)`)
-	f("transport:\n  stream: x\n", "c.yaml:8:1: transport.type: the keys of the nats transport need type: nats")
+	f("transport:\n  stream: x\n", "c.yaml:9:11: transport.stream: a key of the nats transport, which needs type: nats")
+	f("transport:\n  type: in_process\n  lease_ttl: 5s\n", "c.yaml:10:14: transport.lease_ttl: a key of the nats transport, which needs type: nats")
 	f("transport:\n  type: nats\n  url_env: UNSET_VAR\n", "c.yaml:10:12: transport.url_env: environment variable UNSET_VAR is not set")
 
 	cfg, _, err := configs.Parse("c.yaml", []byte(transportObs+"transport:\n  type: nats\n  url_env: NATS_URL\n  partitions: 4\n  lease_ttl: 3s\n"), lookup)
@@ -60,5 +63,25 @@ func TestTransportConfigPositions(t *testing.T) {
 	}
 	if _, err := checkRole("bridge", tc, cfg); err == nil || !strings.Contains(err.Error(), "--role must be reader, executor or all") {
 		t.Fatalf("unexpected error for --role bridge: %v", err)
+	}
+}
+
+// validate-config --detailed does not say "connected" when NATS cannot be reached:
+// the client keeps retrying in the background, so connecting alone proves nothing.
+func TestTransportChecksNATSUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	cfg, _, err := configs.Parse("c.yaml", []byte(transportObs+"transport:\n  type: nats\n  url: nats://"+addr+"\n  dial_timeout: 1s\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := TransportChecks(context.Background(), cfg)
+	if len(checks) != 1 || checks[0].Name != "transport_connect" || checks[0].Status != CheckFail ||
+		!strings.Contains(checks[0].Message, "cannot reach NATS (transport.url) within 1s") {
+		t.Fatalf("unexpected checks with NATS unreachable: %+v", checks)
 	}
 }

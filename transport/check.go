@@ -22,7 +22,8 @@ type StreamCheck struct {
 // CheckStream looks up the stream and the ownership bucket without creating or
 // changing anything (validate-config --detailed) and checks an existing stream as
 // EnsureStream does: subjects exactly <prefix>.*, work-queue retention, a duplicate
-// window at least the configured one, the configured partition count. A stream
+// window at least the configured one, the configured partition count; and an
+// existing ownership bucket's TTL (lease_ttl), as EnsureStream does. A stream
 // that does not fit is a *sinks.KeyError naming the key concerned; a missing one is
 // not an error (the reader creates it).
 func (c *Client) CheckStream(ctx context.Context) (StreamCheck, error) {
@@ -41,13 +42,20 @@ func (c *Client) CheckStream(ctx context.Context) (StreamCheck, error) {
 	if err := c.checkStream(info.Config); err != nil {
 		return out, err
 	}
-	_, err = c.js.KeyValue(ctx, c.OwnersBucket())
+	kv, err := c.js.KeyValue(ctx, c.OwnersBucket())
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return out, nil
 	case err != nil:
 		return out, fmt.Errorf("ownership bucket %q: %w", c.OwnersBucket(), err)
-	default:
-		out.Bucket = true
+	}
+	out.Bucket = true
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return out, fmt.Errorf("ownership bucket %q: %w", c.OwnersBucket(), err)
+	}
+	if status.TTL() != c.cfg.LeaseTTL {
+		return out, keyErr("lease_ttl", fmt.Errorf("bucket %q has a TTL of %s, not %s: the executors refuse to start", c.OwnersBucket(), status.TTL(), c.cfg.LeaseTTL))
 	}
 	return out, nil
 }

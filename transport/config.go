@@ -113,8 +113,20 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	switch c.Type {
 	case "", TypeInProcess:
-		if c.URL.IsSet() || c.Stream != "" || c.SubjectPrefix != "" || c.Partitions != 0 || c.Replicas != 0 {
-			return keyErr("type", errors.New("the keys of the nats transport need type: nats"))
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{
+			{"url", c.URL.IsSet()}, {"ca_file", c.CAFile != ""}, {"creds_file", c.CredsFile != ""},
+			{"dial_timeout", c.DialTimeout != 0}, {"user_env", c.User.IsSet()}, {"password_env", c.Password.IsSet()},
+			{"token_env", c.Token.IsSet()}, {"nkey_seed_env", c.NKeySeed.IsSet()},
+			{"stream", c.Stream != ""}, {"subject_prefix", c.SubjectPrefix != ""}, {"partitions", c.Partitions != 0},
+			{"replicas", c.Replicas != 0}, {"duplicate_window", c.DuplicateWindow != 0}, {"max_pending", c.MaxPending != 0},
+			{"timeout", c.Timeout != 0}, {"lease_ttl", c.LeaseTTL != 0}, {"ack_wait", c.AckWait != 0},
+		} {
+			if k.set {
+				return keyErr(k.name, errors.New("a key of the nats transport, which needs type: nats"))
+			}
 		}
 		return nil
 	case TypeNATS:

@@ -207,7 +207,8 @@ func (c *Client) Owners(ctx context.Context) ([]Ownership, []string, error) {
 
 // Backlog is one partition's transport backlog: messages stored and not yet
 // delivered to its consumer (Pending), and delivered but not acknowledged
-// (AckPending).
+// (AckPending). A partition no executor has served yet has no consumer: all its
+// stored messages are Pending.
 type Backlog struct {
 	Partition  int
 	Consumer   string
@@ -215,7 +216,10 @@ type Backlog struct {
 	AckPending int
 }
 
-// Backlogs returns the backlog of every partition that has a consumer.
+// Backlogs returns the backlog of every partition that has a consumer or holds
+// messages, by partition. The stream's message count per subject (work-queue
+// retention: the messages not acknowledged) covers the partitions without a
+// consumer.
 func (c *Client) Backlogs(ctx context.Context) ([]Backlog, error) {
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
@@ -223,17 +227,32 @@ func (c *Client) Backlogs(ctx context.Context) ([]Backlog, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Backlog
+	byPartition := map[int]*Backlog{}
 	l := st.ListConsumers(ctx)
 	for info := range l.Info() {
 		p, ok := c.partitionOf(info.Config.FilterSubject)
 		if !ok {
 			continue
 		}
-		out = append(out, Backlog{Partition: p, Consumer: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending})
+		byPartition[p] = &Backlog{Partition: p, Consumer: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending}
 	}
 	if err := l.Err(); err != nil {
 		return nil, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(c.cfg.SubjectPrefix+".*"))
+	if err != nil {
+		return nil, err
+	}
+	for subject, n := range info.State.Subjects {
+		p, ok := c.partitionOf(subject)
+		if !ok || byPartition[p] != nil || n == 0 {
+			continue
+		}
+		byPartition[p] = &Backlog{Partition: p, Pending: n}
+	}
+	out := make([]Backlog, 0, len(byPartition))
+	for _, b := range byPartition {
+		out = append(out, *b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
 	return out, nil

@@ -48,6 +48,11 @@ type PublisherOptions struct {
 	// observer that matches it), which travels in ObserverHeader. It is called on
 	// Run's goroutine.
 	Observer func(ev *decoder.Event) string
+	// Observed, when set, reports whether an observer can fire for an event (its
+	// table and operation, or a message's prefix). An event it returns false for is
+	// published to no one: its ticket is acknowledged at once, as the in-process
+	// pipeline settles an event no observer matches. nil publishes every event.
+	Observed func(ev *decoder.Event) bool
 }
 
 // Publisher is the reader side of the transport: it takes the events of the
@@ -126,7 +131,9 @@ func NewPublisher(c *Client, opts PublisherOptions) (*Publisher, error) {
 // queued, so its ticket is acknowledged at once and it is not published again —
 // unless a Replay covers it, which publishes it again as a new message. So is an
 // event below the last Replay's Stored position. Snapshot rows (READ) are always
-// published: their ids are below the stream's by design.
+// published: their ids are below the stream's by design. An event no observer can
+// fire for (PublisherOptions.Observed) is not published: its ticket is acknowledged
+// at once.
 func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 	if len(evs) != len(tickets) {
 		panic(fmt.Sprintf("transport: Push of %d events with %d tickets", len(evs), len(tickets)))
@@ -141,6 +148,9 @@ func (p *Publisher) Push(evs []*decoder.Event, tickets []lsn.Ticket) {
 		switch {
 		case ev.Op == decoder.OpRead: // a snapshot's row: its id is below the stream's by design
 			rr = nil
+		case p.opts.Observed != nil && !p.opts.Observed(ev):
+			again = append(again, tickets[i])
+			continue
 		case rr != nil && rr.covers(ev):
 		case p.hasHigh && ev.ID.Compare(p.high) <= 0 || ev.ID.Commit < p.held:
 			again = append(again, tickets[i])

@@ -133,6 +133,60 @@ func TestPublishInOrderAndConfirmOnlyStored(t *testing.T) {
 	}
 }
 
+// An event no observer can fire for is not published, and its ticket is
+// acknowledged at once: the slot moves past it as past a published one.
+func TestPublishSkipsUnobservedEvents(t *testing.T) {
+	_, url := startNATS(t)
+	c, st := connect(t, testConfig(url))
+	evs := sinktest.Events(1000, 40)
+	var observed []*decoder.Event
+	for i, ev := range evs {
+		if i%3 != 0 {
+			ev.Table = "audit"
+			continue
+		}
+		observed = append(observed, ev)
+	}
+	r, _ := startPublisherOpts(t, c, PublisherOptions{Observed: func(ev *decoder.Event) bool { return ev.Table == "orders" }})
+	r.push(t, evs)
+	last := evs[len(evs)-1].ID
+	waitFor(t, time.Minute, "every event confirmed", func() bool {
+		pos, ok := r.wm.Acked()
+		return ok && pos == last && r.wm.Outstanding() == 0
+	})
+	if pos, _ := r.pub.Acked(); pos != observed[len(observed)-1].ID {
+		t.Fatalf("unexpected publisher watermark; got %s; want %s", pos, observed[len(observed)-1].ID)
+	}
+	checkStream(t, c, st, observed)
+}
+
+// Before any executor ran there is no consumer: the backlog of every partition is
+// what the stream holds on its subject.
+func TestBacklogsWithoutConsumers(t *testing.T) {
+	_, url := startNATS(t)
+	c, _ := connect(t, testConfig(url))
+	r, _ := startPublisher(t, c)
+	evs := sinktest.Events(500, 40)
+	r.push(t, evs)
+	r.waitAcked(t, evs, time.Minute)
+	want := map[int]uint64{}
+	for _, ev := range evs {
+		want[Partition(ev, c.cfg.Partitions)]++
+	}
+	backlogs, err := c.Backlogs(sinktest.Context(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backlogs) != len(want) {
+		t.Fatalf("unexpected backlogs; got %+v; want the %d partitions holding events", backlogs, len(want))
+	}
+	for _, b := range backlogs {
+		if b.Consumer != "" || b.Pending != want[b.Partition] || b.AckPending != 0 {
+			t.Fatalf("unexpected backlog of partition %d; got %+v; want %d pending and no consumer", b.Partition, b, want[b.Partition])
+		}
+	}
+}
+
 // The reader holds the slot while NATS is away: nothing is confirmed that the
 // stream does not hold, the publisher fills and says so, and everything is stored
 // once, in order, when NATS is back.

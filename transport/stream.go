@@ -58,6 +58,26 @@ func (c *Client) JetStream() jetstream.JetStream { return c.js }
 // Connected reports whether the connection to NATS is up.
 func (c *Client) Connected() bool { return c.nc.IsConnected() }
 
+// WaitConnected waits until the connection is up, for at most dial_timeout (or
+// until ctx ends): an error says NATS could not be reached.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			if err := c.nc.LastError(); err != nil {
+				return fmt.Errorf("cannot reach NATS (transport.url) within %s: %w", c.cfg.DialTimeout, err)
+			}
+			return fmt.Errorf("cannot reach NATS (transport.url) within %s", c.cfg.DialTimeout)
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // Close closes the connection.
 func (c *Client) Close() {
 	c.js.CleanupPublisher()
@@ -96,8 +116,10 @@ func (c *Client) streamConfig() jetstream.StreamConfig {
 
 // EnsureStream creates the stream and the ownership bucket when they are missing
 // and checks existing ones: the stream's subjects must be exactly <prefix>.*, its
-// retention work-queue, its duplicate window at least the configured one and its
-// partition count the configured one; the bucket's TTL must be lease_ttl.
+// retention work-queue, its duplicate window at least the configured one, its
+// partition count the configured one, and no limit may remove messages (max age,
+// discard old, a per-subject limit without discard new per subject); the
+// bucket's TTL must be lease_ttl.
 func (c *Client) EnsureStream(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*c.cfg.Timeout)
 	defer cancel()
@@ -137,6 +159,17 @@ func (c *Client) checkStream(sc jetstream.StreamConfig) error {
 	}
 	if sc.Duplicates < c.cfg.DuplicateWindow {
 		return keyErr("duplicate_window", fmt.Errorf("stream %q has a duplicate window of %s, shorter than %s", sc.Name, sc.Duplicates, c.cfg.DuplicateWindow))
+	}
+	// Limits that remove messages no executor has handled would lose events whose
+	// position the slot has already confirmed; limits that refuse publishes only
+	// hold the reader back.
+	switch {
+	case sc.MaxAge > 0:
+		return keyErr("stream", fmt.Errorf("stream %q removes messages older than %s (max_age): events no executor handled in time would be lost; the transport needs no max age", sc.Name, sc.MaxAge))
+	case sc.Discard != jetstream.DiscardNew && (sc.MaxMsgs > 0 || sc.MaxBytes > 0):
+		return keyErr("stream", fmt.Errorf("stream %q discards old messages when it reaches its limits: events no executor handled would be lost; the transport needs discard: new", sc.Name))
+	case sc.MaxMsgsPerSubject > 0 && !sc.DiscardNewPerSubject:
+		return keyErr("stream", fmt.Errorf("stream %q keeps at most %d messages per subject and discards the older ones: events no executor handled would be lost", sc.Name, sc.MaxMsgsPerSubject))
 	}
 	if m := partitionsRe.FindStringSubmatch(sc.Description); m != nil && m[1] != strconv.Itoa(c.cfg.Partitions) {
 		return keyErr("partitions", fmt.Errorf("stream %q was created with %s partitions, not %d", sc.Name, m[1], c.cfg.Partitions))

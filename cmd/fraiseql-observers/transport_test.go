@@ -533,8 +533,14 @@ func TestTransportScaleOneThreeOne(t *testing.T) {
 	wait := r.writeInBackground(400)
 	waitFor(t, 60*time.Second, "deliveries with one executor", func() bool { return r.hook.count() >= 150 })
 	e2, _ := r.start(service.RoleExecutor, "exec-2")
-	e3, _ := r.start(service.RoleExecutor, "exec-3")
+	e3, e3addr := r.start(service.RoleExecutor, "exec-3")
 	waitOwners(t, raddr, 3)
+	// status of the reader and of an executor, each from its own configuration.
+	expectCLI(t, nil, 0, []string{"Transport: nats, stream " + r.stream + ", role reader, connected", "Reader: publishing",
+		"Executors: 3 live", "8/8 partitions owned", "partition 0: owner ", "partition 7: owner "},
+		"status", "--detailed", "--config", r.config("reader-1", raddr))
+	expectCLI(t, nil, 0, []string{"role executor, connected", "  Executor ", ": owns partitions [", "Executors: 3 live"},
+		"status", "--config", r.config("exec-3", e3addr))
 	n := r.hook.count()
 	waitFor(t, 60*time.Second, "deliveries with three executors", func() bool { return r.hook.count() >= n+150 })
 	if code := e2.stop(); code != 0 {
@@ -550,7 +556,7 @@ func TestTransportScaleOneThreeOne(t *testing.T) {
 	// validate-config --detailed checks the stream and the partitions' owners,
 	// and refuses a partition count other than the stream's.
 	cfg := r.config("check", freeAddr(t))
-	expectCLI(t, nil, 0, []string{"connected to NATS for the transport", "stream " + r.stream + " fits the transport", "1 live executors; 8/8 partitions owned"},
+	expectCLI(t, nil, 0, []string{"connected to NATS for the transport", "stream " + r.stream + " fits the transport", "1 live executor; 8/8 partitions owned"},
 		"validate-config", "--detailed", cfg)
 	data, err := os.ReadFile(cfg)
 	if err != nil {
@@ -609,6 +615,7 @@ func TestTransportNATSAway(t *testing.T) {
 	r.write(20)
 	waitFor(t, 60*time.Second, "the first deliveries", func() bool { return r.hook.count() >= 40 })
 	r.nats.Kill()
+	before, _ := lsn.Parse(pgtest.QueryValue[string](r.db, `SELECT pg_current_wal_lsn()::text`))
 	r.write(20)
 	waitFor(t, 60*time.Second, "/readyz to report NATS unavailable", func() bool {
 		code, body := readyz(addr)
@@ -617,6 +624,19 @@ func TestTransportNATSAway(t *testing.T) {
 	res := expectCLI(t, nil, 0, []string{"Transport: nats", "NATS unavailable"}, "status", "--config", cfg)
 	if p.exited() {
 		t.Fatalf("the service exited while NATS was away:\n%s\nstatus:\n%s", p.output(), res.stdout)
+	}
+	// The slot is held: status updates go on (the slot stays active), but nothing
+	// written after NATS went away is confirmed; the metrics say NATS is away.
+	time.Sleep(3 * time.Second) // several status updates and checkpoint writes
+	if c := confirmedFlush(t, r.db, "obs_slot"); c > before {
+		t.Fatalf("confirmed_flush_lsn %s passed rows written while NATS was away (after %s)", c, before)
+	}
+	if !slotActive(r.db, "obs_slot") {
+		t.Fatal("the slot is not active while NATS is away: the reader should keep its replication connection")
+	}
+	if m := scrape(t, addr, ""); m["observer_transport_available"] != 0 || m["observer_transport_publish_pending"] == 0 {
+		t.Fatalf("unexpected transport metrics while NATS is away: available %v, publish pending %v",
+			m["observer_transport_available"], m["observer_transport_publish_pending"])
 	}
 	r.nats.Start()
 	waitFor(t, 60*time.Second, "the service to be ready again", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
