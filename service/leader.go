@@ -192,7 +192,7 @@ func (e *election) renew(ctx context.Context, lost chan<- error, failed func(err
 			if exp := e.lease.LeaseExpiry(); !warnedExpired && time.Now().After(exp) {
 				warnedExpired = true
 				e.log.Warn().Err(err).Time("lease_expired", exp).
-					Msg("the slot's lease expired while it could not be renewed: this instance keeps going and renews it once PostgreSQL answers; if another instance took it meanwhile, this one stops (exit code 5)")
+					Msg("the slot's lease expired while it could not be renewed: this instance keeps going and renews it once PostgreSQL answers; if another instance took it meanwhile, this one steps down and stands by again")
 			}
 		}
 	}

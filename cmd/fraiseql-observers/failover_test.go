@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,7 +32,8 @@ observers:
 // TestFailover runs two instances on one slot: one leads, the other stands by and
 // `status` shows both healthy. Killing the leader hands the slot to the standby, which
 // goes on from the checkpoints; pausing a leader past its lease hands it over too, and
-// the old leader steps down (exit code 5) when it wakes up. No row is lost.
+// the old leader steps down when it wakes up and stands by again, so it takes over
+// when the new leader stops. No row is lost.
 func TestFailover(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(`CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION obs_pub FOR TABLE t`)
@@ -73,15 +75,31 @@ func TestFailover(t *testing.T) {
 	insert(101, 150)
 	waitFor(t, 60*time.Second, "node-c to take over from the paused leader", func() bool { return httpStatus(addrC, "/readyz") == 200 })
 	b.cmd.Process.Signal(syscall.SIGCONT)
-	if code := b.wait(60 * time.Second); code != exitFenced {
-		t.Fatalf("the resumed ex-leader exited with %d; want %d (fenced)\n%s", code, exitFenced, b.output())
-	}
-	waitFor(t, 60*time.Second, "every row", func() bool { return len(idsInFile(t, out, -1)) == 150 })
-	waitFor(t, 30*time.Second, "status to show node-c leading", func() bool {
-		out := cli(t, nil, "status", "--config", cfgC).stdout
-		return strings.Contains(out, "Leader: node-c") && strings.Contains(out, "Failover: lease held by node-c")
+	waitFor(t, 60*time.Second, "the resumed ex-leader to step down and stand by again", func() bool {
+		if b.exited() {
+			t.Fatalf("the resumed ex-leader exited instead of standing by again:\n%s", b.output())
+		}
+		return strings.Contains(b.output(), "another instance leads the slot now: standing by again") &&
+			strings.Count(b.output(), `"message":"standing by`) >= 2
 	})
+	waitFor(t, 60*time.Second, "every row", func() bool { return len(idsInFile(t, out, -1)) == 150 })
+	waitFor(t, 30*time.Second, "status to show node-c leading and node-b standing by", func() bool {
+		out := cli(t, nil, "status", "--config", cfgC).stdout
+		outB := cli(t, nil, "status", "--config", cfgB).stdout
+		return strings.Contains(out, "Leader: node-c") && strings.Contains(out, "Failover: lease held by node-c") &&
+			strings.Contains(outB, "Leader: node-c") && strings.Contains(outB, "This instance (node-b) is a standby")
+	})
+	if code := httpStatus(addrB, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("unexpected /readyz of the standby node-b; got %d; want 503", code)
+	}
+	// The standby takes over again when the leader stops.
 	if code := c.stop(); code != 0 {
 		t.Fatalf("unexpected exit code %d", code)
+	}
+	insert(151, 160)
+	waitFor(t, 60*time.Second, "node-b to lead again", func() bool { return httpStatus(addrB, "/readyz") == 200 })
+	waitFor(t, 60*time.Second, "the rows after node-c stopped", func() bool { return len(idsInFile(t, out, -1)) == 160 })
+	if code := b.stop(); code != 0 {
+		t.Fatalf("unexpected exit code of node-b %d", code)
 	}
 }

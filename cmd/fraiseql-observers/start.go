@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/fraiseql/fraiseql-observers/checkpoint"
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/decoder"
 	"github.com/fraiseql/fraiseql-observers/lsn"
@@ -91,26 +92,37 @@ func runStart(ctx context.Context, f startFlags) error {
 	}
 	log.Info().Str("version", buildVersion()).Str("config", f.g.config).Str("listener_id", cfg.ListenerID).Str("role", f.role).
 		Int64("memory_limit", memoryLimit(cfg, f.role)).Msg("starting")
-	svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion(), Role: f.role})
-	if errors.Is(err, service.ErrStoppedAsStandby) {
-		log.Info().Msg("stopped while standing by")
-		return nil
-	}
-	if errors.Is(err, service.ErrStoppedWaitingForDB) {
-		log.Info().Msg("stopped while waiting for PostgreSQL")
-		return nil
-	}
-	if errors.Is(err, service.ErrStoppedWaitingForNATS) {
-		log.Info().Msg("stopped while waiting for NATS")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	err = svc.Run(ctx)
-	if err != nil {
-		log.Error().Err(err).Msg("stopped with an error")
-		return &silentError{err}
+	for {
+		svc, err := service.New(ctx, cfg, log, service.Options{Actions: actions{cfg: cfg, log: log}, StartLSN: startLSN, Version: buildVersion(), Role: f.role})
+		if errors.Is(err, service.ErrStoppedAsStandby) {
+			log.Info().Msg("stopped while standing by")
+			return nil
+		}
+		if errors.Is(err, service.ErrStoppedWaitingForDB) {
+			log.Info().Msg("stopped while waiting for PostgreSQL")
+			return nil
+		}
+		if errors.Is(err, service.ErrStoppedWaitingForNATS) {
+			log.Info().Msg("stopped while waiting for NATS")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		err = svc.Run(ctx)
+		if errors.Is(err, checkpoint.ErrFenced) && cfg.Failover.Enabled && ctx.Err() == nil {
+			// Another instance of the failover group leads the slot now (this one
+			// was paused, cut off or slow past its lease): it drained and released
+			// what it held; it stands by again, so the group keeps its standby.
+			log.Warn().Err(err).Msg("another instance leads the slot now: standing by again")
+			startLSN = 0 // --start-lsn applied to the first run only
+			continue
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("stopped with an error")
+			return &silentError{err}
+		}
+		break
 	}
 	log.Info().Msg("stopped")
 	return nil
