@@ -1,6 +1,7 @@
 // Package backoff is the one capped exponential backoff with jitter that the
-// replication session (reconnects), the pipeline (delivery retries) and snapshots
-// (resuming) share, and a sleep that ends early when its context is done.
+// replication session (reconnects), the pipeline (delivery retries), snapshots
+// (resuming) and the rabbitmq sink (reconnects) share, and a sleep that ends early
+// when its context is done.
 package backoff
 
 import (

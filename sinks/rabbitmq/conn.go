@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 	"github.com/fraiseql/fraiseql-observers/sinks"
 )
 
@@ -176,8 +176,7 @@ func (s *Sink) connectLocked(ctx context.Context) error {
 			conn.Close()
 		}
 		s.failures++
-		d := min(reconnectMax, reconnectInitial<<min(s.failures-1, 16))
-		d = d/2 + rand.N(d/2+1)
+		d := backoff.Exponential(s.failures, reconnectInitial, reconnectMax)
 		s.nextDial = time.Now().Add(d)
 		s.lastErr = err
 		s.log.Warn().Err(err).Int("failures", s.failures).Dur("retry_in", d).Msg("rabbitmq connect failed")
