@@ -19,8 +19,9 @@ type entry struct {
 	attempts int
 	first    time.Time
 	lastErr  error
-	parking  bool  // failed for good; the DLQ write is pending
-	fail     error // failed before delivery (its condition); on_failure applies at once
+	parking  bool      // failed for good; the DLQ write is pending
+	fail     error     // failed before delivery (its condition); on_failure applies at once
+	late     *lateCond // the observer's condition, still to be evaluated by the worker
 	dlqTries int
 	dbg      debugRef // the action's state in the event's debug record
 }
@@ -144,7 +145,7 @@ func (r *runner) partitionKey(b []byte, ev *decoder.Event) []byte {
 
 // enqueue appends the item to its key queue. Called by the router in stream order.
 // A non-nil fail makes the event fail for good without a delivery.
-func (r *runner) enqueue(it *item, dbg debugRef, fail error) {
+func (r *runner) enqueue(it *item, dbg debugRef, fail error, late *lateCond) {
 	r.keyBuf = r.partitionKey(r.keyBuf[:0], it.ev)
 	r.mu.Lock()
 	kq := r.keys[string(r.keyBuf)] // no allocation for the lookup
@@ -152,7 +153,7 @@ func (r *runner) enqueue(it *item, dbg debugRef, fail error) {
 		kq = &keyQueue{key: string(r.keyBuf)}
 		r.keys[kq.key] = kq
 	}
-	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg, fail: fail})
+	kq.entries = append(kq.entries, &entry{it: it, ticket: r.wm.Dispatch(it.ev.ID), dbg: dbg, fail: fail, late: late})
 	if !kq.scheduled {
 		kq.scheduled = true
 		r.ready = append(r.ready, kq) // the workers are woken by kick, once per routed batch
@@ -269,6 +270,9 @@ func (r *runner) work(ctx context.Context) {
 				r.p.debug.setAction(e.dbg, statusDuplicate, e.attempts, nil, 0)
 				r.settle(kq, e)
 				continue
+			}
+			if e.late != nil && !r.decide(kq, e) {
+				continue // the condition did not hold: settled without a delivery
 			}
 			if e.attempts == 0 {
 				e.first = time.Now()

@@ -29,10 +29,13 @@ type DebugObserver struct {
 	Matched bool `json:"matched"`
 	// Condition is the condition source ("" for none); ConditionError is set when it
 	// could not be evaluated.
-	Condition      string        `json:"condition,omitempty"`
-	ConditionValue *bool         `json:"condition_value,omitempty"`
-	ConditionError string        `json:"condition_error,omitempty"`
-	Actions        []DebugAction `json:"actions,omitempty"`
+	Condition      string `json:"condition,omitempty"`
+	ConditionValue *bool  `json:"condition_value,omitempty"`
+	ConditionError string `json:"condition_error,omitempty"`
+	// ConditionPending is true while the condition, too costly for the router's own
+	// budget, waits to be evaluated by the actions' workers in the row's order.
+	ConditionPending bool          `json:"condition_pending,omitempty"`
+	Actions          []DebugAction `json:"actions,omitempty"`
 }
 
 // DebugAction is the state of one action's delivery of an event.
@@ -40,7 +43,8 @@ type DebugAction struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
 	// Status is pending, retrying, delivered, dead_lettered, dropped (on_failure log or
-	// alert), skipped (already settled: checkpoint or dedup) or duplicate.
+	// alert), skipped (already settled: checkpoint or dedup), duplicate, or not_matched
+	// (the observer's condition, left to the action's worker, did not hold).
 	Status    string  `json:"status"`
 	Attempts  int     `json:"attempts"`
 	LastError string  `json:"last_error,omitempty"`
@@ -56,6 +60,7 @@ const (
 	statusDropped   = "dropped"
 	statusSkipped   = "skipped"
 	statusDuplicate = "duplicate"
+	statusNotMatch  = "not_matched" // its observer's condition, evaluated by the worker, did not hold
 )
 
 // debugRing keeps what routing decided for the most recent events. Routing writes
@@ -94,6 +99,7 @@ const (
 	verdictTrue                 // the condition held
 	verdictFalse                // the condition did not hold
 	verdictError                // the condition could not be evaluated
+	verdictLater                // left to the actions' workers (RouterCondition)
 )
 
 // debugVerdict is one candidate observer's verdict; the states of its actions are
@@ -172,6 +178,20 @@ func (r *debugRing) setAction(ref debugRef, status string, attempts int, err err
 	}
 }
 
+// setVerdict records the verdict of the observer at index i of a recorded event once
+// an action's worker evaluated its condition, unless the ring has reused the slot.
+func (r *debugRing) setVerdict(ref debugRef, i int, v verdict, condErr string) {
+	if ref.slot == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ref.slot.gen != ref.gen || i >= len(ref.slot.observers) {
+		return
+	}
+	ref.slot.observers[i].verdict, ref.slot.observers[i].condErr = v, condErr
+}
+
 // recent builds up to n events (all for n <= 0), newest first.
 func (r *debugRing) recent(n int) []DebugEvent {
 	r.mu.Lock()
@@ -223,6 +243,7 @@ func (s *debugSlot) event() DebugEvent {
 			held := v.verdict == verdictTrue
 			o.ConditionValue = &held
 		}
+		o.ConditionPending = v.verdict == verdictLater
 		if v.nActions > 0 {
 			o.Actions = make([]DebugAction, v.nActions)
 			for i, a := range s.actions[next : next+v.nActions] {

@@ -50,6 +50,17 @@ type Condition interface {
 	Match(ev *decoder.Event) (bool, error)
 }
 
+// RouterCondition is a Condition that the router first tries within a small budget
+// of its own. TryMatch reports done == false when that budget ran out: the event then
+// goes to the observer's actions undecided, and the worker of each action evaluates
+// the condition with its full budget (Match, once per event and observer) before it
+// delivers, in the row's order. So a slow evaluation holds back its own row's
+// deliveries, never the routing of the other rows.
+type RouterCondition interface {
+	Condition
+	TryMatch(ev *decoder.Event) (ok, done bool, err error)
+}
+
 // Observer fires its actions for the events of one table (or every table) and the
 // given operations whose condition holds.
 type Observer struct {

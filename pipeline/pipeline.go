@@ -293,8 +293,9 @@ func (p *Pipeline) route(ctx context.Context) {
 // debug history.
 type routeTarget struct {
 	r    *runner
-	dbg  int   // index of the action's state in the event's debug record
-	fail error // the observer's condition failed: the action's on_failure policy applies
+	dbg  int       // index of the action's state in the event's debug record
+	fail error     // the observer's condition failed: the action's on_failure policy applies
+	late *lateCond // the observer's condition is left to the action's worker
 }
 
 // dispatch matches one event and enqueues it for every matching action, noting the
@@ -317,12 +318,18 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp
 	}
 	// The router's scratch, reused for every event: the ring copies what it keeps.
 	verdicts, states, targets := p.verdicts[:0], p.states[:0], p.routeTo[:0]
+	var lates []*lateCond // usually none: no allocation
 	for _, o := range matched {
 		v := debugVerdict{o: o}
 		var condErr error
+		var late *lateCond
 		if o.Condition != nil {
-			ok, err := p.match(o, ev)
+			ok, done, err := p.match(o, ev)
 			switch {
+			case !done:
+				late = &lateCond{o: o, verdict: len(verdicts)}
+				lates = append(lates, late)
+				v.verdict = verdictLater
 			case err != nil:
 				// Not a silent skip: the event fails for each action of the observer,
 				// which parks it in the DLQ (or logs it) before it is settled.
@@ -340,7 +347,7 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp
 				v.verdict = verdictTrue
 			}
 		}
-		if condErr == nil {
+		if condErr == nil && late == nil {
 			p.m.matched.Inc()
 		}
 		v.nActions = len(o.Actions)
@@ -350,7 +357,7 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp
 			if !it.replayed && r.skip(ev) {
 				st.status = statusSkipped
 			} else {
-				targets = append(targets, routeTarget{r, len(states), condErr})
+				targets = append(targets, routeTarget{r, len(states), condErr, late})
 			}
 			states = append(states, st)
 		}
@@ -358,6 +365,9 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp
 	}
 	ref := p.debug.add(ev, now, verdicts, states)
 	p.verdicts, p.states, p.routeTo = verdicts, states, targets
+	for _, l := range lates {
+		l.ref = ref // before any worker can see l (enqueue locks the runner)
+	}
 	if len(targets) == 0 {
 		p.finish(it)
 		return matched
@@ -365,23 +375,29 @@ func (p *Pipeline) dispatch(ev *decoder.Event, ticket lsn.Ticket, size int64, rp
 	it.pending.Store(int32(len(targets)))
 	for i, t := range targets {
 		ref.i = t.dbg
-		t.r.enqueue(it, ref, t.fail)
+		t.r.enqueue(it, ref, t.fail, t.late)
 		targets[i] = routeTarget{} // the scratch keeps no runner or error alive
 	}
 	return matched
 }
 
-// match evaluates o's condition for ev, marking the router busy meanwhile (see
-// Stalled). A panic of the condition is its error, not the process's end.
-func (p *Pipeline) match(o *Observer, ev *decoder.Event) (ok bool, err error) {
+// match evaluates o's condition for ev on the router, marking the router busy
+// meanwhile (see Stalled): within the condition's router budget when it is a
+// RouterCondition (done is false when that ran out), else in full. A panic of the
+// condition is its error, not the process's end.
+func (p *Pipeline) match(o *Observer, ev *decoder.Event) (ok, done bool, err error) {
 	p.evalSince.Store(time.Now().UnixNano())
 	defer func() {
 		p.evalSince.Store(0)
 		if r := recover(); r != nil {
-			ok, err = false, fmt.Errorf("condition panicked: %v", r)
+			ok, done, err = false, true, fmt.Errorf("condition panicked: %v", r)
 		}
 	}()
-	return o.Condition.Match(ev)
+	if rc, isRC := o.Condition.(RouterCondition); isRC {
+		return rc.TryMatch(ev)
+	}
+	ok, err = o.Condition.Match(ev)
+	return ok, true, err
 }
 
 // Stalled reports whether the router has been evaluating one condition for longer

@@ -538,3 +538,107 @@ func TestStalled(t *testing.T) {
 type quotingErr struct{ error }
 
 func (quotingErr) Redacted() string { return "1:7: invalid operation (withheld)" }
+
+// slowCond is a RouterCondition whose router budget runs out for the keys in slow:
+// their verdict comes from Match, which waits for release.
+type slowCond struct {
+	slow    map[string]bool
+	verdict func(ev *decoder.Event) (bool, error)
+	entered chan string // receives the key of each Match that starts
+	release chan struct{}
+}
+
+func (c *slowCond) Match(ev *decoder.Event) (bool, error) {
+	c.entered <- string(ev.Key.Values[0])
+	<-c.release
+	return c.verdict(ev)
+}
+
+func (c *slowCond) TryMatch(ev *decoder.Event) (ok, done bool, err error) {
+	if c.slow[string(ev.Key.Values[0])] {
+		return false, false, nil
+	}
+	ok, err = c.verdict(ev)
+	return ok, true, err
+}
+
+func (c *slowCond) String() string { return "slow condition" }
+
+// TestSlowConditionHoldsOnlyItsRow: a condition the router cannot decide within its
+// budget is evaluated by the action's worker, in the row's order: the other rows are
+// routed and delivered meanwhile, the row's later events wait behind it, and a late
+// verdict that does not hold, or fails, settles the event as an early one would.
+func TestSlowConditionHoldsOnlyItsRow(t *testing.T) {
+	rec := newRecorder()
+	o := observer(rec, 4, RetryPolicy{MaxAttempts: 1}, FailureDLQ)
+	o.Actions = append(o.Actions, &Action{ID: "o.1", Type: "test", Sink: newRecorder(), Concurrency: 2, Retry: RetryPolicy{MaxAttempts: 1}, OnFailure: FailureDLQ})
+	cond := &slowCond{slow: map[string]bool{"0": true, "1": true, "2": true}, entered: make(chan string, 16), release: make(chan struct{}),
+		verdict: func(ev *decoder.Event) (bool, error) {
+			switch string(ev.Key.Values[0]) {
+			case "1":
+				return false, nil
+			case "2":
+				return false, errors.New("cannot evaluate")
+			}
+			return true, nil
+		}}
+	o.Condition = cond
+	dlq := &memDLQ{}
+	h := start(t, Options{DLQ: dlq, Observers: []*Observer{o}})
+	release := sync.OnceFunc(func() { close(cond.release) })
+	t.Cleanup(release) // runs before the pipeline stops, also when the test fails
+	h.push(2, 5, 5)    // keys 0..4 in each of 2 transactions
+	// Keys 0, 1 and 2 wait for their verdicts; 3 and 4 are delivered meanwhile.
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case k := <-cond.entered:
+			seen[k] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the late conditions did not start; started %v", seen)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec.mu.Lock()
+		n3, n4, n0 := len(rec.byKey["3"]), len(rec.byKey["4"]), len(rec.byKey["0"])
+		rec.mu.Unlock()
+		if n0 != 0 {
+			t.Fatal("key 0 delivered before its condition was decided")
+		}
+		if n3 == 2 && n4 == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other rows were not delivered while a condition was slow; got %d and %d of 2", n3, n4)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d, ok := h.p.FindEvent(lsn.Position{Commit: 1000, Ord: 1}.String()); !ok || !d.Observers[0].ConditionPending {
+		t.Fatalf("unexpected debug record of the undecided event: %+v", d)
+	}
+	release()
+	h.waitAcked(2*1000 + 100)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := rec.byKey["0"]; len(got) != 2 || got[0].Commit != 1000 || got[1].Commit != 2000 {
+		t.Fatalf("unexpected deliveries of key 0; got %v; want both, in commit order", got)
+	}
+	if len(rec.byKey["1"]) != 0 || len(rec.byKey["2"]) != 0 {
+		t.Fatalf("unexpected deliveries of keys 1 and 2 (condition false, failed): %v, %v", rec.byKey["1"], rec.byKey["2"])
+	}
+	dlq.mu.Lock()
+	defer dlq.mu.Unlock()
+	if len(dlq.letters) != 4 { // key 2, twice, for each of the two actions
+		t.Fatalf("unexpected dead letters; got %d; want 4", len(dlq.letters))
+	}
+	for _, dl := range dlq.letters {
+		if string(dl.Event.Key.Values[0]) != "2" || ErrorClass(dl.Err) != "condition_error" {
+			t.Fatalf("unexpected dead letter %+v (%v)", dl, dl.Err)
+		}
+	}
+	d, _ := h.p.FindEvent(lsn.Position{Commit: 1000, Ord: 2}.String()) // key 1: did not hold
+	if ob := d.Observers[0]; ob.ConditionPending || ob.ConditionValue == nil || *ob.ConditionValue || ob.Actions[0].Status != statusNotMatch {
+		t.Fatalf("unexpected debug record of a late false verdict: %+v", ob)
+	}
+}

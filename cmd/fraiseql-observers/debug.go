@@ -127,6 +127,8 @@ func printDebugEvent(w io.Writer, ev pipeline.DebugEvent) {
 		switch {
 		case o.ConditionError != "":
 			fmt.Fprintf(w, "  observer %s: condition error: %s (condition: %s)\n", o.Name, o.ConditionError, o.Condition)
+		case o.ConditionPending:
+			fmt.Fprintf(w, "  observer %s: condition being evaluated by the actions' workers (over the router's budget) (%s)\n", o.Name, o.Condition)
 		case !o.Matched:
 			fmt.Fprintf(w, "  observer %s: not matched: condition is false (%s)\n", o.Name, o.Condition)
 		case o.Condition != "":

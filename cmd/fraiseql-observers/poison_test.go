@@ -153,22 +153,53 @@ func TestEvaluationBudgets(t *testing.T) {
 	}
 }
 
-// TestSignalEndsAStuckService: with a generous evaluation budget a condition keeps
-// the router busy for up to a minute; /readyz stops saying ready, and SIGTERM ends the
-// process within pipeline.shutdown_timeout plus the pipeline's stop grace.
+// TestSignalEndsAStuckService: with a generous evaluation budget a condition runs
+// for up to a minute. The router gives it its own small budget, then leaves it to
+// the action's worker: the other rows, of this observer and of another, are routed
+// and delivered meanwhile and /readyz stays ready; SIGTERM ends the process within
+// pipeline.shutdown_timeout plus the pipeline's stop grace.
 func TestSignalEndsAStuckService(t *testing.T) {
 	dir := t.TempDir()
+	fast := filepath.Join(dir, "fast.jsonl")
 	db, addr, env, cfg := poisonSetup(t, "pipeline: {shutdown_timeout: 2s}\nevaluation: {timeout: 1m, max_steps: 1000000000000000}\n", fmt.Sprintf(`
   stuck:
     table: public.t
     event_type: INSERT
-    condition: 'let a = 1..999; all(a, {all(a, {all(a, {all(a, {other == nil})})})})'
+    condition: 'let a = 1..999; id != 1 || all(a, {all(a, {all(a, {all(a, {other == nil})})})})'
     actions: [{type: file, name: out, path: %q}]
-`, filepath.Join(dir, "out.jsonl")))
+  fast:
+    table: public.t
+    event_type: INSERT
+    actions: [{type: file, name: out, path: %q}]
+`, filepath.Join(dir, "out.jsonl"), fast))
 	p := startService(t, env, "start", "--config", cfg)
 	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
 	db.Exec(`INSERT INTO t VALUES (1, NULL, '', '')`)
-	waitFor(t, 30*time.Second, "/readyz to report the stuck router", func() bool { return httpStatus(addr, "/readyz") == http.StatusServiceUnavailable })
+	db.Exec(`INSERT INTO t VALUES (2, NULL, '', ''), (3, NULL, '', '')`)
+	// Row 1's condition runs on: rows 2 and 3 reach both observers' files, row 1
+	// reaches the observer without the condition.
+	waitFor(t, 30*time.Second, "the other rows delivered while row 1's condition runs", func() bool {
+		return len(readEvents(t, fast)) == 3 && len(readEvents(t, filepath.Join(dir, "out.jsonl"))) == 2
+	})
+	if code := httpStatus(addr, "/readyz"); code != http.StatusOK {
+		t.Fatalf("unexpected /readyz while a condition runs on an action's worker; got %d; want 200", code)
+	}
+	var ev struct {
+		Observers []struct {
+			Name             string `json:"name"`
+			ConditionPending bool   `json:"condition_pending"`
+		} `json:"observers"`
+	}
+	var row1 string
+	for _, e := range readEvents(t, fast) {
+		if string(e.Key["id"]) == "1" {
+			row1 = e.ID
+		}
+	}
+	cliJSON(t, env, &ev, "debug-event", "--config", cfg, "--event-id", row1)
+	if len(ev.Observers) != 2 || ev.Observers[0].Name != "stuck" || !ev.Observers[0].ConditionPending {
+		t.Fatalf("unexpected debug-event of row 1: %+v", ev)
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	// The evaluation alone would go on for a minute: the process must not wait for it.
 	select {
