@@ -125,9 +125,16 @@ observers:
 	run(admin, 0, first.ID, "debug-event", "--history", "10")
 	run(admin, 0, "Event "+first.ID, "debug-event", "--event-id", first.ID)
 	run(admin, 0, "Replaying transactions committed from", "replay", "--from-lsn", first.CommitLSN)
+	run(admin, 0, "Stream:", "status", "--detailed")
+	run(admin, 0, "Snapshot 1 of public.t_ok for observer ok: done, 5 rows read", "snapshot", "--table", "public.t_ok", "--observer", "ok")
+	run(admin, 0, "public.t_ok", "snapshot", "status")
+	run(admin, 0, "Snapshot 1 of public.t_ok for observer ok: done", "snapshot", "cancel", "1") // a finished one stays as it ended
 	// Without the token they say which variable is missing.
 	run(nil, 2, "admin.token_env: environment variable OBS_ADMIN_TOKEN is not set", "metrics")
 	run(pg, 2, "admin.token_env: environment variable OBS_ADMIN_TOKEN is not set", "cache-stats")
+	run(pg, 2, "admin.token_env: environment variable OBS_ADMIN_TOKEN is not set", "snapshot", "--table", "public.t_ok", "--observer", "ok")
+	run(pg, 2, "admin.token_env: environment variable OBS_ADMIN_TOKEN is not set", "snapshot", "status")
+	run(pg, 2, "admin.token_env: environment variable OBS_ADMIN_TOKEN is not set", "snapshot", "cancel", "1")
 
 	// The commands that read PostgreSQL: the DSN only.
 	run(pg, 0, "2 pending items", "dlq", "stats")
@@ -144,9 +151,12 @@ observers:
 	run(pg, 0, fmt.Sprintf("Item %d delivered", items[0].ID), "dlq", "retry", fmt.Sprint(items[0].ID))
 	run(pg, 0, fmt.Sprintf("Removed item %d", items[1].ID), "dlq", "remove", fmt.Sprint(items[1].ID))
 	run(pg, 0, "showing state from PostgreSQL", "status") // the token's variable is unset
+	run(pg, 0, "Slot WAL:", "status", "--detailed")
 	run(nil, 2, "source.dsn_env: environment variable OBS_DSN is not set", "dlq", "stats")
 
 	p.stop() // its exit code is not this test's business (closing the /dev/full file fails)
 	run(pg, 0, "showing state from PostgreSQL", "status")
+	run(pg, 0, "Slot WAL:", "status", "--detailed")
 	run(admin, 6, "service not running", "metrics")
+	run(admin, 6, "service not running", "snapshot", "status")
 }
