@@ -132,9 +132,11 @@ func readyz(addr string) (int, string) {
 // observer_checkpoints. Each time PostgreSQL stops within 10 s (pg_ctl -t 10); no
 // service exits; while PostgreSQL is down /readyz, observer_replication_connected and
 // observer_listener_health all say so, and during the lock /readyz names the
-// checkpoints; each service reconnects and is ready again. At the end an
-// independent oracle slot (test_decoding) shows that every committed row was
-// delivered.
+// checkpoints; each service reconnects and is ready again. After -m fast PostgreSQL
+// stays down until the failover service's lease (3 s) has expired, the path that once
+// ended it as "fenced" (exit code 5): it says that the lease expired, keeps running
+// and renews the lease once PostgreSQL is back. At the end an independent oracle slot
+// (test_decoding) shows that every committed row was delivered.
 func TestPostgresMaintenance(t *testing.T) {
 	srv, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
@@ -152,6 +154,7 @@ func TestPostgresMaintenance(t *testing.T) {
 		"window":   "replay_window: 256MiB",
 	}
 	var insts []*maintInstance
+	var failover *maintInstance
 	for _, name := range []string{"plain", "failover", "window"} {
 		in := &maintInstance{name: name, listener: "node-" + name, addr: freeAddr(t), out: filepath.Join(t.TempDir(), "events.jsonl")}
 		in.db = pgtest.NewDBOn(t, srv)
@@ -172,6 +175,9 @@ observers:
 `, in.listener, in.db.DSN(), name, in.addr, extras[name], in.out))
 		in.p = startAndWait(t, cfg, in.addr)
 		insts = append(insts, in)
+		if name == "failover" {
+			failover = in
+		}
 	}
 	for _, in := range insts {
 		in.load = startLoad(in.db.DSN())
@@ -195,6 +201,10 @@ observers:
 		}
 	}
 	delivered := func(in *maintInstance) int { return len(insertedIDs(t, in.out)) }
+	const (
+		leaseExpired = "the slot's lease expired while it could not be renewed"
+		leaseRenewed = "the slot's lease is renewed again"
+	)
 
 	for _, mode := range []string{"fast", "smart", "immediate"} {
 		before := make([]int, len(insts))
@@ -204,6 +214,7 @@ observers:
 		for i, in := range insts { // some load streamed since the last step
 			waitFor(t, 60*time.Second, "new rows in the "+in.name+" service's file", func() bool { return delivered(in) > before[i] })
 		}
+		expired, renewed := strings.Count(failover.p.output(), leaseExpired), strings.Count(failover.p.output(), leaseRenewed)
 		began := time.Now()
 		if err := srv.StopMode(mode, 10*time.Second); err != nil {
 			srv.Kill()
@@ -220,11 +231,23 @@ observers:
 			})
 		}
 		time.Sleep(time.Second)
+		if mode == "fast" { // down for longer than the lease
+			waitFor(t, 30*time.Second, "the failover service to log that its lease expired", func() bool {
+				alive("while PostgreSQL was down after -m fast")
+				return strings.Count(failover.p.output(), leaseExpired) > expired
+			})
+		}
 		alive("while PostgreSQL was down after -m " + mode)
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
 		}
 		ready("after pg_ctl stop -m " + mode + " and start")
+		if mode == "fast" {
+			waitFor(t, 30*time.Second, "the failover service to renew its expired lease", func() bool {
+				alive("after its lease expired")
+				return strings.Count(failover.p.output(), leaseRenewed) > renewed
+			})
+		}
 	}
 
 	// A lock on the checkpoint table: writes fail and the instances say so, but the
