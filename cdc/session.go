@@ -255,11 +255,13 @@ func (s *Session) Status() Status {
 }
 
 // Run checks the server, then streams until ctx is cancelled, reconnecting with
-// capped exponential backoff and jitter after connection loss. On cancellation it sends
-// a last status update with the durable position and returns nil. It returns a
-// *PreflightError or *GapError when the operator must act, without retrying.
+// capped exponential backoff and jitter after connection loss. While PostgreSQL cannot
+// be reached (DatabaseAway) it waits for it, before streaming as after. On
+// cancellation it sends a last status update with the durable position and returns
+// nil. It returns a *PreflightError or *GapError when the operator must act, without
+// retrying.
 func (s *Session) Run(ctx context.Context) error {
-	pre, err := s.Preflight(ctx, s.opts.Checkpoint)
+	pre, err := s.preflight(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: nothing was streamed, nothing to report
@@ -346,6 +348,26 @@ func (s *Session) Run(ctx context.Context) error {
 				return err
 			}
 			s.log.Warn().Err(err).Msg("slot check before reconnect failed")
+		}
+	}
+}
+
+// preflight runs Preflight until PostgreSQL answers it. While the database is away
+// (DatabaseAway: stopped, restarting, a network cut) it waits and tries again with
+// backoff, logging each attempt, like a reconnect; whatever PostgreSQL answers is
+// returned, and so is a failure once ctx is done.
+func (s *Session) preflight(ctx context.Context) (*PreflightResult, error) {
+	for attempt := 1; ; attempt++ {
+		pre, err := s.Preflight(ctx, s.opts.Checkpoint)
+		if err == nil || ctx.Err() != nil || !DatabaseAway(err) {
+			return pre, err
+		}
+		s.lastErr.Store(err.Error())
+		d := backoff.Exponential(attempt, s.opts.ReconnectInitial, s.opts.ReconnectMax)
+		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", d).
+			Msg("PostgreSQL cannot be reached before streaming; waiting for it")
+		if err := backoff.Sleep(ctx, d); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -3,6 +3,9 @@ package cdc
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,6 +38,28 @@ func ServerShuttingDown(err error) bool {
 		return true
 	}
 	return false
+}
+
+// DatabaseAway reports whether err shows PostgreSQL out of reach for now rather than
+// refusing us: no connection could be made (refused, unreachable, timed out, a name
+// that does not resolve yet, a connection closed before the start-up), or the server
+// is starting, shutting down, out of connection slots or dropped the connection
+// (SQLSTATE classes 57P, 08 and 53). Authentication, a missing database or TLS
+// verification failures are not. It looks through every wrapper, a *PreflightError's
+// among them: what decides is the cause. Such an error is a reason to wait and try
+// again with backoff, at the start as while streaming, never to stop.
+func DatabaseAway(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53")
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	if errors.As(err, &opErr) || errors.As(err, &dnsErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
+		return true
+	}
+	return pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // ServerShutdownError ends a replication connection that the session left because the

@@ -3,40 +3,50 @@ package service
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/internal/backoff"
 )
 
 // ErrStoppedWaitingForDB ends a start that was stopped while PostgreSQL could not be
-// reached yet.
+// reached, or while the start was reading or preparing something in it.
 var ErrStoppedWaitingForDB = errors.New("stopped while waiting for PostgreSQL")
 
-// waitForDatabase returns once PostgreSQL answers. A database that is away (refused or
-// timed-out connections, a server starting up or shutting down) is a reason to wait
-// and try again with backoff (source.reconnect), logging each attempt, never to exit;
-// anything else it answers (a refused login, a missing database) is returned for the
-// preflight to report.
+// waitForDatabase returns once PostgreSQL answers (whileAway). Anything else it
+// answers (a refused login, a missing database) is left for CheckServer to report
+// with its exit code.
 func (s *Service) waitForDatabase(ctx context.Context) error {
+	return s.whileAway(ctx, func(ctx context.Context) error {
+		if err := s.pool.Ping(ctx); cdc.DatabaseAway(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+// whileAway runs step, a step of the start that reads or prepares something in
+// PostgreSQL, until PostgreSQL answers it. A database that is away (cdc.DatabaseAway:
+// refused or timed-out connections, a server starting up, shutting down or
+// restarting) is a reason to wait and try again with backoff (source.reconnect),
+// logging each attempt, never to exit: the instance is not ready meanwhile. What
+// PostgreSQL answers, an error among it, is step's to report; a ctx that ends first
+// returns ErrStoppedWaitingForDB.
+func (s *Service) whileAway(ctx context.Context, step func(context.Context) error) error {
 	rc := s.cfg.Source.Reconnect
 	for attempt := 1; ; attempt++ {
-		err := s.pool.Ping(ctx)
-		if err == nil {
-			if attempt > 1 {
-				s.log.Info().Int("attempts", attempt).Msg("PostgreSQL answers: starting")
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
+		err := step(ctx)
+		if err != nil && ctx.Err() != nil {
 			return ErrStoppedWaitingForDB
 		}
-		if !databaseAway(err) {
-			return nil // CheckServer reports it with its exit code
+		if err == nil || !cdc.DatabaseAway(err) {
+			if attempt > 1 {
+				s.waitingFor.Store(nil)
+				s.log.Info().Int("attempts", attempt).Msg("PostgreSQL answers: starting")
+			}
+			return err
 		}
+		why := "waiting for PostgreSQL, which cannot be reached: " + err.Error()
+		s.waitingFor.Store(&why)
 		d := backoff.Exponential(attempt, rc.InitialDelay, rc.MaxDelay)
 		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", d).
 			Msg("PostgreSQL cannot be reached; waiting for it (source.reconnect)")
@@ -44,23 +54,4 @@ func (s *Service) waitForDatabase(ctx context.Context) error {
 			return ErrStoppedWaitingForDB
 		}
 	}
-}
-
-// databaseAway reports whether err shows PostgreSQL out of reach for now rather than
-// refusing us: no connection could be made (refused, unreachable, timed out, a name
-// that does not resolve yet, a connection closed before the start-up), or the server is starting, shutting down, out of
-// connection slots or dropped the connection (SQLSTATE classes 57P, 08 and 53).
-// Authentication, a missing database or TLS verification failures are not.
-func databaseAway(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53")
-	}
-	var netErr net.Error
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	if errors.As(err, &opErr) || errors.As(err, &dnsErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
-		return true
-	}
-	return pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

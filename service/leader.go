@@ -61,8 +61,8 @@ type election struct {
 
 // campaign blocks until this instance holds the slot's lease (failover.enabled),
 // recording itself as a standby in the listener registry meanwhile (goHeartbeat runs
-// the heartbeat). Once it holds the lease it ends the walsender of a previous leader
-// that still holds the slot (a crashed or paused process whose lease expired).
+// the heartbeat). Then takeOverSlot ends the walsender of a previous leader that still
+// holds the slot (a crashed or paused process whose lease expired).
 func (e *election) campaign(ctx context.Context, cps *checkpoint.Store, goHeartbeat func(func(context.Context) error)) error {
 	e.startHeartbeat(goHeartbeat)
 	var last checkpoint.Holder
@@ -81,9 +81,6 @@ func (e *election) campaign(ctx context.Context, cps *checkpoint.Store, goHeartb
 		case ok:
 			e.epoch.Store(h.Epoch)
 			e.log.Info().Str("slot", e.slot).Int64("epoch", h.Epoch).Msg("took the slot's lease: leading")
-			if err := e.takeOverSlot(ctx); err != nil {
-				return err
-			}
 			e.lease = cps
 			return nil
 		default:
@@ -103,9 +100,9 @@ func (e *election) campaign(ctx context.Context, cps *checkpoint.Store, goHeartb
 	}
 }
 
-// takeOverSlot waits until the slot is free, ending the walsender of a previous leader
-// of ours (recognised by its application name) that still holds it; a foreign holder
-// is never terminated.
+// takeOverSlot, once the lease is ours, waits until the slot is free, ending the
+// walsender of a previous leader of ours (recognised by its application name) that
+// still holds it; a foreign holder is never terminated.
 func (e *election) takeOverSlot(ctx context.Context) error {
 	deadline := time.Now().Add(e.failover.LeaseDuration + time.Minute)
 	for {

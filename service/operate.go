@@ -51,8 +51,8 @@ func (s *Service) startOperator(ctx context.Context) error {
 	op.host, _ = os.Hostname()
 	op.ctx, op.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	op.reg = registry.NewStore(s.pool, cfg.State.Schema, cfg.Source.Slot)
-	if err := op.reg.Migrate(ctx); err != nil {
-		return preflightDB(err)
+	if err := s.prepareTables(ctx, op.reg.Migrate); err != nil {
+		return err
 	}
 	s.elect.hb = registry.NewHeartbeat(registry.HeartbeatOptions{Store: op.reg, Record: s.record, Interval: s.opsInterval(),
 		Logger: s.log, Metrics: s.set})

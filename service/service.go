@@ -80,7 +80,8 @@ type Service struct {
 	exec    *transport.Executor
 	// readerPipe stands for the pipeline in the reader's snapshots (snapshot.Pipeline).
 	readerPipe *readerPipeline
-	// waitingFor says why the start waits (NATS cannot be reached), nil otherwise.
+	// waitingFor says why the start waits (PostgreSQL or NATS cannot be reached), nil
+	// otherwise.
 	waitingFor atomic.Pointer[string]
 	ops        operator
 	// initialSnapshot: snapshot.mode initial and the slot was never streamed; the
@@ -158,6 +159,7 @@ func UnverifiedTLS(cc *pgx.ConnConfig) (host, why string) {
 // New builds the service from a loaded configuration: it checks the observers'
 // configuration, waits for PostgreSQL to answer, starts the operator surface, takes
 // the slot's lease (failover) and builds the pipeline and the replication session.
+// PostgreSQL going away at any of these steps is waited for (whileAway), not an error.
 // Nothing shared changes before the slot is ours. ErrStoppedAsStandby and
 // ErrStoppedWaitingForDB report a ctx that ended before the service could lead.
 func New(ctx context.Context, cfg *configs.Config, log zerolog.Logger, opts Options) (*Service, error) {
@@ -208,7 +210,7 @@ func (s *Service) build(ctx context.Context) (err error) {
 		return err
 	}
 	if s.role != RoleExecutor {
-		if err = cdc.CheckServer(ctx, s.pool); err != nil {
+		if err = s.whileAway(ctx, func(ctx context.Context) error { return cdc.CheckServer(ctx, s.pool) }); err != nil {
 			return err
 		}
 	}
@@ -274,22 +276,30 @@ func (s *Service) buildSide(ctx context.Context, loaded checkpoint.State) (err e
 }
 
 // lead prepares the checkpoints and, under failover, waits until this instance holds
-// the slot's lease; it returns the stored checkpoints. Nothing shared changes before
-// the slot is ours: the epoch is taken when the session first streams it (claim), or
-// with the lease under failover.
+// the slot's lease and the slot is free; it returns the stored checkpoints. Nothing
+// shared changes before the slot is ours: the epoch is taken when the session first
+// streams it (claim), or with the lease under failover. PostgreSQL going away meanwhile
+// is waited for (whileAway).
 func (s *Service) lead(ctx context.Context) (loaded checkpoint.State, err error) {
 	cfg := s.cfg
 	if cfg.Checkpoints.Enabled {
 		s.cps = checkpoint.NewStore(s.pool, cfg.State.Schema, cfg.Source.Slot, cfg.ListenerID)
-		if err = s.cps.Migrate(ctx); err != nil {
-			return loaded, preflightDB(err)
+		if err = s.prepareTables(ctx, s.cps.Migrate); err != nil {
+			return loaded, err
 		}
 		if cfg.Failover.Enabled {
 			if err = s.elect.campaign(ctx, s.cps, s.goOp); err != nil {
 				return loaded, err
 			}
+			if err = s.whileAway(ctx, s.elect.takeOverSlot); err != nil {
+				return loaded, err
+			}
 		}
-		if loaded, err = s.cps.Load(ctx); err != nil {
+		err = s.whileAway(ctx, func(ctx context.Context) (err error) {
+			loaded, err = s.cps.Load(ctx)
+			return err
+		})
+		if err != nil {
 			return loaded, err
 		}
 	}
@@ -303,8 +313,8 @@ func (s *Service) buildStages(ctx context.Context) (err error) {
 	cfg := s.cfg
 	if cfg.DLQ.Enabled && s.dlq == nil {
 		s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
-		if err = s.dlq.Migrate(ctx); err != nil {
-			return preflightDB(err)
+		if err = s.prepareTables(ctx, s.dlq.Migrate); err != nil {
+			return err
 		}
 	}
 	if cfg.Deduplication.Enabled {
@@ -328,8 +338,8 @@ func (s *Service) buildDLQ(ctx context.Context) error {
 		return nil
 	}
 	s.dlq = dlq.NewStore(s.pool, dlq.Options{Schema: cfg.State.Schema, Slot: cfg.Source.Slot, MaxSize: cfg.DLQ.MaxDLQSize, Metrics: s.set})
-	if err := s.dlq.Migrate(ctx); err != nil {
-		return preflightDB(err)
+	if err := s.prepareTables(ctx, s.dlq.Migrate); err != nil {
+		return err
 	}
 	return nil
 }
@@ -541,8 +551,14 @@ func (s *Service) quarantine() cdc.Quarantine {
 	return quarantine{s.dlq}
 }
 
-// preflightDB turns a failure to reach the state tables into a preflight error.
-func preflightDB(err error) error {
+// prepareTables runs migrate, which creates or upgrades some of the service's tables,
+// waiting for PostgreSQL while it is away (whileAway); a failure PostgreSQL answers is
+// a preflight error.
+func (s *Service) prepareTables(ctx context.Context, migrate func(context.Context) error) error {
+	err := s.whileAway(ctx, migrate)
+	if err == nil || errors.Is(err, ErrStoppedWaitingForDB) {
+		return err
+	}
 	return &cdc.PreflightError{Check: "state", Msg: "cannot prepare the service's tables in the source database", Err: err,
 		Hint: "check source.dsn and that the role may create tables in state.schema"}
 }

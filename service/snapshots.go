@@ -49,8 +49,8 @@ func (s *Service) buildSnapshots(ctx context.Context, cc *pgx.ConnConfig, loaded
 	if err != nil {
 		return err
 	}
-	if err := s.snaps.Migrate(ctx); err != nil {
-		return preflightDB(err)
+	if err := s.prepareTables(ctx, s.snaps.Migrate); err != nil {
+		return err
 	}
 	// The first time the slot is streamed: no checkpoint of it was ever written.
 	s.initialSnapshot = cfg.Snapshot.Mode == configs.SnapshotInitial && loaded.Slot == 0 && loaded.DisabledAt == nil && len(loaded.Actions) == 0

@@ -171,8 +171,8 @@ func (s *Service) buildTransportExecutor(ctx context.Context) error {
 	var positions transport.Positions
 	if s.cfg.Deduplication.Enabled {
 		ps := checkpoint.NewPartitions(s.pool, s.cfg.State.Schema, s.tc.Stream)
-		if err := ps.Migrate(ctx); err != nil {
-			return preflightDB(err)
+		if err := s.prepareTables(ctx, ps.Migrate); err != nil {
+			return err
 		}
 		positions = ps
 	}
