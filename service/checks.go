@@ -177,7 +177,7 @@ FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{o.Table.Schema, o
 		return Check{name, CheckFail, fmt.Sprintf("observer %s watches %s, which is not in publication %s: ALTER PUBLICATION %s ADD TABLE %s",
 			o.Name, t, cfg.Source.Publication, pgx.Identifier{cfg.Source.Publication}.Sanitize(), pgx.Identifier{o.Table.Schema, o.Table.Table}.Sanitize())}
 	}
-	problems, err := ColumnProblems(ctx, conn, o, templates)
+	problems, err := ColumnProblems(ctx, conn, cfg.Source.Publication, o, templates)
 	if err != nil {
 		return Check{name, CheckFail, err.Error()}
 	}

@@ -380,7 +380,7 @@ func (s *Service) buildExecutor(ctx context.Context, loaded checkpoint.State) (e
 		return err
 	}
 	for _, o := range cfg.Observers {
-		problems, err := ColumnProblems(ctx, s.pool, o, opts.Actions.Templates)
+		problems, err := ColumnProblems(ctx, s.pool, cfg.Source.Publication, o, opts.Actions.Templates)
 		if err != nil {
 			log.Warn().Err(err).Str("observer", o.Name).Msg("cannot check the columns the condition and templates read")
 		}
