@@ -11,6 +11,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observers/dlq"
 	"github.com/fraiseql/fraiseql-observers/internal/pgtest"
+	"github.com/fraiseql/fraiseql-observers/lsn"
 	"github.com/fraiseql/fraiseql-observers/pipeline"
 )
 
@@ -52,6 +53,7 @@ func TestConditionFailureIsNotDropped(t *testing.T) {
 	p := startService(t, env, "start", "--config", cfg)
 	waitFor(t, 60*time.Second, "the service to be ready", func() bool { return httpStatus(addr, "/readyz") == http.StatusOK })
 	db.Exec(`INSERT INTO t VALUES (1, NULL, 'SSN-123-45-6789', ''), (2, 10, '42', ''), (3, NULL, 'SSN-987-65-4321', '')`)
+	after, _ := lsn.Parse(pgtest.QueryValue[string](db, `SELECT pg_current_wal_lsn()::text`))
 
 	var items []dlq.Item
 	waitFor(t, 60*time.Second, "the failed conditions in the DLQ", func() bool {
@@ -84,6 +86,8 @@ func TestConditionFailureIsNotDropped(t *testing.T) {
 		t.Fatalf("the DLQ item lost the evaluation error: %q", full.Error)
 	}
 	waitFor(t, 30*time.Second, "row 2 delivered", func() bool { return len(readEvents(t, out)) == 1 })
+	// Every event is settled (delivered or in the DLQ): the slot moves past them.
+	waitFor(t, 30*time.Second, "the slot to confirm the transaction", func() bool { return confirmedFlush(t, db, "obs_slot") >= after })
 
 	var evs []pipeline.DebugEvent
 	cliJSON(t, env, &evs, "debug-event", "--history", "10", "--config", cfg)
