@@ -107,26 +107,10 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	}
 	// Tables created by an earlier version lack the lease column and the marker of a
 	// time without checkpoints.
-	if err := addColumn(ctx, s.pool, s.table("observer_epochs"), "expires_at"); err != nil {
+	if err := pgschema.AddColumn(ctx, s.pool, s.table("observer_epochs"), "expires_at", "timestamptz"); err != nil {
 		return err
 	}
-	return addColumn(ctx, s.pool, s.table("observer_checkpoints"), "disabled_at")
-}
-
-// addColumn adds a timestamptz column to table unless it has it.
-func addColumn(ctx context.Context, pool *pgxpool.Pool, table, column string) error {
-	var has bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`,
-		table, column).Scan(&has); err != nil {
-		return fmt.Errorf("inspect %s: %w", table, err)
-	}
-	if has {
-		return nil
-	}
-	if _, err := pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s timestamptz`, table, pgx.Identifier{column}.Sanitize())); err != nil {
-		return fmt.Errorf("add column %s to %s: %w", column, table, err)
-	}
-	return nil
+	return pgschema.AddColumn(ctx, s.pool, s.table("observer_checkpoints"), "disabled_at", "timestamptz")
 }
 
 // MarkDisabled records, when the slot has checkpoints stored, that this listener
@@ -145,7 +129,7 @@ func MarkDisabled(ctx context.Context, pool *pgxpool.Pool, schema, slot, listene
 	if !exists {
 		return nil
 	}
-	if err := addColumn(ctx, pool, s.table("observer_checkpoints"), "disabled_at"); err != nil {
+	if err := pgschema.AddColumn(ctx, pool, s.table("observer_checkpoints"), "disabled_at", "timestamptz"); err != nil {
 		return err
 	}
 	tx, err := pool.Begin(ctx)

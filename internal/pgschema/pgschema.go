@@ -47,3 +47,23 @@ func Ensure(ctx context.Context, db Execer, schema string, tables []string, ddl 
 	}
 	return nil
 }
+
+// AddColumn adds a column to table (a quoted, schema-qualified name, as
+// pgx.Identifier.Sanitize returns it) unless it has one of that name: a table that an
+// earlier version created gains the column, and a role that does not own the table
+// (which may not ALTER it) runs against one where an administrator added it.
+// definition is the column's type and constraints ("bigint NOT NULL DEFAULT 0").
+func AddColumn(ctx context.Context, db Execer, table, column, definition string) error {
+	var has bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`,
+		table, column).Scan(&has); err != nil {
+		return fmt.Errorf("inspect %s: %w", table, err)
+	}
+	if has {
+		return nil
+	}
+	if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`, table, pgx.Identifier{column}.Sanitize(), definition)); err != nil {
+		return fmt.Errorf("add column %s to %s: %w", column, table, err)
+	}
+	return nil
+}
