@@ -59,11 +59,14 @@
 // checkpoints and fenced by the same epoch. A restart, a failover or a SIGKILL resumes
 // each unfinished snapshot after its last completed chunk; the chunks in flight at the
 // time are read again. At most four chunks are in flight, a chunk ends early once its
-// events hold an eighth of the pipeline's byte budget, a chunk is read only while the
-// pipeline holds less than half of it, and Options.RowsPerSecond limits the reading,
-// so live changes keep flowing between chunks. The history holds the keys of the
-// table's changes since the previous chunk that the oldest pending chunk's read did
-// not see: a few transactions, not the stream's backlog.
+// events hold an eighth of the pipeline's byte budget (the budget when the snapshot was
+// requested, stored with it like the chunk size: a chunk read again after a restart
+// with another budget ends where it ended, so its rows keep their ids), a chunk is read
+// only while the pipeline holds less than half of the current budget, and
+// Options.RowsPerSecond limits the reading, so live changes keep flowing between
+// chunks. The history holds the keys of the table's changes since the previous chunk
+// that the oldest pending chunk's read did not see: a few transactions, not the
+// stream's backlog.
 //
 // # --where
 //

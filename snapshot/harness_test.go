@@ -104,6 +104,10 @@ type harnessOptions struct {
 	sink      *recordSink
 	observers func(sink pipeline.Sink) []*pipeline.Observer
 	afterRead func(no int64)
+	// maxInFlight is the pipeline's byte budget, the Manager's too (default 16 MiB).
+	maxInFlight int64
+	// pipeline, when set, wraps the pipeline the Manager sees.
+	pipeline func(Pipeline) Pipeline
 }
 
 func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
@@ -135,7 +139,10 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	if os.Getenv("SNAPSHOT_TEST_LOG") != "" {
 		log = log.Level(zerolog.DebugLevel)
 	}
-	h.pipe, err = pipeline.New(pipeline.Options{Observers: observers, Acker: h.wm, Dedup: dedup, MaxInFlightBytes: 16 << 20, Logger: log})
+	if o.maxInFlight == 0 {
+		o.maxInFlight = 16 << 20
+	}
+	h.pipe, err = pipeline.New(pipeline.Options{Observers: observers, Acker: h.wm, Dedup: dedup, MaxInFlightBytes: o.maxInFlight, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +150,12 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var pipe Pipeline = h.pipe
+	if o.pipeline != nil {
+		pipe = o.pipeline(pipe)
+	}
 	h.mgr, err = New(Options{ConnConfig: cc, Pool: h.pool, Slot: "s", Publication: "pub", ListenerID: "test", Epoch: func() int64 { return epoch },
-		ChunkSize: o.chunkSize, RowsPerSecond: o.rps, MaxInFlightBytes: 16 << 20, Pipeline: h.pipe, Settled: h.wm, Logger: log})
+		ChunkSize: o.chunkSize, RowsPerSecond: o.rps, MaxInFlightBytes: o.maxInFlight, Pipeline: pipe, Settled: h.wm, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

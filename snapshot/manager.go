@@ -162,7 +162,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (Info, error) {
 		return Info{}, err
 	}
 	info, err := m.store.create(ctx, Info{schema: schema, name: name, Table: t.String(), Where: req.Where, Observer: req.Observer,
-		Origin: OriginCommand, ChunkSize: m.opts.ChunkSize, RowsEstimate: estimate})
+		Origin: OriginCommand, ChunkSize: m.opts.ChunkSize, chunkBytes: m.chunkBytes(), RowsEstimate: estimate})
 	if err != nil {
 		return Info{}, err
 	}
@@ -206,7 +206,7 @@ func (m *Manager) Initial(ctx context.Context, tables []string) error {
 		if err != nil {
 			return err
 		}
-		_, err = m.store.create(ctx, Info{schema: schema, name: rel, Table: name, Origin: OriginInitial, ChunkSize: m.opts.ChunkSize})
+		_, err = m.store.create(ctx, Info{schema: schema, name: rel, Table: name, Origin: OriginInitial, ChunkSize: m.opts.ChunkSize, chunkBytes: m.chunkBytes()})
 		var conflict *ConflictError
 		if err != nil && !errors.As(err, &conflict) {
 			return err
@@ -292,6 +292,15 @@ func (m *Manager) poke() {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// chunkBytes returns the byte bound of the chunks of a snapshot requested now: an
+// eighth of the pipeline's budget (-1: no bound).
+func (m *Manager) chunkBytes() int64 {
+	if b := m.opts.MaxInFlightBytes / 8; b > 0 {
+		return b
+	}
+	return -1
 }
 
 // roomInPipeline reports whether the pipeline has room for another chunk.
@@ -399,7 +408,10 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 			}
 		}()
 	}
-	if ok, err := m.store.start(ctx, info.ID, info.RowsEstimate); !ok {
+	// A snapshot keeps the byte bound it was requested with (one requested by an
+	// earlier version takes the current one from now on).
+	bound, ok, err := m.store.start(ctx, info.ID, info.RowsEstimate, m.chunkBytes())
+	if !ok {
 		return err // nil: cancelled meanwhile
 	}
 	m.metrics.rows(info.Table) // the table's series exist from the start
@@ -407,7 +419,7 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 	w := m.tap.watch(t)
 	defer m.tap.unwatch(w)
 	r := newReader(conn, t, rel, info.Where, info.ChunkSize, m.opts.MaxEventBytes)
-	r.maxBytes = m.opts.MaxInFlightBytes / 8
+	r.maxBytes = bound
 	j := &job{m: m, info: info, w: w, r: r,
 		done:    progress{chunks: info.Chunks, rowsRead: info.RowsRead, rowsSent: info.RowsSent, lastKey: info.lastKey},
 		started: time.Now(), base: info.RowsRead, cancel: make(chan struct{})}
@@ -415,9 +427,11 @@ func (m *Manager) runOne(ctx context.Context, info Info) error {
 	m.cur = j
 	m.mu.Unlock()
 	if info.Chunks == 0 {
-		m.log.Info().Int64("snapshot", info.ID).Str("table", info.Table).Int64("rows_estimate", info.RowsEstimate).Int("chunk_size", info.ChunkSize).Msg("snapshot started")
+		m.log.Info().Int64("snapshot", info.ID).Str("table", info.Table).Int64("rows_estimate", info.RowsEstimate).Int("chunk_size", info.ChunkSize).
+			Int64("chunk_bytes", bound).Msg("snapshot started")
 	} else {
-		m.log.Info().Int64("snapshot", info.ID).Str("table", info.Table).Int64("chunks", info.Chunks).Int64("rows_read", info.RowsRead).Msg("snapshot resumed")
+		m.log.Info().Int64("snapshot", info.ID).Str("table", info.Table).Int64("chunks", info.Chunks).Int64("rows_read", info.RowsRead).
+			Int("chunk_size", info.ChunkSize).Int64("chunk_bytes", bound).Msg("snapshot resumed")
 	}
 	err = j.run(ctx)
 	if ctx.Err() == nil {

@@ -28,7 +28,7 @@ type reader struct {
 	rel   *decoder.Relation
 	where string
 	size  int
-	// maxBytes ends a chunk early once its events hold that much (0: no bound): a
+	// maxBytes ends a chunk early once its events hold that much (≤ 0: no bound): a
 	// chunk of wide rows stays within the pipeline's budget.
 	maxBytes int64
 	asm      *decoder.Assembler

@@ -63,6 +63,13 @@ type Info struct {
 
 	schema, name string
 	lastKey      []string // text of the key of the last row of the last completed chunk
+	// chunkBytes ends a chunk early once its events hold that many bytes: -1 for no
+	// bound, 0 when not recorded yet (a snapshot requested by an earlier version). Like
+	// ChunkSize it is fixed when the snapshot is requested, so that a chunk read again
+	// after a restart has the same rows, hence the same ids, whatever the configuration
+	// says then. It is not among infoColumns: status reads snapshots from tables an
+	// earlier version may have created.
+	chunkBytes int64
 }
 
 // finished reports whether the snapshot has ended.
@@ -107,6 +114,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	origin        text        NOT NULL,
 	state         text        NOT NULL,
 	chunk_size    integer     NOT NULL,
+	chunk_bytes   bigint      NOT NULL DEFAULT 0,
 	last_key      text[],
 	chunks        bigint      NOT NULL DEFAULT 0,
 	rows_read     bigint      NOT NULL DEFAULT 0,
@@ -134,7 +142,8 @@ COMMENT ON TABLE %[2]s IS 'fraiseql-observers snapshot chunks read but not yet c
 	if err := pgschema.Ensure(ctx, s.pool, s.schema, Tables, sql); err != nil {
 		return fmt.Errorf("create snapshot tables: %w", err)
 	}
-	return nil
+	// Tables created by an earlier version lack the byte bound (0 on their rows).
+	return pgschema.AddColumn(ctx, s.pool, s.table("observer_snapshots"), "chunk_bytes", "bigint NOT NULL DEFAULT 0")
 }
 
 const infoColumns = `id, schema_name, table_name, where_sql, observer, origin, state, chunk_size, last_key, chunks, rows_read, rows_sent,
@@ -152,10 +161,10 @@ func scanInfo(row pgx.Row) (Info, error) {
 // table is a *ConflictError.
 func (s *store) create(ctx context.Context, i Info) (Info, error) {
 	row := s.pool.QueryRow(ctx, fmt.Sprintf(`
-INSERT INTO %s (slot_name, schema_name, table_name, where_sql, observer, origin, state, chunk_size, rows_estimate, listener_id)
-SELECT $1, $3, $4, $5, $6, $7, 'pending', $8, $9, $10 WHERE %s
+INSERT INTO %s (slot_name, schema_name, table_name, where_sql, observer, origin, state, chunk_size, chunk_bytes, rows_estimate, listener_id)
+SELECT $1, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11 WHERE %s
 RETURNING `+infoColumns, s.table("observer_snapshots"), s.fence()),
-		s.slot, s.epoch(), i.schema, i.name, i.Where, i.Observer, i.Origin, i.ChunkSize, i.RowsEstimate, s.listener)
+		s.slot, s.epoch(), i.schema, i.name, i.Where, i.Observer, i.Origin, i.ChunkSize, i.chunkBytes, i.RowsEstimate, s.listener)
 	out, err := scanInfo(row)
 	var pgErr *pgconn.PgError
 	switch {
@@ -260,24 +269,28 @@ func (s *store) exec(ctx context.Context, what, sql string, args ...any) error {
 	return nil
 }
 
-// start marks a pending or running snapshot running and records its estimate. It
-// reports false when the snapshot has ended meanwhile (cancelled).
-func (s *store) start(ctx context.Context, id, estimate int64) (bool, error) {
-	tag, err := s.pool.Exec(ctx, fmt.Sprintf(`
-UPDATE %s SET state = 'running', started_at = coalesce(started_at, now()), rows_estimate = $4, listener_id = $5, updated_at = now()
-WHERE id = $3 AND slot_name = $1 AND state IN ('pending', 'running') AND %s`, s.table("observer_snapshots"), s.fence()),
-		s.slot, s.epoch(), id, estimate, s.listener)
-	if err != nil {
-		return false, fmt.Errorf("start snapshot: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
-		return true, nil
+// start marks a pending or running snapshot running, records its estimate and, when
+// the snapshot has none yet, the byte bound chunkBytes; it returns the snapshot's
+// byte bound. It reports false when the snapshot has ended meanwhile (cancelled).
+func (s *store) start(ctx context.Context, id, estimate, chunkBytes int64) (int64, bool, error) {
+	var bound int64
+	err := s.pool.QueryRow(ctx, fmt.Sprintf(`
+UPDATE %s SET state = 'running', started_at = coalesce(started_at, now()), rows_estimate = $4, listener_id = $5,
+       chunk_bytes = CASE WHEN chunk_bytes = 0 THEN $6 ELSE chunk_bytes END, updated_at = now()
+WHERE id = $3 AND slot_name = $1 AND state IN ('pending', 'running') AND %s
+RETURNING chunk_bytes`, s.table("observer_snapshots"), s.fence()),
+		s.slot, s.epoch(), id, estimate, s.listener, chunkBytes).Scan(&bound)
+	switch {
+	case err == nil:
+		return bound, true, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, false, fmt.Errorf("start snapshot: %w", err)
 	}
 	i, err := s.get(ctx, id)
 	if err == nil && i.finished() {
-		return false, nil
+		return 0, false, nil
 	}
-	return false, fmt.Errorf("start snapshot: %w", checkpoint.ErrFenced)
+	return 0, false, fmt.Errorf("start snapshot: %w", checkpoint.ErrFenced)
 }
 
 // finish ends a snapshot (done, cancelled or failed) and forgets its chunks. A
