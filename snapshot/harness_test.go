@@ -108,6 +108,8 @@ type harnessOptions struct {
 	maxInFlight int64
 	// pipeline, when set, wraps the pipeline the Manager sees.
 	pipeline func(Pipeline) Pipeline
+	// runtimeParams are session settings of the replication and snapshot connections.
+	runtimeParams map[string]string
 }
 
 func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
@@ -149,6 +151,9 @@ func startHarness(t *testing.T, db *pgtest.DB, o harnessOptions) *harness {
 	cc, err := pgx.ParseConfig(db.DSN())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range o.runtimeParams {
+		cc.RuntimeParams[k] = v
 	}
 	var pipe Pipeline = h.pipe
 	if o.pipeline != nil {
