@@ -2,7 +2,10 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +90,115 @@ func TestResumeWithAnotherBudgetKeepsIds(t *testing.T) {
 	}
 	if want := 50 - completed; repeated != want || want == 0 {
 		t.Fatalf("unexpected rows delivered twice; got %d; want %d (%d-50: the chunk in flight)", repeated, want, completed+1)
+	}
+}
+
+// TestRateLimit reads 3000 rows in chunks of 100 at 1000 rows per second: a chunk is
+// read only once the rows before it are paid for, so the last of the 30 chunks is
+// read no sooner than 2.9 s after the first (a lower bound only a broken limiter can
+// break; a slow machine only adds to it).
+func TestRateLimit(t *testing.T) {
+	const rows, size, rps = 3000, 100, 1000
+	db := pgtest.NewDB(t)
+	db.Exec(tableDDL + `INSERT INTO t SELECT g, g, 'row ' || g FROM generate_series(1, ` + strconv.Itoa(rows) + `) g;`)
+	db.CreateSlot("s")
+	var mu sync.Mutex
+	var first, last time.Time
+	h := startHarness(t, db, harnessOptions{chunkSize: size, rps: rps, afterRead: func(no int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if no == 1 {
+			first = time.Now()
+		}
+		last = time.Now()
+	}})
+	info, err := h.mgr.Start(context.Background(), Request{Table: "public.t"})
+	must(t, err)
+	if done := h.waitDone(info.ID); done.State != StateDone || done.RowsSent != rows || done.Chunks != rows/size {
+		t.Fatalf("unexpected end: %s, %d rows sent in %d chunks; want done, %d in %d: %s", done.State, done.RowsSent, done.Chunks, rows, rows/size, done.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := time.Duration(float64(rows-size) / rps * float64(time.Second))
+	if got := last.Sub(first); got < want {
+		t.Fatalf("chunks read too fast; the last %s after the first; want at least %s at %d rows/s", got, want, rps)
+	} else {
+		t.Logf("the last chunk read %s after the first", got)
+	}
+}
+
+// countingPipeline counts the Manager's looks at the pipeline's in-flight bytes.
+type countingPipeline struct {
+	Pipeline
+	looks atomic.Int64
+}
+
+func (p *countingPipeline) InFlightBytes() int64 {
+	p.looks.Add(1)
+	return p.Pipeline.InFlightBytes()
+}
+
+// TestBackpressurePausesReading fills the pipeline past half its budget with live
+// changes that the action holds, while the first chunk is read: the next chunk is not
+// read however often the Manager looks at the pipeline, and once the action lets go
+// the snapshot reads the rest.
+func TestBackpressurePausesReading(t *testing.T) {
+	const budget = 1 << 20
+	db := pgtest.NewDB(t)
+	db.Exec(tableDDL + `INSERT INTO t SELECT g, g, 'row ' || g FROM generate_series(1001, 1050) g;`)
+	db.CreateSlot("s")
+	pool := pgtest.Pool(t, db.DSN())
+	sink := newRecordSink()
+	hold := make(chan struct{})
+	var holdOnce sync.Once
+	release := func() { holdOnce.Do(func() { close(hold) }) }
+	sink.block = func(ev *decoder.Event) bool {
+		if ev.Op == decoder.OpInsert {
+			<-hold
+		}
+		return false
+	}
+	var pipe *countingPipeline
+	var reads, pressed atomic.Int64 // pressed: the looks when the pipeline was filled
+	h := startHarness(t, db, harnessOptions{chunkSize: 10, sink: sink, maxInFlight: budget,
+		pipeline: func(p Pipeline) Pipeline {
+			pipe = &countingPipeline{Pipeline: p}
+			return pipe
+		},
+		afterRead: func(no int64) {
+			if reads.Add(1) != 1 {
+				return
+			}
+			// Before chunk 1's high watermark: rows of 50 kB, one at a time, each
+			// dispatched before the next, until the pipeline holds half its budget.
+			for k := 1; pipe.Pipeline.InFlightBytes() < budget/2; k++ {
+				before := pipe.Pipeline.InFlightBytes()
+				if _, err := pool.Exec(context.Background(), fmt.Sprintf(`INSERT INTO t VALUES (%d, 0, repeat('x', 50000))`, k)); err != nil || k > 20 {
+					t.Errorf("fill the pipeline: row %d, %d bytes in flight: %v", k, before, err)
+					return
+				}
+				for deadline := time.Now().Add(time.Minute); pipe.Pipeline.InFlightBytes() == before && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			pressed.Store(pipe.looks.Load())
+		}})
+	t.Cleanup(release) // before the harness stops
+	info, err := h.mgr.Start(context.Background(), Request{Table: "public.t"})
+	must(t, err)
+	for deadline := time.Now().Add(time.Minute); reads.Load() <= 1 && (pressed.Load() == 0 || pipe.looks.Load() < pressed.Load()+10); {
+		if time.Now().After(deadline) || t.Failed() {
+			t.Fatalf("the Manager did not look at the full pipeline: %d looks, %d when it was filled", pipe.looks.Load(), pressed.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	inflight := pipe.Pipeline.InFlightBytes()
+	if n := reads.Load(); n != 1 || inflight < budget/2 {
+		t.Fatalf("unexpected chunks read while the pipeline holds %d bytes of a budget of %d; got %d; want 1", inflight, budget, n)
+	}
+	t.Logf("chunk 2 not read in %d looks at a pipeline holding %d bytes", pipe.looks.Load()-pressed.Load(), inflight)
+	release()
+	if done := h.waitDone(info.ID); done.State != StateDone || done.RowsSent != 50 || reads.Load() != 5 {
+		t.Fatalf("unexpected end: %s, %d rows sent, %d chunks read; want done, 50, 5: %s", done.State, done.RowsSent, reads.Load(), done.Error)
 	}
 }
