@@ -1,7 +1,7 @@
 // Package snapshot backfills tables: it reads the rows a table already holds and
 // hands them on as events of op READ, while the replication stream goes on, without
-// a lock and without pausing the stream (the watermark algorithm of Netflix's DBLog,
-// also Debezium's incremental snapshot).
+// pausing the stream and with no lock but the ACCESS SHARE lock any SELECT takes (the
+// watermark algorithm of Netflix's DBLog, also Debezium's incremental snapshot).
 //
 // # Chunks between watermarks
 //
@@ -32,10 +32,14 @@
 // table started (the watch starts before the first chunk's low watermark is written).
 // A TRUNCATE of the table in a chunk's window (or unseen by its read) drops the whole
 // chunk; a change whose key cannot be read from its images makes the chunk be read
-// again. Each chunk is read under ACCESS SHARE (the lock any SELECT takes) after
-// checking the table's definition, which is checked again after the high watermark:
-// an ALTER TABLE starts the snapshot again after its last completed chunk, with the
-// table described anew.
+// again. Each chunk is read under ACCESS SHARE (the lock any SELECT takes, held until
+// the chunk is read) after checking the table's definition, which is checked again
+// after the high watermark: an ALTER TABLE starts the snapshot again after its last
+// completed chunk, with the table described anew. ACCESS SHARE conflicts only with
+// ACCESS EXCLUSIVE (DROP, TRUNCATE, most ALTER TABLE, VACUUM FULL, CLUSTER, REINDEX):
+// such a command waits for the chunk's read to end; a chunk that waits for one more
+// than 10 s (lock_timeout) fails and the snapshot resumes from its last completed
+// chunk after a backoff.
 //
 // The READ rows of a chunk are dispatched in the session's watermark at the high
 // watermark's position: the slot is never confirmed past it until every one of them
