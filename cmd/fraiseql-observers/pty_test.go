@@ -11,15 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cliOnTerminal runs a command with its stdout on a pseudo-terminal (stderr to a
-// buffer) and returns what the terminal received.
-func cliOnTerminal(t *testing.T, env []string, args ...string) cliResult {
+// openPTY opens a pseudo-terminal: the master (closed when the test ends) and its
+// slave, a terminal for whoever writes to it. After every holder of the slave closed
+// it, reading the master ends with an error (EIO).
+func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Fatalf("open a pseudo-terminal: %v", err)
 	}
-	defer master.Close()
+	t.Cleanup(func() { master.Close() })
 	fd := int(master.Fd())
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 		t.Fatalf("unlock the pseudo-terminal: %v", err)
@@ -28,10 +29,16 @@ func cliOnTerminal(t *testing.T, env []string, args ...string) cliResult {
 	if err != nil {
 		t.Fatalf("pseudo-terminal number: %v", err)
 	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Fatalf("open the pseudo-terminal's slave: %v", err)
 	}
+	return master, slave
+}
+
+// readAll reads master until every holder of its slave closed it; wait returns what
+// it read.
+func readAll(master *os.File) (wait func() string) {
 	var out bytes.Buffer
 	var reading sync.WaitGroup
 	reading.Add(1)
@@ -46,14 +53,25 @@ func cliOnTerminal(t *testing.T, env []string, args ...string) cliResult {
 			}
 		}
 	}()
+	return func() string {
+		reading.Wait()
+		return out.String()
+	}
+}
+
+// cliOnTerminal runs a command with its stdout on a pseudo-terminal (stderr to a
+// buffer) and returns what the terminal received.
+func cliOnTerminal(t *testing.T, env []string, args ...string) cliResult {
+	t.Helper()
+	master, slave := openPTY(t)
+	out := readAll(master)
 	cmd := exec.Command(binPath, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = slave, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	slave.Close()
-	reading.Wait()
-	return cliOutcome(t, args, err, out.String(), errb.String())
+	return cliOutcome(t, args, err, out(), errb.String())
 }
 
 // TestIsTerminal: a pseudo-terminal is a terminal; /dev/null (a character device too),
