@@ -157,6 +157,26 @@ func CollectStatus(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config,
 	return doc, h, nil
 }
 
+// MeasureWALRate reads the slot's health again after d (first is the reading
+// CollectStatus returned) and puts the slot health into doc with the current WAL rate,
+// measured between the two readings, and the estimate of when the slot would be
+// invalidated at that rate. Without a second reading doc is left as it is.
+func MeasureWALRate(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config, doc *StatusDoc, first cdc.SlotHealth, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+	}
+	h, err := cdc.ReadSlotHealth(ctx, pool, cfg.Source.Slot, 0)
+	if err != nil || !h.At.After(first.At) {
+		return nil // the first reading stands; only the rate is unknown
+	}
+	h.EstimateInvalidation(float64(h.CurrentWAL.Sub(first.CurrentWAL)) / h.At.Sub(first.At).Seconds())
+	doc.SlotHealth = SlotFromHealth(h)
+	doc.SlotHealth.WALRateKnown = true
+	return nil
+}
+
 // collectState reads the registry, checkpoints and DLQ size.
 func collectState(ctx context.Context, pool *pgxpool.Pool, cfg *configs.Config) (StatusDoc, error) {
 	doc := StatusDoc{ListenerID: cfg.ListenerID, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fraiseql/fraiseql-observers/cdc"
 	"github.com/fraiseql/fraiseql-observers/configs"
 	"github.com/fraiseql/fraiseql-observers/internal/words"
 	"github.com/fraiseql/fraiseql-observers/service"
@@ -85,15 +84,8 @@ func runStatus(ctx context.Context, g *globals, detailed bool) error {
 	}
 	if detailed {
 		// Two readings a second apart give the current WAL rate.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		if h2, err := cdc.ReadSlotHealth(ctx, pool, cfg.Source.Slot, 0); err == nil && h2.At.After(h.At) {
-			h2.EstimateInvalidation(float64(h2.CurrentWAL.Sub(h.CurrentWAL)) / h2.At.Sub(h.At).Seconds())
-			doc.SlotHealth = service.SlotFromHealth(h2)
-			doc.SlotHealth.WALRateKnown = true
+		if err := service.MeasureWALRate(ctx, pool, cfg, &doc, h, time.Second); err != nil {
+			return err
 		}
 	}
 	doc.Source, doc.Note = "postgres", note
