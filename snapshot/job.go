@@ -213,6 +213,12 @@ func (j *job) readChunk(ctx context.Context) error {
 	if m.afterRead != nil {
 		m.afterRead(no)
 	}
+	if j.cancelled.Load() {
+		// Cancelled while the chunk was read: it is not handed on (without its high
+		// watermark the tap never releases it), so nothing is sent after the cancel.
+		m.tap.abandon(c)
+		return nil
+	}
 	if _, err := j.r.emit(ctx, "high", j.info.ID, no, nonce); err != nil {
 		m.tap.abandon(c)
 		return err
